@@ -1,0 +1,29 @@
+/**
+ * Size and count limits of the wire contract. They live next to the schemas that enforce them so
+ * that every side (edge, media node, SDK, tests) rejects the same inputs.
+ */
+export const LIMITS = {
+  roomNameMaxChars: 128,
+  displayMaxChars: 64,
+  maxPublishersMin: 1,
+  maxPublishersMax: 100,
+  maxPublishersDefault: 10,
+  /** An SDP is at most 64 KiB; real offers with simulcast are ~10 KiB. */
+  sdpMaxBytes: 64 * 1024,
+  /** REST bodies above this are answered 413. */
+  restBodyMaxBytes: 16 * 1024,
+  /** A signaling frame above this is answered `message_too_large`. */
+  frameMaxBytes: 64 * 1024 + 4 * 1024,
+  requestIdMaxChars: 64,
+  candidateMaxChars: 1024,
+  feedsPerRequestMax: 100,
+  tokenMaxChars: 4096,
+  iceServerUrlMaxChars: 512,
+} as const;
+
+const encoder = new TextEncoder();
+
+/** UTF-8 byte length: limits are on bytes on the wire, not on UTF-16 code units. */
+export function utf8Length(text: string): number {
+  return encoder.encode(text).byteLength;
+}

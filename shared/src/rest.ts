@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import { IceServersSchema } from './ice.ts';
+import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
+import { LIMITS } from './limits.ts';
+
+const IsoTimestampSchema = z.iso.datetime();
+
+/** Trimmed display text: a name made only of spaces is as empty as no name. */
+const displayText = (max: number) => z.string().trim().min(1).max(max);
+
+export const DisplaySchema = displayText(LIMITS.displayMaxChars);
+
+export const CreateRoomRequestSchema = z.strictObject({
+  name: displayText(LIMITS.roomNameMaxChars),
+  max_publishers: z
+    .number()
+    .int()
+    .min(LIMITS.maxPublishersMin)
+    .max(LIMITS.maxPublishersMax)
+    .default(LIMITS.maxPublishersDefault),
+});
+export type CreateRoomRequest = z.infer<typeof CreateRoomRequestSchema>;
+
+export const RoomSchema = z.object({
+  id: RoomIdSchema,
+  name: z.string().max(LIMITS.roomNameMaxChars),
+  max_publishers: z.number().int().min(LIMITS.maxPublishersMin).max(LIMITS.maxPublishersMax),
+  created_at: IsoTimestampSchema,
+  expires_at: IsoTimestampSchema,
+});
+export type Room = z.infer<typeof RoomSchema>;
+
+export const StreamKindSchema = z.enum(['audio', 'video']);
+export type StreamKind = z.infer<typeof StreamKindSchema>;
+
+export const StreamSchema = z.object({
+  kind: StreamKindSchema,
+  mid: z.string().max(64).optional(),
+  codec: z.string().max(64).optional(),
+});
+export type Stream = z.infer<typeof StreamSchema>;
+
+/** A participant who publishes; `id` is the publisher's participant_id. */
+export const PublisherSchema = z.object({
+  id: ParticipantIdSchema,
+  display: z.string().max(LIMITS.displayMaxChars),
+  streams: z.array(StreamSchema).max(8),
+});
+export type Publisher = z.infer<typeof PublisherSchema>;
+
+export const PublisherSummarySchema = PublisherSchema.pick({ id: true, display: true });
+export type PublisherSummary = z.infer<typeof PublisherSummarySchema>;
+
+export const RoomDetailsSchema = RoomSchema.extend({
+  participants: z.number().int().min(0),
+  publishers: z.array(PublisherSummarySchema),
+});
+export type RoomDetails = z.infer<typeof RoomDetailsSchema>;
+
+export const JoinRoomRequestSchema = z.strictObject({ display: DisplaySchema });
+export type JoinRoomRequest = z.infer<typeof JoinRoomRequestSchema>;
+
+export const JoinRoomResponseSchema = z.object({
+  token: z.string().max(LIMITS.tokenMaxChars),
+  participant_id: ParticipantIdSchema,
+  room_id: RoomIdSchema,
+  expires_at: IsoTimestampSchema,
+  ws_url: z.string().max(2048),
+  ice_servers: IceServersSchema,
+});
+export type JoinRoomResponse = z.infer<typeof JoinRoomResponseSchema>;
+
+export const LeaveRoomResponseSchema = z.object({ left: z.literal(true) });
+export type LeaveRoomResponse = z.infer<typeof LeaveRoomResponseSchema>;
+
+export const HealthCheckSchema = z.object({
+  status: z.enum(['ok', 'down', 'disabled']),
+  latency_ms: z.number().optional(),
+  detail: z.string().max(256).optional(),
+});
+export type HealthCheck = z.infer<typeof HealthCheckSchema>;
+
+export const HealthResponseSchema = z.object({
+  status: z.enum(['ok', 'degraded']),
+  checks: z.record(z.string(), HealthCheckSchema),
+});
+export type HealthResponse = z.infer<typeof HealthResponseSchema>;

@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { ErrorCodeSchema } from './errors.ts';
+import { IceCandidateSchema, IceServersSchema } from './ice.ts';
+import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
+import { LIMITS } from './limits.ts';
+import { DisplaySchema, PublisherSchema } from './rest.ts';
+import { SdpSchema } from './sdp.ts';
+
+/**
+ * Signaling frames are JSON text `{type, request_id?, payload}`. A client request that carries a
+ * `request_id` gets exactly one reply carrying it (its specific reply, `ack` or `error`); server
+ * events carry none.
+ */
+export const RequestIdSchema = z.string().min(1).max(LIMITS.requestIdMaxChars);
+
+export const IceTargetSchema = z.enum(['publisher', 'subscriber']);
+export type IceTarget = z.infer<typeof IceTargetSchema>;
+
+export const FeedsSchema = z.array(ParticipantIdSchema).min(1).max(LIMITS.feedsPerRequestMax);
+
+export const ParticipantSchema = z.object({ id: ParticipantIdSchema, display: z.string().max(LIMITS.displayMaxChars) });
+export type Participant = z.infer<typeof ParticipantSchema>;
+
+/** Payload schemas of client requests, by frame type. */
+export const ClientPayloadSchemas = {
+  join_room: z.strictObject({ room_id: RoomIdSchema, display: DisplaySchema }),
+  publish_offer: z.strictObject({ sdp: SdpSchema, kind: z.enum(['audio', 'video', 'screen']).optional() }),
+  trickle_ice: z.strictObject({
+    target: IceTargetSchema.default('publisher'),
+    candidate: IceCandidateSchema.nullable(),
+  }),
+  subscribe: z.strictObject({ feeds: FeedsSchema }),
+  subscribe_answer: z.strictObject({ sdp: SdpSchema }),
+  unsubscribe: z.strictObject({ feeds: FeedsSchema }),
+  /** `{}`; a missing payload is taken as `{}`. */
+  unpublish: z.strictObject({}).default({}),
+  leave: z.strictObject({}).default({}),
+} as const;
+
+export type ClientFrameType = keyof typeof ClientPayloadSchemas;
+export const CLIENT_FRAME_TYPES = Object.keys(ClientPayloadSchemas) as ClientFrameType[];
+
+const clientFrame = <T extends ClientFrameType>(type: T) =>
+  z.strictObject({
+    type: z.literal(type),
+    request_id: RequestIdSchema.optional(),
+    payload: ClientPayloadSchemas[type],
+  });
+
+export const JoinRoomFrameSchema = clientFrame('join_room');
+export const PublishOfferFrameSchema = clientFrame('publish_offer');
+export const ClientTrickleIceFrameSchema = clientFrame('trickle_ice');
+export const SubscribeFrameSchema = clientFrame('subscribe');
+export const SubscribeAnswerFrameSchema = clientFrame('subscribe_answer');
+export const UnsubscribeFrameSchema = clientFrame('unsubscribe');
+export const UnpublishFrameSchema = clientFrame('unpublish');
+export const LeaveFrameSchema = clientFrame('leave');
+
+export const ClientFrameSchema = z.discriminatedUnion('type', [
+  JoinRoomFrameSchema,
+  PublishOfferFrameSchema,
+  ClientTrickleIceFrameSchema,
+  SubscribeFrameSchema,
+  SubscribeAnswerFrameSchema,
+  UnsubscribeFrameSchema,
+  UnpublishFrameSchema,
+  LeaveFrameSchema,
+]);
+export type ClientFrame = z.infer<typeof ClientFrameSchema>;
+export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { type: T }>;
+
+/**
+ * The outer envelope alone, to tell "not a frame" (`invalid_json`), "unknown type" (`unknown_type`)
+ * and "bad payload" (`invalid_payload`) apart, and to echo a `request_id` in the error reply.
+ */
+export const FrameEnvelopeSchema = z.object({
+  type: z.string().min(1).max(64),
+  request_id: RequestIdSchema.optional(),
+  payload: z.unknown().optional(),
+});
+
+/** Payload schemas of server frames (replies and events), by frame type. */
+export const ServerPayloadSchemas = {
+  joined: z.object({
+    participant_id: ParticipantIdSchema,
+    room_id: RoomIdSchema,
+    publishers: z.array(PublisherSchema),
+    ice_servers: IceServersSchema,
+    /** Everyone in the room at join time, including those who do not publish (an addition to the seed). */
+    participants: z.array(ParticipantSchema).optional(),
+  }),
+  publish_answer: z.object({ sdp: SdpSchema }),
+  subscribe_offer: z.object({ sdp: SdpSchema }),
+  ack: z.object({}),
+  error: z.object({ code: ErrorCodeSchema, message: z.string().max(1024) }),
+  publisher_joined: z.object({ publisher: PublisherSchema }),
+  publisher_left: z.object({ publisher_id: ParticipantIdSchema }),
+  participant_joined: z.object({ participant: ParticipantSchema }),
+  participant_left: z.object({ participant: ParticipantSchema }),
+  trickle_ice: z.object({ target: IceTargetSchema, candidate: IceCandidateSchema.nullable() }),
+} as const;
+
+export type ServerFrameType = keyof typeof ServerPayloadSchemas;
+export type ServerPayload<T extends ServerFrameType> = z.infer<(typeof ServerPayloadSchemas)[T]>;
+
+const serverFrame = <T extends ServerFrameType>(type: T) =>
+  z.object({ type: z.literal(type), request_id: RequestIdSchema.optional(), payload: ServerPayloadSchemas[type] });
+
+export const ServerFrameSchema = z.discriminatedUnion('type', [
+  serverFrame('joined'),
+  serverFrame('publish_answer'),
+  serverFrame('subscribe_offer'),
+  serverFrame('ack'),
+  serverFrame('error'),
+  serverFrame('publisher_joined'),
+  serverFrame('publisher_left'),
+  serverFrame('participant_joined'),
+  serverFrame('participant_left'),
+  serverFrame('trickle_ice'),
+]);
+export type ServerFrame = z.infer<typeof ServerFrameSchema>;
+export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;
+
+/** Builds a server frame; `request_id` is set only on replies. */
+export function serverFrameOf<T extends ServerFrameType>(
+  type: T,
+  payload: ServerPayload<T>,
+  requestId?: string,
+): ServerFrameOf<T> {
+  return (requestId === undefined ? { type, payload } : { type, request_id: requestId, payload }) as ServerFrameOf<T>;
+}

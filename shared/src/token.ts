@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
+import { LIMITS } from './limits.ts';
+
+/** Fixed issuer and audience of participant tokens; verification requires both. */
+export const TOKEN_ISSUER = 'truegather-edge';
+export const TOKEN_AUDIENCE = 'truegather-client';
+export const TOKEN_ALGORITHM = 'HS256';
+
+export const GrantsSchema = z.strictObject({
+  publish: z.boolean(),
+  subscribe: z.boolean(),
+  admin: z.boolean(),
+});
+export type Grants = z.infer<typeof GrantsSchema>;
+
+/** Claims of the participant token that `join` issues and the WebSocket and `leave` require. */
+export const TokenClaimsSchema = z.object({
+  iss: z.literal(TOKEN_ISSUER),
+  aud: z.union([z.literal(TOKEN_AUDIENCE), z.array(z.string()).refine((a) => a.includes(TOKEN_AUDIENCE))]),
+  sub: ParticipantIdSchema,
+  room: RoomIdSchema,
+  name: z.string().min(1).max(LIMITS.displayMaxChars),
+  grants: GrantsSchema,
+  jti: z.string().min(1).max(64),
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type TokenClaims = z.infer<typeof TokenClaimsSchema>;
+
+/** Claims of the short-lived tokens the edge and the media node sign for each other. */
+export const MEDIA_NODE_AUDIENCE = 'media-node';
+export const EDGE_AUDIENCE = 'truegather-edge-internal';
+export const MEDIA_TOKEN_MAX_LIFETIME_SECONDS = 60;
+
+export const ServiceTokenClaimsSchema = z.object({
+  iss: z.string().min(1).max(128),
+  aud: z.union([z.string(), z.array(z.string())]),
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type ServiceTokenClaims = z.infer<typeof ServiceTokenClaimsSchema>;

@@ -1,0 +1,24 @@
+/**
+ * The Worker's bindings as wrangler provides them: Durable Object namespaces plus string vars and
+ * secrets. Strings are parsed once into EdgeConfig (config.ts); nothing else reads them.
+ */
+export interface Env {
+  ROOMS: DurableObjectNamespace;
+  STORE: DurableObjectNamespace;
+  JWT_SECRET?: string;
+  JWT_EXPIRY_SECONDS?: string;
+  ROOM_TTL_SECONDS?: string;
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  STUN_SERVER?: string;
+  TURN_SERVER?: string;
+  TURN_SECRET?: string;
+  TURN_TTL_SECONDS?: string;
+  LOG_LEVEL?: string;
+  API_KEY?: string;
+  ALLOWED_ORIGINS?: string;
+  MEDIA_NODE_URL?: string;
+  MEDIA_NODE_SECRET?: string;
+  MAX_PARTICIPANTS?: string;
+  RECONNECT_GRACE_SECONDS?: string;
+}
