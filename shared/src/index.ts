@@ -6,5 +6,6 @@ export * from './limits.ts';
 export * from './media-control.ts';
 export * from './rest.ts';
 export * from './sdp.ts';
+export * from './service-token.ts';
 export * from './signaling.ts';
 export * from './token.ts';
