@@ -3,6 +3,7 @@ export * from './errors.ts';
 export * from './ice.ts';
 export * from './ids.ts';
 export * from './limits.ts';
+export * from './log.ts';
 export * from './media-control.ts';
 export * from './rest.ts';
 export * from './sdp.ts';

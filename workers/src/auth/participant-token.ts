@@ -1,0 +1,63 @@
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { newId } from '../../../shared/src/ids.ts';
+import {
+  type Grants,
+  TOKEN_ALGORITHM,
+  TOKEN_AUDIENCE,
+  TOKEN_ISSUER,
+  type TokenClaims,
+  TokenClaimsSchema,
+} from '../../../shared/src/token.ts';
+import type { EdgeConfig } from '../config.ts';
+import { HttpError } from '../http/errors.ts';
+
+export interface IssuedToken {
+  token: string;
+  claims: TokenClaims;
+  expiresAt: Date;
+}
+
+/** Signs the participant token of the contract: HS256, fixed iss/aud, exp = iat + JWT_EXPIRY_SECONDS. */
+export async function issueParticipantToken(
+  jwt: EdgeConfig['jwt'],
+  subject: { roomId: string; participantId: string; display: string; grants: Grants },
+): Promise<IssuedToken> {
+  const iat = Math.floor(Date.now() / 1000);
+  const claims: TokenClaims = {
+    iss: TOKEN_ISSUER,
+    aud: TOKEN_AUDIENCE,
+    sub: subject.participantId,
+    room: subject.roomId,
+    name: subject.display,
+    grants: subject.grants,
+    jti: newId(),
+    iat,
+    exp: iat + jwt.expirySeconds,
+  };
+  const token = await new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT' })
+    .sign(jwt.secret);
+  return { token, claims, expiresAt: new Date(claims.exp * 1000) };
+}
+
+/**
+ * Verifies a participant token with the algorithm pinned to HS256 (so `alg: none` and RS/HS
+ * confusion fail) and exp, iss and aud required. Any failure is a 401 `unauthorized`.
+ */
+export async function verifyParticipantToken(jwt: EdgeConfig['jwt'], token: string): Promise<TokenClaims> {
+  try {
+    const { payload } = await jwtVerify(token, jwt.secret, {
+      algorithms: [TOKEN_ALGORITHM],
+      issuer: TOKEN_ISSUER,
+      audience: TOKEN_AUDIENCE,
+      requiredClaims: ['exp', 'iat', 'sub', 'jti'],
+    });
+    const parsed = TokenClaimsSchema.safeParse(payload);
+    if (!parsed.success) throw new HttpError(401, 'unauthorized', 'token claims are malformed');
+    return parsed.data;
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    const expired = error instanceof joseErrors.JWTExpired;
+    throw new HttpError(401, 'unauthorized', expired ? 'token has expired' : 'token is invalid');
+  }
+}
