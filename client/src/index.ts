@@ -1,0 +1,9 @@
+export type { ConnectionState, ReconnectPolicy } from './signaling-connection.ts';
+export {
+  DEFAULT_RECONNECT,
+  SIGNALING_SUBPROTOCOL,
+  SignalingConnection,
+  SignalingError,
+} from './signaling-connection.ts';
+export type { ClientEvents, JoinOptions, RemoteTrack } from './truegather-client.ts';
+export { TrueGatherClient } from './truegather-client.ts';

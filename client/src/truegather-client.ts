@@ -1,0 +1,289 @@
+import type { IceServer } from '../../shared/src/ice.ts';
+import type { JoinRoomResponse, Publisher } from '../../shared/src/rest.ts';
+import type { IceTarget, Participant, ServerFrame } from '../../shared/src/signaling.ts';
+import {
+  type ConnectionState,
+  expectReply,
+  type ReconnectPolicy,
+  SignalingConnection,
+  SignalingError,
+} from './signaling-connection.ts';
+import { TypedEmitter } from './typed-emitter.ts';
+
+export interface RemoteTrack {
+  publisherId: string;
+  track: MediaStreamTrack;
+  stream: MediaStream;
+}
+
+export interface ClientEvents extends Record<string, unknown> {
+  state: ConnectionState;
+  participant_joined: Participant;
+  participant_left: Participant;
+  publisher_joined: Publisher;
+  publisher_left: { publisherId: string };
+  track: RemoteTrack;
+  error: Error;
+}
+
+export interface JoinOptions {
+  /** The edge's base URL, e.g. `http://localhost:8080`. */
+  baseUrl: string;
+  roomId: string;
+  display: string;
+  /** Subscribe to every publisher, present and future (default true). */
+  autoSubscribe?: boolean;
+  reconnect?: ReconnectPolicy;
+  /** `relay` forces TURN. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  fetch?: typeof fetch;
+  WebSocket?: typeof WebSocket;
+}
+
+/**
+ * A participant in a TrueGather room: REST join, signaling, one publishing and one subscribing peer
+ * connection, automatic subscription, trickle ICE both ways, reconnection within the server's grace
+ * period, and ICE restart (republish/resubscribe) when a peer connection fails.
+ */
+export class TrueGatherClient extends TypedEmitter<ClientEvents> {
+  readonly participantId: string;
+  readonly roomId: string;
+  readonly display: string;
+  readonly publishers = new Map<string, Publisher>();
+  readonly participants = new Map<string, Participant>();
+  #iceServers: IceServer[];
+  readonly #connection: SignalingConnection;
+  readonly #options: JoinOptions;
+  #publishing: { pc: RTCPeerConnection; stream: MediaStream } | undefined;
+  #subscriber: RTCPeerConnection | undefined;
+  readonly #subscribedFeeds = new Set<string>();
+  /** Offers are applied one at a time: renegotiations must not interleave. */
+  #offerChain: Promise<void> = Promise.resolve();
+  /** Peer connections whose candidates may be trickled now, and the flush for those still queued. */
+  readonly #trickleReady = new WeakSet<RTCPeerConnection>();
+  readonly #flushCandidates = new WeakMap<RTCPeerConnection, () => void>();
+
+  private constructor(join: JoinRoomResponse, options: JoinOptions) {
+    super();
+    this.participantId = join.participant_id;
+    this.roomId = join.room_id;
+    this.display = options.display;
+    this.#iceServers = join.ice_servers;
+    this.#options = options;
+    this.#connection = new SignalingConnection({
+      url: join.ws_url,
+      token: join.token,
+      reconnect: options.reconnect,
+      WebSocket: options.WebSocket,
+    });
+    this.#connection.on('state', (state) => this.emit('state', state));
+    this.#connection.on('frame', (frame) => this.#onEvent(frame));
+    this.#connection.on('reopened', () => {
+      this.#joinRoom().catch((error) => this.emit('error', error));
+    });
+  }
+
+  /** Joins over REST, opens signaling and sends join_room. */
+  static async join(options: JoinOptions): Promise<TrueGatherClient> {
+    const fetchImpl = options.fetch ?? fetch;
+    const response = await fetchImpl(`${options.baseUrl}/api/v1/rooms/${encodeURIComponent(options.roomId)}/join`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ display: options.display }),
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      const error = (body as { error?: { code?: string; message?: string } }).error;
+      throw new Error(`join failed: ${error?.code ?? response.status} ${error?.message ?? ''}`.trim());
+    }
+    const client = new TrueGatherClient(body as JoinRoomResponse, options);
+    await client.#connection.open();
+    await client.#joinRoom();
+    return client;
+  }
+
+  get state(): ConnectionState {
+    return this.#connection.state;
+  }
+
+  /** WebRTC statistics of both peer connections (e.g. `framesDecoded` of inbound video). */
+  async getStats(): Promise<{ publisher?: RTCStatsReport; subscriber?: RTCStatsReport }> {
+    return {
+      publisher: await this.#publishing?.pc.getStats(),
+      subscriber: await this.#subscriber?.getStats(),
+    };
+  }
+
+  /** Publishes every track of `stream` on one sendonly peer connection. */
+  async publish(stream: MediaStream): Promise<void> {
+    if (this.#publishing) await this.unpublish();
+    const pc = this.#newPeerConnection('publisher');
+    for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    this.#publishing = { pc, stream };
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc.iceConnectionState === 'failed' && this.#publishing?.pc === pc) {
+        this.publish(stream).catch((error) => this.emit('error', error));
+      }
+    });
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const reply = expectReply(
+      await this.#connection.request('publish_offer', { sdp: offer.sdp ?? '' }),
+      'publish_answer',
+    );
+    await pc.setRemoteDescription({ type: 'answer', sdp: reply.payload.sdp });
+    this.#flushCandidates.get(pc)?.();
+  }
+
+  async unpublish(): Promise<void> {
+    const publishing = this.#publishing;
+    if (!publishing) return;
+    this.#publishing = undefined;
+    publishing.pc.close();
+    await this.#connection.request('unpublish', {});
+  }
+
+  /** Adds feeds (publisher ids) to the subscription. */
+  async subscribe(feeds: string[]): Promise<void> {
+    const wanted = feeds.filter((feed) => feed !== this.participantId);
+    if (wanted.length === 0) return;
+    for (const feed of wanted) this.#subscribedFeeds.add(feed);
+    const reply = expectReply(await this.#connection.request('subscribe', { feeds: wanted }), 'subscribe_offer');
+    await this.#applyOffer(reply.payload.sdp);
+  }
+
+  async unsubscribe(feeds: string[]): Promise<void> {
+    for (const feed of feeds) this.#subscribedFeeds.delete(feed);
+    const reply = expectReply(await this.#connection.request('unsubscribe', { feeds }), 'subscribe_offer');
+    await this.#applyOffer(reply.payload.sdp);
+  }
+
+  /** Leaves the room: the server acknowledges and closes the socket; local peer connections close. */
+  async leave(): Promise<void> {
+    try {
+      await this.#connection.request('leave', {}, 5_000);
+    } finally {
+      this.#publishing?.pc.close();
+      this.#publishing = undefined;
+      this.#subscriber?.close();
+      this.#subscriber = undefined;
+      this.#connection.close();
+    }
+  }
+
+  async #joinRoom(): Promise<void> {
+    const reply = expectReply(
+      await this.#connection.request('join_room', { room_id: this.roomId, display: this.display }),
+      'joined',
+    );
+    this.#iceServers = reply.payload.ice_servers;
+    this.publishers.clear();
+    for (const publisher of reply.payload.publishers) this.publishers.set(publisher.id, publisher);
+    for (const participant of reply.payload.participants ?? []) this.participants.set(participant.id, participant);
+    if (this.#options.autoSubscribe ?? true) {
+      const others = [...this.publishers.keys()].filter((id) => id !== this.participantId);
+      if (others.length > 0) await this.subscribe(others);
+    }
+  }
+
+  #onEvent(frame: ServerFrame): void {
+    switch (frame.type) {
+      case 'participant_joined':
+        this.participants.set(frame.payload.participant.id, frame.payload.participant);
+        this.emit('participant_joined', frame.payload.participant);
+        break;
+      case 'participant_left':
+        this.participants.delete(frame.payload.participant.id);
+        this.emit('participant_left', frame.payload.participant);
+        break;
+      case 'publisher_joined': {
+        const publisher = frame.payload.publisher;
+        this.publishers.set(publisher.id, publisher);
+        this.emit('publisher_joined', publisher);
+        if ((this.#options.autoSubscribe ?? true) && publisher.id !== this.participantId) {
+          this.subscribe([publisher.id]).catch((error) => this.emit('error', error));
+        }
+        break;
+      }
+      case 'publisher_left':
+        this.publishers.delete(frame.payload.publisher_id);
+        this.#subscribedFeeds.delete(frame.payload.publisher_id);
+        this.emit('publisher_left', { publisherId: frame.payload.publisher_id });
+        break;
+      case 'subscribe_offer':
+        this.#applyOffer(frame.payload.sdp).catch((error) => this.emit('error', error));
+        break;
+      case 'trickle_ice': {
+        const pc = frame.payload.target === 'publisher' ? this.#publishing?.pc : this.#subscriber;
+        if (pc && frame.payload.candidate) pc.addIceCandidate(frame.payload.candidate).catch(() => undefined);
+        break;
+      }
+      case 'error':
+        this.emit('error', new SignalingError(frame.payload.code, frame.payload.message));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Answers a subscriber offer from the server, creating the receiving peer connection on first use. */
+  #applyOffer(sdp: string): Promise<void> {
+    const step = this.#offerChain.then(async () => {
+      const pc = this.#subscriber ?? this.#createSubscriber();
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this.#connection.request('subscribe_answer', { sdp: answer.sdp ?? '' });
+      this.#flushCandidates.get(pc)?.();
+    });
+    this.#offerChain = step.catch(() => undefined);
+    return step;
+  }
+
+  #createSubscriber(): RTCPeerConnection {
+    const pc = this.#newPeerConnection('subscriber');
+    pc.addEventListener('track', (event) => {
+      const stream = event.streams[0] ?? new MediaStream([event.track]);
+      this.emit('track', { publisherId: stream.id, track: event.track, stream });
+    });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc.iceConnectionState !== 'failed' || this.#subscriber !== pc) return;
+      pc.close();
+      this.#subscriber = undefined;
+      const feeds = [...this.#subscribedFeeds];
+      if (feeds.length > 0) this.subscribe(feeds).catch((error) => this.emit('error', error));
+    });
+    this.#subscriber = pc;
+    return pc;
+  }
+
+  /**
+   * A peer connection whose local candidates are trickled to the server once the server knows the
+   * peer (after the publish answer / our subscribe answer); earlier ones wait in a queue.
+   */
+  #newPeerConnection(target: IceTarget): RTCPeerConnection {
+    const pc = new RTCPeerConnection({
+      iceServers: this.#iceServers,
+      iceTransportPolicy: this.#options.iceTransportPolicy ?? 'all',
+      bundlePolicy: 'max-bundle',
+    });
+    const queue: (RTCIceCandidateInit | null)[] = [];
+    const send = (init: RTCIceCandidateInit | null) =>
+      this.#connection.notify('trickle_ice', {
+        target,
+        candidate: init ? { ...init, candidate: init.candidate ?? '' } : null,
+      });
+    pc.addEventListener('icecandidate', (event) => {
+      const init = event.candidate ? event.candidate.toJSON() : null;
+      if (this.#trickleReady.has(pc)) send(init);
+      else queue.push(init);
+    });
+    this.#flushCandidates.set(pc, () => {
+      this.#trickleReady.add(pc);
+      for (const init of queue.splice(0)) send(init);
+    });
+    return pc;
+  }
+}
+
+export { SignalingError };
