@@ -1,0 +1,247 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
+ * media node, wired to each other. `npm start`, the end-to-end tests and the benchmarks all use it,
+ * so what the tests exercise is exactly what a developer runs.
+ */
+export interface StackOptions {
+  edgeHost: string;
+  edgePort: number;
+  mediaHost: string;
+  mediaPort: number;
+  /** Variables for both processes (secrets, ICE, Upstash…); missing secrets are generated. */
+  env: Record<string, string | undefined>;
+  /** Where child output goes: inherit for `npm start`, a callback (or nothing) for tests. */
+  output?: 'inherit' | ((line: string) => void);
+  /** Start the media node too (default true). */
+  withMediaNode?: boolean;
+}
+
+export interface RunningStack {
+  edgeUrl: string;
+  mediaUrl: string;
+  secrets: { jwtSecret: string; mediaNodeSecret: string; generated: string[] };
+  stop(): Promise<void>;
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+export function generateSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** The host to dial for a bind address: 0.0.0.0 and :: accept on loopback too. */
+export function dialHost(bindHost: string): string {
+  return bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost;
+}
+
+export async function startStack(options: StackOptions): Promise<RunningStack> {
+  const generated: string[] = [];
+  const secret = (name: string) => {
+    const value = options.env[name];
+    if (value) return value;
+    generated.push(name);
+    return generateSecret();
+  };
+  const jwtSecret = secret('JWT_SECRET');
+  const mediaNodeSecret = secret('MEDIA_NODE_SECRET');
+  const edgeUrl = `http://${dialHost(options.edgeHost)}:${options.edgePort}`;
+  const mediaUrl = `http://${dialHost(options.mediaHost)}:${options.mediaPort}`;
+  const withMediaNode = options.withMediaNode ?? true;
+
+  // Secrets reach wrangler through a private env file, not the command line (visible in `ps`).
+  const secretsDir = mkdtempSync(join(tmpdir(), 'truegather-'));
+  const edgeEnvFile = join(secretsDir, 'edge.env');
+  const edgeVars: Record<string, string | undefined> = {
+    ...pick(options.env, EDGE_VARIABLES),
+    JWT_SECRET: jwtSecret,
+    MEDIA_NODE_SECRET: mediaNodeSecret,
+    MEDIA_NODE_URL: withMediaNode ? mediaUrl : options.env.MEDIA_NODE_URL,
+  };
+  writeFileSync(edgeEnvFile, toEnvFile(edgeVars), { mode: 0o600 });
+
+  const children: ChildProcess[] = [];
+  const exits = new Map<ChildProcess, string>();
+  const track = (name: string, child: ChildProcess) => {
+    child.once('exit', (code, signal) => exits.set(child, `${name} exited (${code ?? signal})`));
+    children.push(child);
+  };
+  const stop = async () => {
+    await Promise.all(children.map(terminate));
+    rmSync(secretsDir, { recursive: true, force: true });
+  };
+
+  try {
+    if (withMediaNode) {
+      track(
+        'media-node',
+        launch(
+          'media-node',
+          process.execPath,
+          ['media-node/src/main.ts'],
+          {
+            ...pick(options.env, MEDIA_VARIABLES),
+            MEDIA_HOST: options.mediaHost,
+            MEDIA_PORT: String(options.mediaPort),
+            MEDIA_NODE_SECRET: mediaNodeSecret,
+            EDGE_URL: edgeUrl,
+          },
+          options.output,
+        ),
+      );
+    }
+    track(
+      'edge',
+      launch(
+        'edge',
+        process.execPath,
+        [
+          join(root, 'node_modules/wrangler/bin/wrangler.js'),
+          'dev',
+          '--ip',
+          options.edgeHost,
+          '--port',
+          String(options.edgePort),
+          '--env-file',
+          edgeEnvFile,
+          '--show-interactive-dev-session=false',
+          '--log-level',
+          options.output === 'inherit' ? 'info' : 'warn',
+        ],
+        { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
+        options.output,
+      ),
+    );
+    await Promise.all([
+      waitForHttp(`${edgeUrl}/health`, exits),
+      withMediaNode ? waitForHttp(`${mediaUrl}/health`, exits) : undefined,
+    ]);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, stop };
+}
+
+/** Variables the edge reads (workers/src/env.ts); everything else stays out of the Worker. */
+const EDGE_VARIABLES = [
+  'JWT_EXPIRY_SECONDS',
+  'ROOM_TTL_SECONDS',
+  'UPSTASH_REDIS_REST_URL',
+  'UPSTASH_REDIS_REST_TOKEN',
+  'STUN_SERVER',
+  'TURN_SERVER',
+  'TURN_SECRET',
+  'TURN_TTL_SECONDS',
+  'LOG_LEVEL',
+  'API_KEY',
+  'ALLOWED_ORIGINS',
+  'MAX_PARTICIPANTS',
+  'RECONNECT_GRACE_SECONDS',
+];
+
+/** Variables the media node reads (media-node/src/config.ts). */
+const MEDIA_VARIABLES = [
+  'MEDIA_NODE_ID',
+  'MEDIA_PUBLIC_URL',
+  'MEDIA_ANNOUNCED_IP',
+  'MEDIA_RTC_MIN_PORT',
+  'MEDIA_RTC_MAX_PORT',
+  'MEDIA_WORKERS',
+  'MEDIA_CAPACITY',
+  'MEDIA_DRAIN_TIMEOUT_SECONDS',
+  'STUN_SERVER',
+  'TURN_SERVER',
+  'TURN_SECRET',
+  'UPSTASH_REDIS_REST_URL',
+  'UPSTASH_REDIS_REST_TOKEN',
+  'LOG_LEVEL',
+];
+
+function pick(env: Record<string, string | undefined>, names: string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of names) {
+    const value = env[name];
+    if (value) picked[name] = value;
+  }
+  return picked;
+}
+
+function toEnvFile(vars: Record<string, string | undefined>): string {
+  return Object.entries(vars)
+    .filter(([, value]) => value !== undefined && value !== '')
+    .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
+    .join('\n');
+}
+
+function launch(
+  name: string,
+  command: string,
+  args: string[],
+  extraEnv: Record<string, string>,
+  output: StackOptions['output'],
+): ChildProcess {
+  // Children get PATH and friends but none of the parent's secrets except those passed explicitly.
+  const baseEnv = pick(process.env, ['PATH', 'HOME', 'TMPDIR', 'XDG_CONFIG_HOME', 'LANG', 'NODE_OPTIONS']);
+  const child = spawn(command, args, {
+    cwd: root,
+    env: { ...baseEnv, ...extraEnv },
+    stdio: output === 'inherit' ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  if (typeof output === 'function') {
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = '';
+      stream?.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) output(`[${name}] ${line}`);
+      });
+    }
+  } else if (output === undefined) {
+    child.stdout?.resume();
+    child.stderr?.resume();
+  }
+  return child;
+}
+
+/** Polls a health URL until it answers 200, failing fast when a child has exited. */
+async function waitForHttp(url: string, exits: Map<ChildProcess, string>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const [exit] = exits.values();
+    if (exit) throw new Error(exit);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${url} did not become healthy within ${timeoutMs} ms`);
+}
+
+/** SIGTERM to the child's process group (wrangler spawns workerd), SIGKILL after 5 s. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  signalGroup('SIGTERM');
+  const timer = setTimeout(() => signalGroup('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
