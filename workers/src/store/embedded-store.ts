@@ -1,4 +1,178 @@
 import { DurableObject } from 'cloudflare:workers';
+import type { Publisher, Room } from '../../../shared/src/rest.ts';
+import type { Participant } from '../../../shared/src/signaling.ts';
 import type { Env } from '../env.ts';
+import type { Expiry } from './room-records.ts';
+import type { ClaimPublisherResult } from './room-repository.ts';
 
-export class EmbeddedStore extends DurableObject<Env> {}
+type RoomRow = {
+  id: string;
+  name: string;
+  max_publishers: number;
+  created_at: string;
+  expires_at: string;
+  expires_at_ms: number;
+};
+type ParticipantRow = { id: string; display: string };
+type PublisherRow = { id: string; display: string; streams: string };
+
+/**
+ * The embedded room store: one instance per room (`idFromName(roomId)`), holding that room, its
+ * connected participants and its publishers in the instance's SQLite database. A Durable Object runs
+ * one call at a time and SQLite calls are synchronous, so every method is atomic without locks —
+ * which is what makes claimPublisher's check-then-write safe when two edges race.
+ *
+ * Expiry: every write moves `expires_at` forward; reads treat an expired room as gone, and an alarm
+ * wipes the instance's storage once the room has really expired.
+ */
+export class EmbeddedStore extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  /** Tables exist only once a room was created here, so looking up a random id stores nothing. */
+  private hasSchema: boolean;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.hasSchema =
+      this.sql
+        .exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'room'")
+        .one().n > 0;
+  }
+
+  async createRoom(room: Room, expiry: Expiry): Promise<void> {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS room (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, max_publishers INTEGER NOT NULL,
+        created_at TEXT NOT NULL, expires_at TEXT NOT NULL, expires_at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS participants (id TEXT PRIMARY KEY, display TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS publishers (id TEXT PRIMARY KEY, display TEXT NOT NULL, streams TEXT NOT NULL);
+    `);
+    this.hasSchema = true;
+    this.sql.exec(
+      'INSERT INTO room (id, name, max_publishers, created_at, expires_at, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      room.id,
+      room.name,
+      room.max_publishers,
+      room.created_at,
+      expiry.iso,
+      expiry.ms,
+    );
+    await this.ctx.storage.setAlarm(expiry.ms);
+  }
+
+  getRoom(): Room | null {
+    const row = this.liveRoom();
+    if (!row) return null;
+    return {
+      id: row.id,
+      name: row.name,
+      max_publishers: row.max_publishers,
+      created_at: row.created_at,
+      expires_at: row.expires_at,
+    };
+  }
+
+  touchRoom(expiry: Expiry): boolean {
+    return this.writeIfLive(expiry, () => {});
+  }
+
+  async deleteRoom(): Promise<void> {
+    await this.wipe();
+  }
+
+  addParticipant(participant: Participant, expiry: Expiry): boolean {
+    return this.writeIfLive(expiry, () => {
+      // ON CONFLICT keeps the row (and its rowid), so the list stays in join order.
+      this.sql.exec(
+        'INSERT INTO participants (id, display) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET display = excluded.display',
+        participant.id,
+        participant.display,
+      );
+    });
+  }
+
+  removeParticipant(participantId: string, expiry: Expiry): void {
+    this.writeIfLive(expiry, () => {
+      this.sql.exec('DELETE FROM participants WHERE id = ?', participantId);
+      this.sql.exec('DELETE FROM publishers WHERE id = ?', participantId);
+    });
+  }
+
+  listParticipants(): Participant[] {
+    if (!this.liveRoom()) return [];
+    return this.sql.exec<ParticipantRow>('SELECT id, display FROM participants ORDER BY rowid').toArray();
+  }
+
+  claimPublisher(publisher: Publisher, expiry: Expiry): ClaimPublisherResult {
+    const room = this.liveRoom();
+    if (!room) return { ok: false, reason: 'not_found' };
+    const alreadyPublishing = this.sql.exec('SELECT 1 FROM publishers WHERE id = ?', publisher.id).toArray().length > 0;
+    const publishing = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM publishers').one().n;
+    if (!alreadyPublishing && publishing >= room.max_publishers) return { ok: false, reason: 'room_full' };
+    this.writeIfLive(expiry, () => {
+      this.sql.exec(
+        `INSERT INTO publishers (id, display, streams) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET display = excluded.display, streams = excluded.streams`,
+        publisher.id,
+        publisher.display,
+        JSON.stringify(publisher.streams),
+      );
+    });
+    return { ok: true };
+  }
+
+  releasePublisher(participantId: string, expiry: Expiry): void {
+    this.writeIfLive(expiry, () => {
+      this.sql.exec('DELETE FROM publishers WHERE id = ?', participantId);
+    });
+  }
+
+  listPublishers(): Publisher[] {
+    if (!this.liveRoom()) return [];
+    return this.sql
+      .exec<PublisherRow>('SELECT id, display, streams FROM publishers ORDER BY rowid')
+      .toArray()
+      .map((row) => ({ id: row.id, display: row.display, streams: JSON.parse(row.streams) }));
+  }
+
+  /** A round trip through the Durable Object runtime and its storage, for /health. */
+  ping(): number {
+    return this.sql.exec<{ one: number }>('SELECT 1 AS one').one().one;
+  }
+
+  /** Deletes the room once it has expired; when activity extended it, waits for the new expiry. */
+  override async alarm(): Promise<void> {
+    const row = this.roomRow();
+    if (row && row.expires_at_ms > Date.now()) {
+      await this.ctx.storage.setAlarm(row.expires_at_ms);
+      return;
+    }
+    await this.wipe();
+  }
+
+  private roomRow(): RoomRow | undefined {
+    if (!this.hasSchema) return undefined;
+    return this.sql.exec<RoomRow>('SELECT * FROM room').toArray()[0];
+  }
+
+  private liveRoom(): RoomRow | undefined {
+    const row = this.roomRow();
+    return row && row.expires_at_ms > Date.now() ? row : undefined;
+  }
+
+  /** Runs a write on a live room and moves its expiry forward (the alarm catches up when it fires). */
+  private writeIfLive(expiry: Expiry, write: () => void): boolean {
+    if (!this.liveRoom()) return false;
+    this.ctx.storage.transactionSync(() => {
+      write();
+      this.sql.exec('UPDATE room SET expires_at = ?, expires_at_ms = ?', expiry.iso, expiry.ms);
+    });
+    return true;
+  }
+
+  private async wipe(): Promise<void> {
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasSchema = false;
+  }
+}

@@ -1,0 +1,40 @@
+import type { EmbeddedStore } from './embedded-store.ts';
+import { expiryAfter, newRoom } from './room-records.ts';
+import type { RoomRepository } from './room-repository.ts';
+
+/** The instance that answers /health pings; it never holds a room (room ids are 22 characters). */
+const HEALTH_INSTANCE = 'health';
+
+/**
+ * RoomRepository on the embedded Durable Object store: each room lives in its own EmbeddedStore
+ * instance, addressed by name, so the store needs no configuration and scales with the rooms.
+ */
+export function embeddedRoomRepository(
+  namespace: DurableObjectNamespace<EmbeddedStore>,
+  roomTtlSeconds: number,
+): RoomRepository {
+  const instance = (name: string) => namespace.get(namespace.idFromName(name));
+  const expiry = () => expiryAfter(roomTtlSeconds);
+
+  return {
+    async createRoom(input) {
+      const room = newRoom(input, roomTtlSeconds);
+      await instance(room.id).createRoom(room, expiryAfter(roomTtlSeconds, Date.parse(room.created_at)));
+      return room;
+    },
+    getRoom: (roomId) => instance(roomId).getRoom(),
+    touchRoom: (roomId) => instance(roomId).touchRoom(expiry()),
+    deleteRoom: (roomId) => instance(roomId).deleteRoom(),
+    addParticipant: (roomId, participant) => instance(roomId).addParticipant(participant, expiry()),
+    removeParticipant: (roomId, participantId) => instance(roomId).removeParticipant(participantId, expiry()),
+    listParticipants: (roomId) => instance(roomId).listParticipants(),
+    claimPublisher: (roomId, publisher) => instance(roomId).claimPublisher(publisher, expiry()),
+    releasePublisher: (roomId, participantId) => instance(roomId).releasePublisher(participantId, expiry()),
+    listPublishers: (roomId) => instance(roomId).listPublishers(),
+    // Media nodes register in Redis; without Upstash there is no registry to read.
+    listMediaNodes: async () => [],
+    async ping() {
+      await instance(HEALTH_INSTANCE).ping();
+    },
+  };
+}

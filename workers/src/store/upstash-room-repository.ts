@@ -1,0 +1,180 @@
+import { Redis } from '@upstash/redis/cloudflare';
+import { z } from 'zod';
+import {
+  MEDIA_NODE_REGISTRY_KEY_PREFIX,
+  MEDIA_NODE_REGISTRY_SET,
+  type MediaNodeRegistration,
+  MediaNodeRegistrationSchema,
+} from '../../../shared/src/media-control.ts';
+import { type Publisher, PublisherSchema, type Room, RoomSchema } from '../../../shared/src/rest.ts';
+import { type Participant, ParticipantSchema } from '../../../shared/src/signaling.ts';
+import { type Expiry, expiryAfter, newRoom } from './room-records.ts';
+import type { ClaimPublisherResult, RoomRepository } from './room-repository.ts';
+
+/**
+ * Keys of one room. The `{id}` hash tag puts them in one cluster slot, so one Lua script may touch
+ * all three. All three expire together at the room's `expires_at` (PEXPIREAT).
+ *   room:{id}               hash: id, name, max_publishers, created_at, expires_at
+ *   room:{id}:participants  hash: participant id → Participant JSON (connected participants)
+ *   room:{id}:publishers    hash: participant id → Publisher JSON
+ */
+export function roomKeys(roomId: string): [room: string, participants: string, publishers: string] {
+  const room = `room:{${roomId}}`;
+  return [room, `${room}:participants`, `${room}:publishers`];
+}
+
+// Every write script takes KEYS = roomKeys(id) and ARGV[1] = expiry (epoch ms), ARGV[2] = expiry (ISO),
+// refuses to act on a room that does not exist (so a write never resurrects an expired room), and
+// moves the expiry of all three keys forward.
+const PRELUDE = `
+local function refresh()
+  redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+  for i = 1, #KEYS do redis.call('PEXPIREAT', KEYS[i], ARGV[1]) end
+end
+`;
+
+const SCRIPTS = {
+  create: `${PRELUDE}
+redis.call('HSET', KEYS[1], 'id', ARGV[3], 'name', ARGV[4], 'max_publishers', ARGV[5], 'created_at', ARGV[6])
+refresh()
+return 1`,
+  touch: `${PRELUDE}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+refresh()
+return 1`,
+  addParticipant: `${PRELUDE}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+refresh()
+return 1`,
+  removeParticipant: `${PRELUDE}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[3], ARGV[3])
+refresh()
+return 1`,
+  // The count check and the write are one script: two edges claiming the last slot cannot both win.
+  claimPublisher: `${PRELUDE}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then
+  local max = tonumber(redis.call('HGET', KEYS[1], 'max_publishers'))
+  if redis.call('HLEN', KEYS[3]) >= max then return 'room_full' end
+end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+refresh()
+return 'ok'`,
+  releasePublisher: `${PRELUDE}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[3])
+refresh()
+return 1`,
+} as const;
+
+/** Bounds one command, retries included, so a hung endpoint cannot hold a request open. */
+const COMMAND_TIMEOUT_MS = 5000;
+
+/** HGETALL's raw RESP reply: a flat [field, value, …] list (empty when the key does not exist). */
+const FlatHashSchema = z.array(z.string());
+const StringListSchema = z.array(z.string());
+const StoredRoomSchema = RoomSchema.extend({
+  max_publishers: z.coerce.number().pipe(RoomSchema.shape.max_publishers),
+});
+
+/** Parses one stored JSON value; entries that are not valid JSON of the schema are skipped. */
+function parseStored<T>(schema: z.ZodType<T>, text: unknown): T | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const result = schema.safeParse(JSON.parse(text));
+    return result.success ? result.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseStoredList<T>(schema: z.ZodType<T>, reply: unknown): T[] {
+  return StringListSchema.parse(reply).flatMap((text) => parseStored(schema, text) ?? []);
+}
+
+/**
+ * RoomRepository on Upstash Redis over its REST API. Replies are read raw (automatic JSON
+ * deserialization off: a room called "123" must stay a string) and validated with the contract's schemas.
+ *
+ * Create one per request: the client batches commands issued in the same tick (auto-pipelining), and a
+ * batch shared between two Workers requests would resolve one request's promises from the other's I/O.
+ */
+export function upstashRoomRepository(options: { url: string; token: string }, roomTtlSeconds: number): RoomRepository {
+  const redis = new Redis({
+    url: options.url,
+    token: options.token,
+    automaticDeserialization: false,
+    enableTelemetry: false,
+    retry: { retries: 3 },
+    signal: () => AbortSignal.timeout(COMMAND_TIMEOUT_MS),
+  });
+  const scripts = {
+    create: redis.createScript<number>(SCRIPTS.create),
+    touch: redis.createScript<number>(SCRIPTS.touch),
+    addParticipant: redis.createScript<number>(SCRIPTS.addParticipant),
+    removeParticipant: redis.createScript<number>(SCRIPTS.removeParticipant),
+    claimPublisher: redis.createScript<string>(SCRIPTS.claimPublisher),
+    releasePublisher: redis.createScript<number>(SCRIPTS.releasePublisher),
+  };
+  const expiryArgs = (expiry: Expiry) => [String(expiry.ms), expiry.iso];
+  const write = (script: keyof typeof scripts, roomId: string, ...args: string[]) =>
+    scripts[script].exec(roomKeys(roomId), [...expiryArgs(expiryAfter(roomTtlSeconds)), ...args]);
+
+  return {
+    async createRoom(input) {
+      const room = newRoom(input, roomTtlSeconds);
+      const expiry = expiryAfter(roomTtlSeconds, Date.parse(room.created_at));
+      await scripts.create.exec(roomKeys(room.id), [
+        ...expiryArgs(expiry),
+        room.id,
+        room.name,
+        String(room.max_publishers),
+        room.created_at,
+      ]);
+      return room;
+    },
+    async getRoom(roomId): Promise<Room | null> {
+      const flat = FlatHashSchema.parse(await redis.hgetall(roomKeys(roomId)[0]));
+      if (flat.length === 0) return null;
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+      const parsed = StoredRoomSchema.safeParse(fields);
+      return parsed.success ? parsed.data : null;
+    },
+    touchRoom: async (roomId) => (await write('touch', roomId)) === 1,
+    async deleteRoom(roomId) {
+      await redis.del(...roomKeys(roomId));
+    },
+    addParticipant: async (roomId, participant) =>
+      (await write('addParticipant', roomId, participant.id, JSON.stringify(participant))) === 1,
+    async removeParticipant(roomId, participantId) {
+      await write('removeParticipant', roomId, participantId);
+    },
+    listParticipants: async (roomId): Promise<Participant[]> =>
+      parseStoredList(ParticipantSchema, await redis.hvals(roomKeys(roomId)[1])),
+    async claimPublisher(roomId, publisher): Promise<ClaimPublisherResult> {
+      const outcome = await write('claimPublisher', roomId, publisher.id, JSON.stringify(publisher));
+      if (outcome === 'ok') return { ok: true };
+      if (outcome === 'room_full' || outcome === 'not_found') return { ok: false, reason: outcome };
+      throw new Error('claimPublisher script returned an unexpected reply');
+    },
+    async releasePublisher(roomId, participantId) {
+      await write('releasePublisher', roomId, participantId);
+    },
+    listPublishers: async (roomId): Promise<Publisher[]> =>
+      parseStoredList(PublisherSchema, await redis.hvals(roomKeys(roomId)[2])),
+    async listMediaNodes(): Promise<MediaNodeRegistration[]> {
+      const ids = StringListSchema.parse(await redis.smembers(MEDIA_NODE_REGISTRY_SET));
+      if (ids.length === 0) return [];
+      // A node's entry expires shortly after its last heartbeat; ids whose entry is gone are dead nodes.
+      const entries: unknown[] = await redis.mget(...ids.map((id) => `${MEDIA_NODE_REGISTRY_KEY_PREFIX}${id}`));
+      return entries.flatMap((entry) => parseStored(MediaNodeRegistrationSchema, entry) ?? []);
+    },
+    async ping() {
+      await redis.ping();
+    },
+  };
+}
