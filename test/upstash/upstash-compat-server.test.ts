@@ -94,7 +94,7 @@ describe.runIf(redisAvailableOrSkip())('upstash-compat-server', () => {
     expect(await redis.multi().set('m', '1').incr('m').get('m').exec()).toEqual(['OK', 2, 2]);
     const aborted = await post('/multi-exec', [['SET', 'm', '9'], ['NOSUCHCOMMAND']]);
     expect(aborted.status).toBe(400);
-    expect((await aborted.json()).error).toMatch(/EXECABORT/);
+    expect(((await aborted.json()) as { error: string }).error).toMatch(/EXECABORT/);
     expect(await redis.get('m')).toBe(2);
   });
 
@@ -118,7 +118,7 @@ describe.runIf(redisAvailableOrSkip())('upstash-compat-server', () => {
     for (const command of [['MULTI'], ['SELECT', '1'], ['SUBSCRIBE', 'c'], ['WATCH', 'k'], ['CLIENT', 'KILL']]) {
       const response = await post('/', command);
       expect(response.status).toBe(400);
-      expect((await response.json()).error).toMatch(/not available/);
+      expect(((await response.json()) as { error: string }).error).toMatch(/not available/);
     }
     const pipeline = await post('/pipeline', [['PING'], ['MONITOR']]);
     expect(pipeline.status).toBe(400);
@@ -193,7 +193,7 @@ describe.runIf(redisAvailableOrSkip())('upstash-compat-server', () => {
     const started = Date.now();
     const down = await post('/', ['PING']);
     expect(down.status).toBe(500);
-    expect((await down.json()).error).toMatch(/redis is unavailable/);
+    expect(((await down.json()) as { error: string }).error).toMatch(/redis is unavailable/);
     expect(Date.now() - started).toBeLessThan(1000);
     await redisServer.restart();
     await expect.poll(async () => (await post('/', ['PING'])).status, { timeout: 10_000, interval: 100 }).toBe(200);
