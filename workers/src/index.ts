@@ -1,8 +1,4 @@
-import { Hono } from 'hono';
-import type { Env } from './env.ts';
-
-const app = new Hono<{ Bindings: Env }>();
-app.get('/health', (c) => c.json({ status: 'ok', checks: {} }));
+import { app } from './app.ts';
 
 export default app;
 export { RoomCoordinator } from './room/room-coordinator.ts';

@@ -1,0 +1,214 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
+import { newId, RoomIdSchema } from '../../../shared/src/ids.ts';
+import {
+  CreateRoomRequestSchema,
+  JoinRoomRequestSchema,
+  type JoinRoomResponse,
+  JoinRoomResponseSchema,
+  type LeaveRoomResponse,
+  LeaveRoomResponseSchema,
+  type Room,
+  type RoomDetails,
+  RoomDetailsSchema,
+  RoomSchema,
+} from '../../../shared/src/rest.ts';
+import { bearerToken } from '../../../shared/src/service-token.ts';
+import { issueParticipantToken, verifyParticipantToken } from '../auth/participant-token.ts';
+import { iceServersFor } from '../auth/turn-credentials.ts';
+import { requireApiKey } from '../http/api-key.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { HttpError } from '../http/errors.ts';
+import { readJsonBody } from '../http/json-body.ts';
+import { roomRepository } from '../store/index.ts';
+import { documented } from './documented.ts';
+
+export const roomRoutes = new OpenAPIHono<AppEnv>();
+roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
+  type: 'http',
+  scheme: 'bearer',
+  description: 'API_KEY, when the server sets one',
+});
+roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'participantToken', {
+  type: 'http',
+  scheme: 'bearer',
+  bearerFormat: 'JWT',
+  description: 'The token returned by join',
+});
+
+/** Named components of the document (`$ref`s), registered once here and used by the definitions below. */
+const register = <S extends z.ZodType>(name: string, schema: S): S => roomRoutes.openAPIRegistry.register(name, schema);
+const Schemas = {
+  CreateRoomRequest: register('CreateRoomRequest', CreateRoomRequestSchema),
+  Room: register('Room', RoomSchema),
+  RoomDetails: register('RoomDetails', RoomDetailsSchema),
+  JoinRoomRequest: register('JoinRoomRequest', JoinRoomRequestSchema),
+  JoinRoomResponse: register('JoinRoomResponse', JoinRoomResponseSchema),
+  LeaveRoomResponse: register('LeaveRoomResponse', LeaveRoomResponseSchema),
+  ErrorEnvelope: register('ErrorEnvelope', ErrorEnvelopeSchema),
+};
+
+const json = <S extends z.ZodType>(schema: S, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const error = (description: string) => json(Schemas.ErrorEnvelope, description);
+const RoomParamsSchema = z.object({ id: RoomIdSchema });
+
+const createRoomRoute = createRoute({
+  method: 'post',
+  path: '/api/v1/rooms',
+  summary: 'Create a room',
+  description: 'Open unless API_KEY is set; then it requires `Authorization: Bearer <API_KEY>`.',
+  security: [{}, { apiKey: [] }],
+  request: { body: { required: true, content: { 'application/json': { schema: Schemas.CreateRoomRequest } } } },
+  responses: {
+    201: json(Schemas.Room, 'The room; `Location` is its URL'),
+    400: error('Malformed JSON, empty body or invalid fields'),
+    401: error('API_KEY is set and the request does not carry it'),
+    413: error('Body larger than 16 KiB'),
+    503: error('The room store is unavailable'),
+  },
+});
+
+const getRoomRoute = createRoute({
+  method: 'get',
+  path: '/api/v1/rooms/{id}',
+  summary: 'Get a room with its connected participant count and publishers',
+  request: { params: RoomParamsSchema },
+  responses: {
+    200: json(Schemas.RoomDetails, 'The room'),
+    404: error('No such room (unknown, malformed or expired id)'),
+    503: error('The room store is unavailable'),
+  },
+});
+
+const joinRoomRoute = createRoute({
+  method: 'post',
+  path: '/api/v1/rooms/{id}/join',
+  summary: 'Get a participant token and connection details for a room',
+  description:
+    'Issues an HS256 token valid for JWT_EXPIRY_SECONDS. The participant appears in the room once it ' +
+    'connects to `ws_url` with the token (query `token=` or a `Sec-WebSocket-Protocol` entry) and joins.',
+  request: {
+    params: RoomParamsSchema,
+    body: { required: true, content: { 'application/json': { schema: Schemas.JoinRoomRequest } } },
+  },
+  responses: {
+    200: json(Schemas.JoinRoomResponse, 'Token, ids, WebSocket URL and ICE servers'),
+    400: error('Malformed JSON, empty body or invalid display name'),
+    404: error('No such room'),
+    409: error('The room has MAX_PARTICIPANTS connected participants (`room_full`)'),
+    413: error('Body larger than 16 KiB'),
+    503: error('The room store is unavailable'),
+  },
+});
+
+const leaveRoomRoute = createRoute({
+  method: 'post',
+  path: '/api/v1/rooms/{id}/leave',
+  summary: "Leave a room: disconnects the token's participant",
+  security: [{ participantToken: [] }],
+  request: { params: RoomParamsSchema },
+  responses: {
+    200: json(Schemas.LeaveRoomResponse, 'Left'),
+    401: error('Missing, invalid or expired participant token'),
+    403: error('The token is for another room'),
+    404: error('No such room'),
+    503: error('The room store is unavailable'),
+  },
+});
+
+const roomNotFound = () => new HttpError(404, 'not_found', 'room not found');
+
+/** The `:id` of the path; a malformed id cannot name a room, so it is a 404 like any unknown id. */
+function roomIdParam(c: Context<AppEnv>): string {
+  const parsed = RoomIdSchema.safeParse(c.req.param('id'));
+  if (!parsed.success) throw roomNotFound();
+  return parsed.data;
+}
+
+const repository = (c: Context<AppEnv>) => roomRepository(c.env, c.get('config'));
+
+roomRoutes.post(documented(roomRoutes, createRoomRoute), requireApiKey, async (c) => {
+  const input = await readJsonBody(c, CreateRoomRequestSchema);
+  const room: Room = await repository(c).createRoom(input);
+  c.get('logger').info('room created', { room_id: room.id, max_publishers: room.max_publishers });
+  c.header('Location', `/api/v1/rooms/${room.id}`);
+  return c.json(room, 201);
+});
+
+roomRoutes.get(documented(roomRoutes, getRoomRoute), async (c) => {
+  const roomId = roomIdParam(c);
+  const rooms = repository(c);
+  // Reading does not extend the room's life: only joins and signaling activity do.
+  const room = await rooms.getRoom(roomId);
+  if (!room) throw roomNotFound();
+  const [participants, publishers] = await Promise.all([rooms.listParticipants(roomId), rooms.listPublishers(roomId)]);
+  const details: RoomDetails = {
+    ...room,
+    participants: participants.length,
+    publishers: publishers.map(({ id, display }) => ({ id, display })),
+  };
+  return c.json(details, 200);
+});
+
+roomRoutes.post(documented(roomRoutes, joinRoomRoute), async (c) => {
+  const roomId = roomIdParam(c);
+  const { display } = await readJsonBody(c, JoinRoomRequestSchema);
+  const config = c.get('config');
+  const rooms = repository(c);
+  const room = await rooms.getRoom(roomId);
+  if (!room) throw roomNotFound();
+  // Participants in the store are the connected ones; the Durable Object adds them on join_room.
+  const connected = await rooms.listParticipants(roomId);
+  if (connected.length >= config.maxParticipants) {
+    throw new HttpError(409, 'room_full', `the room already has ${config.maxParticipants} participants`);
+  }
+  if (!(await rooms.touchRoom(roomId))) throw roomNotFound();
+
+  const participantId = newId();
+  const issued = await issueParticipantToken(config.jwt, {
+    roomId,
+    participantId,
+    display,
+    grants: { publish: true, subscribe: true, admin: false },
+  });
+  const url = new URL(c.req.url);
+  const wsUrl = new URL('/ws', url);
+  wsUrl.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  wsUrl.searchParams.set('room_id', roomId);
+  const response: JoinRoomResponse = {
+    token: issued.token,
+    participant_id: participantId,
+    room_id: roomId,
+    expires_at: issued.expiresAt.toISOString(),
+    ws_url: wsUrl.toString(),
+    ice_servers: await iceServersFor(config.ice, participantId),
+  };
+  c.get('logger').info('participant token issued', { room_id: roomId, participant_id: participantId });
+  return c.json(response, 200);
+});
+
+/** The part of the RoomCoordinator's RPC surface that REST leave uses. */
+interface ParticipantEviction {
+  leaveParticipant(participantId: string): Promise<void>;
+}
+
+roomRoutes.post(documented(roomRoutes, leaveRoomRoute), async (c) => {
+  const token = bearerToken(c.req.header('authorization'));
+  if (!token) {
+    c.header('WWW-Authenticate', 'Bearer realm="truegather"');
+    throw new HttpError(401, 'unauthorized', 'a participant token is required (Authorization: Bearer <token>)');
+  }
+  const claims = await verifyParticipantToken(c.get('config').jwt, token);
+  if (claims.room !== c.req.param('id')) throw new HttpError(403, 'forbidden', 'the token is for another room');
+  const roomId = roomIdParam(c);
+  if (!(await repository(c).getRoom(roomId))) throw roomNotFound();
+  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as unknown as ParticipantEviction;
+  await coordinator.leaveParticipant(claims.sub);
+  c.get('logger').info('participant left via REST', { room_id: roomId, participant_id: claims.sub });
+  const response: LeaveRoomResponse = { left: true };
+  return c.json(response, 200);
+});
