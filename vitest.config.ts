@@ -1,9 +1,48 @@
 import { randomBytes } from 'node:crypto';
 import { cloudflareTest } from '@cloudflare/vitest-plugin';
-import { defineConfig } from 'vitest/config';
+import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
+import { redisServerInstalled } from './test/support/redis-server.ts';
 
 /** A fresh secret per test run: the suite never depends on a secret stored in the repo. */
 const testSecret = () => randomBytes(32).toString('base64url');
+
+const workerBindings = {
+  JWT_SECRET: testSecret(),
+  MEDIA_NODE_SECRET: testSecret(),
+  LOG_LEVEL: 'error',
+};
+
+/** Upstash-only test files; the embedded project leaves them out. */
+const UPSTASH_ONLY = 'test/workers/**/*-upstash.test.ts';
+
+/**
+ * The REST and store suites run a second time against Upstash: a real redis-server behind the local
+ * Upstash-compatible endpoint (globalSetup), wired in through the UPSTASH_* bindings. Without
+ * redis-server the project is left out, unless REQUIRE_REDIS=1 (CI), where its setup then fails.
+ */
+const withRedis = redisServerInstalled() || process.env.REQUIRE_REDIS === '1';
+if (!withRedis) console.warn('redis-server is not installed: skipping the workers-upstash project');
+
+const workersUpstash: TestProjectInlineConfiguration = {
+  plugins: [
+    cloudflareTest(({ inject }) => ({
+      wrangler: { configPath: './wrangler.toml' },
+      miniflare: {
+        bindings: {
+          ...workerBindings,
+          UPSTASH_REDIS_REST_URL: inject('upstashUrl'),
+          UPSTASH_REDIS_REST_TOKEN: inject('upstashToken'),
+        },
+      },
+    })),
+  ],
+  test: {
+    name: 'workers-upstash',
+    include: ['test/workers/rest*.test.ts', 'test/workers/store*.test.ts', UPSTASH_ONLY],
+    exclude: ['test/workers/**/*-embedded.test.ts'],
+    globalSetup: ['test/support/upstash-global-setup.ts'],
+  },
+};
 
 export default defineConfig({
   test: {
@@ -12,20 +51,16 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: {
-              bindings: {
-                JWT_SECRET: testSecret(),
-                MEDIA_NODE_SECRET: testSecret(),
-                LOG_LEVEL: 'error',
-              },
-            },
+            miniflare: { bindings: workerBindings },
           }),
         ],
         test: {
           name: 'workers',
           include: ['test/workers/**/*.test.ts'],
+          exclude: [UPSTASH_ONLY],
         },
       },
+      ...(withRedis ? [workersUpstash] : []),
       {
         test: {
           name: 'node',
