@@ -9,6 +9,7 @@ import { accessLog, loadConfig } from './http/request-context.ts';
 import { healthRoutes } from './routes/health.ts';
 import { serveOpenApiDocument } from './routes/openapi.ts';
 import { roomRoutes } from './routes/rooms.ts';
+import { wsRoutes } from './routes/ws.ts';
 
 /**
  * The edge's HTTP surface. Order matters: the request id comes first so that every response, errors
@@ -24,6 +25,7 @@ app.use(corsFromConfig);
 
 app.route('/', healthRoutes);
 app.route('/', roomRoutes);
+app.route('/', wsRoutes);
 serveOpenApiDocument(app);
 
 app.notFound(notFoundOrMethodNotAllowed(app));

@@ -1,0 +1,95 @@
+import type { ErrorCode } from '../../../shared/src/errors.ts';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import type { CreatePublisherResponse, SubscriberOfferResponse } from '../../../shared/src/media-control.ts';
+import type { Stream } from '../../../shared/src/rest.ts';
+import type { IceTarget } from '../../../shared/src/signaling.ts';
+import { type MediaNodeClient, MediaNodeError } from '../../../workers/src/media/media-node-client.ts';
+
+type Method = keyof MediaNodeClient;
+
+export interface MediaCall {
+  method: Method;
+  roomId: string;
+  participantId?: string;
+  detail?: unknown;
+}
+
+/** A minimal SDP that passes the contract's SdpSchema, naming what it stands for. */
+export const fakeSdp = (label: string, kinds: Stream['kind'][] = ['audio', 'video']) =>
+  ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', `s=${label}`, 't=0 0', ...kinds.map((kind) => `m=${kind} 9 UDP/TLS/RTP/SAVPF 96`)]
+    .join('\r\n')
+    .concat('\r\n');
+
+/**
+ * An in-memory MediaNodeClient for Durable Object tests: it keeps publishers and subscriptions per
+ * room like the media node does, records every call, and can be told to fail the next call of a method.
+ */
+export class FakeMediaNode implements MediaNodeClient {
+  readonly calls: MediaCall[] = [];
+  /** `${roomId}/${participantId}` → streams. */
+  readonly publishers = new Map<string, Stream[]>();
+  /** `${roomId}/${participantId}` → feeds. */
+  readonly subscribers = new Map<string, string[]>();
+  readonly candidates: { participantId: string; target: IceTarget; candidate: IceCandidate | null }[] = [];
+  readonly #failures = new Map<Method, ErrorCode>();
+
+  failNext(method: Method, code: ErrorCode): void {
+    this.#failures.set(method, code);
+  }
+
+  callsOf(method: Method): MediaCall[] {
+    return this.calls.filter((call) => call.method === method);
+  }
+
+  #enter(call: MediaCall): void {
+    this.calls.push(call);
+    const code = this.#failures.get(call.method);
+    if (code) {
+      this.#failures.delete(call.method);
+      throw new MediaNodeError(code, `fake media node refused ${call.method}`);
+    }
+  }
+
+  async createPublisher(roomId: string, participantId: string, sdp: string): Promise<CreatePublisherResponse> {
+    this.#enter({ method: 'createPublisher', roomId, participantId });
+    const kinds = [...sdp.matchAll(/^m=(audio|video) /gm)].map((match) => match[1] as Stream['kind']);
+    if (kinds.length === 0) throw new MediaNodeError('bad_sdp', 'the offer has no audio or video section');
+    const streams = kinds.map((kind, index) => ({ kind, mid: String(index) }));
+    this.publishers.set(`${roomId}/${participantId}`, streams);
+    return { sdp: fakeSdp(`answer for ${participantId}`, kinds), streams };
+  }
+
+  async addIceCandidate(roomId: string, participantId: string, target: IceTarget, candidate: IceCandidate | null) {
+    this.#enter({ method: 'addIceCandidate', roomId, participantId, detail: { target, candidate } });
+    this.candidates.push({ participantId, target, candidate });
+  }
+
+  async updateSubscriber(roomId: string, participantId: string, feeds: string[]): Promise<SubscriberOfferResponse> {
+    this.#enter({ method: 'updateSubscriber', roomId, participantId, detail: feeds });
+    const carried = feeds.filter((feed) => this.publishers.has(`${roomId}/${feed}`));
+    this.subscribers.set(`${roomId}/${participantId}`, carried);
+    return { sdp: fakeSdp(`offer for ${participantId}: ${carried.join(',')}`), feeds: carried };
+  }
+
+  async setSubscriberAnswer(roomId: string, participantId: string, _sdp: string): Promise<void> {
+    this.#enter({ method: 'setSubscriberAnswer', roomId, participantId });
+    if (!this.subscribers.has(`${roomId}/${participantId}`)) throw new MediaNodeError('bad_request', 'no subscriber');
+  }
+
+  async removePublisher(roomId: string, participantId: string): Promise<void> {
+    this.#enter({ method: 'removePublisher', roomId, participantId });
+    this.publishers.delete(`${roomId}/${participantId}`);
+  }
+
+  async removeSubscriber(roomId: string, participantId: string): Promise<void> {
+    this.#enter({ method: 'removeSubscriber', roomId, participantId });
+    this.subscribers.delete(`${roomId}/${participantId}`);
+  }
+
+  async closeRoom(roomId: string): Promise<void> {
+    this.#enter({ method: 'closeRoom', roomId });
+    for (const map of [this.publishers, this.subscribers]) {
+      for (const key of map.keys()) if (key.startsWith(`${roomId}/`)) map.delete(key);
+    }
+  }
+}

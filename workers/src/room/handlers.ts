@@ -1,0 +1,211 @@
+import type { ClientFrameOf, ClientFrameType, ServerFrameType, ServerPayload } from '../../../shared/src/signaling.ts';
+import { iceServersFor } from '../auth/turn-credentials.ts';
+import { type ConnectionAttachment, isOpen, SignalingError, updateAttachment } from './connection.ts';
+import { encodeServerFrame } from './frames.ts';
+import { CLOSE_CODES, type Room } from './room.ts';
+import { type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
+
+/** One client request on its way through a handler; `reply` may be called once. */
+export interface SignalingRequest<T extends ClientFrameType> {
+  frame: ClientFrameOf<T>;
+  ws: WebSocket;
+  attachment: ConnectionAttachment;
+  reply<R extends ServerFrameType>(type: R, payload: ServerPayload<R>): void;
+}
+
+type FrameHandler<T extends ClientFrameType> = (room: Room, request: SignalingRequest<T>) => Promise<void>;
+
+/** The sender's participant record; every frame but join_room needs one. */
+function senderRecord(room: Room, attachment: ConnectionAttachment): ParticipantRecord {
+  const record = room.state.participant(attachment.participantId);
+  if (!record) throw new SignalingError('not_joined', 'join the room first');
+  return record;
+}
+
+async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Promise<void> {
+  const { frame, ws, attachment } = request;
+  const participantId = attachment.participantId;
+  if (attachment.joined) throw new SignalingError('already_joined', 'this connection has already joined');
+  if (frame.payload.room_id !== room.roomId) {
+    throw new SignalingError('room_mismatch', 'room_id does not match the room of the token');
+  }
+  const existing = room.state.participant(participantId);
+  if (!existing && room.state.participants().length >= room.config.maxParticipants) {
+    throw new SignalingError('room_full', `the room has reached ${room.config.maxParticipants} participants`);
+  }
+  // A participant whose record survives (reconnect within the grace period, or a replaced socket)
+  // resumes: same identity, same publishing and subscriptions, and nobody is told it left or came.
+  const record: ParticipantRecord = existing
+    ? { ...existing, display: frame.payload.display, grants: attachment.grants, graceUntil: null }
+    : {
+        id: participantId,
+        display: frame.payload.display,
+        grants: attachment.grants,
+        joinedAt: Date.now(),
+        publisher: null,
+        subscription: null,
+        graceUntil: null,
+      };
+  // Written before the store round trip, so that concurrent joins count this one against the cap.
+  room.state.putParticipant(record);
+  let added: boolean;
+  try {
+    added = await room.repository.addParticipant(room.roomId, participantOf(record));
+  } catch (error) {
+    if (!existing) room.state.deleteParticipant(participantId);
+    throw error;
+  }
+  if (!added) {
+    if (!existing) room.state.deleteParticipant(participantId);
+    throw new SignalingError('not_found', 'the room does not exist or has expired');
+  }
+  const iceServers = await iceServersFor(room.config.ice, participantId);
+  if (!isOpen(ws)) {
+    // The socket went away meanwhile. A resuming participant keeps the grace period its close
+    // started; a new one is rolled back, since nobody was told it joined.
+    if (!existing) {
+      room.state.deleteParticipant(participantId);
+      await room.repository.removeParticipant(room.roomId, participantId);
+    }
+    return;
+  }
+  // From here to the reply nothing awaits, so the snapshot in `joined` and the events that follow it
+  // cannot overlap or miss one another.
+  room.state.updateMeta({ roomId: room.roomId, expiresAt: Date.now() + room.config.roomTtlSeconds * 1000 });
+  updateAttachment(ws, (current) => {
+    current.joined = true;
+  });
+  if (!existing) {
+    room.broadcast(encodeServerFrame('participant_joined', { participant: participantOf(record) }), participantId);
+  }
+  const others = room.state.participants().filter((other) => other.id !== participantId);
+  request.reply('joined', {
+    participant_id: participantId,
+    room_id: room.roomId,
+    publishers: others.flatMap((other) =>
+      other.publisher?.ready ? [publisherOf({ ...other, publisher: other.publisher })] : [],
+    ),
+    ice_servers: iceServers,
+    participants: others.map(participantOf),
+  });
+  await room.scheduleAlarm();
+}
+
+async function publishOffer(room: Room, request: SignalingRequest<'publish_offer'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  if (!record.grants.publish) throw new SignalingError('forbidden', 'the token does not allow publishing');
+  const republish = record.publisher !== null;
+  if (!republish) {
+    const claim = await room.repository.claimPublisher(room.roomId, {
+      id: record.id,
+      display: record.display,
+      streams: [],
+    });
+    if (!claim.ok) {
+      if (claim.reason === 'room_full') throw new SignalingError('room_full', 'the room has its maximum of publishers');
+      throw new SignalingError('not_found', 'the room does not exist or has expired');
+    }
+  }
+  room.state.updateMeta({ roomId: room.roomId, mediaUsed: true });
+  let answer: Awaited<ReturnType<typeof room.media.createPublisher>>;
+  try {
+    answer = await room.media.createPublisher(room.roomId, record.id, request.frame.payload.sdp);
+  } catch (error) {
+    if (!republish) await room.repository.releasePublisher(room.roomId, record.id);
+    throw error;
+  }
+  const updated = room.state.updateParticipant(record.id, (fresh) => {
+    fresh.publisher = { streams: answer.streams, ready: fresh.publisher?.ready ?? false };
+  });
+  if (updated) {
+    await room.repository.claimPublisher(room.roomId, {
+      id: record.id,
+      display: record.display,
+      streams: answer.streams,
+    });
+  }
+  request.reply('publish_answer', { sdp: answer.sdp });
+}
+
+async function trickleIce(room: Room, request: SignalingRequest<'trickle_ice'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  const { target, candidate } = request.frame.payload;
+  if (target === 'publisher' && !record.publisher) throw new SignalingError('not_publishing', 'nothing is published');
+  if (target === 'subscriber' && record.subscription === null) {
+    throw new SignalingError('bad_request', 'there is no subscription to add candidates to');
+  }
+  await room.media.addIceCandidate(room.roomId, record.id, target, candidate);
+  request.reply('ack', {});
+}
+
+/** Asks the media node for an offer carrying exactly `feeds`, records what it carries and replies with it. */
+async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
+  room: Room,
+  request: SignalingRequest<T>,
+  feeds: string[],
+): Promise<void> {
+  const participantId = request.attachment.participantId;
+  room.state.updateMeta({ roomId: room.roomId, mediaUsed: true });
+  const offer = await room.media.updateSubscriber(room.roomId, participantId, feeds);
+  room.state.updateParticipant(participantId, (fresh) => {
+    fresh.subscription = offer.feeds;
+  });
+  request.reply('subscribe_offer', { sdp: offer.sdp });
+}
+
+async function subscribe(room: Room, request: SignalingRequest<'subscribe'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  if (!record.grants.subscribe) throw new SignalingError('forbidden', 'the token does not allow subscribing');
+  const requested = [...new Set(request.frame.payload.feeds)];
+  const unknown = requested.filter((feed) => feed === record.id || !room.state.participant(feed)?.publisher);
+  if (unknown.length > 0)
+    throw new SignalingError('unknown_feed', `not a publisher in this room: ${unknown.join(', ')}`);
+  const current = record.subscription ?? [];
+  await renegotiate(room, request, [...new Set([...current, ...requested])]);
+}
+
+async function unsubscribe(room: Room, request: SignalingRequest<'unsubscribe'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  const current = record.subscription ?? [];
+  const removed = new Set(request.frame.payload.feeds);
+  if (!current.some((feed) => removed.has(feed))) {
+    throw new SignalingError('unknown_feed', 'none of these feeds is subscribed');
+  }
+  await renegotiate(
+    room,
+    request,
+    current.filter((feed) => !removed.has(feed)),
+  );
+}
+
+async function subscribeAnswer(room: Room, request: SignalingRequest<'subscribe_answer'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  if (record.subscription === null) throw new SignalingError('bad_request', 'there is no subscribe_offer to answer');
+  await room.media.setSubscriberAnswer(room.roomId, record.id, request.frame.payload.sdp);
+  request.reply('ack', {});
+}
+
+async function unpublish(room: Room, request: SignalingRequest<'unpublish'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  const stopped = await room.stopPublishing(record.id, { removeFromMediaNode: true });
+  if (!stopped) throw new SignalingError('not_publishing', 'nothing is published');
+  request.reply('ack', {});
+}
+
+async function leave(room: Room, request: SignalingRequest<'leave'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  request.reply('ack', {});
+  await room.depart(record.id, 'leave', { code: CLOSE_CODES.normal, reason: 'left' });
+}
+
+/** Handlers by frame type: each replies exactly once or throws (the dispatcher turns that into `error`). */
+export const frameHandlers: { [T in ClientFrameType]: FrameHandler<T> } = {
+  join_room: joinRoom,
+  publish_offer: publishOffer,
+  trickle_ice: trickleIce,
+  subscribe,
+  subscribe_answer: subscribeAnswer,
+  unsubscribe,
+  unpublish,
+  leave,
+};

@@ -1,0 +1,56 @@
+import type { MediaEvent } from '../../../shared/src/media-control.ts';
+import { encodeServerFrame } from './frames.ts';
+import { errorName, type Room } from './room.ts';
+import { publisherOf } from './room-state.ts';
+
+type MediaEventHandler<T extends MediaEvent['type']> = (
+  room: Room,
+  event: Extract<MediaEvent, { type: T }>,
+) => Promise<void> | void;
+
+/** How the coordinator reacts to each media node event; events about departed participants are dropped. */
+const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = {
+  async publisher_ready(room, event) {
+    let changed = false;
+    const record = room.state.updateParticipant(event.participant_id, (record) => {
+      if (!record.publisher) return;
+      changed = !record.publisher.ready || JSON.stringify(record.publisher.streams) !== JSON.stringify(event.streams);
+      record.publisher = { streams: event.streams, ready: true };
+    });
+    if (!record?.publisher || !changed) return;
+    const publisher = publisherOf({ ...record, publisher: record.publisher });
+    room.broadcast(encodeServerFrame('publisher_joined', { publisher }), record.id);
+    await room.repository.claimPublisher(room.roomId, publisher);
+  },
+  async publisher_closed(room, event) {
+    await room.stopPublishing(event.participant_id, { removeFromMediaNode: false });
+  },
+  subscriber_closed(room, event) {
+    room.state.updateParticipant(event.participant_id, (record) => {
+      record.subscription = null;
+    });
+  },
+  subscriber_offer(room, event) {
+    const record = room.state.updateParticipant(event.participant_id, (record) => {
+      record.subscription = event.feeds;
+    });
+    if (record) room.sendTo(record.id, encodeServerFrame('subscribe_offer', { sdp: event.sdp }));
+  },
+  ice_candidate(room, event) {
+    if (!room.state.participant(event.participant_id)) return;
+    const frame = encodeServerFrame('trickle_ice', { target: event.target, candidate: event.candidate });
+    room.sendTo(event.participant_id, frame);
+  },
+};
+
+/**
+ * Queues a media event behind the participant's in-flight requests, so that a candidate or offer
+ * never overtakes the reply it belongs to. Does not wait for it: the media node may emit events while
+ * one of its own control calls from this room is still in flight.
+ */
+export function queueMediaEvent(room: Room, event: MediaEvent): void {
+  const handler = mediaEventHandlers[event.type] as MediaEventHandler<MediaEvent['type']>;
+  room
+    .exclusive(event.participant_id, async () => handler(room, event))
+    .catch((error) => room.logger.warn('media event failed', { type: event.type, error: errorName(error) }));
+}

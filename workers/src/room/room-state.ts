@@ -1,0 +1,89 @@
+import type { Publisher, Stream } from '../../../shared/src/rest.ts';
+import type { Participant } from '../../../shared/src/signaling.ts';
+import type { Grants } from '../../../shared/src/token.ts';
+
+export interface PublisherState {
+  /** The streams negotiated in the answer; replaced by the media node's list at `publisher_ready`. */
+  streams: Stream[];
+  /** True once the media node reported `publisher_ready`: only then do others learn of the publisher. */
+  ready: boolean;
+}
+
+/** A participant of the room, connected or within its reconnect grace period. */
+export interface ParticipantRecord {
+  id: string;
+  display: string;
+  grants: Grants;
+  joinedAt: number;
+  publisher: PublisherState | null;
+  /** The feeds the participant's subscriber peer connection carries; null while it has none. */
+  subscription: string[] | null;
+  /** Set while the participant has no socket: removed at this time unless it reconnects. */
+  graceUntil: number | null;
+}
+
+export interface RoomMeta {
+  roomId: string;
+  /** When the store expires the room unless it is touched; null until the first join. */
+  expiresAt: number | null;
+  /** Whether the media node ever held state for this room, so that closing it is worth a call. */
+  mediaUsed: boolean;
+}
+
+const META_KEY = 'meta';
+const PARTICIPANT_PREFIX = 'participant:';
+
+/**
+ * The room's durable state in the object's SQLite-backed synchronous KV storage. Reads and writes
+ * are synchronous, so a handler can check and update state without another event interleaving.
+ */
+export class RoomState {
+  readonly #kv: SyncKvStorage;
+
+  constructor(kv: SyncKvStorage) {
+    this.#kv = kv;
+  }
+
+  meta(): RoomMeta | undefined {
+    return this.#kv.get<RoomMeta>(META_KEY);
+  }
+
+  updateMeta(patch: Partial<RoomMeta> & Pick<RoomMeta, 'roomId'>): RoomMeta {
+    const meta: RoomMeta = { expiresAt: null, mediaUsed: false, ...this.meta(), ...patch };
+    this.#kv.put(META_KEY, meta);
+    return meta;
+  }
+
+  participant(id: string): ParticipantRecord | undefined {
+    return this.#kv.get<ParticipantRecord>(PARTICIPANT_PREFIX + id);
+  }
+
+  participants(): ParticipantRecord[] {
+    return [...this.#kv.list<ParticipantRecord>({ prefix: PARTICIPANT_PREFIX })].map(([, record]) => record);
+  }
+
+  putParticipant(record: ParticipantRecord): void {
+    this.#kv.put(PARTICIPANT_PREFIX + record.id, record);
+  }
+
+  /** Applies `change` to the stored record, if the participant is still there; returns the result. */
+  updateParticipant(id: string, change: (record: ParticipantRecord) => void): ParticipantRecord | undefined {
+    const record = this.participant(id);
+    if (!record) return undefined;
+    change(record);
+    this.putParticipant(record);
+    return record;
+  }
+
+  deleteParticipant(id: string): void {
+    this.#kv.delete(PARTICIPANT_PREFIX + id);
+  }
+}
+
+export const participantOf = (record: ParticipantRecord): Participant => ({ id: record.id, display: record.display });
+
+export const publisherOf = (record: ParticipantRecord & { publisher: PublisherState }): Publisher => ({
+  id: record.id,
+  display: record.display,
+  streams: record.publisher.streams,
+});
