@@ -1,0 +1,68 @@
+import { env } from 'cloudflare:test';
+import { Redis } from '@upstash/redis/cloudflare';
+import { describe, expect, it } from 'vitest';
+import { newId } from '../../shared/src/ids.ts';
+import {
+  MEDIA_NODE_REGISTRY_KEY_PREFIX,
+  MEDIA_NODE_REGISTRY_SET,
+  type MediaNodeRegistration,
+} from '../../shared/src/media-control.ts';
+import { edgeConfig } from '../../workers/src/config.ts';
+import type { Env } from '../../workers/src/env.ts';
+import { roomRepository } from '../../workers/src/store/index.ts';
+import { roomKeys } from '../../workers/src/store/upstash-room-repository.ts';
+
+/** What only the Upstash store has: key layout and expiry in Redis, and the media node registry. */
+
+const edgeEnv = env as unknown as Env;
+const config = edgeConfig(edgeEnv);
+const repo = () => roomRepository(edgeEnv, config);
+const redis = new Redis({
+  url: edgeEnv.UPSTASH_REDIS_REST_URL!,
+  token: edgeEnv.UPSTASH_REDIS_REST_TOKEN!,
+  automaticDeserialization: false,
+  enableTelemetry: false,
+});
+
+describe('Upstash store', () => {
+  it('keeps a room in three keys that all expire at the room expiry', async () => {
+    const room = await repo().createRoom({ name: 'keys', max_publishers: 2 });
+    const alice = { id: newId(), display: 'Alice' };
+    await repo().addParticipant(room.id, alice);
+    await repo().claimPublisher(room.id, { ...alice, streams: [] });
+    const expiresAt = Date.parse((await repo().getRoom(room.id))!.expires_at);
+
+    const keys = roomKeys(room.id);
+    expect(keys).toEqual([`room:{${room.id}}`, `room:{${room.id}}:participants`, `room:{${room.id}}:publishers`]);
+    for (const key of keys) {
+      // PEXPIRETIME is the absolute expiry in ms: exactly the room's expires_at.
+      expect(await redis.eval('return redis.call("PEXPIRETIME", KEYS[1])', [key], [])).toBe(expiresAt);
+    }
+  });
+
+  it('lists only live, well-formed media node registrations', async () => {
+    const live: MediaNodeRegistration = {
+      id: `node-${newId()}`,
+      url: 'http://127.0.0.1:8081',
+      load: 0.25,
+      capacity: 200,
+      draining: false,
+      updated_at: new Date().toISOString(),
+    };
+    const malformed = `node-${newId()}`;
+    const expired = `node-${newId()}`;
+    await redis.sadd(MEDIA_NODE_REGISTRY_SET, live.id, malformed, expired);
+    await redis.set(`${MEDIA_NODE_REGISTRY_KEY_PREFIX}${live.id}`, JSON.stringify(live), { ex: 30 });
+    await redis.set(`${MEDIA_NODE_REGISTRY_KEY_PREFIX}${malformed}`, '{"id":"x","url":"not a url"}', { ex: 30 });
+
+    const nodes = await repo().listMediaNodes();
+    expect(nodes).toContainEqual(live);
+    expect(nodes.map((node) => node.id)).not.toContain('x');
+    expect(nodes.map((node) => node.id)).not.toContain(expired);
+  });
+
+  it('answers an empty registry with no nodes', async () => {
+    await redis.del(MEDIA_NODE_REGISTRY_SET);
+    expect(await repo().listMediaNodes()).toEqual([]);
+  });
+});
