@@ -41,7 +41,7 @@ async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Pro
         id: participantId,
         display: frame.payload.display,
         grants: attachment.grants,
-        joinedAt: Date.now(),
+        joinOrder: room.state.nextJoinOrder(room.roomId),
         publisher: null,
         subscription: null,
         graceUntil: null,

@@ -14,7 +14,8 @@ export interface ParticipantRecord {
   id: string;
   display: string;
   grants: Grants;
-  joinedAt: number;
+  /** Position in the room's join order: lists of participants and publishers follow it. */
+  joinOrder: number;
   publisher: PublisherState | null;
   /** The feeds the participant's subscriber peer connection carries; null while it has none. */
   subscription: string[] | null;
@@ -28,6 +29,8 @@ export interface RoomMeta {
   expiresAt: number | null;
   /** Whether the media node ever held state for this room, so that closing it is worth a call. */
   mediaUsed: boolean;
+  /** Participants who ever joined: the next one's joinOrder. */
+  joins: number;
 }
 
 const META_KEY = 'meta';
@@ -49,7 +52,7 @@ export class RoomState {
   }
 
   updateMeta(patch: Partial<RoomMeta> & Pick<RoomMeta, 'roomId'>): RoomMeta {
-    const meta: RoomMeta = { expiresAt: null, mediaUsed: false, ...this.meta(), ...patch };
+    const meta: RoomMeta = { expiresAt: null, mediaUsed: false, joins: 0, ...this.meta(), ...patch };
     this.#kv.put(META_KEY, meta);
     return meta;
   }
@@ -58,8 +61,17 @@ export class RoomState {
     return this.#kv.get<ParticipantRecord>(PARTICIPANT_PREFIX + id);
   }
 
+  /** All participants, in join order. */
   participants(): ParticipantRecord[] {
-    return [...this.#kv.list<ParticipantRecord>({ prefix: PARTICIPANT_PREFIX })].map(([, record]) => record);
+    return [...this.#kv.list<ParticipantRecord>({ prefix: PARTICIPANT_PREFIX })]
+      .map(([, record]) => record)
+      .sort((a, b) => a.joinOrder - b.joinOrder);
+  }
+
+  /** The next position in the join order. */
+  nextJoinOrder(roomId: string): number {
+    const meta = this.updateMeta({ roomId, joins: (this.meta()?.joins ?? 0) + 1 });
+    return meta.joins;
   }
 
   putParticipant(record: ParticipantRecord): void {
