@@ -1,4 +1,4 @@
-import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
+import type { OpenAPIHono, RouteConfig, z } from '@hono/zod-openapi';
 import type { AppEnv } from '../http/app-env.ts';
 
 /**
@@ -10,4 +10,13 @@ import type { AppEnv } from '../http/app-env.ts';
 export function documented(app: OpenAPIHono<AppEnv>, route: RouteConfig): string {
   app.openAPIRegistry.registerPath(route);
   return route.path.replace(/\{(\w+)\}/g, ':$1');
+}
+
+/**
+ * Registers a contract schema as a named component (`$ref`) and returns the schema to use in route
+ * definitions. zod copies prototype methods onto a schema when it is built, so a contract schema built
+ * before @hono/zod-openapi was loaded lacks the `.openapi()` that registering calls: a clone built now has it.
+ */
+export function registerSchema<S extends z.ZodType>(app: OpenAPIHono<AppEnv>, name: string, schema: S): S {
+  return app.openAPIRegistry.register(name, schema.clone() as S);
 }

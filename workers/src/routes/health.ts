@@ -2,21 +2,21 @@ import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
 import { type HealthCheck, type HealthResponse, HealthResponseSchema } from '../../../shared/src/rest.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { roomRepository, storeKind } from '../store/index.ts';
-import { documented } from './documented.ts';
+import { documented, registerSchema } from './documented.ts';
 
 /** A store that does not answer within this is reported down: /health must answer fast. */
 const STORE_PING_TIMEOUT_MS = 2000;
 
 export const healthRoutes = new OpenAPIHono<AppEnv>();
-const HealthResponse = healthRoutes.openAPIRegistry.register('HealthResponse', HealthResponseSchema);
+const HealthResponseComponent = registerSchema(healthRoutes, 'HealthResponse', HealthResponseSchema);
 
 const healthRoute = createRoute({
   method: 'get',
   path: '/health',
   summary: 'Liveness and the state of the room store',
   responses: {
-    200: { description: 'Everything answers', content: { 'application/json': { schema: HealthResponse } } },
-    503: { description: 'A dependency is down', content: { 'application/json': { schema: HealthResponse } } },
+    200: { description: 'Everything answers', content: { 'application/json': { schema: HealthResponseComponent } } },
+    503: { description: 'A dependency is down', content: { 'application/json': { schema: HealthResponseComponent } } },
   },
 });
 

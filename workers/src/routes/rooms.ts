@@ -22,7 +22,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJsonBody } from '../http/json-body.ts';
 import { roomRepository } from '../store/index.ts';
-import { documented } from './documented.ts';
+import { documented, registerSchema } from './documented.ts';
 
 export const roomRoutes = new OpenAPIHono<AppEnv>();
 roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
@@ -37,8 +37,8 @@ roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'participantToke
   description: 'The token returned by join',
 });
 
-/** Named components of the document (`$ref`s), registered once here and used by the definitions below. */
-const register = <S extends z.ZodType>(name: string, schema: S): S => roomRoutes.openAPIRegistry.register(name, schema);
+/** Named components of the document (`$ref`s), used by the definitions below. */
+const register = <S extends z.ZodType>(name: string, schema: S): S => registerSchema(roomRoutes, name, schema);
 const Schemas = {
   CreateRoomRequest: register('CreateRoomRequest', CreateRoomRequestSchema),
   Room: register('Room', RoomSchema),
