@@ -153,7 +153,8 @@ export async function disconnect(room: Room, ws: WebSocket): Promise<void> {
   const attachment = readAttachment(ws);
   // Completes the closing handshake. Codes 1005/1006 may not be sent, so the reply is always 1000.
   closeSocket(ws, CLOSE_CODES.normal, 'closed');
-  if (!attachment || attachment.replaced) return;
+  // Without meta the room was closed and wiped: nothing to keep, nothing to schedule.
+  if (!attachment || attachment.replaced || !room.state.meta()) return;
   if (room.state.participant(attachment.participantId)) await room.startGrace(attachment.participantId);
   else await room.scheduleAlarm();
 }
@@ -189,7 +190,8 @@ export async function runAlarm(room: Room): Promise<void> {
   }
 
   const participants = room.state.participants().length;
-  if (participants > 0 && meta.expiresAt !== null && meta.expiresAt <= now) {
+  const refreshAt = room.roomRefreshAt();
+  if (participants > 0 && refreshAt !== null && refreshAt <= now) {
     // A room lives while it is used: extend it, unless the store already dropped it.
     if (await room.repository.touchRoom(meta.roomId)) {
       room.state.updateMeta({ roomId: meta.roomId, expiresAt: now + room.config.roomTtlSeconds * 1000 });

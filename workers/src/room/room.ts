@@ -30,6 +30,8 @@ export const REAP_INTERVAL_MS = 30_000;
 export const PING_TIMEOUT_MS = 90_000;
 /** A socket must send `join_room` within this time of connecting. */
 export const JOIN_TIMEOUT_MS = 30_000;
+/** A room in use is touched this long before the store would expire it (capped at half the TTL). */
+export const ROOM_REFRESH_MARGIN_MS = 60_000;
 /** An empty room's state is wiped after this, unless someone connects again. */
 export const EMPTY_ROOM_LINGER_MS = 60_000;
 
@@ -237,19 +239,27 @@ export class Room {
     }
   }
 
+  /** When the alarm must touch the room in the store so that it does not expire while in use. */
+  roomRefreshAt(): number | null {
+    const expiresAt = this.state.meta()?.expiresAt;
+    if (expiresAt == null) return null;
+    return expiresAt - Math.min(ROOM_REFRESH_MARGIN_MS, (this.config.roomTtlSeconds * 1000) / 2);
+  }
+
   /**
    * Points the object's single alarm at the next thing that needs doing: a grace period ending, the
    * next dead-socket sweep, the room's expiry, or wiping an empty room. `force` overwrites the
    * current alarm (from the alarm handler); otherwise the alarm only moves earlier.
    */
   async scheduleAlarm(options: { force?: boolean } = {}): Promise<void> {
+    if (!this.state.meta()) return;
     const now = Date.now();
     const participants = this.state.participants();
     const socketCount = this.ctx.getWebSockets().length;
     const due: number[] = [];
     for (const record of participants) if (record.graceUntil !== null) due.push(record.graceUntil);
-    const expiresAt = this.state.meta()?.expiresAt;
-    if (participants.length > 0 && expiresAt != null) due.push(expiresAt);
+    const refreshAt = this.roomRefreshAt();
+    if (participants.length > 0 && refreshAt !== null) due.push(refreshAt);
     const empty = participants.length === 0 && socketCount === 0;
     due.push(now + (empty ? EMPTY_ROOM_LINGER_MS : REAP_INTERVAL_MS));
     const next = Math.min(...due);
