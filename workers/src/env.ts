@@ -5,6 +5,8 @@
 export interface Env {
   ROOMS: DurableObjectNamespace;
   STORE: DurableObjectNamespace;
+  /** REST rate limiter (wrangler.toml `ratelimits`); absent, the REST API is not rate limited. */
+  API_RATE_LIMITER?: RateLimit;
   JWT_SECRET?: string;
   JWT_EXPIRY_SECONDS?: string;
   ROOM_TTL_SECONDS?: string;

@@ -21,6 +21,8 @@ import { requireApiKey } from '../http/api-key.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJsonBody } from '../http/json-body.ts';
+import { rateLimit } from '../http/rate-limit.ts';
+import type { RoomCoordinator } from '../room/room-coordinator.ts';
 import { roomRepository } from '../store/index.ts';
 import { documented, registerSchema } from './documented.ts';
 
@@ -68,6 +70,7 @@ const createRoomRoute = createRoute({
     400: error('Malformed JSON, empty body or invalid fields'),
     401: error('API_KEY is set and the request does not carry it'),
     413: error('Body larger than 16 KiB'),
+    429: error('Too many requests from this client (`Retry-After`)'),
     503: error('The room store is unavailable'),
   },
 });
@@ -101,6 +104,7 @@ const joinRoomRoute = createRoute({
     404: error('No such room'),
     409: error('The room has MAX_PARTICIPANTS connected participants (`room_full`)'),
     413: error('Body larger than 16 KiB'),
+    429: error('Too many requests from this client (`Retry-After`)'),
     503: error('The room store is unavailable'),
   },
 });
@@ -116,6 +120,7 @@ const leaveRoomRoute = createRoute({
     401: error('Missing, invalid or expired participant token'),
     403: error('The token is for another room'),
     404: error('No such room'),
+    429: error('Too many requests from this client (`Retry-After`)'),
     503: error('The room store is unavailable'),
   },
 });
@@ -131,7 +136,7 @@ function roomIdParam(c: Context<AppEnv>): string {
 
 const repository = (c: Context<AppEnv>) => roomRepository(c.env, c.get('config'));
 
-roomRoutes.post(documented(roomRoutes, createRoomRoute), requireApiKey, async (c) => {
+roomRoutes.post(documented(roomRoutes, createRoomRoute), rateLimit('create'), requireApiKey, async (c) => {
   const input = await readJsonBody(c, CreateRoomRequestSchema);
   const room: Room = await repository(c).createRoom(input);
   c.get('logger').info('room created', { room_id: room.id, max_publishers: room.max_publishers });
@@ -154,7 +159,7 @@ roomRoutes.get(documented(roomRoutes, getRoomRoute), async (c) => {
   return c.json(details, 200);
 });
 
-roomRoutes.post(documented(roomRoutes, joinRoomRoute), async (c) => {
+roomRoutes.post(documented(roomRoutes, joinRoomRoute), rateLimit('join'), async (c) => {
   const roomId = roomIdParam(c);
   const { display } = await readJsonBody(c, JoinRoomRequestSchema);
   const config = c.get('config');
@@ -191,12 +196,7 @@ roomRoutes.post(documented(roomRoutes, joinRoomRoute), async (c) => {
   return c.json(response, 200);
 });
 
-/** The part of the RoomCoordinator's RPC surface that REST leave uses. */
-interface ParticipantEviction {
-  leaveParticipant(participantId: string): Promise<void>;
-}
-
-roomRoutes.post(documented(roomRoutes, leaveRoomRoute), async (c) => {
+roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), async (c) => {
   const token = bearerToken(c.req.header('authorization'));
   if (!token) {
     c.header('WWW-Authenticate', 'Bearer realm="truegather"');
@@ -206,7 +206,8 @@ roomRoutes.post(documented(roomRoutes, leaveRoomRoute), async (c) => {
   if (claims.room !== c.req.param('id')) throw new HttpError(403, 'forbidden', 'the token is for another room');
   const roomId = roomIdParam(c);
   if (!(await repository(c).getRoom(roomId))) throw roomNotFound();
-  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as unknown as ParticipantEviction;
+  // The room's coordinator closes the participant's socket, tells the others and updates the store.
+  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
   await coordinator.leaveParticipant(claims.sub);
   c.get('logger').info('participant left via REST', { room_id: roomId, participant_id: claims.sub });
   const response: LeaveRoomResponse = { left: true };
