@@ -161,3 +161,15 @@ describe('an unreachable Upstash', () => {
     expect(JSON.stringify(logged.mock.calls)).not.toContain('Secret Name');
   });
 });
+
+describe('API_RATE_LIMITER', () => {
+  it('lets requests through when the limiter itself fails', async () => {
+    vi.spyOn(console, 'warn').mockImplementation(() => {});
+    const broken: RateLimit = { limit: () => Promise.reject(new Error('storage busy')) };
+    const response = await fetchWithEnv({ API_RATE_LIMITER: broken }, '/api/v1/rooms', {
+      ...post({ name: 'r' }),
+      headers: { 'Content-Type': 'application/json', 'CF-Connecting-IP': '192.0.2.1' },
+    });
+    expect(response.status).toBe(201);
+  });
+});
