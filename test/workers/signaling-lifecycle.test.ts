@@ -3,13 +3,21 @@ import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } fr
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
-import { ROOM_REFRESH_MARGIN_MS } from '../../workers/src/room/room.ts';
+import { PING_TIMEOUT_MS, ROOM_REFRESH_MARGIN_MS } from '../../workers/src/room/room.ts';
 import type { RoomCoordinator } from '../../workers/src/room/room-coordinator.ts';
 import { RoomState } from '../../workers/src/room/room-state.ts';
 import { roomRepository } from '../../workers/src/store/index.ts';
 import { eventually, roundTrip } from './support/barrier.ts';
 import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
-import { createRoom, joinMember, type Member, roomStub, storedParticipants, useMediaNode } from './support/rooms.ts';
+import {
+  createRoom,
+  joinMember,
+  type Member,
+  restJoin,
+  roomStub,
+  storedParticipants,
+  useMediaNode,
+} from './support/rooms.ts';
 import { SignalingSocket } from './support/signaling-socket.ts';
 
 const STREAMS = [{ kind: 'video' as const, mid: '0' }];
@@ -127,6 +135,27 @@ describe('reconnect grace period', () => {
     expect(bob.socket.untaken('participant_joined')).toEqual([]);
     expect(await storedParticipants(room.id)).toBe(2);
     for (const socket of [back, bob.socket]) socket.close();
+  });
+});
+
+describe('reaping dead connections', () => {
+  it('closes a socket that never joins, and one whose pings stopped; a quiet socket without pings stays', async () => {
+    const room = await createRoom();
+    const quiet = await joinMember(room.id, 'Quiet');
+    const pinger = await joinMember(room.id, 'Pinger');
+    pinger.socket.sendRaw('ping');
+    await pinger.socket.nextRaw('pong');
+    const idle = await SignalingSocket.open(room.id, (await restJoin(room.id, 'Idle')).token);
+
+    advanceClock(PING_TIMEOUT_MS + 1000);
+    await runDurableObjectAlarm(roomStub(room.id));
+    expect(await idle.closed).toEqual({ code: 1008, reason: 'join timeout' });
+    expect(await pinger.socket.closed).toEqual({ code: 1001, reason: 'ping timeout' });
+    // The silent pinger is treated like a drop: it is in its grace period, not gone yet.
+    await inGrace(room.id, pinger.participantId);
+    await roundTrip(quiet.socket);
+    expect(quiet.socket.isClosed).toBe(false);
+    quiet.socket.close();
   });
 });
 

@@ -155,6 +155,10 @@ describe('publishing and subscribing through the media node', () => {
     expect(emptied.payload.sdp).toContain('s=offer for');
     expect(fake.callsOf('updateSubscriber').at(-1)?.detail).toEqual([]);
 
+    await mediaEvent(room.id, { type: 'subscriber_closed', participant_id: bob.participantId, reason: 'ice failed' });
+    const answerless = await bob.socket.request('subscribe_answer', { sdp: fakeSdp('late answer') });
+    expect(answerless).toMatchObject({ type: 'error', payload: { code: 'bad_request' } });
+
     await ann.socket.expectReply('unpublish', {}, 'ack');
     for (const other of [bob, cara]) {
       expect((await other.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);

@@ -54,7 +54,7 @@ export class Room {
   readonly ctx: DurableObjectState;
   readonly state: RoomState;
   readonly config: EdgeConfig;
-  readonly logger: Logger;
+  readonly #logger: Logger;
   readonly #repository: () => RoomRepository;
   readonly #media: () => MediaNodeClient;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
@@ -65,7 +65,7 @@ export class Room {
     this.state = new RoomState(options.ctx.storage.kv);
     this.config = options.config;
     this.#repository = options.repository;
-    this.logger = options.logger;
+    this.#logger = options.logger;
     this.#media = options.media;
   }
 
@@ -75,6 +75,11 @@ export class Room {
 
   get repository(): RoomRepository {
     return this.#repository();
+  }
+
+  /** Log lines carry the room id (ids only: never tokens, SDP or display names). */
+  get logger(): Logger {
+    return this.#logger.child({ room_id: this.state.meta()?.roomId });
   }
 
   /** The room's metadata; it exists from the first connection on. */
