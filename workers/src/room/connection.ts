@@ -7,7 +7,6 @@ import type { TokenBucket } from './rate-limit.ts';
  * (well under the 16 KiB attachment limit).
  */
 export interface ConnectionAttachment {
-  connectionId: string;
   participantId: string;
   grants: Grants;
   /** Set by `join_room`; frames other than join_room are refused before it. */

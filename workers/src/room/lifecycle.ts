@@ -21,7 +21,7 @@ import { CLOSE_CODES, errorCodeOf, errorName, JOIN_TIMEOUT_MS, PING_TIMEOUT_MS, 
  * (close or error), and the alarm that reaps dead sockets, ends grace periods and expires the room.
  */
 
-/** Connections a room accepts beyond its participant cap, for reconnects that overlap their old socket. */
+/** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
 const CONNECTION_HEADROOM = 16;
 
 export async function connect(room: Room, request: Request): Promise<Response> {
@@ -41,7 +41,6 @@ export async function connect(room: Room, request: Request): Promise<Response> {
   const pair = new WebSocketPair();
   const [client, server] = [pair[0], pair[1]];
   const attachment: ConnectionAttachment = {
-    connectionId: crypto.randomUUID(),
     participantId: identity.participantId,
     grants: identity.grants,
     joined: false,
