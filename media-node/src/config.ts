@@ -21,12 +21,22 @@ const MediaNodeEnvSchema = z
     MEDIA_NODE_SECRET: SecretSchema,
     /** Public IP written into ICE candidates, for a node behind NAT or in a container. */
     MEDIA_ANNOUNCED_IP: z.union([z.ipv4(), z.ipv6()]).optional(),
+    /**
+     * The one local IPv4 address RTC sockets bind to and gather on (e.g. 127.0.0.1, or the container's
+     * address). Unset: every non-loopback IPv4 interface.
+     */
+    MEDIA_RTC_LISTEN_IP: z
+      .ipv4()
+      .refine((ip) => ip !== '0.0.0.0', 'must be a concrete address, not 0.0.0.0')
+      .optional(),
     MEDIA_RTC_MIN_PORT: PortSchema(40_000),
     MEDIA_RTC_MAX_PORT: PortSchema(49_999),
     MEDIA_WORKERS: PositiveIntSchema(availableParallelism(), 256),
     /** Peer connections this node accepts before it reports itself full. */
     MEDIA_CAPACITY: PositiveIntSchema(500, 100_000),
     MEDIA_DRAIN_TIMEOUT_SECONDS: PositiveIntSchema(600, 86_400),
+    /** A peer connection that has not connected this long after negotiating is closed and reported. */
+    MEDIA_CONNECT_TIMEOUT_SECONDS: PositiveIntSchema(30, 600),
     /** Where media events are POSTed: the edge's base URL. */
     EDGE_URL: z.url().optional(),
     STUN_SERVER: IceUrlEnvSchema.optional(),
@@ -37,8 +47,12 @@ const MediaNodeEnvSchema = z
     LOG_LEVEL: LogLevelSchema,
   })
   .superRefine((env, ctx) => {
-    if (env.MEDIA_RTC_MIN_PORT > env.MEDIA_RTC_MAX_PORT) {
-      ctx.addIssue({ code: 'custom', path: ['MEDIA_RTC_MIN_PORT'], message: 'must not exceed MEDIA_RTC_MAX_PORT' });
+    // werift needs a range of at least two ports (it rejects min === max).
+    if (env.MEDIA_RTC_MIN_PORT >= env.MEDIA_RTC_MAX_PORT) {
+      ctx.addIssue({ code: 'custom', path: ['MEDIA_RTC_MIN_PORT'], message: 'must be below MEDIA_RTC_MAX_PORT' });
+    }
+    if (env.MEDIA_RTC_MIN_PORT === 0) {
+      ctx.addIssue({ code: 'custom', path: ['MEDIA_RTC_MIN_PORT'], message: 'must be a real port (1–65535)' });
     }
     if (Boolean(env.UPSTASH_REDIS_REST_URL) !== Boolean(env.UPSTASH_REDIS_REST_TOKEN)) {
       ctx.addIssue({
@@ -53,13 +67,16 @@ export interface MediaNodeConfig {
   host: string;
   port: number;
   nodeId: string;
-  publicUrl: string;
+  /** Absent: derived from the address the control API actually listens on (MEDIA_PORT may be 0). */
+  publicUrl?: string;
   secret: Uint8Array;
   announcedIp?: string;
+  rtcListenIp?: string;
   rtcPortRange: { min: number; max: number };
   workers: number;
   capacity: number;
   drainTimeoutSeconds: number;
+  connectTimeoutSeconds: number;
   edgeUrl?: string;
   ice: { stunUrl?: string; turn?: { url: string; secret?: string } };
   upstash?: { url: string; token: string };
@@ -68,18 +85,19 @@ export interface MediaNodeConfig {
 
 export function parseMediaNodeConfig(env: Record<string, string | undefined>): MediaNodeConfig {
   const parsed = parseEnvironment(MediaNodeEnvSchema, env);
-  const reachableHost = parsed.MEDIA_HOST === '0.0.0.0' || parsed.MEDIA_HOST === '::' ? '127.0.0.1' : parsed.MEDIA_HOST;
   return {
     host: parsed.MEDIA_HOST,
     port: parsed.MEDIA_PORT,
     nodeId: parsed.MEDIA_NODE_ID,
-    publicUrl: parsed.MEDIA_PUBLIC_URL ?? `http://${reachableHost}:${parsed.MEDIA_PORT}`,
+    publicUrl: parsed.MEDIA_PUBLIC_URL,
     secret: new TextEncoder().encode(parsed.MEDIA_NODE_SECRET),
     announcedIp: parsed.MEDIA_ANNOUNCED_IP,
+    rtcListenIp: parsed.MEDIA_RTC_LISTEN_IP,
     rtcPortRange: { min: parsed.MEDIA_RTC_MIN_PORT, max: parsed.MEDIA_RTC_MAX_PORT },
     workers: parsed.MEDIA_WORKERS,
     capacity: parsed.MEDIA_CAPACITY,
     drainTimeoutSeconds: parsed.MEDIA_DRAIN_TIMEOUT_SECONDS,
+    connectTimeoutSeconds: parsed.MEDIA_CONNECT_TIMEOUT_SECONDS,
     edgeUrl: parsed.EDGE_URL,
     ice: {
       stunUrl: parsed.STUN_SERVER,

@@ -1,0 +1,211 @@
+import { EventEmitter } from 'node:events';
+import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import type { Logger } from '../../../shared/src/log.ts';
+import type { Stream } from '../../../shared/src/rest.ts';
+import { badSdp } from '../errors.ts';
+import type { ForwardingStats } from './forwarding-stats.ts';
+import { PeerLifecycle } from './peer-lifecycle.ts';
+import { addRemoteCandidate } from './remote-candidates.ts';
+import { announceHostCandidates, fingerprintOf, sdpShapeProblem, withoutMdnsCandidates } from './sdp-text.ts';
+import { SerialQueue } from './serial-queue.ts';
+import { SourceTrack } from './source-track.ts';
+
+/**
+ * When media flows on some tracks but not all, `ready` still fires this long after the first
+ * packet: a browser may negotiate a video m-line and send nothing on it (camera off).
+ */
+export const READY_GRACE_MS = 2_000;
+
+interface PublisherEvents {
+  /** A new track was negotiated (first offer or a renegotiation adding e.g. a screen track). */
+  track: [SourceTrack];
+  /** Media flows: the edge may announce the publisher. Fires again when the set of tracks changes. */
+  ready: [Stream[]];
+  closed: [reason: string, byRemote: boolean];
+}
+
+/**
+ * A participant's ingress peer connection (audio, video and an optional screen track), answering
+ * the browser's offers. Each received track becomes a {@link SourceTrack}.
+ */
+export class Publisher extends EventEmitter<PublisherEvents> {
+  readonly participantId: string;
+  readonly #pc: RTCPeerConnection;
+  readonly #lifecycle: PeerLifecycle;
+  readonly #stats: ForwardingStats;
+  readonly #logger: Logger;
+  readonly #announcedIp: string | undefined;
+  readonly #negotiations = new SerialQueue();
+  readonly #tracks = new Map<RTCRtpTransceiver, SourceTrack>();
+  #fingerprint: string | undefined;
+  #readyAnnounced = false;
+  #readyTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: {
+    participantId: string;
+    peerConnection: RTCPeerConnection;
+    announcedIp: string | undefined;
+    stats: ForwardingStats;
+    logger: Logger;
+    connectTimeoutMs: number;
+    /** Releases the connection's ports once its sockets are closed. */
+    onReleased: () => void;
+  }) {
+    super();
+    this.participantId = options.participantId;
+    this.#pc = options.peerConnection;
+    this.#stats = options.stats;
+    this.#logger = options.logger;
+    this.#announcedIp = options.announcedIp;
+    this.#lifecycle = new PeerLifecycle(this.#pc, this.#logger, {
+      connectTimeoutMs: options.connectTimeoutMs,
+      onClosed: (reason, byRemote) => {
+        this.#closeTracks();
+        this.emit('closed', reason, byRemote);
+      },
+      onReleased: options.onReleased,
+    });
+  }
+
+  get tracks(): SourceTrack[] {
+    return [...this.#tracks.values()];
+  }
+
+  get closed(): boolean {
+    return this.#lifecycle.closed;
+  }
+
+  /** The fingerprint of the browser's DTLS certificate: a different one means a new connection. */
+  get fingerprint(): string | undefined {
+    return this.#fingerprint;
+  }
+
+  get streams(): Stream[] {
+    return this.tracks.map((track) => ({
+      kind: track.kind,
+      mid: track.mid,
+      codec: canonicalMimeType(track.codec.mimeType),
+    }));
+  }
+
+  /** Applies a browser offer (the first one or a renegotiation) and returns the answer. */
+  negotiate(offerSdp: string): Promise<{ sdp: string; streams: Stream[] }> {
+    return this.#negotiations.run(async () => {
+      const problem = sdpShapeProblem(offerSdp, { media: true });
+      if (problem) throw badSdp(problem);
+      try {
+        await this.#pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });
+        await this.#pc.setLocalDescription(await this.#pc.createAnswer());
+      } catch (error) {
+        // Whatever werift cannot answer comes from the offer it was given.
+        throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
+      }
+      this.#fingerprint = fingerprintOf(offerSdp);
+      this.#syncTracks();
+      if (this.#tracks.size === 0) {
+        throw badSdp('no audio or video track with a supported codec (Opus, VP8, H.264)');
+      }
+      this.#lifecycle.expectConnection();
+      const answer = this.#pc.localDescription?.sdp ?? '';
+      return { sdp: announceHostCandidates(answer, this.#announcedIp), streams: this.streams };
+    });
+  }
+
+  addIceCandidate(candidate: IceCandidate | null): Promise<void> {
+    return addRemoteCandidate(this.#pc, candidate);
+  }
+
+  /** Makes the tracks match what the last negotiation receives: new m-lines start, dropped ones end. */
+  #syncTracks(): void {
+    let changed = false;
+    for (const transceiver of this.#pc.getTransceivers()) {
+      const receiving = isReceiving(transceiver);
+      const existing = this.#tracks.get(transceiver);
+      if (existing && !receiving) {
+        this.#tracks.delete(transceiver);
+        existing.close();
+        changed = true;
+      } else if (!existing && receiving) {
+        const source = this.#createSource(transceiver);
+        this.#tracks.set(transceiver, source);
+        changed = true;
+        this.emit('track', source);
+      }
+    }
+    if (changed && this.#readyAnnounced) {
+      this.#readyAnnounced = false;
+      this.#checkReady();
+    }
+  }
+
+  #createSource(transceiver: RTCRtpTransceiver): SourceTrack {
+    const source = new SourceTrack({
+      publisherId: this.participantId,
+      kind: transceiver.kind === 'audio' ? 'audio' : 'video',
+      mid: transceiver.mid ?? '',
+      codec: transceiver.codecs[0]!,
+      receiver: transceiver.receiver,
+      track: transceiver.receiver.track,
+      stats: this.#stats,
+      logger: this.#logger,
+    });
+    source.once('flowing', () => this.#checkReady());
+    return source;
+  }
+
+  #checkReady(): void {
+    if (this.#readyAnnounced || this.closed) return;
+    const tracks = this.tracks;
+    if (tracks.length > 0 && tracks.every((track) => track.flowing)) {
+      this.#announceReady();
+    } else if (tracks.some((track) => track.flowing)) {
+      this.#readyTimer ??= setTimeout(() => this.#announceReady(), READY_GRACE_MS);
+    }
+  }
+
+  #announceReady(): void {
+    clearTimeout(this.#readyTimer);
+    this.#readyTimer = undefined;
+    if (this.#readyAnnounced || this.closed) return;
+    this.#readyAnnounced = true;
+    this.emit('ready', this.streams);
+  }
+
+  #closeTracks(): void {
+    clearTimeout(this.#readyTimer);
+    for (const track of this.#tracks.values()) track.close();
+    this.#tracks.clear();
+  }
+
+  /** Closes the connection; `byRemote` tells the room to report it to the edge. */
+  close(reason: string, byRemote = false): void {
+    this.#lifecycle.close(reason, byRemote);
+  }
+}
+
+/** MIME types as browsers report them in stats: `audio/opus`, `video/VP8`, `video/H264`. */
+function canonicalMimeType(mimeType: string): string {
+  const [type = '', name = ''] = mimeType.split('/');
+  return `${type.toLowerCase()}/${name.toLowerCase() === 'opus' ? 'opus' : name.toUpperCase()}`;
+}
+
+function isReceiving(transceiver: RTCRtpTransceiver): boolean {
+  if (transceiver.stopped || transceiver.codecs.length === 0) return false;
+  const direction = transceiver.currentDirection;
+  return (
+    (direction === 'recvonly' || direction === 'sendrecv') &&
+    (transceiver.kind === 'audio' || transceiver.kind === 'video')
+  );
+}
+
+/**
+ * Simulcast is not forwarded (one layer per track): without the rid/simulcast attributes the answer
+ * declines it and the browser sends a single stream.
+ */
+function withoutSimulcast(sdp: string): string {
+  return sdp
+    .split(/\r?\n/)
+    .filter((line) => !line.startsWith('a=simulcast:') && !line.startsWith('a=rid:'))
+    .join('\r\n');
+}

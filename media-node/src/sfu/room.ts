@@ -1,0 +1,279 @@
+import { EventEmitter } from 'node:events';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import type { Logger } from '../../../shared/src/log.ts';
+import type {
+  CreatePublisherResponse,
+  MediaEvent,
+  SubscriberOfferResponse,
+} from '../../../shared/src/media-control.ts';
+import type { IceTarget } from '../../../shared/src/signaling.ts';
+import { notFound, unavailable } from '../errors.ts';
+import type { ForwardingStats } from './forwarding-stats.ts';
+import type { PortAllocator } from './port-allocator.ts';
+import { Publisher } from './publisher.ts';
+import { createPeerConnection, type PeerRole, type RtcSettings } from './rtc-settings.ts';
+import { fingerprintOf } from './sdp-text.ts';
+import type { SourceTrack } from './source-track.ts';
+import { Subscriber } from './subscriber.ts';
+
+/**
+ * Browsers trickle candidates right after sending their offer, so a candidate can arrive before the
+ * peer connection it belongs to exists. They are kept this long, this many per peer.
+ */
+export const EARLY_CANDIDATE_TTL_MS = 15_000;
+export const EARLY_CANDIDATES_PER_PEER = 32;
+
+export interface RoomPeers {
+  publishers: string[];
+  subscribers: string[];
+}
+
+interface RoomEvents {
+  /** An event for the edge. */
+  event: [MediaEvent];
+  /** Publishers or subscribers came or went. */
+  peers: [RoomPeers];
+  closed: [];
+}
+
+export interface RoomDependencies {
+  settings: RtcSettings;
+  ports: PortAllocator;
+  stats: ForwardingStats;
+  logger: Logger;
+  connectTimeoutMs: number;
+}
+
+interface EarlyCandidates {
+  candidates: (IceCandidate | null)[];
+  expiresAt: number;
+}
+
+/**
+ * A room on this node (mediasoup's Router): its publishers and subscribers, and the wiring that
+ * makes subscribers follow the tracks of the feeds they want. It closes itself when its last peer
+ * goes.
+ */
+export class Room extends EventEmitter<RoomEvents> {
+  readonly id: string;
+  readonly #deps: RoomDependencies;
+  readonly #logger: Logger;
+  readonly #publishers = new Map<string, Publisher>();
+  readonly #subscribers = new Map<string, Subscriber>();
+  readonly #earlyCandidates = new Map<string, EarlyCandidates>();
+  #idleTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(id: string, deps: RoomDependencies) {
+    super();
+    this.id = id;
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ room_id: id });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get peers(): RoomPeers {
+    return { publishers: [...this.#publishers.keys()], subscribers: [...this.#subscribers.keys()] };
+  }
+
+  /**
+   * A publisher's offer. From the browser connection that already publishes (same DTLS fingerprint)
+   * it is a renegotiation, e.g. adding a screen track; from a new connection it replaces the old one.
+   */
+  async publish(participantId: string, offerSdp: string): Promise<CreatePublisherResponse> {
+    this.#assertOpen();
+    const existing = this.#publishers.get(participantId);
+    if (existing && existing.fingerprint !== undefined && existing.fingerprint === fingerprintOf(offerSdp)) {
+      return existing.negotiate(offerSdp);
+    }
+    const publisher = new Publisher({
+      participantId,
+      ...this.#peerConnection('ingress'),
+      announcedIp: this.#deps.settings.announcedIp,
+      stats: this.#deps.stats,
+      connectTimeoutMs: this.#deps.connectTimeoutMs,
+      logger: this.#logger.child({ participant_id: participantId, peer: 'publisher' }),
+    });
+    // The new publisher takes the place first, so the room never looks empty in between.
+    this.#publishers.set(participantId, publisher);
+    existing?.close('replaced by a new connection');
+    publisher.on('track', () => this.#refreshSubscribersOf(participantId));
+    publisher.on('ready', (streams) =>
+      this.emit('event', { type: 'publisher_ready', room_id: this.id, participant_id: participantId, streams }),
+    );
+    publisher.once('closed', (reason, byRemote) => {
+      if (this.#publishers.get(participantId) === publisher) this.#publishers.delete(participantId);
+      if (byRemote) {
+        this.emit('event', { type: 'publisher_closed', room_id: this.id, participant_id: participantId, reason });
+      }
+      this.#peersChanged();
+    });
+    this.#peersChanged();
+    try {
+      const answer = await publisher.negotiate(offerSdp);
+      await this.#applyEarlyCandidates(participantId, 'publisher', publisher);
+      return answer;
+    } catch (error) {
+      publisher.close('negotiation failed');
+      throw error;
+    }
+  }
+
+  unpublish(participantId: string): void {
+    this.#publishers.get(participantId)?.close('removed');
+  }
+
+  /** Creates the subscriber if needed and returns an offer for exactly `feeds`. */
+  async subscribe(participantId: string, feeds: readonly string[]): Promise<SubscriberOfferResponse> {
+    this.#assertOpen();
+    let subscriber = this.#subscribers.get(participantId);
+    if (!subscriber) {
+      subscriber = this.#createSubscriber(participantId);
+      try {
+        const offer = await subscriber.update(feeds);
+        await this.#applyEarlyCandidates(participantId, 'subscriber', subscriber);
+        return offer;
+      } catch (error) {
+        subscriber.close('negotiation failed');
+        throw error;
+      }
+    }
+    return subscriber.update(feeds);
+  }
+
+  setSubscriberAnswer(participantId: string, answerSdp: string): Promise<void> {
+    const subscriber = this.#subscribers.get(participantId);
+    if (!subscriber) throw notFound('subscriber');
+    return subscriber.setAnswer(answerSdp);
+  }
+
+  unsubscribe(participantId: string): void {
+    this.#subscribers.get(participantId)?.close('removed');
+  }
+
+  async addIceCandidate(participantId: string, target: IceTarget, candidate: IceCandidate | null): Promise<void> {
+    this.#assertOpen();
+    const peer = target === 'publisher' ? this.#publishers.get(participantId) : this.#subscribers.get(participantId);
+    if (peer) {
+      await peer.addIceCandidate(candidate);
+      return;
+    }
+    this.#keepEarlyCandidate(`${target}:${participantId}`, candidate);
+  }
+
+  #createSubscriber(participantId: string): Subscriber {
+    const subscriber = new Subscriber({
+      participantId,
+      ...this.#peerConnection('egress'),
+      feedTracks: (publisherId) => this.#publishers.get(publisherId)?.tracks ?? NO_TRACKS,
+      announcedIp: this.#deps.settings.announcedIp,
+      stats: this.#deps.stats,
+      connectTimeoutMs: this.#deps.connectTimeoutMs,
+      logger: this.#logger.child({ participant_id: participantId, peer: 'subscriber' }),
+    });
+    this.#subscribers.set(participantId, subscriber);
+    subscriber.on('offer', ({ sdp, feeds }) =>
+      this.emit('event', { type: 'subscriber_offer', room_id: this.id, participant_id: participantId, sdp, feeds }),
+    );
+    subscriber.once('closed', (reason, byRemote) => {
+      if (this.#subscribers.get(participantId) === subscriber) this.#subscribers.delete(participantId);
+      if (byRemote) {
+        this.emit('event', { type: 'subscriber_closed', room_id: this.id, participant_id: participantId, reason });
+      }
+      this.#peersChanged();
+    });
+    this.#peersChanged();
+    return subscriber;
+  }
+
+  /** A peer connection with its own block of ports, released when werift has closed it. */
+  #peerConnection(role: PeerRole) {
+    const block = this.#deps.ports.acquire();
+    if (!block) throw unavailable('no free RTC ports on this node', { reason: 'ports_exhausted' });
+    return {
+      peerConnection: createPeerConnection(this.#deps.settings, role, block.range),
+      onReleased: () => this.#deps.ports.release(block),
+    };
+  }
+
+  #refreshSubscribersOf(publisherId: string): void {
+    for (const subscriber of this.#subscribers.values()) {
+      if (subscriber.wantedFeeds.includes(publisherId)) subscriber.refresh();
+    }
+  }
+
+  #keepEarlyCandidate(key: string, candidate: IceCandidate | null): void {
+    this.#dropExpiredCandidates();
+    const early = this.#earlyCandidates.get(key) ?? { candidates: [], expiresAt: Date.now() + EARLY_CANDIDATE_TTL_MS };
+    if (early.candidates.length < EARLY_CANDIDATES_PER_PEER) early.candidates.push(candidate);
+    this.#earlyCandidates.set(key, early);
+    this.#peersChanged();
+  }
+
+  async #applyEarlyCandidates(
+    participantId: string,
+    target: IceTarget,
+    peer: { addIceCandidate(candidate: IceCandidate | null): Promise<void> },
+  ): Promise<void> {
+    const key = `${target}:${participantId}`;
+    const early = this.#earlyCandidates.get(key);
+    this.#earlyCandidates.delete(key);
+    if (!early || early.expiresAt <= Date.now()) return;
+    for (const candidate of early.candidates) {
+      await peer.addIceCandidate(candidate).catch(() => this.#logger.debug('an early ICE candidate was rejected'));
+    }
+  }
+
+  /**
+   * Reports the peers, and closes the room once it has none. A room that only holds early
+   * candidates lives until they expire.
+   */
+  #peersChanged(): void {
+    if (this.#closed) return;
+    this.emit('peers', this.peers);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    if (this.#publishers.size > 0 || this.#subscribers.size > 0) return;
+    this.#dropExpiredCandidates();
+    if (this.#earlyCandidates.size === 0) {
+      this.close();
+      return;
+    }
+    this.#idleTimer = setTimeout(() => this.#peersChanged(), EARLY_CANDIDATE_TTL_MS);
+    this.#idleTimer.unref();
+  }
+
+  #dropExpiredCandidates(): void {
+    const now = Date.now();
+    for (const [key, early] of this.#earlyCandidates) {
+      if (early.expiresAt <= now) this.#earlyCandidates.delete(key);
+    }
+  }
+
+  /** After a failed command: a room that never got a peer must not linger. */
+  closeIfUnused(): void {
+    if (!this.#closed && this.#publishers.size === 0 && this.#subscribers.size === 0) this.#peersChanged();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw notFound('room');
+  }
+
+  /** Closes every peer connection of the room; the edge asked for it, so no per-peer events. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    for (const publisher of this.#publishers.values()) publisher.close('room closed');
+    for (const subscriber of this.#subscribers.values()) subscriber.close('room closed');
+    this.#publishers.clear();
+    this.#subscribers.clear();
+    this.#earlyCandidates.clear();
+    this.emit('closed');
+  }
+}
+
+const NO_TRACKS: readonly SourceTrack[] = [];

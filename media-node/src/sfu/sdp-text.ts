@@ -1,0 +1,77 @@
+/**
+ * The few line-level SDP edits werift does not do for us. SDP lines are split on CRLF (RFC 8866)
+ * and LF alone, and always written back with CRLF.
+ */
+
+const lines = (sdp: string) => sdp.split(/\r?\n/).filter((line) => line.length > 0);
+const join = (sdpLines: string[]) => `${sdpLines.join('\r\n')}\r\n`;
+
+/**
+ * Replaces the address of our host candidates with the announced (public) IP, as mediasoup's
+ * `announcedAddress` does: behind NAT or in a container the local address is unreachable, while
+ * the same port on the public address is forwarded to the socket.
+ */
+export function announceHostCandidates(sdp: string, announcedIp: string | undefined): string {
+  if (!announcedIp) return sdp;
+  return join(
+    lines(sdp).map((line) => (line.startsWith('a=candidate:') ? announceCandidate(line, announcedIp) : line)),
+  );
+}
+
+/** One `candidate:…` or `a=candidate:…` attribute with its host address replaced. */
+export function announceCandidate(candidate: string, announcedIp: string | undefined): string {
+  if (!announcedIp) return candidate;
+  const fields = candidate.split(' ');
+  // foundation component transport priority address port "typ" type …
+  if (fields.length < 8 || fields[6] !== 'typ' || fields[7] !== 'host') return candidate;
+  fields[4] = announcedIp;
+  return fields.join(' ');
+}
+
+/**
+ * A remote `.local` candidate is an mDNS name that only the browser's own LAN can resolve; werift
+ * would try by multicast from the server. Such candidates are dropped: ICE still connects through
+ * the browser's server-reflexive candidate or as a peer-reflexive one.
+ */
+export function isMdnsCandidate(candidate: string): boolean {
+  const address = candidate.replace(/^a=/, '').split(' ')[4];
+  return address?.toLowerCase().endsWith('.local') ?? false;
+}
+
+export function withoutMdnsCandidates(sdp: string): string {
+  return join(lines(sdp).filter((line) => !(line.startsWith('a=candidate:') && isMdnsCandidate(line))));
+}
+
+/** The DTLS fingerprint: a new one means a new browser peer connection, not a renegotiation. */
+export function fingerprintOf(sdp: string): string | undefined {
+  return lines(sdp)
+    .find((line) => line.startsWith('a=fingerprint:'))
+    ?.slice('a=fingerprint:'.length)
+    .trim()
+    .toLowerCase();
+}
+
+/** The MIDs of every m-section in order (an answer must list the offer's). */
+export function midsOf(sdp: string): string[] {
+  return lines(sdp)
+    .filter((line) => line.startsWith('a=mid:'))
+    .map((line) => line.slice('a=mid:'.length).trim());
+}
+
+/**
+ * Cheap structural checks before werift sees the text, so that garbage is a clean 400 rather than
+ * whatever state a lenient parser leaves behind.
+ */
+export function sdpShapeProblem(sdp: string, expect: { media: boolean }): string | undefined {
+  const sdpLines = lines(sdp);
+  if (!sdpLines.every((line) => /^[a-z]=/.test(line))) return 'every line must be <type>=<value>';
+  const mediaLines = sdpLines.filter((line) => line.startsWith('m='));
+  if (expect.media && !mediaLines.some((line) => /^m=(audio|video) /.test(line))) {
+    return 'no audio or video m-line';
+  }
+  if (mediaLines.length > 0) {
+    if (!sdpLines.some((line) => line.startsWith('a=ice-ufrag:'))) return 'missing a=ice-ufrag';
+    if (!sdpLines.some((line) => line.startsWith('a=fingerprint:'))) return 'missing a=fingerprint';
+  }
+  return undefined;
+}

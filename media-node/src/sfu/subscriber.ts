@@ -1,0 +1,236 @@
+import { EventEmitter } from 'node:events';
+import { MediaStream, type RTCPeerConnection } from 'werift';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import type { Logger } from '../../../shared/src/log.ts';
+import { badSdp, conflict } from '../errors.ts';
+import { ForwardedTrack } from './forwarded-track.ts';
+import type { ForwardingStats } from './forwarding-stats.ts';
+import { PeerLifecycle } from './peer-lifecycle.ts';
+import { addRemoteCandidate } from './remote-candidates.ts';
+import { announceHostCandidates, midsOf, sdpShapeProblem, withoutMdnsCandidates } from './sdp-text.ts';
+import { SerialQueue } from './serial-queue.ts';
+import type { SourceTrack } from './source-track.ts';
+
+export interface SubscriberOffer {
+  sdp: string;
+  /** The feeds (publisher ids) the offer carries. */
+  feeds: string[];
+}
+
+interface SubscriberEvents {
+  /** The node renegotiated by itself (a feed's tracks ended or appeared): relay to the client. */
+  offer: [SubscriberOffer];
+  closed: [reason: string, byRemote: boolean];
+}
+
+/** The live source tracks of a publisher in the room, none when it does not publish. */
+export type FeedTracks = (publisherId: string) => readonly SourceTrack[];
+
+/**
+ * A participant's egress peer connection. The node is always the offerer: the wanted feeds are set
+ * with {@link update}, which returns an offer; {@link setAnswer} completes it. When a forwarded feed
+ * changes by itself (its publisher leaves or adds a track), the node renegotiates on its own and
+ * emits `offer` — after the pending offer, if any, has been answered.
+ */
+export class Subscriber extends EventEmitter<SubscriberEvents> {
+  readonly participantId: string;
+  readonly #pc: RTCPeerConnection;
+  readonly #lifecycle: PeerLifecycle;
+  readonly #feedTracks: FeedTracks;
+  readonly #stats: ForwardingStats;
+  readonly #logger: Logger;
+  readonly #announcedIp: string | undefined;
+  readonly #negotiations = new SerialQueue();
+  readonly #forwarded = new Map<SourceTrack, ForwardedTrack>();
+  /** One msid stream per feed: its id is the publisher's participant id. */
+  readonly #streams = new Map<string, MediaStream>();
+  /** Answered tracks whose publisher has not yet been asked for a keyframe (waiting for DTLS). */
+  #awaitingKeyframe = new Set<ForwardedTrack>();
+  #wantedFeeds: string[] = [];
+  /** Something changed since the last offer (a forwarded track ended by itself). */
+  #offerOutdated = false;
+  #refreshScheduled = false;
+
+  constructor(options: {
+    participantId: string;
+    peerConnection: RTCPeerConnection;
+    feedTracks: FeedTracks;
+    announcedIp: string | undefined;
+    stats: ForwardingStats;
+    logger: Logger;
+    connectTimeoutMs: number;
+    onReleased: () => void;
+  }) {
+    super();
+    this.participantId = options.participantId;
+    this.#pc = options.peerConnection;
+    this.#feedTracks = options.feedTracks;
+    this.#stats = options.stats;
+    this.#logger = options.logger;
+    this.#announcedIp = options.announcedIp;
+    this.#lifecycle = new PeerLifecycle(this.#pc, this.#logger, {
+      connectTimeoutMs: options.connectTimeoutMs,
+      onConnected: () => this.#requestKeyframes(),
+      onClosed: (reason, byRemote) => {
+        for (const track of this.#forwarded.values()) track.close('subscriber closed');
+        this.#forwarded.clear();
+        this.#awaitingKeyframe.clear();
+        this.emit('closed', reason, byRemote);
+      },
+      onReleased: options.onReleased,
+    });
+  }
+
+  get closed(): boolean {
+    return this.#lifecycle.closed;
+  }
+
+  get wantedFeeds(): readonly string[] {
+    return this.#wantedFeeds;
+  }
+
+  /** The feeds the current negotiation carries, in the order they were asked for. */
+  get carriedFeeds(): string[] {
+    const carried = new Set([...this.#forwarded.keys()].map((source) => source.publisherId));
+    return this.#wantedFeeds.filter((feed) => carried.has(feed));
+  }
+
+  /**
+   * Sets the complete set of wanted feeds and returns a fresh offer. An offer still waiting for its
+   * answer is withdrawn (rolled back): this one supersedes it, and an answer to the old one is
+   * refused with 409.
+   */
+  update(feeds: readonly string[]): Promise<SubscriberOffer> {
+    return this.#negotiations.run(async () => {
+      if (this.#pc.signalingState === 'have-local-offer') {
+        await this.#pc.setLocalDescription({ type: 'rollback' });
+      }
+      this.#wantedFeeds = [...new Set(feeds)];
+      this.#applyWantedFeeds();
+      return this.#offer();
+    });
+  }
+
+  setAnswer(answerSdp: string): Promise<void> {
+    return this.#negotiations.run(async () => {
+      if (this.#pc.signalingState !== 'have-local-offer') throw conflict('no offer is waiting for an answer');
+      const problem = sdpShapeProblem(answerSdp, { media: false });
+      if (problem) throw badSdp(problem);
+      const offered = midsOf(this.#pc.localDescription?.sdp ?? '');
+      if (midsOf(answerSdp).join(' ') !== offered.join(' ')) {
+        throw conflict('the answer does not match the current offer (was it superseded?)');
+      }
+      try {
+        await this.#pc.setRemoteDescription({ type: 'answer', sdp: withoutMdnsCandidates(answerSdp) });
+      } catch (error) {
+        throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
+      }
+      if (offered.length > 0) this.#lifecycle.expectConnection();
+      for (const track of this.#forwarded.values()) {
+        if (track.markNegotiated()) this.#awaitingKeyframe.add(track);
+      }
+      if (this.#lifecycle.connected) this.#requestKeyframes();
+      if (this.#offerOutdated) this.#scheduleRefresh();
+    });
+  }
+
+  addIceCandidate(candidate: IceCandidate | null): Promise<void> {
+    return addRemoteCandidate(this.#pc, candidate);
+  }
+
+  /**
+   * The room calls this when the tracks of a feed change. Changes made in the same turn of the
+   * event loop (every track of a leaving publisher) become one renegotiation.
+   */
+  refresh(): void {
+    this.#scheduleRefresh();
+  }
+
+  #scheduleRefresh(): void {
+    if (this.#refreshScheduled || this.closed) return;
+    this.#refreshScheduled = true;
+    setImmediate(() => {
+      this.#refreshScheduled = false;
+      this.#negotiations
+        .run(() => this.#renegotiateByItself())
+        .catch((error: unknown) => {
+          this.#logger.warn('renegotiating a subscriber failed', { error: String(error) });
+        });
+    });
+  }
+
+  async #renegotiateByItself(): Promise<void> {
+    if (this.closed) return;
+    const changed = this.#applyWantedFeeds() || this.#offerOutdated;
+    if (!changed) return;
+    if (this.#pc.signalingState !== 'stable') {
+      // The pending offer is answered first; setAnswer schedules this again.
+      this.#offerOutdated = true;
+      return;
+    }
+    this.emit('offer', await this.#offer());
+  }
+
+  /** Adds and removes forwarded tracks to match the wanted feeds; true when anything changed. */
+  #applyWantedFeeds(): boolean {
+    const wanted = new Set(this.#wantedFeeds.flatMap((feed) => this.#feedTracks(feed)));
+    let changed = false;
+    for (const [source, track] of this.#forwarded) {
+      if (wanted.has(source)) continue;
+      this.#forwarded.delete(source);
+      track.close('unsubscribed');
+      changed = true;
+    }
+    for (const source of wanted) {
+      if (this.#forwarded.has(source) || source.closed) continue;
+      this.#forwarded.set(source, this.#forward(source));
+      changed = true;
+    }
+    return changed;
+  }
+
+  #forward(source: SourceTrack): ForwardedTrack {
+    let stream = this.#streams.get(source.publisherId);
+    if (!stream) {
+      stream = new MediaStream({ id: source.publisherId });
+      this.#streams.set(source.publisherId, stream);
+    }
+    const track = new ForwardedTrack({
+      source,
+      peerConnection: this.#pc,
+      stream,
+      stats: this.#stats,
+      logger: this.#logger,
+    });
+    track.once('closed', () => {
+      // Closed from the source side (publisher left, track ended): the m-line must go.
+      if (this.#forwarded.get(source) !== track) return;
+      this.#forwarded.delete(source);
+      this.#offerOutdated = true;
+      this.#scheduleRefresh();
+    });
+    return track;
+  }
+
+  async #offer(): Promise<SubscriberOffer> {
+    this.#offerOutdated = false;
+    await this.#pc.setLocalDescription(await this.#pc.createOffer());
+    const sdp = this.#pc.localDescription?.sdp ?? '';
+    return { sdp: announceHostCandidates(sdp, this.#announcedIp), feeds: this.carriedFeeds };
+  }
+
+  /**
+   * Newly negotiated tracks ask their publisher for a keyframe once media can flow: a subscriber
+   * joining late decodes nothing until the next keyframe, and browsers send keyframes rarely.
+   */
+  #requestKeyframes(): void {
+    for (const track of this.#awaitingKeyframe) {
+      if (!track.closed) track.source.requestKeyframe();
+    }
+    this.#awaitingKeyframe.clear();
+  }
+
+  close(reason: string, byRemote = false): void {
+    this.#lifecycle.close(reason, byRemote);
+  }
+}
