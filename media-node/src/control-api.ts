@@ -1,0 +1,168 @@
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { z } from 'zod';
+import { ParticipantIdSchema, RoomIdSchema } from '../../shared/src/ids.ts';
+import { LIMITS } from '../../shared/src/limits.ts';
+import type { Logger } from '../../shared/src/log.ts';
+import {
+  AddIceCandidateRequestSchema,
+  CreatePublisherRequestSchema,
+  type OkResponse,
+  SubscriberAnswerRequestSchema,
+  UpdateSubscriberRequestSchema,
+} from '../../shared/src/media-control.ts';
+import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
+import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { asMediaNodeError, MediaNodeError } from './errors.ts';
+import type { CommandArgs, CommandResult, RoomCommandName } from './workers/protocol.ts';
+
+/**
+ * A control body carries at most one SDP (≤ 64 KiB) plus a few ids; JSON escaping of CR/LF adds a
+ * few percent. Anything larger is refused (413) before it is read.
+ */
+export const CONTROL_BODY_MAX_BYTES = LIMITS.sdpMaxBytes + 16 * 1024;
+
+export interface RoomCommandRunner {
+  run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>>;
+}
+
+export interface HealthReport {
+  status: 'ok' | 'draining';
+  node_id: string;
+  load: number;
+  capacity: number;
+  draining: boolean;
+  rooms: number;
+  workers: number;
+}
+
+export interface ControlApiDependencies {
+  secret: Uint8Array;
+  rooms: RoomCommandRunner;
+  health: () => HealthReport;
+  metrics: () => Promise<{ contentType: string; body: string }>;
+  logger: Logger;
+}
+
+const OK: OkResponse = { ok: true };
+
+/**
+ * The media node's HTTP API. `/v1/*` is the edge's control API (media-control.ts), authenticated by
+ * a service token; `/health` and `/metrics` are open, for probes and Prometheus on the internal
+ * network, and tell nothing about rooms beyond counts.
+ */
+export function createControlApi(deps: ControlApiDependencies): Hono {
+  const app = new Hono();
+  const { logger } = deps;
+
+  app.get('/health', (c) => c.json(deps.health()));
+  app.get('/metrics', async (c) => {
+    const { contentType, body } = await deps.metrics();
+    return c.body(body, 200, { 'content-type': contentType });
+  });
+
+  app.use('/v1/*', async (c, next) => {
+    const token = bearerToken(c.req.header('authorization'));
+    if (!token) throw new MediaNodeError(401, 'unauthorized', 'a Bearer service token is required');
+    try {
+      await verifyServiceToken(token, deps.secret, MEDIA_NODE_AUDIENCE);
+    } catch (error) {
+      const expired = (error as { code?: string }).code === 'ERR_JWT_EXPIRED';
+      throw new MediaNodeError(
+        401,
+        'unauthorized',
+        expired ? 'the service token has expired' : 'invalid service token',
+      );
+    }
+    await next();
+  });
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: CONTROL_BODY_MAX_BYTES,
+      onError: () => {
+        throw new MediaNodeError(413, 'payload_too_large', `the body exceeds ${CONTROL_BODY_MAX_BYTES} bytes`);
+      },
+    }),
+  );
+
+  app.post('/v1/rooms/:room_id/publishers', async (c) => {
+    const body = await parseBody(c, CreatePublisherRequestSchema);
+    const roomId = param(c, 'room_id', RoomIdSchema);
+    const answer = await deps.rooms.run('publish', { roomId, participantId: body.participant_id, sdp: body.sdp });
+    return c.json(answer, 201);
+  });
+
+  app.delete('/v1/rooms/:room_id/publishers/:participant_id', async (c) => {
+    await deps.rooms.run('unpublish', peerParams(c));
+    return c.json(OK);
+  });
+
+  app.post('/v1/rooms/:room_id/peers/:participant_id/ice', async (c) => {
+    const body = await parseBody(c, AddIceCandidateRequestSchema);
+    await deps.rooms.run('addIceCandidate', { ...peerParams(c), target: body.target, candidate: body.candidate });
+    return c.json(OK);
+  });
+
+  app.put('/v1/rooms/:room_id/subscribers/:participant_id', async (c) => {
+    const body = await parseBody(c, UpdateSubscriberRequestSchema);
+    return c.json(await deps.rooms.run('subscribe', { ...peerParams(c), feeds: body.feeds }));
+  });
+
+  app.post('/v1/rooms/:room_id/subscribers/:participant_id/answer', async (c) => {
+    const body = await parseBody(c, SubscriberAnswerRequestSchema);
+    await deps.rooms.run('setSubscriberAnswer', { ...peerParams(c), sdp: body.sdp });
+    return c.json(OK);
+  });
+
+  app.delete('/v1/rooms/:room_id/subscribers/:participant_id', async (c) => {
+    await deps.rooms.run('unsubscribe', peerParams(c));
+    return c.json(OK);
+  });
+
+  app.delete('/v1/rooms/:room_id', async (c) => {
+    await deps.rooms.run('closeRoom', { roomId: param(c, 'room_id', RoomIdSchema) });
+    return c.json(OK);
+  });
+
+  app.notFound((c) => c.json(new MediaNodeError(404, 'not_found', 'no such route').toEnvelope(), 404));
+
+  app.onError((error, c) => {
+    const failure = asMediaNodeError(error);
+    const fields = { method: c.req.method, path: c.req.routePath, status: failure.status, code: failure.code };
+    if (failure.code === 'internal_error') logger.error('control request failed', { ...fields, error: error.message });
+    else if (failure.status >= 500) logger.warn('control request refused', { ...fields, reason: failure.message });
+    else logger.info('control request refused', fields);
+    return c.json(failure.toEnvelope(), failure.status as 400);
+  });
+
+  return app;
+}
+
+async function parseBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch (error) {
+    if (error instanceof MediaNodeError) throw error;
+    throw new MediaNodeError(400, 'bad_request', 'the body must be JSON');
+  }
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    throw new MediaNodeError(400, 'validation_failed', 'the body does not match the schema', {
+      issues: result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })),
+    });
+  }
+  return result.data;
+}
+
+function param(c: Context, name: string, schema: z.ZodType<string>): string {
+  const result = schema.safeParse(c.req.param(name));
+  if (!result.success)
+    throw new MediaNodeError(400, 'validation_failed', `${name} must be a 22-character base64url id`);
+  return result.data;
+}
+
+function peerParams(c: Context): { roomId: string; participantId: string } {
+  return { roomId: param(c, 'room_id', RoomIdSchema), participantId: param(c, 'participant_id', ParticipantIdSchema) };
+}

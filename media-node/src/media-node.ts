@@ -1,0 +1,158 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { Redis } from '@upstash/redis';
+import { createLogger, type Logger } from '../../shared/src/log.ts';
+import type { MediaNodeConfig } from './config.ts';
+import { createControlApi, type HealthReport } from './control-api.ts';
+import { EdgeEventSender } from './edge-events.ts';
+import { MediaMetrics } from './metrics.ts';
+import { type RegistryClient, RegistryHeartbeat } from './registry.ts';
+import { defaultHostAddresses, type RtcSettings } from './sfu/rtc-settings.ts';
+import { MediaWorkerPool } from './workers/pool.ts';
+
+/** At shutdown, events still queued for the edge get this long to go out. */
+const EVENT_FLUSH_MS = 3_000;
+
+export interface RunningMediaNode {
+  /** The URL the control API is reachable at (MEDIA_PUBLIC_URL, or the bound address). */
+  url: string;
+  /**
+   * SIGTERM: refuse new rooms, wait until the rooms on this node end (at most
+   * MEDIA_DRAIN_TIMEOUT_SECONDS, then close them), then stop.
+   */
+  drain(): Promise<void>;
+  /** Stops at once: closes every room, flushes events briefly, stops the workers and the server. */
+  close(): Promise<void>;
+}
+
+export interface MediaNodeOverrides {
+  logger?: Logger;
+  /** Instead of an @upstash/redis client built from the config (tests). */
+  registryClient?: RegistryClient;
+}
+
+/** Starts the media node: worker threads, control API, events to the edge, registry heartbeat. */
+export async function startMediaNode(
+  config: MediaNodeConfig,
+  overrides: MediaNodeOverrides = {},
+): Promise<RunningMediaNode> {
+  const logger = overrides.logger ?? createLogger(config.logLevel, { node_id: config.nodeId });
+  const settings = rtcSettings(config);
+  if (settings.hostAddresses.length === 0) {
+    throw new Error('no non-loopback IPv4 interface to gather ICE candidates on: set MEDIA_RTC_LISTEN_IP');
+  }
+  if (config.ice.turn && !config.ice.turn.secret) {
+    logger.warn('TURN_SERVER without TURN_SECRET: the media node does not use TURN itself');
+  }
+
+  const events = new EdgeEventSender({ edgeUrl: config.edgeUrl, secret: config.secret, nodeId: config.nodeId, logger });
+  const pool = new MediaWorkerPool({
+    workers: config.workers,
+    capacity: config.capacity,
+    connectTimeoutMs: config.connectTimeoutSeconds * 1_000,
+    nodeId: config.nodeId,
+    logLevel: config.logLevel,
+    settings,
+    portRange: config.rtcPortRange,
+    logger,
+    onEvent: (event) => events.send(event),
+  });
+  await pool.start();
+  const metrics = new MediaMetrics(pool);
+  const health = (): HealthReport => ({
+    status: pool.draining ? 'draining' : 'ok',
+    node_id: config.nodeId,
+    load: pool.load,
+    capacity: pool.capacity,
+    draining: pool.draining,
+    rooms: pool.roomCount,
+    workers: pool.workerCount,
+  });
+  const app = createControlApi({
+    secret: config.secret,
+    rooms: pool,
+    health,
+    metrics: () => metrics.render(),
+    logger,
+  });
+
+  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const dialHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = config.publicUrl ?? `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
+
+  const registryClient =
+    overrides.registryClient ??
+    (config.upstash ? new Redis({ url: config.upstash.url, token: config.upstash.token }) : undefined);
+  const registry = registryClient
+    ? new RegistryHeartbeat({ client: registryClient, nodeId: config.nodeId, url, status: health, logger })
+    : undefined;
+  await registry?.start();
+  logger.info('media node listening', {
+    url,
+    port,
+    workers: config.workers,
+    rtc_ports: `${config.rtcPortRange.min}-${config.rtcPortRange.max}`,
+    announced_ip: config.announcedIp ?? null,
+    registry: registry ? 'upstash' : 'none',
+  });
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      await pool.closeAllRooms();
+      await events.flush(EVENT_FLUSH_MS);
+      await registry?.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await pool.stop();
+      logger.info('media node stopped');
+    })();
+    return stopped;
+  };
+
+  return {
+    url,
+    async drain() {
+      if (!pool.draining) {
+        pool.draining = true;
+        logger.info('draining: no new rooms', { rooms: pool.roomCount, timeout_s: config.drainTimeoutSeconds });
+        await registry?.beat();
+      }
+      const ended = await waitForNoRooms(pool, config.drainTimeoutSeconds * 1_000);
+      if (!ended) logger.warn('drain timeout: closing the remaining rooms', { rooms: pool.roomCount });
+      await stop();
+    },
+    close: stop,
+  };
+}
+
+function rtcSettings(config: MediaNodeConfig): RtcSettings {
+  return {
+    hostAddresses: defaultHostAddresses(config.rtcListenIp),
+    listenIp: config.rtcListenIp,
+    announcedIp: config.announcedIp,
+    stunUrl: config.ice.stunUrl,
+    turn: config.ice.turn,
+  };
+}
+
+function waitForNoRooms(pool: MediaWorkerPool, timeoutMs: number): Promise<boolean> {
+  if (pool.roomCount === 0) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const onRooms = (count: number) => {
+      if (count > 0) return;
+      clearTimeout(timer);
+      pool.off('rooms', onRooms);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      pool.off('rooms', onRooms);
+      resolve(false);
+    }, timeoutMs);
+    pool.on('rooms', onRooms);
+  });
+}

@@ -1,0 +1,363 @@
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import type { LogLevel } from '../../../shared/src/config.ts';
+import type { Logger } from '../../../shared/src/log.ts';
+import type { MediaEvent } from '../../../shared/src/media-control.ts';
+import { MediaNodeError, notFound, unavailable } from '../errors.ts';
+import { workerPortSlice } from '../sfu/port-allocator.ts';
+import type { RtcSettings } from '../sfu/rtc-settings.ts';
+import type {
+  CommandArgs,
+  CommandName,
+  CommandResult,
+  MainToWorker,
+  RoomCommandName,
+  WorkerInit,
+  WorkerStats,
+  WorkerToMain,
+} from './protocol.ts';
+
+/** A worker that has not answered a command this long is treated as stuck for that command. */
+export const COMMAND_TIMEOUT_MS = 20_000;
+const STATS_TIMEOUT_MS = 2_000;
+
+export interface PoolOptions {
+  workers: number;
+  capacity: number;
+  connectTimeoutMs: number;
+  nodeId: string;
+  logLevel: LogLevel;
+  settings: RtcSettings;
+  portRange: { min: number; max: number };
+  logger: Logger;
+  /** Media events from any worker, for the edge. */
+  onEvent: (event: MediaEvent) => void;
+}
+
+export interface PoolStats {
+  forwardedPackets: number;
+  receivedPackets: number;
+  keyframeRequests: number;
+  rooms: number;
+  publishers: number;
+  subscribers: number;
+  workers: (Pick<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization' | 'rooms'> & { index: number })[];
+}
+
+interface PinnedRoom {
+  worker: number;
+  publishers: string[];
+  subscribers: string[];
+  /** Commands sent to the worker and not answered yet. */
+  inflight: number;
+  /**
+   * The worker reported the room closed while commands were in flight: one of them may create it
+   * again on the same worker, so the pin is kept until they are answered.
+   */
+  closed: boolean;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Commands that may create a room (and so pin it) when the room is not on this node yet. */
+const ROOM_CREATING: ReadonlySet<RoomCommandName> = new Set(['publish', 'subscribe', 'addIceCandidate']);
+
+interface PoolEvents {
+  /** The number of rooms changed. */
+  rooms: [count: number];
+}
+
+/**
+ * The media worker threads (MEDIA_WORKERS, one per core by default) and the pinning of rooms to
+ * them: a room lives on one worker for its whole life, new rooms go to the least-loaded one. The
+ * main thread keeps each room's peers, as the workers report them, for load, draining and for
+ * reporting the peers of a worker that died.
+ */
+export class MediaWorkerPool extends EventEmitter<PoolEvents> {
+  readonly #options: PoolOptions;
+  readonly #threads: (WorkerThread | undefined)[];
+  readonly #rooms = new Map<string, PinnedRoom>();
+  /** Counters of workers that died, so the node's totals never go backwards. */
+  readonly #retired = { forwardedPackets: 0, receivedPackets: 0, keyframeRequests: 0 };
+  #draining = false;
+  #stopping = false;
+
+  constructor(options: PoolOptions) {
+    super();
+    this.#options = options;
+    this.#threads = Array.from({ length: options.workers }, () => undefined);
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.#threads.map((_, index) => this.#spawn(index)));
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** While draining, rooms that are not on this node yet are refused (503). */
+  set draining(value: boolean) {
+    this.#draining = value;
+  }
+
+  get roomCount(): number {
+    return this.#rooms.size;
+  }
+
+  /** Peer connections on this node: the unit of MEDIA_CAPACITY. */
+  get load(): number {
+    let peers = 0;
+    for (const room of this.#rooms.values()) peers += room.publishers.length + room.subscribers.length;
+    return peers;
+  }
+
+  get capacity(): number {
+    return this.#options.capacity;
+  }
+
+  get workerCount(): number {
+    return this.#threads.length;
+  }
+
+  /** Runs a control-API command on the worker its room is pinned to (pinning it first if needed). */
+  async run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>> {
+    const { roomId } = args as { roomId: string };
+    let room = this.#rooms.get(roomId);
+    if (!room) {
+      if (command === 'setSubscriberAnswer') throw notFound('room');
+      // Removing what is not there already holds: removals are idempotent.
+      if (!ROOM_CREATING.has(command)) return null as CommandResult<N>;
+      if (this.#draining) throw unavailable('this media node is draining and takes no new rooms', { draining: true });
+    }
+    if (this.#addsPeer(command, args, room) && this.load >= this.#options.capacity) {
+      throw unavailable('this media node is at capacity', { load: this.load, capacity: this.#options.capacity });
+    }
+    if (!room) {
+      room = { worker: this.#leastLoadedWorker(), publishers: [], subscribers: [], inflight: 0, closed: false };
+      this.#rooms.set(roomId, room);
+      this.emit('rooms', this.#rooms.size);
+    }
+    const thread = this.#threads[room.worker];
+    if (!thread) throw unavailable('the media worker of this room is restarting');
+    room.inflight++;
+    try {
+      return await thread.request(command, args);
+    } finally {
+      room.inflight--;
+      this.#forgetIfClosed(roomId, room);
+    }
+  }
+
+  /** Every worker's counters, summed; a worker that does not answer in time is left out. */
+  async stats(): Promise<PoolStats> {
+    const results = await Promise.all(
+      this.#threads.map(async (thread, index) => {
+        if (!thread) return undefined;
+        try {
+          const stats = await thread.request('stats', {}, STATS_TIMEOUT_MS);
+          thread.lastStats = stats;
+          return { index, stats };
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    const total: PoolStats = { ...this.#retired, rooms: 0, publishers: 0, subscribers: 0, workers: [] };
+    for (const result of results) {
+      if (!result) continue;
+      const { stats, index } = result;
+      total.forwardedPackets += stats.forwardedPackets;
+      total.receivedPackets += stats.receivedPackets;
+      total.keyframeRequests += stats.keyframeRequests;
+      total.rooms += stats.rooms;
+      total.publishers += stats.publishers;
+      total.subscribers += stats.subscribers;
+      total.workers.push({
+        index,
+        heapUsedBytes: stats.heapUsedBytes,
+        eventLoopUtilization: stats.eventLoopUtilization,
+        rooms: stats.rooms,
+      });
+    }
+    return total;
+  }
+
+  /** Closes every room on every worker (end of a drain, or shutdown). */
+  async closeAllRooms(): Promise<void> {
+    await Promise.all(
+      this.#threads.map((thread) => thread?.request('closeAllRooms', {}).catch(() => undefined) ?? undefined),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(this.#threads.map((thread) => thread?.terminate()));
+  }
+
+  #addsPeer(command: RoomCommandName, args: unknown, room: PinnedRoom | undefined): boolean {
+    const { participantId } = args as { participantId: string };
+    if (command === 'publish') return !room?.publishers.includes(participantId);
+    if (command === 'subscribe') return !room?.subscribers.includes(participantId);
+    return false;
+  }
+
+  #forgetIfClosed(roomId: string, room: PinnedRoom): void {
+    if (!room.closed || room.inflight > 0 || this.#rooms.get(roomId) !== room) return;
+    this.#rooms.delete(roomId);
+    this.emit('rooms', this.#rooms.size);
+  }
+
+  #leastLoadedWorker(): number {
+    const peers = this.#threads.map(() => 0);
+    const rooms = this.#threads.map(() => 0);
+    for (const room of this.#rooms.values()) {
+      peers[room.worker]! += room.publishers.length + room.subscribers.length;
+      rooms[room.worker]! += 1;
+    }
+    let best = 0;
+    for (let index = 1; index < this.#threads.length; index++) {
+      if (peers[index]! < peers[best]! || (peers[index] === peers[best] && rooms[index]! < rooms[best]!)) best = index;
+    }
+    return best;
+  }
+
+  async #spawn(index: number): Promise<void> {
+    const init: WorkerInit = {
+      index,
+      logLevel: this.#options.logLevel,
+      nodeId: this.#options.nodeId,
+      settings: this.#options.settings,
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      ports: workerPortSlice(this.#options.portRange, index, this.#threads.length),
+    };
+    const thread = new WorkerThread(init, this.#options.logger.child({ worker: index }), (message) =>
+      this.#onMessage(index, message),
+    );
+    this.#threads[index] = thread;
+    thread.once('exit', (code) => this.#onExit(index, thread, code));
+    await thread.ready;
+  }
+
+  #onMessage(index: number, message: WorkerToMain): void {
+    if (message.kind === 'event') {
+      this.#options.onEvent(message.event);
+    } else if (message.kind === 'room') {
+      const room = this.#rooms.get(message.roomId);
+      if (room && room.worker !== index) return;
+      if (message.closed) {
+        if (!room) return;
+        room.publishers = [];
+        room.subscribers = [];
+        room.closed = true;
+        this.#forgetIfClosed(message.roomId, room);
+      } else if (room) {
+        room.closed = false;
+        room.publishers = message.publishers;
+        room.subscribers = message.subscribers;
+      } else {
+        // Re-created by a command that was in flight when the pin was dropped: pin it back.
+        const { publishers, subscribers } = message;
+        this.#rooms.set(message.roomId, { worker: index, publishers, subscribers, inflight: 0, closed: false });
+        this.emit('rooms', this.#rooms.size);
+      }
+    }
+  }
+
+  /**
+   * A worker died (a bug or a native crash in its rooms): its peers are reported closed so the edge
+   * can tell the clients, its counters are kept, and a fresh worker takes its place.
+   */
+  #onExit(index: number, thread: WorkerThread, code: number): void {
+    if (this.#threads[index] !== thread) return;
+    this.#threads[index] = undefined;
+    if (this.#stopping) return;
+    this.#options.logger.error('media worker exited; restarting it', { worker: index, code });
+    if (thread.lastStats) {
+      this.#retired.forwardedPackets += thread.lastStats.forwardedPackets;
+      this.#retired.receivedPackets += thread.lastStats.receivedPackets;
+      this.#retired.keyframeRequests += thread.lastStats.keyframeRequests;
+    }
+    const reason = 'media worker failed';
+    for (const [roomId, room] of this.#rooms) {
+      if (room.worker !== index) continue;
+      for (const participantId of room.publishers) {
+        this.#options.onEvent({ type: 'publisher_closed', room_id: roomId, participant_id: participantId, reason });
+      }
+      for (const participantId of room.subscribers) {
+        this.#options.onEvent({ type: 'subscriber_closed', room_id: roomId, participant_id: participantId, reason });
+      }
+      this.#rooms.delete(roomId);
+    }
+    this.emit('rooms', this.#rooms.size);
+    this.#spawn(index).catch((error: unknown) => {
+      this.#options.logger.error('restarting a media worker failed', { worker: index, error: String(error) });
+    });
+  }
+}
+
+/** One worker thread and its request/response bookkeeping. */
+class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
+  readonly ready: Promise<void>;
+  lastStats: WorkerStats | undefined;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+
+  constructor(init: WorkerInit, logger: Logger, onMessage: (message: WorkerToMain) => void) {
+    super();
+    this.#worker = new Worker(new URL('./media-worker.ts', import.meta.url), { workerData: init });
+    this.ready = new Promise((resolve, reject) => {
+      this.#worker.once('error', reject);
+      this.#worker.on('message', (message: WorkerToMain) => {
+        if (message.kind === 'ready') {
+          this.#worker.off('error', reject);
+          resolve();
+        } else if (message.kind === 'response') {
+          this.#settle(message);
+        } else {
+          onMessage(message);
+        }
+      });
+    });
+    this.#worker.on('error', (error) => logger.error('media worker error', { error: error.message }));
+    this.#worker.once('exit', (code) => {
+      for (const pending of this.#pending.values()) {
+        clearTimeout(pending.timer);
+        pending.reject(unavailable('the media worker of this room stopped'));
+      }
+      this.#pending.clear();
+      this.emit('exit', code);
+    });
+  }
+
+  request<N extends CommandName>(command: N, args: CommandArgs<N>, timeoutMs = COMMAND_TIMEOUT_MS) {
+    const id = this.#nextId++;
+    return new Promise<CommandResult<N>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(unavailable('the media worker did not answer in time'));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+      const message: MainToWorker = { kind: 'request', id, command, args };
+      this.#worker.postMessage(message);
+    });
+  }
+
+  #settle(message: Extract<WorkerToMain, { kind: 'response' }>): void {
+    const pending = this.#pending.get(message.id);
+    if (!pending) return;
+    this.#pending.delete(message.id);
+    clearTimeout(pending.timer);
+    if (message.ok) pending.resolve(message.result);
+    else pending.reject(MediaNodeError.deserialize(message.error));
+  }
+
+  async terminate(): Promise<void> {
+    await this.#worker.terminate();
+  }
+}

@@ -1,0 +1,73 @@
+import type { LogLevel } from '../../../shared/src/config.ts';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import type {
+  CreatePublisherResponse,
+  MediaEvent,
+  SubscriberOfferResponse,
+} from '../../../shared/src/media-control.ts';
+import type { IceTarget } from '../../../shared/src/signaling.ts';
+import type { SerializedMediaError } from '../errors.ts';
+import type { RtcSettings } from '../sfu/rtc-settings.ts';
+
+/**
+ * Messages between the main thread and a media worker thread. Everything here is structured-clone
+ * data; the main thread has validated every field before it crosses.
+ */
+
+export interface WorkerInit {
+  index: number;
+  logLevel: LogLevel;
+  nodeId: string;
+  settings: RtcSettings;
+  connectTimeoutMs: number;
+  /** This worker's disjoint slice of the RTC port range. */
+  ports: { min: number; max: number };
+}
+
+/** Operations on a room, and what each resolves to. */
+export interface RoomCommands {
+  publish: { args: { roomId: string; participantId: string; sdp: string }; result: CreatePublisherResponse };
+  unpublish: { args: { roomId: string; participantId: string }; result: null };
+  addIceCandidate: {
+    args: { roomId: string; participantId: string; target: IceTarget; candidate: IceCandidate | null };
+    result: null;
+  };
+  subscribe: { args: { roomId: string; participantId: string; feeds: string[] }; result: SubscriberOfferResponse };
+  setSubscriberAnswer: { args: { roomId: string; participantId: string; sdp: string }; result: null };
+  unsubscribe: { args: { roomId: string; participantId: string }; result: null };
+  closeRoom: { args: { roomId: string }; result: null };
+}
+export type RoomCommandName = keyof RoomCommands;
+
+/** Operations on the worker itself. */
+export interface WorkerCommands {
+  stats: { args: Record<string, never>; result: WorkerStats };
+  closeAllRooms: { args: Record<string, never>; result: null };
+}
+
+export type CommandName = RoomCommandName | keyof WorkerCommands;
+type AllCommands = RoomCommands & WorkerCommands;
+export type CommandArgs<N extends CommandName> = AllCommands[N]['args'];
+export type CommandResult<N extends CommandName> = AllCommands[N]['result'];
+
+export interface WorkerStats {
+  forwardedPackets: number;
+  receivedPackets: number;
+  keyframeRequests: number;
+  rooms: number;
+  publishers: number;
+  subscribers: number;
+  heapUsedBytes: number;
+  /** Event-loop utilization since the previous stats request (0–1). */
+  eventLoopUtilization: number;
+}
+
+export type MainToWorker = { kind: 'request'; id: number; command: CommandName; args: unknown };
+
+export type WorkerToMain =
+  | { kind: 'ready' }
+  | { kind: 'response'; id: number; ok: true; result: unknown }
+  | { kind: 'response'; id: number; ok: false; error: SerializedMediaError }
+  | { kind: 'event'; event: MediaEvent }
+  /** The peers of a room changed; `closed` when the room is gone from the worker. */
+  | { kind: 'room'; roomId: string; publishers: string[]; subscribers: string[]; closed: boolean };
