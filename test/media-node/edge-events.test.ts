@@ -1,0 +1,103 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EdgeEventSender } from '../../media-node/src/edge-events.ts';
+import { newId } from '../../shared/src/ids.ts';
+import { createLogger } from '../../shared/src/log.ts';
+import { EDGE_MEDIA_EVENTS_PATH, type MediaEvent } from '../../shared/src/media-control.ts';
+import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
+import { EDGE_AUDIENCE } from '../../shared/src/token.ts';
+
+const secret = new TextEncoder().encode('x'.repeat(32));
+
+/** An edge stand-in whose answer per request is chosen by the test. */
+async function startEdge(answer: (event: MediaEvent, attempt: number) => number) {
+  const received: MediaEvent[] = [];
+  const attempts = new Map<string, number>();
+  const server: Server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const event = JSON.parse(Buffer.concat(chunks).toString()) as MediaEvent;
+    await verifyServiceToken(bearerToken(request.headers.authorization) ?? '', secret, EDGE_AUDIENCE);
+    expect(request.url).toBe(EDGE_MEDIA_EVENTS_PATH);
+    const key = JSON.stringify(event);
+    const attempt = (attempts.get(key) ?? 0) + 1;
+    attempts.set(key, attempt);
+    const status = answer(event, attempt);
+    if (status < 300) received.push(event);
+    response.writeHead(status).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    attempts,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+const closedEvent = (roomId: string, reason: string): MediaEvent => ({
+  type: 'publisher_closed',
+  room_id: roomId,
+  participant_id: newId(),
+  reason,
+});
+
+describe('events to the edge', () => {
+  const stops: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  it('delivers each room in order with a service token for the edge audience, retrying failures', async () => {
+    // The first attempt of every event fails with 503: each is retried, order is kept.
+    const edge = await startEdge((_, attempt) => (attempt === 1 ? 503 : 204));
+    stops.push(edge.close);
+    const sender = new EdgeEventSender({
+      edgeUrl: edge.url,
+      secret,
+      nodeId: 'node-a',
+      logger: createLogger('error'),
+      retryDelaysMs: [10, 10],
+    });
+    const roomId = newId();
+    const events = ['one', 'two', 'three'].map((reason) => closedEvent(roomId, reason));
+    for (const event of events) sender.send(event);
+    await sender.flush(5_000);
+    expect(edge.received.map((event) => (event as { reason: string }).reason)).toEqual(['one', 'two', 'three']);
+  });
+
+  it('gives up on a 4xx at once and after the last retry otherwise, without blocking the caller', async () => {
+    const edge = await startEdge((event) => ((event as { reason: string }).reason === 'bad' ? 400 : 500));
+    stops.push(edge.close);
+    const sender = new EdgeEventSender({
+      edgeUrl: edge.url,
+      secret,
+      nodeId: 'node-a',
+      logger: createLogger('error'),
+      retryDelaysMs: [10, 10],
+    });
+    const started = performance.now();
+    sender.send(closedEvent(newId(), 'bad'));
+    sender.send(closedEvent(newId(), 'down'));
+    expect(performance.now() - started).toBeLessThan(50);
+    await sender.flush(5_000);
+    const attempts = [...edge.attempts.entries()].map(([key, count]) => [JSON.parse(key).reason, count]);
+    expect(Object.fromEntries(attempts)).toEqual({ bad: 1, down: 3 });
+  });
+
+  it('keeps going when the edge is unreachable', async () => {
+    const sender = new EdgeEventSender({
+      edgeUrl: 'http://127.0.0.1:9',
+      secret,
+      nodeId: 'node-a',
+      logger: createLogger('error'),
+      retryDelaysMs: [5],
+    });
+    sender.send(closedEvent(newId(), 'lost'));
+    const started = performance.now();
+    await sender.flush(3_000);
+    // flush resolved because the queue ran dry (connection refused, one retry), not by its timeout.
+    expect(performance.now() - started).toBeLessThan(2_500);
+  });
+});

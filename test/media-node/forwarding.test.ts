@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../../shared/src/ids.ts';
+import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
+
+/** Measurement windows are real time: the rate is what the test is about. */
+const measure = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('media node forwarding (werift peers on loopback)', () => {
+  let node: MediaNodeProcess;
+  const peers: { close(): Promise<void> }[] = [];
+  const track = <T extends { close(): Promise<void> }>(peer: T): T => {
+    peers.push(peer);
+    return peer;
+  };
+
+  beforeAll(async () => {
+    node = await MediaNodeProcess.start();
+  });
+
+  afterAll(async () => {
+    await Promise.all(peers.map((peer) => peer.close()));
+    await node?.stop();
+  });
+
+  it('forwards ≥ 25 video and ≥ 25 audio packets per second for 5 s, and /metrics counts them', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const publisher = track(await TestPublisher.create());
+    const answer = await publishThrough(node, roomId, publisherId, publisher);
+    expect(answer.streams.map((stream) => `${stream.kind}:${stream.codec}`).sort()).toEqual([
+      'audio:audio/opus',
+      'video:video/VP8',
+    ]);
+    const ready = await node.events.waitForEvent(isEvent('publisher_ready', publisherId));
+    expect(ready.room_id).toBe(roomId);
+    expect(ready.streams).toHaveLength(2);
+
+    const subscriber = track(new TestSubscriber());
+    const offer = await subscribeThrough(node, roomId, newId(), subscriber, [publisherId]);
+    expect(offer.feeds).toEqual([publisherId]);
+    // Egress offers exactly the publisher's codecs (VP8 + its RTX, Opus).
+    const rtpmaps = offer.sdp.split('\r\n').filter((line) => line.startsWith('a=rtpmap:'));
+    expect(rtpmaps.map((line) => line.split(' ')[1]!.toLowerCase()).sort()).toEqual([
+      'opus/48000/2',
+      'rtx/90000',
+      'vp8/90000',
+    ]);
+
+    await waitFor(() => subscriber.packets('video') > 0 && subscriber.packets('audio') > 0, {
+      message: 'the first forwarded packets',
+    });
+    const start = { video: subscriber.packets('video'), audio: subscriber.packets('audio') };
+    await measure(5_000);
+    const video = subscriber.packets('video') - start.video;
+    const audio = subscriber.packets('audio') - start.audio;
+    expect(video).toBeGreaterThanOrEqual(5 * 25);
+    expect(audio).toBeGreaterThanOrEqual(5 * 25);
+    expect(subscriber.feeds()).toEqual([publisherId]);
+
+    const received = subscriber.totalPackets();
+    const forwarded = await metricValue(node, 'truegather_rtp_forwarded_packets_total');
+    expect(Math.abs(forwarded - received) / received).toBeLessThanOrEqual(0.1);
+    expect(await metricValue(node, 'truegather_publishers')).toBe(1);
+    expect(await metricValue(node, 'truegather_subscribers')).toBe(1);
+    expect(await metricValue(node, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+  });
+
+  it('gets a late subscriber a keyframe at once by relaying PLI to the publisher, at most one per second', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    // Keyframes only at the start and on request: without relayed PLI a late subscriber gets none.
+    const publisher = track(await TestPublisher.create({ keyframeIntervalFrames: 1_000_000 }));
+    await publishThrough(node, roomId, publisherId, publisher);
+    const early = track(new TestSubscriber());
+    await subscribeThrough(node, roomId, newId(), early, [publisherId]);
+    await waitFor(() => early.packets('video') > 0, { message: 'the early subscriber to receive video' });
+    const joinLateAt = performance.now() + 4_000;
+    await measure(4_000);
+
+    const late = track(new TestSubscriber());
+    const plisBefore = publisher.pliTimes.length;
+    await subscribeThrough(node, roomId, newId(), late, [publisherId]);
+    const video = await waitFor(() => late.activeTracks().find((t) => t.kind === 'video' && t.firstKeyframeAt), {
+      timeoutMs: 5_000,
+      message: 'a keyframe at the late subscriber',
+    });
+    expect(publisher.pliTimes.length).toBeGreaterThan(plisBefore);
+    expect(video.firstKeyframeAt! - joinLateAt).toBeLessThan(2_500);
+
+    // A burst of PLIs from the subscriber reaches the publisher at most once per second.
+    const burstStart = publisher.pliTimes.length;
+    for (let index = 0; index < 10; index++) await late.requestKeyframes();
+    await waitFor(() => publisher.pliTimes.length > burstStart, { message: 'a relayed PLI' });
+    await measure(1_500);
+    const relayed = publisher.pliTimes.slice(burstStart - 1);
+    for (let index = 1; index < relayed.length; index++) {
+      expect(relayed[index]! - relayed[index - 1]!).toBeGreaterThanOrEqual(950);
+    }
+    expect(late.activeTracks().find((t) => t.kind === 'video')!.keyframes).toBeGreaterThanOrEqual(2);
+  });
+
+  it('forwards H.264 (Safari) and offers the subscriber only that codec and profile', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const publisher = track(await TestPublisher.create({ audio: false, videoCodec: 'h264' }));
+    const answer = await publishThrough(node, roomId, publisherId, publisher);
+    expect(answer.streams).toEqual([expect.objectContaining({ kind: 'video', codec: 'video/H264' })]);
+
+    const subscriber = track(new TestSubscriber());
+    const offer = await subscribeThrough(node, roomId, newId(), subscriber, [publisherId]);
+    const lines = offer.sdp.split('\r\n');
+    expect(lines.filter((line) => line.startsWith('a=rtpmap:')).map((line) => line.split(' ')[1])).toEqual([
+      'H264/90000',
+      'rtx/90000',
+    ]);
+    expect(lines.some((line) => line.startsWith('a=fmtp:') && line.includes('profile-level-id=42e01f'))).toBe(true);
+    await waitFor(() => subscriber.packets('video') >= 30, { message: 'H.264 packets at the subscriber' });
+  });
+});

@@ -1,0 +1,281 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { newId } from '../../shared/src/ids.ts';
+import {
+  type CreatePublisherResponse,
+  EDGE_MEDIA_EVENTS_PATH,
+  MEDIA_CONTROL_PATHS,
+  type MediaEvent,
+  MediaEventSchema,
+  type SubscriberOfferResponse,
+} from '../../shared/src/media-control.ts';
+import { bearerToken, signServiceToken, verifyServiceToken } from '../../shared/src/service-token.ts';
+import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { type TestPublisher, type TestSubscriber, waitFor } from '../support/werift-peers.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export type MediaEventOf<T extends MediaEvent['type']> = Extract<MediaEvent, { type: T }>;
+
+/** A predicate for `waitForEvent`: an event of this type about this participant. */
+export const isEvent =
+  <T extends MediaEvent['type']>(type: T, participantId: string) =>
+  (event: MediaEvent): event is MediaEventOf<T> =>
+    event.type === type && event.participant_id === participantId;
+
+/** What the edge would be: receives media events, checks their service token. */
+export class EdgeEventsReceiver {
+  readonly events: MediaEvent[] = [];
+  /** Requests refused because of their token or body. */
+  readonly refused: number[] = [];
+  readonly #server: Server;
+  readonly #secret: Uint8Array;
+
+  private constructor(secret: Uint8Array) {
+    this.#secret = secret;
+    this.#server = createServer(async (request, response) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const status = await this.#accept(request.url, request.headers.authorization, Buffer.concat(chunks).toString());
+      if (status !== 204) this.refused.push(status);
+      response.writeHead(status).end();
+    });
+  }
+
+  static async start(secret: Uint8Array): Promise<EdgeEventsReceiver> {
+    const receiver = new EdgeEventsReceiver(secret);
+    await new Promise<void>((resolve) => receiver.#server.listen(0, '127.0.0.1', resolve));
+    return receiver;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async #accept(path: string | undefined, authorization: string | undefined, body: string): Promise<number> {
+    if (path !== EDGE_MEDIA_EVENTS_PATH) return 404;
+    try {
+      await verifyServiceToken(bearerToken(authorization) ?? '', this.#secret, EDGE_AUDIENCE);
+    } catch {
+      return 401;
+    }
+    const parsed = MediaEventSchema.safeParse(JSON.parse(body));
+    if (!parsed.success) return 400;
+    this.events.push(parsed.data);
+    return 204;
+  }
+
+  /** The first event matching `predicate`, waiting for it if needed. */
+  waitForEvent<T extends MediaEvent>(predicate: (event: MediaEvent) => event is T, timeoutMs = 10_000): Promise<T> {
+    return waitFor(() => this.events.find(predicate), { timeoutMs, message: 'a media event' }) as Promise<T>;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+export interface ControlResponse<T = unknown> {
+  status: number;
+  body: T;
+}
+
+/** The media node as a child process, started exactly as production starts it. */
+export class MediaNodeProcess {
+  readonly secret: Uint8Array;
+  readonly events: EdgeEventsReceiver;
+  readonly logs: string[] = [];
+  readonly url: string;
+  readonly nodeId: string;
+  readonly #child: ChildProcess;
+  readonly exited: Promise<number | null>;
+
+  private constructor(
+    child: ChildProcess,
+    identity: { url: string; nodeId: string },
+    secret: Uint8Array,
+    events: EdgeEventsReceiver,
+    logs: string[],
+  ) {
+    this.#child = child;
+    this.url = identity.url;
+    this.nodeId = identity.nodeId;
+    this.secret = secret;
+    this.events = events;
+    this.logs = logs;
+    this.exited = new Promise((resolve) => {
+      if (child.exitCode !== null) resolve(child.exitCode);
+      else child.once('exit', (code) => resolve(code));
+    });
+  }
+
+  static async start(env: Record<string, string> = {}): Promise<MediaNodeProcess> {
+    const secretText = randomBytes(32).toString('base64url');
+    const secret = new TextEncoder().encode(secretText);
+    const events = await EdgeEventsReceiver.start(secret);
+    // A port window of its own per node, so that test files running side by side never compete.
+    const minPort = 20_000 + randomInt(0, 400) * 100;
+    const nodeId = `test-${newId().slice(0, 8)}`;
+    const child = spawn(process.execPath, ['media-node/src/main.ts'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH,
+        MEDIA_NODE_SECRET: secretText,
+        MEDIA_HOST: '127.0.0.1',
+        MEDIA_PORT: '0',
+        MEDIA_NODE_ID: nodeId,
+        MEDIA_RTC_LISTEN_IP: '127.0.0.1',
+        MEDIA_RTC_MIN_PORT: String(minPort),
+        MEDIA_RTC_MAX_PORT: String(minPort + 99),
+        MEDIA_WORKERS: '1',
+        EDGE_URL: events.url,
+        LOG_LEVEL: 'info',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const logs: string[] = [];
+    let buffered = '';
+    const onOutput = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      logs.push(...lines);
+    };
+    child.stdout?.on('data', onOutput);
+    child.stderr?.on('data', onOutput);
+    try {
+      const listening = await waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`media node exited early:\n${logs.join('\n')}`);
+          return logs.map(parseLogLine).find((line) => line?.message === 'media node listening');
+        },
+        { timeoutMs: 20_000, message: 'the media node to listen' },
+      );
+      return new MediaNodeProcess(child, { url: String(listening.url), nodeId }, secret, events, logs);
+    } catch (error) {
+      child.kill('SIGKILL');
+      await events.close();
+      throw error;
+    }
+  }
+
+  /** A control-API token as the edge signs it; options make it wrong on purpose. */
+  token(options: { audience?: string; lifetimeSeconds?: number; secret?: Uint8Array } = {}): Promise<string> {
+    return signServiceToken(options.secret ?? this.secret, {
+      issuer: 'truegather-edge',
+      audience: options.audience ?? MEDIA_NODE_AUDIENCE,
+      lifetimeSeconds: options.lifetimeSeconds,
+    });
+  }
+
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: { token?: string | null; rawBody?: string } = {},
+  ): Promise<ControlResponse<T>> {
+    const token = options.token === undefined ? await this.token() : options.token;
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    const response = await fetch(new URL(path, this.url), {
+      method,
+      headers,
+      body: options.rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.#child.kill(signal);
+  }
+
+  /**
+   * Stops the node at once and the events receiver: the second signal skips the drain (two
+   * different signals, since a pending signal of the same kind would be merged with the first).
+   */
+  async stop(): Promise<void> {
+    if (this.#child.exitCode === null && this.#child.signalCode === null) {
+      this.#child.kill('SIGTERM');
+      this.#child.kill('SIGINT');
+      const killer = setTimeout(() => this.#child.kill('SIGKILL'), 10_000);
+      await this.exited;
+      clearTimeout(killer);
+    }
+    await this.events.close();
+  }
+}
+
+/** Publishes `publisher` as `participantId` through the control API and applies the answer. */
+export async function publishThrough(
+  node: MediaNodeProcess,
+  roomId: string,
+  participantId: string,
+  publisher: TestPublisher,
+): Promise<CreatePublisherResponse> {
+  const offer = await publisher.createOffer();
+  const response = await node.request<CreatePublisherResponse>('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+    participant_id: participantId,
+    sdp: offer,
+  });
+  if (response.status !== 201) throw new Error(`publish answered ${response.status}: ${JSON.stringify(response.body)}`);
+  await publisher.setAnswer(response.body.sdp);
+  return response.body;
+}
+
+/** Sets a subscriber's feeds through the control API, answers the offer and sends the answer back. */
+export async function subscribeThrough(
+  node: MediaNodeProcess,
+  roomId: string,
+  participantId: string,
+  subscriber: TestSubscriber,
+  feeds: string[],
+): Promise<SubscriberOfferResponse> {
+  const response = await node.request<SubscriberOfferResponse>(
+    'PUT',
+    MEDIA_CONTROL_PATHS.subscriber(roomId, participantId),
+    {
+      feeds,
+    },
+  );
+  if (response.status !== 200)
+    throw new Error(`subscribe answered ${response.status}: ${JSON.stringify(response.body)}`);
+  await answerOffer(node, roomId, participantId, subscriber, response.body.sdp);
+  return response.body;
+}
+
+/** Answers an offer of the node (from PUT subscribers or a subscriber_offer event). */
+export async function answerOffer(
+  node: MediaNodeProcess,
+  roomId: string,
+  participantId: string,
+  subscriber: TestSubscriber,
+  offerSdp: string,
+): Promise<void> {
+  const answer = await subscriber.answer(offerSdp);
+  const response = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), {
+    sdp: answer,
+  });
+  if (response.status !== 200) throw new Error(`answer answered ${response.status}: ${JSON.stringify(response.body)}`);
+}
+
+/** The value of one sample of the node's /metrics (the sum over label sets). */
+export async function metricValue(node: MediaNodeProcess, name: string): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', node.url))).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+function parseLogLine(line: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}

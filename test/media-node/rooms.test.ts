@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../../shared/src/ids.ts';
+import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { answerOffer, isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
+
+describe('media node rooms: feeds, departures, workers', () => {
+  let node: MediaNodeProcess;
+  const peers: { close(): Promise<void> }[] = [];
+  const track = <T extends { close(): Promise<void> }>(peer: T): T => {
+    peers.push(peer);
+    return peer;
+  };
+
+  beforeAll(async () => {
+    node = await MediaNodeProcess.start({ MEDIA_WORKERS: '2', MEDIA_CONNECT_TIMEOUT_SECONDS: '3' });
+  });
+
+  afterAll(async () => {
+    await Promise.all(peers.map((peer) => peer.close()));
+    await node?.stop();
+  });
+
+  // First, while the node is empty: the second room must go to the other (least-loaded) worker.
+  it('pins each room to one worker and spreads rooms over the workers', async () => {
+    const rooms = [newId(), newId()];
+    for (const roomId of rooms) {
+      await publishThrough(node, roomId, newId(), track(await TestPublisher.create({ video: false })));
+    }
+    const text = await (await fetch(new URL('/metrics', node.url))).text();
+    const perWorker = text
+      .split('\n')
+      .filter((line) => line.startsWith('truegather_worker_rooms{'))
+      .map((line) => Number(line.slice(line.lastIndexOf(' ') + 1)));
+    expect(perWorker).toEqual([1, 1]);
+    expect(await metricValue(node, 'truegather_rooms')).toBe(2);
+
+    for (const roomId of rooms) {
+      expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.room(roomId))).status).toBe(200);
+    }
+    await waitFor(async () => (await metricValue(node, 'truegather_rooms')) === 0, { message: 'the rooms to close' });
+  });
+
+  it('ends the forwarded tracks of a publisher that leaves, renegotiates the subscriber and tells the edge', async () => {
+    const roomId = newId();
+    const [leaving, staying] = [newId(), newId()];
+    const subscriberId = newId();
+    const publisher = track(await TestPublisher.create());
+    await publishThrough(node, roomId, leaving, publisher);
+    await publishThrough(node, roomId, staying, track(await TestPublisher.create({ video: false })));
+    const subscriber = track(new TestSubscriber());
+    await subscribeThrough(node, roomId, subscriberId, subscriber, [leaving, staying]);
+    await waitFor(() => subscriber.packets('video', leaving) > 0 && subscriber.packets('audio', staying) > 0, {
+      message: 'media at the subscriber',
+    });
+
+    // The edge removes the publisher when its participant leaves.
+    const removed = await node.request('DELETE', MEDIA_CONTROL_PATHS.publisher(roomId, leaving));
+    expect(removed.status).toBe(200);
+
+    const offer = await node.events.waitForEvent(isEvent('subscriber_offer', subscriberId));
+    expect(offer.room_id).toBe(roomId);
+    expect(offer.feeds).toEqual([staying]);
+    await answerOffer(node, roomId, subscriberId, subscriber, offer.sdp);
+    expect(subscriber.feeds()).toEqual([staying]);
+    const stayingBefore = subscriber.packets('audio', staying);
+    await waitFor(() => subscriber.packets('audio', staying) > stayingBefore + 10, { message: 'the other feed' });
+    expect(node.events.refused).toEqual([]);
+  });
+
+  it('reports a publisher whose connection never comes up, and drops its feed from subscribers', async () => {
+    const roomId = newId();
+    const [broken, working] = [newId(), newId()];
+    const subscriberId = newId();
+    await publishThrough(node, roomId, working, track(await TestPublisher.create({ video: false })));
+    // The node answers, but the answer never reaches this publisher: ICE cannot complete.
+    const vanished = await TestPublisher.create();
+    const published = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+      participant_id: broken,
+      sdp: await vanished.createOffer(),
+    });
+    expect(published.status).toBe(201);
+    await vanished.close();
+    const subscriber = track(new TestSubscriber());
+    const subscribed = await subscribeThrough(node, roomId, subscriberId, subscriber, [broken, working]);
+    expect(subscribed.feeds).toEqual([broken, working]);
+
+    const closed = await node.events.waitForEvent(isEvent('publisher_closed', broken), 15_000);
+    expect(closed).toMatchObject({ room_id: roomId, reason: 'peer connection did not connect in time' });
+    const offer = await node.events.waitForEvent(isEvent('subscriber_offer', subscriberId));
+    expect(offer.feeds).toEqual([working]);
+    await answerOffer(node, roomId, subscriberId, subscriber, offer.sdp);
+    expect(subscriber.feeds()).toEqual([working]);
+  });
+
+  it('gives two publishers and three subscribers in one room exactly the feeds each asked for', async () => {
+    const roomId = newId();
+    const [alice, bob] = [newId(), newId()];
+    await publishThrough(node, roomId, alice, track(await TestPublisher.create()));
+    await publishThrough(node, roomId, bob, track(await TestPublisher.create()));
+
+    const wanted: Record<string, string[]> = {
+      onlyAlice: [alice],
+      onlyBob: [bob],
+      both: [alice, bob],
+    };
+    const subscribers = Object.fromEntries(
+      await Promise.all(
+        Object.entries(wanted).map(async ([name, feeds]) => {
+          const subscriber = track(new TestSubscriber());
+          const offer = await subscribeThrough(node, roomId, newId(), subscriber, feeds);
+          expect(offer.feeds).toEqual(feeds);
+          return [name, subscriber] as const;
+        }),
+      ),
+    );
+
+    for (const [name, feeds] of Object.entries(wanted)) {
+      const subscriber = subscribers[name]!;
+      await waitFor(
+        () => feeds.every((feed) => subscriber.packets('video', feed) >= 10 && subscriber.packets('audio', feed) >= 10),
+        { message: `every wanted feed at ${name}` },
+      );
+      expect(subscriber.feeds()).toEqual([...feeds].sort());
+      expect(subscriber.activeTracks()).toHaveLength(2 * feeds.length);
+    }
+  });
+
+  it('renegotiates a subscriber that changes its feeds, and withdraws an offer that was never answered', async () => {
+    const roomId = newId();
+    const [alice, bob] = [newId(), newId()];
+    const subscriberId = newId();
+    await publishThrough(node, roomId, alice, track(await TestPublisher.create()));
+    await publishThrough(node, roomId, bob, track(await TestPublisher.create()));
+    const subscriber = track(new TestSubscriber());
+    await subscribeThrough(node, roomId, subscriberId, subscriber, [alice]);
+    await waitFor(() => subscriber.packets('video', alice) > 0, { message: 'alice at the subscriber' });
+
+    // An offer for [alice, bob] that the client never answers, superseded by one for [bob].
+    const unanswered = await node.request('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId), {
+      feeds: [alice, bob],
+    });
+    expect(unanswered.status).toBe(200);
+    const offer = await subscribeThrough(node, roomId, subscriberId, subscriber, [bob]);
+    expect(offer.feeds).toEqual([bob]);
+    const bobBefore = subscriber.packets('video', bob);
+    await waitFor(() => subscriber.packets('video', bob) > bobBefore + 10, { message: 'bob at the subscriber' });
+    expect(subscriber.feeds()).toEqual([bob]);
+
+    const stale = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
+      sdp: subscriber.pc.localDescription!.sdp,
+    });
+    expect(stale.status).toBe(409);
+    expect(stale.body).toMatchObject({ error: { code: 'conflict' } });
+  });
+});

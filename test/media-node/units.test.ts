@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { parseMediaNodeConfig } from '../../media-node/src/config.ts';
+import { PortAllocator, workerPortSlice } from '../../media-node/src/sfu/port-allocator.ts';
+import {
+  announceHostCandidates,
+  fingerprintOf,
+  isMdnsCandidate,
+  midsOf,
+  sdpShapeProblem,
+  withoutMdnsCandidates,
+} from '../../media-node/src/sfu/sdp-text.ts';
+import { ConfigError } from '../../shared/src/config.ts';
+
+const SECRET = 'y'.repeat(32);
+
+describe('SDP line edits', () => {
+  const sdp = [
+    'v=0',
+    'o=- 1 1 IN IP4 0.0.0.0',
+    's=-',
+    't=0 0',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111',
+    'a=candidate:1 1 udp 2116026367 10.0.0.5 40000 typ host generation 0',
+    'a=candidate:2 1 udp 1686052607 198.51.100.7 40000 typ srflx raddr 10.0.0.5 rport 40000',
+    'a=candidate:3 1 udp 2116026367 4c1b0d8e-93a3-4f49-b0f0-8c0a0f4d3d2a.local 50000 typ host',
+    'a=ice-ufrag:abcd',
+    'a=fingerprint:sha-256 AB:CD',
+    'a=mid:0',
+    '',
+  ].join('\r\n');
+
+  it('announces the public IP on host candidates only', () => {
+    const announced = announceHostCandidates(sdp, '203.0.113.9');
+    expect(announced).toContain('a=candidate:1 1 udp 2116026367 203.0.113.9 40000 typ host');
+    expect(announced).toContain('198.51.100.7 40000 typ srflx');
+    expect(announceHostCandidates(sdp, undefined)).toBe(sdp);
+  });
+
+  it('drops mDNS candidates, reads fingerprints and mids, and checks the shape', () => {
+    expect(isMdnsCandidate('candidate:3 1 udp 1 abc.local 5 typ host')).toBe(true);
+    expect(withoutMdnsCandidates(sdp)).not.toContain('.local');
+    expect(fingerprintOf(sdp)).toBe('sha-256 ab:cd');
+    expect(midsOf(sdp)).toEqual(['0']);
+    expect(sdpShapeProblem(sdp, { media: true })).toBeUndefined();
+    expect(sdpShapeProblem('v=0\r\nnot a line\r\n', { media: false })).toBe('every line must be <type>=<value>');
+    expect(sdpShapeProblem('v=0\r\ns=-\r\n', { media: true })).toBe('no audio or video m-line');
+  });
+});
+
+describe('RTC port blocks', () => {
+  it('splits the range between workers and never hands out a port twice', () => {
+    expect(workerPortSlice({ min: 40_000, max: 40_099 }, 1, 2)).toEqual({ min: 40_050, max: 40_099 });
+    const ports = new PortAllocator({ min: 40_000, max: 40_009 }, 2);
+    expect(ports.capacity).toBe(5);
+    const blocks = Array.from({ length: 5 }, () => ports.acquire()!);
+    expect(new Set(blocks.flatMap((block) => block.range)).size).toBe(10);
+    expect(ports.acquire()).toBeUndefined();
+    ports.release(blocks[2]!);
+    expect(ports.acquire()?.range).toEqual(blocks[2]!.range);
+  });
+});
+
+describe('media node configuration', () => {
+  it('parses the defaults and a full environment', () => {
+    const config = parseMediaNodeConfig({
+      MEDIA_NODE_SECRET: SECRET,
+      MEDIA_ANNOUNCED_IP: '203.0.113.9',
+      MEDIA_RTC_LISTEN_IP: '10.0.0.5',
+      MEDIA_RTC_MIN_PORT: '50000',
+      MEDIA_RTC_MAX_PORT: '50999',
+      STUN_SERVER: 'stun:stun.example.org:3478',
+      UPSTASH_REDIS_REST_URL: 'https://example.upstash.io',
+      UPSTASH_REDIS_REST_TOKEN: 'token',
+    });
+    expect(config).toMatchObject({
+      port: 8081,
+      announcedIp: '203.0.113.9',
+      rtcListenIp: '10.0.0.5',
+      rtcPortRange: { min: 50_000, max: 50_999 },
+      connectTimeoutSeconds: 30,
+      ice: { stunUrl: 'stun:stun.example.org:3478' },
+      upstash: { url: 'https://example.upstash.io', token: 'token' },
+    });
+    expect(config.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it.each([
+    [{ MEDIA_NODE_SECRET: 'short' }, 'MEDIA_NODE_SECRET'],
+    [{ MEDIA_NODE_SECRET: SECRET, MEDIA_RTC_MIN_PORT: '5000', MEDIA_RTC_MAX_PORT: '5000' }, 'MEDIA_RTC_MIN_PORT'],
+    [{ MEDIA_NODE_SECRET: SECRET, MEDIA_RTC_LISTEN_IP: '0.0.0.0' }, 'MEDIA_RTC_LISTEN_IP'],
+    [{ MEDIA_NODE_SECRET: SECRET, UPSTASH_REDIS_REST_URL: 'https://x.upstash.io' }, 'UPSTASH_REDIS_REST_TOKEN'],
+  ])('refuses %j', (env, variable) => {
+    expect(() => parseMediaNodeConfig(env)).toThrow(ConfigError);
+    try {
+      parseMediaNodeConfig(env);
+    } catch (error) {
+      expect((error as ConfigError).variables).toContain(variable);
+    }
+  });
+});

@@ -1,0 +1,261 @@
+import {
+  MediaStreamTrack,
+  RTCPeerConnection,
+  type RTCPeerConnectionConfig,
+  RTCRtpCodecParameters,
+  type RtpPacket,
+  useNACK,
+  usePLI,
+  VP8_PAYLOAD_DESCRIPTOR_LENGTH,
+  Vp8RtpPayload,
+} from 'werift';
+import { Navigator } from 'werift/nonstandard';
+
+/**
+ * werift peers that stand in for browsers in Node tests: a publisher that sends real RTP (werift's
+ * dummy VP8 + Opus source) and a subscriber that counts what it receives. Both speak plain SDP
+ * offers/answers, so they work against the media node's control API or through the edge.
+ */
+
+export type MediaKind = 'audio' | 'video';
+
+/** Loopback only, no STUN (werift's default is a public server), one socket per connection. */
+export const LOOPBACK_PEER_CONFIG = {
+  iceServers: [],
+  iceUseIpv4: false,
+  iceUseIpv6: false,
+  iceAdditionalHostAddresses: ['127.0.0.1'],
+  iceInterfaceAddresses: { udp4: '127.0.0.1' },
+  bundlePolicy: 'max-bundle',
+} satisfies RTCPeerConnectionConfig;
+
+export interface TestPublisherOptions {
+  audio?: boolean;
+  video?: boolean;
+  /** Frames between periodic keyframes; keyframes are also sent on PLI, like a browser. Default 30 (1 s). */
+  keyframeIntervalFrames?: number;
+  /** Offer H.264 (constrained baseline) instead of VP8, as Safari may. The payload stays the dummy VP8. */
+  videoCodec?: 'vp8' | 'h264';
+}
+
+/** A publisher: sendonly audio and/or video, answering PLI with a keyframe. */
+export class TestPublisher {
+  readonly pc: RTCPeerConnection;
+  /** Arrival times (performance.now()) of RTCP PLIs on the video sender. */
+  readonly pliTimes: number[] = [];
+  readonly sentPackets: Record<MediaKind, number> = { audio: 0, video: 0 };
+  readonly #navigator: Navigator;
+  #keyframeBody: Buffer | undefined;
+  #keyframeRequested = false;
+
+  private constructor(options: TestPublisherOptions) {
+    const videoCodec =
+      options.videoCodec === 'h264'
+        ? new RTCRtpCodecParameters({
+            mimeType: 'video/H264',
+            clockRate: 90_000,
+            rtcpFeedback: [useNACK(), usePLI()],
+            parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+          })
+        : new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: [useNACK(), usePLI()] });
+    this.pc = new RTCPeerConnection({
+      ...LOOPBACK_PEER_CONFIG,
+      codecs: {
+        audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
+        video: [videoCodec],
+      },
+    });
+    this.#navigator = new Navigator({
+      dummyMedia: { enabled: true, video: { keyframeIntervalFrames: options.keyframeIntervalFrames ?? 30 } },
+    });
+  }
+
+  static async create(options: TestPublisherOptions = {}): Promise<TestPublisher> {
+    const publisher = new TestPublisher(options);
+    await publisher.#addTracks(options.audio ?? true, options.video ?? true);
+    return publisher;
+  }
+
+  async #addTracks(audio: boolean, video: boolean): Promise<void> {
+    const media = await this.#navigator.mediaDevices.getUserMedia({ audio, video });
+    for (const source of media.getTracks()) {
+      // werift routes PLI to a sendrecv transceiver's receiver: a publisher must be sendonly.
+      const sent = new MediaStreamTrack({ kind: source.kind });
+      const transceiver = this.pc.addTransceiver(sent, { direction: 'sendonly' });
+      source.onReceiveRtp.subscribe((packet) => {
+        this.sentPackets[source.kind as MediaKind]++;
+        sent.writeRtp(source.kind === 'video' ? this.#withRequestedKeyframe(packet) : packet);
+      });
+      if (source.kind === 'video') {
+        transceiver.sender.onPictureLossIndication.subscribe(() => {
+          this.pliTimes.push(performance.now());
+          this.#keyframeRequested = true;
+        });
+      }
+    }
+  }
+
+  /** The dummy source sends a keyframe first; it is kept and sent again when a PLI asks for one. */
+  #withRequestedKeyframe(packet: RtpPacket): RtpPacket {
+    const body = packet.payload.subarray(VP8_PAYLOAD_DESCRIPTOR_LENGTH);
+    if (this.#keyframeBody === undefined && isVp8Keyframe(packet.payload)) this.#keyframeBody = Buffer.from(body);
+    if (!this.#keyframeRequested || this.#keyframeBody === undefined) return packet;
+    this.#keyframeRequested = false;
+    const keyframe = packet.clone();
+    keyframe.payload = Buffer.concat([packet.payload.subarray(0, VP8_PAYLOAD_DESCRIPTOR_LENGTH), this.#keyframeBody]);
+    return keyframe;
+  }
+
+  /** Creates and applies the offer; returns its SDP. */
+  async createOffer(): Promise<string> {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    return this.pc.localDescription!.sdp;
+  }
+
+  async setAnswer(sdp: string): Promise<void> {
+    await this.pc.setRemoteDescription({ type: 'answer', sdp });
+  }
+
+  async close(): Promise<void> {
+    this.#navigator.mediaDevices.cleanup();
+    await this.pc.close();
+  }
+}
+
+export interface ReceivedTrack {
+  mid: string;
+  kind: MediaKind;
+  /** The msid stream id: the media node sets it to the publisher's participant id. */
+  streamId: string | undefined;
+  packets: number;
+  keyframes: number;
+  /** performance.now() of the first packet and of the first VP8 keyframe. */
+  firstPacketAt?: number;
+  firstKeyframeAt?: number;
+}
+
+/** A subscriber: answers offers, counts RTP per track, kind and feed, and can send PLI. */
+export class TestSubscriber {
+  /** Decodes what browsers decode: Opus, VP8 and constrained-baseline H.264. */
+  readonly pc = new RTCPeerConnection({
+    ...LOOPBACK_PEER_CONFIG,
+    codecs: {
+      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
+      video: [
+        new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: [useNACK(), usePLI()] }),
+        new RTCRtpCodecParameters({
+          mimeType: 'video/H264',
+          clockRate: 90_000,
+          rtcpFeedback: [useNACK(), usePLI()],
+          parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+        }),
+      ],
+    },
+  });
+  readonly tracks = new Map<string, ReceivedTrack>();
+
+  constructor() {
+    this.pc.ontrack = ({ track, transceiver, streams }) => {
+      const mid = transceiver.mid ?? '';
+      const received: ReceivedTrack = {
+        mid,
+        kind: track.kind as MediaKind,
+        streamId: streams[0]?.id,
+        packets: 0,
+        keyframes: 0,
+      };
+      this.tracks.set(mid, received);
+      track.onReceiveRtp.subscribe((packet) => {
+        received.packets++;
+        received.firstPacketAt ??= performance.now();
+        if (received.kind === 'video' && isVp8Keyframe(packet.payload)) {
+          received.keyframes++;
+          received.firstKeyframeAt ??= performance.now();
+        }
+      });
+    };
+  }
+
+  /** Applies an offer and returns the answer SDP. */
+  async answer(offerSdp: string): Promise<string> {
+    await this.pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+    await this.pc.setLocalDescription(await this.pc.createAnswer());
+    return this.pc.localDescription!.sdp;
+  }
+
+  /** Packets received so far of one kind, over every track (or only the given feed's). */
+  packets(kind: MediaKind, feed?: string): number {
+    let total = 0;
+    for (const track of this.activeTracks()) {
+      if (track.kind === kind && (feed === undefined || track.streamId === feed)) total += track.packets;
+    }
+    return total;
+  }
+
+  /** Every packet received so far, on any track, live or ended. */
+  totalPackets(): number {
+    let total = 0;
+    for (const track of this.tracks.values()) total += track.packets;
+    return total;
+  }
+
+  /** Tracks of m-lines that are still negotiated (not stopped by a renegotiation). */
+  activeTracks(): ReceivedTrack[] {
+    const live = new Set(
+      this.pc
+        .getTransceivers()
+        .filter((transceiver) => !transceiver.stopped && transceiver.currentDirection === 'recvonly')
+        .map((transceiver) => transceiver.mid),
+    );
+    return [...this.tracks.values()].filter((track) => live.has(track.mid));
+  }
+
+  /** The feeds (msid stream ids) of the live tracks. */
+  feeds(): string[] {
+    return [...new Set(this.activeTracks().map((track) => track.streamId ?? ''))].sort();
+  }
+
+  /** Sends an RTCP PLI on every live video track, as a browser does when it cannot decode. */
+  async requestKeyframes(): Promise<void> {
+    for (const transceiver of this.pc.getTransceivers()) {
+      const ssrc = transceiver.receiver.track?.ssrc;
+      if (transceiver.kind === 'video' && !transceiver.stopped && ssrc !== undefined) {
+        await transceiver.receiver.sendRtcpPLI(ssrc);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pc.close();
+  }
+}
+
+/** A VP8 keyframe: start of partition 0 and the P bit clear (RFC 7741). */
+export function isVp8Keyframe(payload: Buffer): boolean {
+  try {
+    return Vp8RtpPayload.deSerialize(payload).isKeyframe;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Polls a condition until it holds (resolving with its value) or the timeout passes (rejecting
+ * with `message`). For state that changes without an event to await, e.g. packet counters.
+ */
+export async function waitFor<T>(
+  condition: () => T | undefined | false | Promise<T | undefined | false>,
+  {
+    timeoutMs = 10_000,
+    intervalMs = 50,
+    message = 'condition',
+  }: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value !== undefined && value !== false) return value;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
