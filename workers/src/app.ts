@@ -7,6 +7,7 @@ import { corsFromConfig } from './http/cors.ts';
 import { handleError, notFoundOrMethodNotAllowed } from './http/error-handler.ts';
 import { accessLog, loadConfig } from './http/request-context.ts';
 import { healthRoutes } from './routes/health.ts';
+import { internalRoutes } from './routes/internal.ts';
 import { serveOpenApiDocument } from './routes/openapi.ts';
 import { roomRoutes } from './routes/rooms.ts';
 import { wsRoutes } from './routes/ws.ts';
@@ -26,6 +27,7 @@ app.use(corsFromConfig);
 app.route('/', healthRoutes);
 app.route('/', roomRoutes);
 app.route('/', wsRoutes);
+app.route('/', internalRoutes);
 serveOpenApiDocument(app);
 
 app.notFound(notFoundOrMethodNotAllowed(app));

@@ -48,10 +48,14 @@ function issueDetails(error: z.ZodError) {
  *  1. more than 256 KiB (declared or streamed) → 413 `payload_too_large`, unread;
  *  2. empty → 400 `bad_request`; not JSON → 400 `bad_request`;
  *  3. not valid for the schema → 400 `validation_failed` with the issues in `details`;
- *  4. valid but more than 16 KiB (only whitespace padding can do that) → 413 `payload_too_large`.
+ *  4. valid but more than `maxBytes` (16 KiB; only whitespace padding can do that) → 413 `payload_too_large`.
  * The Content-Type is not checked: `curl -d` without `-H` sends JSON as a form type.
  */
-export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+export async function readJsonBody<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+  maxBytes: number = LIMITS.restBodyMaxBytes,
+): Promise<z.output<S>> {
   const { text, bytes } = await readCapped(c.req.raw);
   if (text.trim() === '') throw new HttpError(400, 'bad_request', 'request body is empty: send a JSON object');
   let json: unknown;
@@ -64,6 +68,6 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): 
   if (!parsed.success) {
     throw new HttpError(400, 'validation_failed', 'request body is invalid', issueDetails(parsed.error));
   }
-  if (bytes > LIMITS.restBodyMaxBytes) throw tooLarge();
+  if (bytes > maxBytes) throw tooLarge();
   return parsed.data;
 }

@@ -1,12 +1,22 @@
 import type { EdgeConfig } from '../config.ts';
-import type { Env } from '../env.ts';
+import type { RoomRepository } from '../store/room-repository.ts';
+import { HttpMediaNodeClient } from './http-media-node-client.ts';
 import { type MediaNodeClient, unavailableMediaNodeClient } from './media-node-client.ts';
+import { MediaNodePlacement } from './media-node-placement.ts';
 
 /**
  * The seam through which a room coordinator gets its media node. Signaling works without one: media
  * requests are then answered with `media_unavailable` while joins, presence and leave keep working.
+ * With MEDIA_NODE_SECRET set, the room is placed on the least-loaded registered node (Upstash) or on
+ * MEDIA_NODE_URL, and stays there.
  */
-export function createMediaNodeClient(_env: Env, config: EdgeConfig): MediaNodeClient {
-  if (!config.mediaNode?.url) return unavailableMediaNodeClient('no media node is configured');
-  return unavailableMediaNodeClient('the media node HTTP client is not wired into the edge yet');
+export function createMediaNodeClient(
+  config: EdgeConfig,
+  storage: DurableObjectStorage,
+  repository: () => RoomRepository,
+): MediaNodeClient {
+  const mediaNode = config.mediaNode;
+  if (!mediaNode) return unavailableMediaNodeClient('no media node is configured (MEDIA_NODE_SECRET is unset)');
+  const placement = new MediaNodePlacement(storage, repository, config);
+  return new HttpMediaNodeClient(mediaNode.secret, () => placement.baseUrl());
 }

@@ -81,12 +81,13 @@ export class RoomCoordinator extends DurableObject<Env> {
   #coordinator(): Room {
     if (!this.#room) {
       const config = edgeConfig(this.env);
+      const repository = () => roomRepository(this.env, config);
       this.#room = new Room({
         ctx: this.ctx,
         config,
-        repository: () => roomRepository(this.env, config),
+        repository,
         media: () => {
-          this.mediaNode ??= createMediaNodeClient(this.env, config);
+          this.mediaNode ??= createMediaNodeClient(config, this.ctx.storage, repository);
           return this.mediaNode;
         },
         logger: createLogger(config.logLevel, { component: 'room-coordinator' }),

@@ -1,0 +1,77 @@
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+import { parseEnvironment } from '../shared/src/config.ts';
+import { dialHost, generateSecret, startStack } from './stack.ts';
+import { startUpstashCompatServer } from './upstash-compat-server.ts';
+
+/**
+ * `npm start`: the edge on SERVER_HOST:SERVER_PORT (default 0.0.0.0:8080) and the media node on
+ * MEDIA_PORT (8081), configured from the environment and an optional `.env`. Ctrl-C stops all.
+ */
+if (existsSync('.env')) process.loadEnvFile('.env');
+
+const StartEnvSchema = z.object({
+  SERVER_HOST: z.string().default('0.0.0.0'),
+  SERVER_PORT: z.coerce.number().int().min(1).max(65_535).default(8080),
+  MEDIA_HOST: z.string().default('0.0.0.0'),
+  MEDIA_PORT: z.coerce.number().int().min(1).max(65_535).default(8081),
+  REDIS_URL: z.url().optional(),
+});
+
+const startEnv = parseEnvironment(StartEnvSchema, process.env);
+const env: Record<string, string | undefined> = { ...process.env };
+
+let upstash: { close(): Promise<void> } | undefined;
+if (startEnv.REDIS_URL && !env.UPSTASH_REDIS_REST_URL) {
+  // A local redis-server is reached through the bundled Upstash-compatible endpoint, so the edge runs
+  // the same @upstash/redis code path as in production.
+  const token = generateSecret();
+  const server = await startUpstashCompatServer({ redisUrl: startEnv.REDIS_URL, token, host: '127.0.0.1', port: 0 });
+  upstash = server;
+  env.UPSTASH_REDIS_REST_URL = server.url;
+  env.UPSTASH_REDIS_REST_TOKEN = token;
+}
+
+const stack = await startStack({
+  edgeHost: startEnv.SERVER_HOST,
+  edgePort: startEnv.SERVER_PORT,
+  mediaHost: startEnv.MEDIA_HOST,
+  mediaPort: startEnv.MEDIA_PORT,
+  env,
+  output: 'inherit',
+});
+
+const store = env.UPSTASH_REDIS_REST_URL
+  ? startEnv.REDIS_URL
+    ? `Redis at ${new URL(startEnv.REDIS_URL).host} (via the local Upstash-compatible endpoint)`
+    : 'Upstash'
+  : 'embedded (Durable Object storage)';
+const lines = [
+  '',
+  'TrueGather Edge is running',
+  `  demo & API   http://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/`,
+  `  websocket    ws://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/ws?room_id=…`,
+  `  openapi      http://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/openapi.json`,
+  `  media node   ${stack.mediaUrl}  (metrics: ${stack.mediaUrl}/metrics)`,
+  `  state        ${store}`,
+];
+if (stack.secrets.generated.length > 0) {
+  lines.push(
+    `  secrets      generated ephemeral ${stack.secrets.generated.join(' and ')} for this run:`,
+    '               tokens die with the process; set them in .env to keep sessions across restarts',
+  );
+}
+lines.push('Press Ctrl-C to stop.', '');
+console.log(lines.join('\n'));
+
+let stopping = false;
+const shutdown = async () => {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nstopping…');
+  await stack.stop();
+  await upstash?.close();
+  process.exit(0);
+};
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);

@@ -1,0 +1,115 @@
+import { mkdirSync } from 'node:fs';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type RunningStack, startStack } from '../../scripts/stack.ts';
+import { freePort } from '../support/ports.ts';
+import { describeWithTool, findExecutable, requireTool } from '../support/required-tools.ts';
+
+const chromiumPath = findExecutable(process.env.CHROMIUM_PATH ?? 'chromium', 'chromium-browser', 'google-chrome');
+
+/** Flags measured in ../shared/notes/werift.md: fake devices, loopback ICE, no background network. */
+const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/** Inbound media of the page's subscriber connection, read through the SDK's getStats(). */
+async function inboundMedia(page: Page) {
+  // Runs in the page; typed structurally because this file compiles without the DOM library.
+  type Stat = { type: string; kind?: string; framesDecoded?: number; packetsReceived?: number };
+  type Client = { getStats(): Promise<{ subscriber?: { forEach(visit: (stat: Stat) => void): void } }> };
+  return page.evaluate(async () => {
+    const client = (globalThis as unknown as { truegather?: Client }).truegather;
+    const report = (await client?.getStats())?.subscriber;
+    let framesDecoded = 0;
+    let audioPackets = 0;
+    report?.forEach((stat) => {
+      if (stat.type !== 'inbound-rtp') return;
+      if (stat.kind === 'video') framesDecoded += stat.framesDecoded ?? 0;
+      if (stat.kind === 'audio') audioPackets += stat.packetsReceived ?? 0;
+    });
+    return { framesDecoded, audioPackets };
+  });
+}
+
+async function waitFor<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await probe();
+  while (!done(value)) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    value = await probe();
+  }
+  return value;
+}
+
+describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page', () => {
+  let stack: RunningStack;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    const executablePath = requireTool(chromiumPath, 'chromium', 'REQUIRE_BROWSER');
+    const [edgePort, mediaPort] = [await freePort(), await freePort()];
+    stack = await startStack({
+      edgeHost: '127.0.0.1',
+      edgePort,
+      mediaHost: '127.0.0.1',
+      mediaPort,
+      env: { MEDIA_ANNOUNCED_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
+    });
+    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  it('two tabs see and hear each other, and a leaving tab disappears', async () => {
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const alice = await context.newPage();
+    await alice.goto(`${stack.edgeUrl}/`);
+    await alice.getByTestId('create-form').getByRole('button').click();
+    const inviteLink = await alice.getByTestId('join-form').locator('input[name=room]').inputValue();
+    expect(inviteLink).toContain('/?room=');
+    await alice.locator('input[name=display]').fill('Alice');
+    await alice.getByTestId('join-form').getByRole('button').click();
+    await alice.getByTestId('tile-local').waitFor();
+
+    const bob = await context.newPage();
+    await bob.goto(inviteLink);
+    await bob.locator('input[name=display]').fill('Bob');
+    await bob.getByTestId('join-form').getByRole('button').click();
+
+    for (const [page, other] of [
+      [alice, 'Bob'],
+      [bob, 'Alice'],
+    ] as const) {
+      await page.getByTestId('tile-remote').filter({ hasText: other }).waitFor({ timeout: 30_000 });
+      const media = await waitFor(
+        () => inboundMedia(page),
+        (m) => m.framesDecoded > 0 && m.audioPackets > 0,
+        30_000,
+      );
+      expect(media.framesDecoded).toBeGreaterThan(0);
+      expect(media.audioPackets).toBeGreaterThan(0);
+    }
+
+    mkdirSync('test-results', { recursive: true });
+    await alice.screenshot({ path: 'test-results/demo-call.png' });
+
+    await bob.getByTestId('leave').click();
+    await alice.getByTestId('tile-remote').waitFor({ state: 'detached', timeout: 30_000 });
+    await context.close();
+  }, 120_000);
+});

@@ -1,0 +1,120 @@
+import type { z } from 'zod';
+import { ERROR_CODES, type ErrorCode, ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
+import type { IceCandidate } from '../../../shared/src/ice.ts';
+import {
+  CreatePublisherResponseSchema,
+  MEDIA_CONTROL_PATHS,
+  SubscriberOfferResponseSchema,
+} from '../../../shared/src/media-control.ts';
+import { signServiceToken } from '../../../shared/src/service-token.ts';
+import type { IceTarget } from '../../../shared/src/signaling.ts';
+import { MEDIA_NODE_AUDIENCE } from '../../../shared/src/token.ts';
+import { type MediaNodeClient, MediaNodeError } from './media-node-client.ts';
+
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Tokens live 60 s and are reused for 30 s: one HMAC per half minute rather than one per ICE candidate. */
+const TOKEN_LIFETIME_SECONDS = 60;
+const TOKEN_REUSE_MS = 30_000;
+
+/**
+ * The media node's control API over HTTP, each call signed with a short-lived service token.
+ * One client serves one room; `resolveBaseUrl` says which node that room is placed on.
+ */
+export class HttpMediaNodeClient implements MediaNodeClient {
+  readonly #secret: Uint8Array;
+  readonly #resolveBaseUrl: () => Promise<string>;
+  #token: { value: string; mintedAt: number } | undefined;
+
+  constructor(secret: Uint8Array, resolveBaseUrl: () => Promise<string>) {
+    this.#secret = secret;
+    this.#resolveBaseUrl = resolveBaseUrl;
+  }
+
+  async createPublisher(roomId: string, participantId: string, sdp: string) {
+    return this.#call('POST', MEDIA_CONTROL_PATHS.publishers(roomId), CreatePublisherResponseSchema, {
+      participant_id: participantId,
+      sdp,
+    });
+  }
+
+  async addIceCandidate(roomId: string, participantId: string, target: IceTarget, candidate: IceCandidate | null) {
+    await this.#call('POST', MEDIA_CONTROL_PATHS.ice(roomId, participantId), undefined, { target, candidate });
+  }
+
+  async updateSubscriber(roomId: string, participantId: string, feeds: string[]) {
+    return this.#call('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId), SubscriberOfferResponseSchema, {
+      feeds,
+    });
+  }
+
+  async setSubscriberAnswer(roomId: string, participantId: string, sdp: string) {
+    await this.#call('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), undefined, { sdp });
+  }
+
+  async removePublisher(roomId: string, participantId: string) {
+    await this.#call('DELETE', MEDIA_CONTROL_PATHS.publisher(roomId, participantId));
+  }
+
+  async removeSubscriber(roomId: string, participantId: string) {
+    await this.#call('DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId));
+  }
+
+  async closeRoom(roomId: string) {
+    await this.#call('DELETE', MEDIA_CONTROL_PATHS.room(roomId));
+  }
+
+  async #bearer(): Promise<string> {
+    const now = Date.now();
+    if (!this.#token || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
+      const value = await signServiceToken(this.#secret, {
+        issuer: 'truegather-edge',
+        audience: MEDIA_NODE_AUDIENCE,
+        lifetimeSeconds: TOKEN_LIFETIME_SECONDS,
+      });
+      this.#token = { value, mintedAt: now };
+    }
+    return this.#token.value;
+  }
+
+  async #call<S extends z.ZodType>(
+    method: string,
+    path: string,
+    responseSchema?: S,
+    body?: unknown,
+  ): Promise<z.output<S>> {
+    let response: Response;
+    try {
+      const baseUrl = await this.#resolveBaseUrl();
+      response = await fetch(new URL(path, baseUrl), {
+        method,
+        headers: {
+          authorization: `Bearer ${await this.#bearer()}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (error) {
+      if (error instanceof MediaNodeError) throw error;
+      throw new MediaNodeError('media_unavailable', 'the media node is unreachable');
+    }
+    const payload: unknown = await response.json().catch(() => undefined);
+    if (!response.ok) throw errorFromResponse(response.status, payload);
+    if (!responseSchema) return undefined as z.output<S>;
+    const parsed = responseSchema.safeParse(payload);
+    if (!parsed.success) throw new MediaNodeError('media_unavailable', 'the media node answered outside the contract');
+    return parsed.data;
+  }
+}
+
+const KNOWN_CODES = new Set<string>(ERROR_CODES);
+
+/** Maps a media node error answer to the code a client sees; 5xx and unknown codes are `media_unavailable`. */
+function errorFromResponse(status: number, payload: unknown): MediaNodeError {
+  const envelope = ErrorEnvelopeSchema.safeParse(payload);
+  const code = envelope.success ? envelope.data.error.code : undefined;
+  if (status < 500 && code && KNOWN_CODES.has(code)) {
+    return new MediaNodeError(code as ErrorCode, envelope.success ? envelope.data.error.message : 'media error');
+  }
+  return new MediaNodeError('media_unavailable', `the media node failed (${status})`);
+}
