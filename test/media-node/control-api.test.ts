@@ -133,7 +133,8 @@ describe('media node control API: authentication, validation, errors', () => {
     expect(answer.status).toBe(404);
     expectEnvelope(answer.body, 'not_found');
 
-    // A subscriber whose offer was answered already: a second answer is out of turn.
+    // A subscriber whose offer was answered already: a second answer is out of turn; a candidate
+    // that does not parse is refused.
     const room = newId();
     const publisherId = newId();
     const subscriberId = newId();
@@ -147,6 +148,12 @@ describe('media node control API: authentication, validation, errors', () => {
       });
       expect(again.status).toBe(409);
       expectEnvelope(again.body, 'conflict');
+      const candidate = await node.request('POST', MEDIA_CONTROL_PATHS.ice(room, publisherId), {
+        target: 'publisher',
+        candidate: { candidate: 'candidate:garbage', sdpMid: '0', sdpMLineIndex: 0 },
+      });
+      expect(candidate.status).toBe(400);
+      expectEnvelope(candidate.body, 'bad_request');
     } finally {
       await Promise.all([publisher.close(), subscriber.close()]);
       await node.request('DELETE', MEDIA_CONTROL_PATHS.room(room));

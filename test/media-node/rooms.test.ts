@@ -153,4 +153,73 @@ describe('media node rooms: feeds, departures, workers', () => {
     expect(stale.status).toBe(409);
     expect(stale.body).toMatchObject({ error: { code: 'conflict' } });
   });
+
+  it('adds a screen track when the publisher renegotiates, and brings it to its subscribers by itself', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const subscriberId = newId();
+    const publisher = track(await TestPublisher.create());
+    await publishThrough(node, roomId, publisherId, publisher);
+    await node.events.waitForEvent(isEvent('publisher_ready', publisherId));
+    const subscriber = track(new TestSubscriber());
+    await subscribeThrough(node, roomId, subscriberId, subscriber, [publisherId]);
+    await waitFor(() => subscriber.activeTracks().length === 2, { message: 'audio and video' });
+
+    await publisher.addScreenTrack();
+    const renegotiated = await publishThrough(node, roomId, publisherId, publisher);
+    expect(renegotiated.streams.map((stream) => stream.kind).sort()).toEqual(['audio', 'video', 'video']);
+    const ready = await waitFor(
+      () =>
+        node.events.events.find(
+          (event) =>
+            event.type === 'publisher_ready' && event.participant_id === publisherId && event.streams.length === 3,
+        ),
+      { message: 'publisher_ready with three streams' },
+    );
+    expect(ready.room_id).toBe(roomId);
+
+    const offer = await node.events.waitForEvent(isEvent('subscriber_offer', subscriberId));
+    expect(offer.feeds).toEqual([publisherId]);
+    await answerOffer(node, roomId, subscriberId, subscriber, offer.sdp);
+    await waitFor(
+      () =>
+        subscriber.activeTracks().filter((received) => received.kind === 'video' && received.packets > 0).length === 2,
+      { message: 'both video tracks at the subscriber' },
+    );
+  });
+
+  it('starts a subscriber with no feeds and adds them later; buffers ICE candidates that come first', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const subscriberId = newId();
+    // A trickled candidate may arrive before its publisher exists: kept, and harmless.
+    const early = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+      target: 'publisher',
+      candidate: { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 },
+    });
+    expect(early.status).toBe(200);
+    const mdns = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+      target: 'publisher',
+      candidate: { candidate: 'candidate:2 1 udp 2122260223 0f2a7c1e-3b0d-4c6e-9b1a-2d3e4f5a6b7c.local 9 typ host' },
+    });
+    expect(mdns.status).toBe(200);
+    await publishThrough(node, roomId, publisherId, track(await TestPublisher.create()));
+    const endOfCandidates = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+      target: 'publisher',
+      candidate: null,
+    });
+    expect(endOfCandidates.status).toBe(200);
+
+    const subscriber = track(new TestSubscriber());
+    const empty = await subscribeThrough(node, roomId, subscriberId, subscriber, []);
+    expect(empty.feeds).toEqual([]);
+    const offer = await subscribeThrough(node, roomId, subscriberId, subscriber, [publisherId]);
+    expect(offer.feeds).toEqual([publisherId]);
+    await waitFor(
+      () => subscriber.packets('video', publisherId) > 10 && subscriber.packets('audio', publisherId) > 10,
+      {
+        message: 'media after adding the feed',
+      },
+    );
+  });
 });

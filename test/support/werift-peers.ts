@@ -45,8 +45,6 @@ export class TestPublisher {
   readonly pliTimes: number[] = [];
   readonly sentPackets: Record<MediaKind, number> = { audio: 0, video: 0 };
   readonly #navigator: Navigator;
-  #keyframeBody: Buffer | undefined;
-  #keyframeRequested = false;
 
   private constructor(options: TestPublisherOptions) {
     const videoCodec =
@@ -82,28 +80,23 @@ export class TestPublisher {
       // werift routes PLI to a sendrecv transceiver's receiver: a publisher must be sendonly.
       const sent = new MediaStreamTrack({ kind: source.kind });
       const transceiver = this.pc.addTransceiver(sent, { direction: 'sendonly' });
+      const keyframes = new KeyframesOnRequest();
       source.onReceiveRtp.subscribe((packet) => {
         this.sentPackets[source.kind as MediaKind]++;
-        sent.writeRtp(source.kind === 'video' ? this.#withRequestedKeyframe(packet) : packet);
+        sent.writeRtp(source.kind === 'video' ? keyframes.apply(packet) : packet);
       });
       if (source.kind === 'video') {
         transceiver.sender.onPictureLossIndication.subscribe(() => {
           this.pliTimes.push(performance.now());
-          this.#keyframeRequested = true;
+          keyframes.request();
         });
       }
     }
   }
 
-  /** The dummy source sends a keyframe first; it is kept and sent again when a PLI asks for one. */
-  #withRequestedKeyframe(packet: RtpPacket): RtpPacket {
-    const body = packet.payload.subarray(VP8_PAYLOAD_DESCRIPTOR_LENGTH);
-    if (this.#keyframeBody === undefined && isVp8Keyframe(packet.payload)) this.#keyframeBody = Buffer.from(body);
-    if (!this.#keyframeRequested || this.#keyframeBody === undefined) return packet;
-    this.#keyframeRequested = false;
-    const keyframe = packet.clone();
-    keyframe.payload = Buffer.concat([packet.payload.subarray(0, VP8_PAYLOAD_DESCRIPTOR_LENGTH), this.#keyframeBody]);
-    return keyframe;
+  /** Adds a second video track (a screen share); renegotiate with {@link createOffer} afterwards. */
+  async addScreenTrack(): Promise<void> {
+    await this.#addTracks(false, true);
   }
 
   /** Creates and applies the offer; returns its SDP. */
@@ -119,6 +112,29 @@ export class TestPublisher {
   async close(): Promise<void> {
     this.#navigator.mediaDevices.cleanup();
     await this.pc.close();
+  }
+}
+
+/**
+ * Makes the dummy VP8 source answer PLI like a browser: its first packet is a keyframe, whose body
+ * is kept and sent in place of the next frame after a request.
+ */
+class KeyframesOnRequest {
+  #keyframeBody: Buffer | undefined;
+  #requested = false;
+
+  request(): void {
+    this.#requested = true;
+  }
+
+  apply(packet: RtpPacket): RtpPacket {
+    const body = packet.payload.subarray(VP8_PAYLOAD_DESCRIPTOR_LENGTH);
+    if (this.#keyframeBody === undefined && isVp8Keyframe(packet.payload)) this.#keyframeBody = Buffer.from(body);
+    if (!this.#requested || this.#keyframeBody === undefined) return packet;
+    this.#requested = false;
+    const keyframe = packet.clone();
+    keyframe.payload = Buffer.concat([packet.payload.subarray(0, VP8_PAYLOAD_DESCRIPTOR_LENGTH), this.#keyframeBody]);
+    return keyframe;
   }
 }
 
