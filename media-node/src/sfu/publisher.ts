@@ -3,7 +3,7 @@ import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { Stream } from '../../../shared/src/rest.ts';
-import { badSdp } from '../errors.ts';
+import { badSdp, notFound } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
 import { addRemoteCandidate } from './remote-candidates.ts';
@@ -92,12 +92,18 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   /** Applies a browser offer (the first one or a renegotiation) and returns the answer. */
   negotiate(offerSdp: string): Promise<{ sdp: string; streams: Stream[] }> {
     return this.#negotiations.run(async () => {
+      if (this.closed) throw notFound('publisher');
       const problem = sdpShapeProblem(offerSdp, { media: true });
       if (problem) throw badSdp(problem);
       try {
         await this.#pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });
         await this.#pc.setLocalDescription(await this.#pc.createAnswer());
       } catch (error) {
+        // A renegotiation that failed half-way leaves the connection in an unknown state: it ends,
+        // and the edge hears of it (a failed first negotiation is the caller's to clean up).
+        if (this.#fingerprint !== undefined && this.#pc.signalingState !== 'stable') {
+          this.close('renegotiation failed', true);
+        }
         // Whatever werift cannot answer comes from the offer it was given.
         throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
       }

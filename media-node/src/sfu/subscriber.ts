@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { MediaStream, type RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
-import { badSdp, conflict } from '../errors.ts';
+import { badSdp, conflict, notFound } from '../errors.ts';
 import { ForwardedTrack } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
@@ -102,6 +102,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
    */
   update(feeds: readonly string[]): Promise<SubscriberOffer> {
     return this.#negotiations.run(async () => {
+      if (this.closed) throw notFound('subscriber');
       if (this.#pc.signalingState === 'have-local-offer') {
         await this.#pc.setLocalDescription({ type: 'rollback' });
       }
@@ -113,6 +114,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
 
   setAnswer(answerSdp: string): Promise<void> {
     return this.#negotiations.run(async () => {
+      if (this.closed) throw notFound('subscriber');
       if (this.#pc.signalingState !== 'have-local-offer') throw conflict('no offer is waiting for an answer');
       const problem = sdpShapeProblem(answerSdp, { media: false });
       if (problem) throw badSdp(problem);
