@@ -32,6 +32,8 @@ export interface PoolOptions {
   logger: Logger;
   /** Media events from any worker, for the edge. */
   onEvent: (event: MediaEvent) => void;
+  /** The worker script (a seam for tests); default: media-worker.ts. */
+  workerUrl?: URL;
 }
 
 export interface PoolStats {
@@ -235,7 +237,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       connectTimeoutMs: this.#options.connectTimeoutMs,
       ports: workerPortSlice(this.#options.portRange, index, this.#threads.length),
     };
-    const thread = new WorkerThread(init, this.#options.logger.child({ worker: index }), (message) =>
+    const workerUrl = this.#options.workerUrl ?? new URL('./media-worker.ts', import.meta.url);
+    const thread = new WorkerThread(workerUrl, init, this.#options.logger.child({ worker: index }), (message) =>
       this.#onMessage(index, message),
     );
     this.#threads[index] = thread;
@@ -308,9 +311,9 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
 
-  constructor(init: WorkerInit, logger: Logger, onMessage: (message: WorkerToMain) => void) {
+  constructor(url: URL, init: WorkerInit, logger: Logger, onMessage: (message: WorkerToMain) => void) {
     super();
-    this.#worker = new Worker(new URL('./media-worker.ts', import.meta.url), { workerData: init });
+    this.#worker = new Worker(url, { workerData: init });
     this.ready = new Promise((resolve, reject) => {
       this.#worker.once('error', reject);
       this.#worker.on('message', (message: WorkerToMain) => {

@@ -1,0 +1,85 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MediaNodeError } from '../../media-node/src/errors.ts';
+import { MediaWorkerPool } from '../../media-node/src/workers/pool.ts';
+import { newId } from '../../shared/src/ids.ts';
+import type { Logger } from '../../shared/src/log.ts';
+import type { MediaEvent } from '../../shared/src/media-control.ts';
+import { waitFor } from '../support/werift-peers.ts';
+
+/** The crash is expected: its error line would only be noise in the test output. */
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+
+describe('media worker pool', () => {
+  let pool: MediaWorkerPool | undefined;
+  afterEach(async () => {
+    await pool?.stop();
+  });
+
+  it('reports the peers of a worker that dies, refuses its pending command, and replaces it', async () => {
+    const events: MediaEvent[] = [];
+    pool = new MediaWorkerPool({
+      workers: 1,
+      capacity: 10,
+      connectTimeoutMs: 30_000,
+      nodeId: 'node-test',
+      logLevel: 'error',
+      settings: { hostAddresses: ['127.0.0.1'] },
+      portRange: { min: 40_000, max: 40_099 },
+      logger: silent,
+      onEvent: (event) => events.push(event),
+      workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
+    });
+    await pool.start();
+    const roomId = newId();
+    const publisherId = newId();
+    await pool.run('publish', { roomId, participantId: publisherId, sdp: 'v=0' });
+    expect(pool.load).toBe(1);
+
+    const crash = pool.run('closeRoom', { roomId });
+    await expect(crash).rejects.toBeInstanceOf(MediaNodeError);
+    await expect(crash).rejects.toMatchObject({ status: 503, code: 'service_unavailable' });
+    expect(events).toEqual([
+      { type: 'publisher_closed', room_id: roomId, participant_id: publisherId, reason: 'media worker failed' },
+    ]);
+    expect(pool.roomCount).toBe(0);
+
+    // A new worker takes over: new rooms work again.
+    const answer = await waitFor(
+      () => pool!.run('publish', { roomId: newId(), participantId: newId(), sdp: 'v=0' }).catch(() => undefined),
+      { message: 'the replacement worker' },
+    );
+    expect(answer).toEqual({ sdp: 'v=0\r\n', streams: [] });
+  });
+
+  it('refuses a peer beyond MEDIA_CAPACITY and new rooms while draining, with 503', async () => {
+    pool = new MediaWorkerPool({
+      workers: 1,
+      capacity: 1,
+      connectTimeoutMs: 30_000,
+      nodeId: 'node-test',
+      logLevel: 'error',
+      settings: { hostAddresses: ['127.0.0.1'] },
+      portRange: { min: 40_000, max: 40_099 },
+      logger: silent,
+      onEvent: () => {},
+      workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
+    });
+    await pool.start();
+    const roomId = newId();
+    await pool.run('publish', { roomId, participantId: newId(), sdp: 'v=0' });
+    await expect(pool.run('publish', { roomId, participantId: newId(), sdp: 'v=0' })).rejects.toMatchObject({
+      status: 503,
+      details: { load: 1, capacity: 1 },
+    });
+    pool.draining = true;
+    await expect(pool.run('subscribe', { roomId: newId(), participantId: newId(), feeds: [] })).rejects.toMatchObject({
+      status: 503,
+      details: { draining: true },
+    });
+    // Removals of unknown rooms are no-ops, answers to unknown rooms are 404.
+    await expect(pool.run('unsubscribe', { roomId: newId(), participantId: newId() })).resolves.toBeNull();
+    await expect(
+      pool.run('setSubscriberAnswer', { roomId: newId(), participantId: newId(), sdp: 'v=0' }),
+    ).rejects.toMatchObject({ status: 404 });
+  });
+});
