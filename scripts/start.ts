@@ -75,3 +75,9 @@ const shutdown = async () => {
 };
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);
+// npm does not always pass SIGTERM on to this script (e.g. `timeout 60 npm start`): when the parent is
+// gone, stop the children rather than leave them running.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) void shutdown();
+}, 1_000).unref();

@@ -70,13 +70,7 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
   const room = (await roomResponse.json()) as { name: string };
 
   localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
-  client = await TrueGatherClient.join({ baseUrl, roomId, display });
-  history.replaceState(null, '', inviteLink(roomId));
-  roomTitle.textContent = room.name;
-  lobby.hidden = true;
-  call.hidden = false;
-
-  (tileFor(client.participantId, display, true).querySelector('video') as HTMLVideoElement).srcObject = localStream;
+  client = new TrueGatherClient({ baseUrl, roomId, display });
   client.on('track', showRemoteTrack);
   client.on('publisher_left', ({ publisherId }) => removeTile(publisherId));
   client.on('participant_left', ({ id }) => removeTile(id));
@@ -87,6 +81,12 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
   client.on('error', (error) => {
     status.textContent = error.message;
   });
+  await client.join();
+  history.replaceState(null, '', inviteLink(roomId));
+  roomTitle.textContent = room.name;
+  lobby.hidden = true;
+  call.hidden = false;
+  (tileFor(client.participantId, display, true).querySelector('video') as HTMLVideoElement).srcObject = localStream;
   status.textContent = 'Connected';
   await client.publish(localStream);
 }

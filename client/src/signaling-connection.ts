@@ -33,6 +33,12 @@ export interface ReconnectPolicy {
 
 export const DEFAULT_RECONNECT: ReconnectPolicy = { giveUpAfterMs: 20_000, initialDelayMs: 250, maxDelayMs: 4_000 };
 
+/**
+ * Keepalive: the server answers `ping` with `pong` without waking the room, and reaps sockets
+ * that stay silent; proxies also drop idle connections after ~60 s.
+ */
+const KEEPALIVE_INTERVAL_MS = 25_000;
+
 /** Close codes after which reconnecting would be wrong: a normal close, a replacement, a policy violation. */
 const FINAL_CLOSE_CODES = new Set([1000, 1008, 4000]);
 
@@ -119,13 +125,16 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
       const socket = new this.#WebSocketImpl(this.#url, [SIGNALING_SUBPROTOCOL, this.#token]);
       this.#socket = socket;
       let opened = false;
+      let keepalive: ReturnType<typeof setInterval> | undefined;
       socket.onopen = () => {
         opened = true;
+        keepalive = setInterval(() => socket.send('ping'), KEEPALIVE_INTERVAL_MS);
         this.#setState('open');
         resolve();
       };
       socket.onmessage = (event) => this.#onMessage(event.data);
       socket.onclose = (event) => {
+        clearInterval(keepalive);
         if (this.#socket !== socket) return;
         this.#failPending(`connection closed (${event.code})`);
         if (!opened) {

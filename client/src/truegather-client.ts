@@ -46,13 +46,12 @@ export interface JoinOptions {
  * period, and ICE restart (republish/resubscribe) when a peer connection fails.
  */
 export class TrueGatherClient extends TypedEmitter<ClientEvents> {
-  readonly participantId: string;
   readonly roomId: string;
   readonly display: string;
   readonly publishers = new Map<string, Publisher>();
   readonly participants = new Map<string, Participant>();
-  #iceServers: IceServer[];
-  readonly #connection: SignalingConnection;
+  #session: { participantId: string; connection: SignalingConnection } | undefined;
+  #iceServers: IceServer[] = [];
   readonly #options: JoinOptions;
   #publishing: { pc: RTCPeerConnection; stream: MediaStream } | undefined;
   #subscriber: RTCPeerConnection | undefined;
@@ -63,47 +62,59 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   readonly #trickleReady = new WeakSet<RTCPeerConnection>();
   readonly #flushCandidates = new WeakMap<RTCPeerConnection, () => void>();
 
-  private constructor(join: JoinRoomResponse, options: JoinOptions) {
+  /** Subscribe to events with `on()` first, then call `join()`: no track or event is missed. */
+  constructor(options: JoinOptions) {
     super();
-    this.participantId = join.participant_id;
-    this.roomId = join.room_id;
+    this.roomId = options.roomId;
     this.display = options.display;
-    this.#iceServers = join.ice_servers;
     this.#options = options;
-    this.#connection = new SignalingConnection({
-      url: join.ws_url,
-      token: join.token,
-      reconnect: options.reconnect,
-      WebSocket: options.WebSocket,
-    });
-    this.#connection.on('state', (state) => this.emit('state', state));
-    this.#connection.on('frame', (frame) => this.#onEvent(frame));
-    this.#connection.on('reopened', () => {
-      this.#joinRoom().catch((error) => this.emit('error', error));
-    });
   }
 
-  /** Joins over REST, opens signaling and sends join_room. */
-  static async join(options: JoinOptions): Promise<TrueGatherClient> {
-    const fetchImpl = options.fetch ?? fetch;
-    const response = await fetchImpl(`${options.baseUrl}/api/v1/rooms/${encodeURIComponent(options.roomId)}/join`, {
+  /** This participant's id, known once `join()` has resolved. */
+  get participantId(): string {
+    if (!this.#session) throw new Error('not joined yet');
+    return this.#session.participantId;
+  }
+
+  /** Joins over REST, opens signaling and sends join_room (subscribing to the present publishers). */
+  async join(): Promise<void> {
+    if (this.#session) throw new Error('already joined');
+    const fetchImpl = this.#options.fetch ?? fetch;
+    const response = await fetchImpl(`${this.#options.baseUrl}/api/v1/rooms/${encodeURIComponent(this.roomId)}/join`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ display: options.display }),
+      body: JSON.stringify({ display: this.display }),
     });
     const body = await response.json();
     if (!response.ok) {
       const error = (body as { error?: { code?: string; message?: string } }).error;
       throw new Error(`join failed: ${error?.code ?? response.status} ${error?.message ?? ''}`.trim());
     }
-    const client = new TrueGatherClient(body as JoinRoomResponse, options);
-    await client.#connection.open();
-    await client.#joinRoom();
-    return client;
+    const join = body as JoinRoomResponse;
+    this.#iceServers = join.ice_servers;
+    const connection = new SignalingConnection({
+      url: join.ws_url,
+      token: join.token,
+      reconnect: this.#options.reconnect,
+      WebSocket: this.#options.WebSocket,
+    });
+    connection.on('state', (state) => this.emit('state', state));
+    connection.on('frame', (frame) => this.#onEvent(frame));
+    connection.on('reopened', () => {
+      this.#joinRoom().catch((error) => this.emit('error', error));
+    });
+    this.#session = { participantId: join.participant_id, connection };
+    await connection.open();
+    await this.#joinRoom();
+  }
+
+  get #connection(): SignalingConnection {
+    if (!this.#session) throw new Error('not joined yet');
+    return this.#session.connection;
   }
 
   get state(): ConnectionState {
-    return this.#connection.state;
+    return this.#session?.connection.state ?? 'connecting';
   }
 
   /** WebRTC statistics of both peer connections (e.g. `framesDecoded` of inbound video). */

@@ -80,7 +80,9 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
     const alice = await context.newPage();
     await alice.goto(`${stack.edgeUrl}/`);
     await alice.getByTestId('create-form').getByRole('button').click();
-    const inviteLink = await alice.getByTestId('join-form').locator('input[name=room]').inputValue();
+    const roomInput = alice.getByTestId('join-form').locator('input[name=room]');
+    await alice.waitForFunction(`document.querySelector('input[name=room]').value.includes('room=')`);
+    const inviteLink = await roomInput.inputValue();
     expect(inviteLink).toContain('/?room=');
     await alice.locator('input[name=display]').fill('Alice');
     await alice.getByTestId('join-form').getByRole('button').click();
