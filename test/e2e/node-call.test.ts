@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
+import { type RunningStack, startStack } from '../../scripts/stack.ts';
+import type { Room } from '../../shared/src/rest.ts';
+import type { ServerFrame, ServerFrameType } from '../../shared/src/signaling.ts';
+import { freePort } from '../support/ports.ts';
+import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+
+/**
+ * A call through the real stack — `wrangler dev` and a real media node — with werift peers that speak
+ * only the documented REST calls and signaling frames.
+ */
+
+let stack: RunningStack;
+
+beforeAll(async () => {
+  const [edgePort, mediaPort] = [await freePort(), await freePort()];
+  stack = await startStack({
+    edgeHost: '127.0.0.1',
+    edgePort,
+    mediaHost: '127.0.0.1',
+    mediaPort,
+    env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function rest<T>(path: string, body: unknown): Promise<T> {
+  const response = await fetch(`${stack.edgeUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(response.ok, `${path} → ${response.status}`).toBe(true);
+  return (await response.json()) as T;
+}
+
+/** A participant's signaling: REST join, WebSocket with the token as subprotocol, join_room. */
+async function participant(room: Room, display: string) {
+  const join = await rest<{ token: string; participant_id: string; ws_url: string }>(`/api/v1/rooms/${room.id}/join`, {
+    display,
+  });
+  const connection = new SignalingConnection({ url: join.ws_url, token: join.token });
+  const events: ServerFrame[] = [];
+  connection.on('frame', (frame) => events.push(frame));
+  await connection.open();
+  const joined = expectReply(await connection.request('join_room', { room_id: room.id, display }), 'joined');
+  const nextEvent = <T extends ServerFrameType>(type: T, timeoutMs = 10_000) =>
+    waitFor(() => events.find((frame) => frame.type === type) as Extract<ServerFrame, { type: T }> | undefined, {
+      timeoutMs,
+      message: type,
+    });
+  return { id: join.participant_id, connection, joined, events, nextEvent };
+}
+
+describe('end-to-end call through wrangler dev and the media node', () => {
+  it('a werift publisher reaches a werift subscriber; leaving renegotiates the subscriber', async () => {
+    const room = await rest<Room>('/api/v1/rooms', { name: 'e2e' });
+    const alice = await participant(room, 'Alice');
+    const bob = await participant(room, 'Bob');
+    expect((await alice.nextEvent('participant_joined')).payload.participant).toEqual({ id: bob.id, display: 'Bob' });
+
+    const publisher = await TestPublisher.create();
+    const answer = expectReply(
+      await alice.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
+      'publish_answer',
+    );
+    await publisher.setAnswer(answer.payload.sdp);
+
+    const announced = await bob.nextEvent('publisher_joined');
+    expect(announced.payload.publisher.id).toBe(alice.id);
+    expect(announced.payload.publisher.streams.map((stream) => stream.kind).sort()).toEqual(['audio', 'video']);
+
+    const subscriber = new TestSubscriber();
+    const offer = expectReply(await bob.connection.request('subscribe', { feeds: [alice.id] }), 'subscribe_offer');
+    expectReply(
+      await bob.connection.request('subscribe_answer', { sdp: await subscriber.answer(offer.payload.sdp) }),
+      'ack',
+    );
+    expect(subscriber.feeds()).toEqual([alice.id]);
+
+    await waitFor(() => subscriber.packets('video') > 0 && subscriber.packets('audio') > 0, {
+      timeoutMs: 15_000,
+      message: 'first packets',
+    });
+    // A fixed five-second measuring window: the figure asserted is a rate.
+    const start = { video: subscriber.packets('video'), audio: subscriber.packets('audio'), at: performance.now() };
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const seconds = (performance.now() - start.at) / 1000;
+    const videoRate = (subscriber.packets('video') - start.video) / seconds;
+    const audioRate = (subscriber.packets('audio') - start.audio) / seconds;
+    expect(videoRate).toBeGreaterThanOrEqual(25);
+    expect(audioRate).toBeGreaterThanOrEqual(25);
+
+    expectReply(await alice.connection.request('leave', {}), 'ack');
+    expect((await bob.nextEvent('publisher_left')).payload.publisher_id).toBe(alice.id);
+    const renegotiation = await bob.nextEvent('subscribe_offer');
+    expectReply(
+      await bob.connection.request('subscribe_answer', { sdp: await subscriber.answer(renegotiation.payload.sdp) }),
+      'ack',
+    );
+    expect(subscriber.feeds()).toEqual([]);
+    expect((await bob.nextEvent('participant_left')).payload.participant.id).toBe(alice.id);
+
+    await Promise.all([publisher.close(), subscriber.close()]);
+    bob.connection.close();
+  }, 90_000);
+});
