@@ -65,7 +65,7 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
       edgePort,
       mediaHost: '127.0.0.1',
       mediaPort,
-      env: { MEDIA_ANNOUNCED_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
+      env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
     });
     browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
   }, 120_000);
