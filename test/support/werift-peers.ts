@@ -36,7 +36,17 @@ export interface TestPublisherOptions {
   keyframeIntervalFrames?: number;
   /** Offer H.264 (constrained baseline) instead of VP8, as Safari may. The payload stays the dummy VP8. */
   videoCodec?: 'vp8' | 'h264';
+  /** Drop this share of outgoing packets (RTP and RTCP), to exercise NACK/retransmission. */
+  lossPercent?: number;
 }
+
+export interface TestSubscriberOptions {
+  /** Drop this share of incoming packets (RTP and RTCP), to exercise NACK/retransmission. */
+  lossPercent?: number;
+}
+
+/** werift's debug options give the share of packets *kept*, in percent. */
+const keptPercent = (lossPercent: number | undefined) => (lossPercent ? 100 - lossPercent : undefined);
 
 /** A publisher: sendonly audio and/or video, answering PLI with a keyframe. */
 export class TestPublisher {
@@ -62,6 +72,7 @@ export class TestPublisher {
         audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
         video: [videoCodec],
       },
+      debug: { outboundPacketLoss: keptPercent(options.lossPercent) },
     });
     this.#navigator = new Navigator({
       dummyMedia: { enabled: true, video: { keyframeIntervalFrames: options.keyframeIntervalFrames ?? 30 } },
@@ -148,29 +159,60 @@ export interface ReceivedTrack {
   /** performance.now() of the first packet and of the first VP8 keyframe. */
   firstPacketAt?: number;
   firstKeyframeAt?: number;
+  /** Which sequence numbers arrived, for loss accounting. */
+  sequence: SequenceCoverage;
+}
+
+/** The RTP sequence numbers seen on one track, counted from the first one (wrap-safe). */
+export class SequenceCoverage {
+  #first: number | undefined;
+  readonly #seen = new Set<number>();
+  #highest = -1;
+
+  add(sequenceNumber: number): void {
+    this.#first ??= sequenceNumber;
+    const offset = (sequenceNumber - this.#first + 0x10000) & 0xffff;
+    if (offset >= 0x8000) return; // older than the first packet: outside the window
+    this.#seen.add(offset);
+    this.#highest = Math.max(this.#highest, offset);
+  }
+
+  /** Packets never received, leaving out the newest `settling` ones that may still be recovered. */
+  missing(settling = 30): number {
+    const end = this.#highest - settling;
+    let missing = 0;
+    for (let offset = 0; offset <= end; offset++) if (!this.#seen.has(offset)) missing++;
+    return missing;
+  }
+
+  get span(): number {
+    return this.#highest + 1;
+  }
 }
 
 /** A subscriber: answers offers, counts RTP per track, kind and feed, and can send PLI. */
 export class TestSubscriber {
   /** Decodes what browsers decode: Opus, VP8 and constrained-baseline H.264. */
-  readonly pc = new RTCPeerConnection({
-    ...LOOPBACK_PEER_CONFIG,
-    codecs: {
-      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
-      video: [
-        new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: [useNACK(), usePLI()] }),
-        new RTCRtpCodecParameters({
-          mimeType: 'video/H264',
-          clockRate: 90_000,
-          rtcpFeedback: [useNACK(), usePLI()],
-          parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
-        }),
-      ],
-    },
-  });
+  readonly pc: RTCPeerConnection;
   readonly tracks = new Map<string, ReceivedTrack>();
 
-  constructor() {
+  constructor(options: TestSubscriberOptions = {}) {
+    this.pc = new RTCPeerConnection({
+      ...LOOPBACK_PEER_CONFIG,
+      debug: { inboundPacketLoss: keptPercent(options.lossPercent) },
+      codecs: {
+        audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
+        video: [
+          new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: [useNACK(), usePLI()] }),
+          new RTCRtpCodecParameters({
+            mimeType: 'video/H264',
+            clockRate: 90_000,
+            rtcpFeedback: [useNACK(), usePLI()],
+            parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+          }),
+        ],
+      },
+    });
     this.pc.ontrack = ({ track, transceiver, streams }) => {
       const mid = transceiver.mid ?? '';
       const received: ReceivedTrack = {
@@ -179,10 +221,12 @@ export class TestSubscriber {
         streamId: streams[0]?.id,
         packets: 0,
         keyframes: 0,
+        sequence: new SequenceCoverage(),
       };
       this.tracks.set(mid, received);
       track.onReceiveRtp.subscribe((packet) => {
         received.packets++;
+        received.sequence.add(packet.header.sequenceNumber);
         received.firstPacketAt ??= performance.now();
         if (received.kind === 'video' && isVp8Keyframe(packet.payload)) {
           received.keyframes++;
