@@ -38,12 +38,17 @@ export interface TestPublisherOptions {
   videoCodec?: 'vp8' | 'h264';
   /** Drop this share of outgoing packets (RTP and RTCP), to exercise NACK/retransmission. */
   lossPercent?: number;
+  ice?: PeerIceOptions;
 }
 
 export interface TestSubscriberOptions {
   /** Drop this share of incoming packets (RTP and RTCP), to exercise NACK/retransmission. */
   lossPercent?: number;
+  ice?: PeerIceOptions;
 }
+
+/** ICE servers and policy, e.g. the TURN entry of a join response with `iceTransportPolicy: 'relay'`. */
+export type PeerIceOptions = Pick<RTCPeerConnectionConfig, 'iceServers' | 'iceTransportPolicy'>;
 
 /** werift's debug options give the share of packets *kept*, in percent. */
 const keptPercent = (lossPercent: number | undefined) => (lossPercent ? 100 - lossPercent : undefined);
@@ -68,6 +73,7 @@ export class TestPublisher {
         : new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, rtcpFeedback: [useNACK(), usePLI()] });
     this.pc = new RTCPeerConnection({
       ...LOOPBACK_PEER_CONFIG,
+      ...options.ice,
       codecs: {
         audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
         video: [videoCodec],
@@ -199,6 +205,7 @@ export class TestSubscriber {
   constructor(options: TestSubscriberOptions = {}) {
     this.pc = new RTCPeerConnection({
       ...LOOPBACK_PEER_CONFIG,
+      ...options.ice,
       debug: { inboundPacketLoss: keptPercent(options.lossPercent) },
       codecs: {
         audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48_000, channels: 2 })],
