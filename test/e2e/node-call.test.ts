@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
+import { expectReply, SignalingConnection, SignalingError } from '../../client/src/signaling-connection.ts';
 import { type RunningStack, startStack } from '../../scripts/stack.ts';
 import type { Room } from '../../shared/src/rest.ts';
 import type { ServerFrame, ServerFrameType } from '../../shared/src/signaling.ts';
@@ -108,4 +108,16 @@ describe('end-to-end call through wrangler dev and the media node', () => {
     await Promise.all([publisher.close(), subscriber.close()]);
     bob.connection.close();
   }, 90_000);
+
+  it('a bad SDP is an error frame with code bad_sdp, and the socket stays up', async () => {
+    const room = await rest<Room>('/api/v1/rooms', { name: 'bad sdp' });
+    const carol = await participant(room, 'Carol');
+    const failure = await carol.connection
+      .request('publish_offer', { sdp: 'v=0\r\nthis is not a session description\r\n' })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(SignalingError);
+    expect((failure as SignalingError).code).toBe('bad_sdp');
+    expect(carol.connection.state).toBe('open');
+    expectReply(await carol.connection.request('leave', {}), 'ack');
+  }, 30_000);
 });
