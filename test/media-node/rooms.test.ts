@@ -152,6 +152,25 @@ describe('media node rooms: feeds, departures, workers', () => {
     });
     expect(stale.status).toBe(409);
     expect(stale.body).toMatchObject({ error: { code: 'conflict' } });
+
+    // A client that reconnected answers from a new peer connection: refused until the edge removes
+    // the subscriber and subscribes again.
+    const reconnected = track(new TestSubscriber());
+    const offerForNew = await node.request<{ sdp: string }>(
+      'PUT',
+      MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId),
+      {
+        feeds: [bob],
+      },
+    );
+    const fromNewConnection = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
+      sdp: await reconnected.answer(offerForNew.body.sdp),
+    });
+    expect(fromNewConnection.status).toBe(409);
+    expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId))).status).toBe(200);
+    const fresh = track(new TestSubscriber());
+    await subscribeThrough(node, roomId, subscriberId, fresh, [bob]);
+    await waitFor(() => fresh.packets('video', bob) > 10, { message: 'bob at the reconnected subscriber' });
   });
 
   it('adds a screen track when the publisher renegotiates, and brings it to its subscribers by itself', async () => {

@@ -51,6 +51,14 @@ export function fingerprintOf(sdp: string): string | undefined {
     .toLowerCase();
 }
 
+/** The first ICE username fragment: an answerer keeps it unless the offer asked for an ICE restart. */
+export function iceUfragOf(sdp: string): string | undefined {
+  return lines(sdp)
+    .find((line) => line.startsWith('a=ice-ufrag:'))
+    ?.slice('a=ice-ufrag:'.length)
+    .trim();
+}
+
 /** The MIDs of every m-section in order (an answer must list the offer's). */
 export function midsOf(sdp: string): string[] {
   return lines(sdp)

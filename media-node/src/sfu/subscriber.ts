@@ -7,7 +7,14 @@ import { ForwardedTrack } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
 import { addRemoteCandidate } from './remote-candidates.ts';
-import { announceHostCandidates, midsOf, sdpShapeProblem, withoutMdnsCandidates } from './sdp-text.ts';
+import {
+  announceHostCandidates,
+  fingerprintOf,
+  iceUfragOf,
+  midsOf,
+  sdpShapeProblem,
+  withoutMdnsCandidates,
+} from './sdp-text.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { SourceTrack } from './source-track.ts';
 
@@ -121,6 +128,15 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       const offered = midsOf(this.#pc.localDescription?.sdp ?? '');
       if (midsOf(answerSdp).join(' ') !== offered.join(' ')) {
         throw conflict('the answer does not match the current offer (was it superseded?)');
+      }
+      // An established connection cannot continue with another browser connection (a client that
+      // reconnected): the subscriber has to be removed and created again. The node never restarts
+      // ICE, so a new ICE ufrag (or DTLS fingerprint) in an answer means a new connection.
+      const current = this.#pc.remoteDescription?.sdp ?? '';
+      const changed = (read: (sdp: string) => string | undefined) =>
+        read(current) !== undefined && read(current) !== read(answerSdp);
+      if (changed(iceUfragOf) || changed(fingerprintOf)) {
+        throw conflict('the answer comes from another peer connection: remove the subscriber and subscribe again');
       }
       try {
         await this.#pc.setRemoteDescription({ type: 'answer', sdp: withoutMdnsCandidates(answerSdp) });
