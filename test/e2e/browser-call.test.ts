@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type RunningStack, startStack } from '../../scripts/stack.ts';
-import { freePort } from '../support/ports.ts';
+import type { RunningStack } from '../../scripts/stack.ts';
+import { startLoopbackStack } from '../support/e2e-stack.ts';
 import { describeWithTool, findExecutable, requireTool } from '../support/required-tools.ts';
 
 const chromiumPath = findExecutable(process.env.CHROMIUM_PATH ?? 'chromium', 'chromium-browser', 'google-chrome');
@@ -59,14 +59,7 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
 
   beforeAll(async () => {
     const executablePath = requireTool(chromiumPath, 'chromium', 'REQUIRE_BROWSER');
-    const [edgePort, mediaPort] = [await freePort(), await freePort()];
-    stack = await startStack({
-      edgeHost: '127.0.0.1',
-      edgePort,
-      mediaHost: '127.0.0.1',
-      mediaPort,
-      env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
-    });
+    stack = await startLoopbackStack();
     browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
   }, 120_000);
 

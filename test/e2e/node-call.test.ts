@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReply, SignalingConnection, SignalingError } from '../../client/src/signaling-connection.ts';
-import { type RunningStack, startStack } from '../../scripts/stack.ts';
+import { expectReply, SignalingError } from '../../client/src/signaling-connection.ts';
+import type { RunningStack } from '../../scripts/stack.ts';
 import type { Room } from '../../shared/src/rest.ts';
 import type { ServerFrame, ServerFrameType } from '../../shared/src/signaling.ts';
-import { freePort } from '../support/ports.ts';
+import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
 import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -14,51 +14,27 @@ import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.
 let stack: RunningStack;
 
 beforeAll(async () => {
-  const [edgePort, mediaPort] = [await freePort(), await freePort()];
-  stack = await startStack({
-    edgeHost: '127.0.0.1',
-    edgePort,
-    mediaHost: '127.0.0.1',
-    mediaPort,
-    env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn' },
-  });
+  stack = await startLoopbackStack();
 }, 120_000);
 
 afterAll(async () => {
   await stack?.stop();
 });
 
-async function rest<T>(path: string, body: unknown): Promise<T> {
-  const response = await fetch(`${stack.edgeUrl}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  expect(response.ok, `${path} → ${response.status}`).toBe(true);
-  return (await response.json()) as T;
-}
-
-/** A participant's signaling: REST join, WebSocket with the token as subprotocol, join_room. */
+/** A participant plus a way to wait for its next event of a type. */
 async function participant(room: Room, display: string) {
-  const join = await rest<{ token: string; participant_id: string; ws_url: string }>(`/api/v1/rooms/${room.id}/join`, {
-    display,
-  });
-  const connection = new SignalingConnection({ url: join.ws_url, token: join.token });
-  const events: ServerFrame[] = [];
-  connection.on('frame', (frame) => events.push(frame));
-  await connection.open();
-  const joined = expectReply(await connection.request('join_room', { room_id: room.id, display }), 'joined');
+  const joined = await joinParticipant(stack, room.id, display);
   const nextEvent = <T extends ServerFrameType>(type: T, timeoutMs = 10_000) =>
-    waitFor(() => events.find((frame) => frame.type === type) as Extract<ServerFrame, { type: T }> | undefined, {
+    waitFor(() => joined.frames.find((frame) => frame.type === type) as Extract<ServerFrame, { type: T }> | undefined, {
       timeoutMs,
       message: type,
     });
-  return { id: join.participant_id, connection, joined, events, nextEvent };
+  return { ...joined, nextEvent };
 }
 
 describe('end-to-end call through wrangler dev and the media node', () => {
   it('a werift publisher reaches a werift subscriber; leaving renegotiates the subscriber', async () => {
-    const room = await rest<Room>('/api/v1/rooms', { name: 'e2e' });
+    const room = await createRoom(stack);
     const alice = await participant(room, 'Alice');
     const bob = await participant(room, 'Bob');
     expect((await alice.nextEvent('participant_joined')).payload.participant).toEqual({ id: bob.id, display: 'Bob' });
@@ -110,7 +86,7 @@ describe('end-to-end call through wrangler dev and the media node', () => {
   }, 90_000);
 
   it('a bad SDP is an error frame with code bad_sdp, and the socket stays up', async () => {
-    const room = await rest<Room>('/api/v1/rooms', { name: 'bad sdp' });
+    const room = await createRoom(stack, 'bad sdp');
     const carol = await participant(room, 'Carol');
     const failure = await carol.connection
       .request('publish_offer', { sdp: 'v=0\r\nthis is not a session description\r\n' })

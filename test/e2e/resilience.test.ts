@@ -5,9 +5,9 @@ import {
   SignalingConnection,
   SignalingError,
 } from '../../client/src/signaling-connection.ts';
-import { type RunningStack, startStack } from '../../scripts/stack.ts';
-import type { JoinRoomResponse, Room } from '../../shared/src/rest.ts';
+import type { RunningStack } from '../../scripts/stack.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
+import { createRoom, restJoin, startLoopbackStack } from '../support/e2e-stack.ts';
 import { freePort } from '../support/ports.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { waitFor } from '../support/werift-peers.ts';
@@ -21,40 +21,14 @@ let stack: RunningStack;
 let deadMediaPort: number;
 
 beforeAll(async () => {
-  const [edgePort, mediaPort] = [await freePort(), await freePort()];
-  deadMediaPort = mediaPort;
-  stack = await startStack({
-    edgeHost: '127.0.0.1',
-    edgePort,
-    mediaHost: '127.0.0.1',
-    mediaPort,
-    withMediaNode: false,
-    // A media node that is configured but down.
-    env: { MEDIA_NODE_URL: `http://127.0.0.1:${mediaPort}`, LOG_LEVEL: 'warn' },
-  });
+  deadMediaPort = await freePort();
+  // A media node that is configured but down.
+  stack = await startLoopbackStack({ MEDIA_NODE_URL: `http://127.0.0.1:${deadMediaPort}` }, { withMediaNode: false });
 }, 120_000);
 
 afterAll(async () => {
   await stack?.stop();
 });
-
-async function createRoom(): Promise<Room> {
-  const response = await fetch(`${stack.edgeUrl}/api/v1/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'resilience' }),
-  });
-  return (await response.json()) as Room;
-}
-
-async function restJoin(roomId: string, display: string): Promise<JoinRoomResponse> {
-  const response = await fetch(`${stack.edgeUrl}/api/v1/rooms/${roomId}/join`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ display }),
-  });
-  return (await response.json()) as JoinRoomResponse;
-}
 
 function recorder(connection: SignalingConnection) {
   const frames: ServerFrame[] = [];
@@ -66,12 +40,12 @@ function recorder(connection: SignalingConnection) {
 
 describe('resilience', () => {
   it('the SDK reconnects after an abrupt drop and resumes: nobody sees the participant leave', async () => {
-    const room = await createRoom();
+    const room = await createRoom(stack);
     const edge = new URL(stack.edgeUrl);
     const proxy = await startTcpProxy({ host: edge.hostname, port: Number(edge.port) });
     try {
-      const alice = await restJoin(room.id, 'Alice');
-      const bob = await restJoin(room.id, 'Bob');
+      const alice = await restJoin(stack, room.id, 'Alice');
+      const bob = await restJoin(stack, room.id, 'Bob');
       const aliceConnection = new SignalingConnection({
         url: alice.ws_url.replace(`:${edge.port}/`, `:${proxy.port}/`),
         token: alice.token,
@@ -117,8 +91,8 @@ describe('resilience', () => {
 
   it('an unreachable media node is an error frame with code media_unavailable; the socket stays up', async () => {
     expect(deadMediaPort).toBeGreaterThan(0);
-    const room = await createRoom();
-    const alice = await restJoin(room.id, 'Alice');
+    const room = await createRoom(stack);
+    const alice = await restJoin(stack, room.id, 'Alice');
     const connection = new SignalingConnection({ url: alice.ws_url, token: alice.token });
     await connection.open();
     expectReply(await connection.request('join_room', { room_id: room.id, display: 'Alice' }), 'joined');

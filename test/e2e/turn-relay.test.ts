@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
-import { type RunningStack, startStack } from '../../scripts/stack.ts';
+import { expectReply } from '../../client/src/signaling-connection.ts';
+import type { RunningStack } from '../../scripts/stack.ts';
 import type { IceServer } from '../../shared/src/ice.ts';
-import type { JoinRoomResponse, Room } from '../../shared/src/rest.ts';
-import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { type RunningTurnServer, startCoturn } from '../support/coturn.ts';
-import { freePort } from '../support/ports.ts';
+import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
 import { describeWithTool, findExecutable, requireTool } from '../support/required-tools.ts';
 import { type PeerIceOptions, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
@@ -29,20 +27,7 @@ describeWithTool(turnserver, 'REQUIRE_TURN')('relay-only call through coturn', (
 
   beforeAll(async () => {
     turn = await startCoturn(requireTool(turnserver, 'coturn (turnserver)', 'REQUIRE_TURN'));
-    const [edgePort, mediaPort] = [await freePort(), await freePort()];
-    stack = await startStack({
-      edgeHost: '127.0.0.1',
-      edgePort,
-      mediaHost: '127.0.0.1',
-      mediaPort,
-      env: {
-        TURN_SERVER: turn.url,
-        TURN_SECRET: turn.secret,
-        MEDIA_RTC_LISTEN_IP: '127.0.0.1',
-        MEDIA_WORKERS: '1',
-        LOG_LEVEL: 'warn',
-      },
-    });
+    stack = await startLoopbackStack({ TURN_SERVER: turn.url, TURN_SECRET: turn.secret });
   }, 120_000);
 
   afterAll(async () => {
@@ -50,50 +35,30 @@ describeWithTool(turnserver, 'REQUIRE_TURN')('relay-only call through coturn', (
     await turn?.stop();
   });
 
-  async function join(roomId: string, display: string) {
-    const response = await fetch(`${stack.edgeUrl}/api/v1/rooms/${roomId}/join`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ display }),
-    });
-    const body = (await response.json()) as JoinRoomResponse;
-    const connection = new SignalingConnection({ url: body.ws_url, token: body.token });
-    const events: ServerFrame[] = [];
-    connection.on('frame', (frame) => events.push(frame));
-    await connection.open();
-    expectReply(await connection.request('join_room', { room_id: roomId, display }), 'joined');
-    return { body, connection, events };
-  }
-
   it('peers that may only use TURN relays connect and carry media', async () => {
-    const created = await fetch(`${stack.edgeUrl}/api/v1/rooms`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'relay' }),
-    });
-    const room = (await created.json()) as Room;
-    const alice = await join(room.id, 'Alice');
-    const bob = await join(room.id, 'Bob');
+    const room = await createRoom(stack, 'relay');
+    const alice = await joinParticipant(stack, room.id, 'Alice');
+    const bob = await joinParticipant(stack, room.id, 'Bob');
 
-    const turnEntry = alice.body.ice_servers.find((server) => String(server.urls).startsWith('turn:'));
+    const turnEntry = alice.join.ice_servers.find((server) => String(server.urls).startsWith('turn:'));
     expect(turnEntry?.username).toMatch(/^\d+:/);
     expect(turnEntry?.credential).toBeTruthy();
 
-    const publisher = await TestPublisher.create({ ice: relayOnly(alice.body.ice_servers) });
+    const publisher = await TestPublisher.create({ ice: relayOnly(alice.join.ice_servers) });
     const offer = await publisher.createOffer();
     // Relay-only: the offer carries relay candidates and nothing else.
     expect(offer).toContain('typ relay');
     expect(offer).not.toContain('typ host');
     const answer = expectReply(await alice.connection.request('publish_offer', { sdp: offer }), 'publish_answer');
     await publisher.setAnswer(answer.payload.sdp);
-    await waitFor(() => bob.events.some((frame) => frame.type === 'publisher_joined'), {
+    await waitFor(() => bob.frames.some((frame) => frame.type === 'publisher_joined'), {
       timeoutMs: 15_000,
       message: 'publisher_joined',
     });
 
-    const subscriber = new TestSubscriber({ ice: relayOnly(bob.body.ice_servers) });
+    const subscriber = new TestSubscriber({ ice: relayOnly(bob.join.ice_servers) });
     const subscribeOffer = expectReply(
-      await bob.connection.request('subscribe', { feeds: [alice.body.participant_id] }),
+      await bob.connection.request('subscribe', { feeds: [alice.join.participant_id] }),
       'subscribe_offer',
     );
     const subscriberAnswer = await subscriber.answer(subscribeOffer.payload.sdp);
