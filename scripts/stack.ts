@@ -231,7 +231,7 @@ async function waitForHttp(url: string, exits: Map<ChildProcess, string>, timeou
   throw new Error(`${url} did not become healthy within ${timeoutMs} ms`);
 }
 
-/** SIGTERM to the child's process group (wrangler spawns workerd), SIGKILL after 5 s. */
+/** Stops the child's process group (wrangler spawns workerd) at once, SIGKILL after 5 s. */
 async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -242,7 +242,10 @@ async function terminate(child: ChildProcess): Promise<void> {
       // already gone
     }
   };
+  // SIGTERM alone makes the media node drain until its calls end; a second signal stops it at once,
+  // which is what stopping a local stack means. wrangler stops on either.
   signalGroup('SIGTERM');
+  signalGroup('SIGINT');
   const timer = setTimeout(() => signalGroup('SIGKILL'), 5_000);
   await exited;
   clearTimeout(timer);

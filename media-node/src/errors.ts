@@ -1,30 +1,14 @@
-import type { ErrorCode, ErrorEnvelope } from '../../shared/src/errors.ts';
+import type { ErrorCode } from '../../shared/src/errors.ts';
+import { HttpError } from '../../shared/src/http-error.ts';
 
 /**
  * A failure the control API reports to the edge: one HTTP status, one envelope code. Thrown inside
  * worker threads too, and carried across as {@link SerializedMediaError}.
  */
-export class MediaNodeError extends Error {
-  readonly status: number;
-  readonly code: ErrorCode;
-  readonly details?: unknown;
-
+export class MediaNodeError extends HttpError {
   constructor(status: number, code: ErrorCode, message: string, details?: unknown) {
-    super(message);
+    super(status, code, message, details);
     this.name = 'MediaNodeError';
-    this.status = status;
-    this.code = code;
-    this.details = details;
-  }
-
-  toEnvelope(): ErrorEnvelope {
-    return {
-      error: {
-        code: this.code,
-        message: this.message,
-        ...(this.details === undefined ? {} : { details: this.details }),
-      },
-    };
   }
 
   serialize(): SerializedMediaError {

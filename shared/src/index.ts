@@ -1,5 +1,6 @@
 export * from './config.ts';
 export * from './errors.ts';
+export * from './http-error.ts';
 export * from './ice.ts';
 export * from './ids.ts';
 export * from './limits.ts';

@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { signServiceToken } from '../../shared/src/service-token.ts';

@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';

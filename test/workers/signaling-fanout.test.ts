@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { env } from 'cloudflare:test';
 import { expect, it } from 'vitest';
 import { edgeConfig } from '../../workers/src/config.ts';

@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '../../shared/src/limits.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';

@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ServerFrame } from '../../shared/src/signaling.ts';

@@ -1,4 +1,3 @@
-import './support/worker-first.ts';
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { MediaEvent } from '../../shared/src/media-control.ts';

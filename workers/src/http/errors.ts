@@ -1,29 +1,7 @@
-import type { ErrorCode, ErrorEnvelope } from '../../../shared/src/errors.ts';
+import type { ErrorCode } from '../../../shared/src/errors.ts';
+import { HttpError } from '../../../shared/src/http-error.ts';
 
-/** An error that maps to one HTTP status and one envelope `{error: {code, message, details?}}`. */
-export class HttpError extends Error {
-  readonly status: number;
-  readonly code: ErrorCode;
-  readonly details?: unknown;
-
-  constructor(status: number, code: ErrorCode, message: string, details?: unknown) {
-    super(message);
-    this.name = 'HttpError';
-    this.status = status;
-    this.code = code;
-    this.details = details;
-  }
-
-  toEnvelope(): ErrorEnvelope {
-    return {
-      error: {
-        code: this.code,
-        message: this.message,
-        ...(this.details === undefined ? {} : { details: this.details }),
-      },
-    };
-  }
-}
+export { HttpError };
 
 /** A JSON error response in the contract's envelope. */
 export function errorResponse(
