@@ -27,6 +27,8 @@ export interface RunningStack {
   edgeUrl: string;
   mediaUrl: string;
   secrets: { jwtSecret: string; mediaNodeSecret: string; generated: string[] };
+  /** Kills the media node (no drain: as a crash would) and starts a fresh one on the same port. */
+  restartMediaNode(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -66,36 +68,37 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   };
   writeFileSync(edgeEnvFile, toEnvFile(edgeVars), { mode: 0o600 });
 
-  const children: ChildProcess[] = [];
+  const children = new Set<ChildProcess>();
   const exits = new Map<ChildProcess, string>();
   const track = (name: string, child: ChildProcess) => {
     child.once('exit', (code, signal) => exits.set(child, `${name} exited (${code ?? signal})`));
-    children.push(child);
+    children.add(child);
+    return child;
   };
   const stop = async () => {
-    await Promise.all(children.map(terminate));
+    await Promise.all([...children].map((child) => terminate(child)));
     rmSync(secretsDir, { recursive: true, force: true });
   };
+  const startMediaNode = () =>
+    track(
+      'media-node',
+      launch(
+        'media-node',
+        process.execPath,
+        ['media-node/src/main.ts'],
+        {
+          ...pick(options.env, MEDIA_VARIABLES),
+          MEDIA_HOST: options.mediaHost,
+          MEDIA_PORT: String(options.mediaPort),
+          MEDIA_NODE_SECRET: mediaNodeSecret,
+          EDGE_URL: edgeUrl,
+        },
+        options.output,
+      ),
+    );
+  let mediaNode = withMediaNode ? startMediaNode() : undefined;
 
   try {
-    if (withMediaNode) {
-      track(
-        'media-node',
-        launch(
-          'media-node',
-          process.execPath,
-          ['media-node/src/main.ts'],
-          {
-            ...pick(options.env, MEDIA_VARIABLES),
-            MEDIA_HOST: options.mediaHost,
-            MEDIA_PORT: String(options.mediaPort),
-            MEDIA_NODE_SECRET: mediaNodeSecret,
-            EDGE_URL: edgeUrl,
-          },
-          options.output,
-        ),
-      );
-    }
     track(
       'edge',
       launch(
@@ -126,7 +129,17 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await stop();
     throw error;
   }
-  return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, stop };
+
+  const restartMediaNode = async () => {
+    if (!mediaNode) throw new Error('this stack runs no media node');
+    const old = mediaNode;
+    await terminate(old, 'SIGKILL');
+    children.delete(old);
+    exits.delete(old);
+    mediaNode = startMediaNode();
+    await waitForHttp(`${mediaUrl}/health`, exits);
+  };
+  return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, restartMediaNode, stop };
 }
 
 /** Variables the edge reads (workers/src/env.ts); everything else stays out of the Worker. */
@@ -231,21 +244,27 @@ async function waitForHttp(url: string, exits: Map<ChildProcess, string>, timeou
   throw new Error(`${url} did not become healthy within ${timeoutMs} ms`);
 }
 
-/** Stops the child's process group (wrangler spawns workerd) at once, SIGKILL after 5 s. */
-async function terminate(child: ChildProcess): Promise<void> {
+/**
+ * Stops the child's process group (wrangler spawns workerd) at once, SIGKILL after 5 s. SIGTERM alone
+ * makes the media node drain until its calls end; the SIGINT that follows stops it at once, which is
+ * what stopping a local stack means. wrangler stops on either.
+ */
+async function terminate(child: ChildProcess, signal: 'graceful' | 'SIGKILL' = 'graceful'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const signalGroup = (signal: NodeJS.Signals) => {
+  const signalGroup = (name: NodeJS.Signals) => {
     try {
-      process.kill(-child.pid!, signal);
+      process.kill(-child.pid!, name);
     } catch {
       // already gone
     }
   };
-  // SIGTERM alone makes the media node drain until its calls end; a second signal stops it at once,
-  // which is what stopping a local stack means. wrangler stops on either.
-  signalGroup('SIGTERM');
-  signalGroup('SIGINT');
+  if (signal === 'SIGKILL') {
+    signalGroup('SIGKILL');
+  } else {
+    signalGroup('SIGTERM');
+    signalGroup('SIGINT');
+  }
   const timer = setTimeout(() => signalGroup('SIGKILL'), 5_000);
   await exited;
   clearTimeout(timer);

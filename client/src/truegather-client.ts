@@ -10,6 +10,9 @@ import {
 } from './signaling-connection.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 
+/** How long a connection may stay `disconnected` before it is restarted (browsers call it failed after ~30 s). */
+const DISCONNECTED_GRACE_MS = 4_000;
+
 export interface RemoteTrack {
   publisherId: string;
   track: MediaStreamTrack;
@@ -131,10 +134,9 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     const pc = this.#newPeerConnection('publisher');
     for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
     this.#publishing = { pc, stream };
-    pc.addEventListener('iceconnectionstatechange', () => {
-      if (pc.iceConnectionState === 'failed' && this.#publishing?.pc === pc) {
-        this.publish(stream).catch((error) => this.emit('error', error));
-      }
+    // A broken publishing connection is replaced whole: the media node behind it may be a new one.
+    this.#recoverWhenBroken(pc, async () => {
+      if (this.#publishing?.pc === pc) await this.publish(stream);
     });
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -144,6 +146,24 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     );
     await pc.setRemoteDescription({ type: 'answer', sdp: reply.payload.sdp });
     this.#flushCandidates.get(pc)?.();
+  }
+
+  /**
+   * Calls `recover` when a connection failed, or stayed disconnected for a few seconds (a network
+   * switch, a media node that went away).
+   */
+  #recoverWhenBroken(pc: RTCPeerConnection, recover: () => Promise<void>): void {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = () => recover().catch((error) => this.emit('error', error));
+    pc.addEventListener('iceconnectionstatechange', () => {
+      clearTimeout(timer);
+      if (pc.iceConnectionState === 'failed') void attempt();
+      else if (pc.iceConnectionState === 'disconnected') {
+        timer = setTimeout(() => {
+          if (pc.iceConnectionState === 'disconnected') void attempt();
+        }, DISCONNECTED_GRACE_MS);
+      }
+    });
   }
 
   async unpublish(): Promise<void> {
@@ -211,7 +231,9 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         const publisher = frame.payload.publisher;
         this.publishers.set(publisher.id, publisher);
         this.emit('publisher_joined', publisher);
-        if ((this.#options.autoSubscribe ?? true) && publisher.id !== this.participantId) {
+        const wanted = (this.#options.autoSubscribe ?? true) && publisher.id !== this.participantId;
+        // Announced again (its streams changed) while subscribed: the server renegotiates by itself.
+        if (wanted && !this.#subscribedFeeds.has(publisher.id)) {
           this.subscribe([publisher.id]).catch((error) => this.emit('error', error));
         }
         break;
@@ -240,6 +262,12 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   /** Answers a subscriber offer from the server, creating the receiving peer connection on first use. */
   #applyOffer(sdp: string): Promise<void> {
     const step = this.#offerChain.then(async () => {
+      // A new DTLS fingerprint means a new connection on the server (the media node restarted, or the
+      // subscription was restarted): it needs a new connection here too.
+      if (this.#subscriber && dtlsFingerprint(this.#subscriber.remoteDescription?.sdp) !== dtlsFingerprint(sdp)) {
+        this.#subscriber.close();
+        this.#subscriber = undefined;
+      }
       const pc = this.#subscriber ?? this.#createSubscriber();
       await pc.setRemoteDescription({ type: 'offer', sdp });
       const answer = await pc.createAnswer();
@@ -257,12 +285,10 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       const stream = event.streams[0] ?? new MediaStream([event.track]);
       this.emit('track', { publisherId: stream.id, track: event.track, stream });
     });
-    pc.addEventListener('iceconnectionstatechange', () => {
-      if (pc.iceConnectionState !== 'failed' || this.#subscriber !== pc) return;
-      pc.close();
-      this.#subscriber = undefined;
-      const feeds = [...this.#subscribedFeeds];
-      if (feeds.length > 0) this.subscribe(feeds).catch((error) => this.emit('error', error));
+    // Subscribing again to feeds already subscribed asks the server to restart the subscription: its
+    // offer comes from a new connection, which #applyOffer answers with a new one here.
+    this.#recoverWhenBroken(pc, async () => {
+      if (this.#subscriber === pc && this.#subscribedFeeds.size > 0) await this.subscribe([...this.#subscribedFeeds]);
     });
     this.#subscriber = pc;
     return pc;
@@ -298,3 +324,8 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
 }
 
 export { SignalingError };
+
+/** The `a=fingerprint` of an SDP: which DTLS endpoint (so which peer connection) produced it. */
+function dtlsFingerprint(sdp: string | undefined): string | undefined {
+  return sdp?.match(/^a=fingerprint:(.+)$/m)?.[1]?.trim();
+}

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningStack } from '../../scripts/stack.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
@@ -68,14 +68,13 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
     await stack?.stop();
   });
 
-  it('two tabs see and hear each other, and a leaving tab disappears', async () => {
-    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  /** Alice creates a room on the demo page, Bob opens her invite link; both are in the call. */
+  async function openCall(context: BrowserContext) {
     const alice = await context.newPage();
     await alice.goto(`${stack.edgeUrl}/`);
     await alice.getByTestId('create-form').getByRole('button').click();
-    const roomInput = alice.getByTestId('join-form').locator('input[name=room]');
     await alice.waitForFunction(`document.querySelector('input[name=room]').value.includes('room=')`);
-    const inviteLink = await roomInput.inputValue();
+    const inviteLink = await alice.getByTestId('join-form').locator('input[name=room]').inputValue();
     expect(inviteLink).toContain('/?room=');
     await alice.locator('input[name=display]').fill('Alice');
     await alice.getByTestId('join-form').getByRole('button').click();
@@ -85,7 +84,11 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
     await bob.goto(inviteLink);
     await bob.locator('input[name=display]').fill('Bob');
     await bob.getByTestId('join-form').getByRole('button').click();
+    return { alice, bob };
+  }
 
+  /** Each page shows the other's tile, decodes its video and receives its audio. */
+  async function expectMediaBothWays(alice: Page, bob: Page) {
     for (const [page, other] of [
       [alice, 'Bob'],
       [bob, 'Alice'],
@@ -99,12 +102,41 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
       expect(media.framesDecoded).toBeGreaterThan(0);
       expect(media.audioPackets).toBeGreaterThan(0);
     }
+  }
+
+  it('two tabs see and hear each other, and a leaving tab disappears', async () => {
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const { alice, bob } = await openCall(context);
+    await expectMediaBothWays(alice, bob);
 
     mkdirSync('test-results', { recursive: true });
     await alice.screenshot({ path: 'test-results/demo-call.png' });
 
     await bob.getByTestId('leave').click();
     await alice.getByTestId('tile-remote').waitFor({ state: 'detached', timeout: 30_000 });
+    await context.close();
+  }, 120_000);
+
+  it('a call recovers by itself after the media node crashes and restarts', async () => {
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const { alice, bob } = await openCall(context);
+    await expectMediaBothWays(alice, bob);
+
+    await stack.restartMediaNode();
+    // Video decodes again on both sides: frames that arrive after the restart, on new peer connections.
+    for (const page of [alice, bob]) {
+      await waitFor(
+        async () => {
+          const before = (await inboundMedia(page)).framesDecoded;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          return { before, after: (await inboundMedia(page)).framesDecoded };
+        },
+        (sample) => sample.after > sample.before,
+        60_000,
+      );
+    }
+    expect(await alice.getByTestId('tile-remote').count()).toBe(1);
+    expect(await bob.getByTestId('tile-remote').count()).toBe(1);
     await context.close();
   }, 120_000);
 });

@@ -166,6 +166,24 @@ describe('publishing and subscribing through the media node', () => {
     for (const member of [ann, bob, cara]) member.socket.close();
   });
 
+  it('restarts the subscription when a client subscribes again to what it already receives', async () => {
+    const room = await createRoom();
+    const fake = new FakeMediaNode();
+    const ann = await joinMember(room.id, 'Ann');
+    const bob = await joinMember(room.id, 'Bob');
+    await useMediaNode(room.id, fake);
+    await publishReady(room.id, ann, [bob]);
+    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    expect(fake.callsOf('removeSubscriber')).toEqual([]);
+
+    // The client's receiving connection broke: it asks for the same feeds again.
+    const restarted = await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    expect(restarted.payload.sdp).toContain(ann.participantId);
+    const calls = fake.calls.filter((call) => call.participantId === bob.participantId).map((call) => call.method);
+    expect(calls.slice(-2)).toEqual(['removeSubscriber', 'updateSubscriber']);
+    expect(fake.subscribers.get(`${room.id}/${bob.participantId}`)).toEqual([ann.participantId]);
+  });
+
   it('renegotiates subscribers when a publisher unpublishes or its peer connection closes', async () => {
     const room = await createRoom();
     const fake = new FakeMediaNode();

@@ -161,6 +161,12 @@ async function subscribe(room: Room, request: SignalingRequest<'subscribe'>): Pr
   if (unknown.length > 0)
     throw new SignalingError('unknown_feed', `not a publisher in this room: ${unknown.join(', ')}`);
   const current = record.subscription ?? [];
+  // Subscribing to nothing new asks for a restart: the client's receiving connection broke (a network
+  // switch, a media node that went away). The media node's side is replaced, and its fresh offer
+  // (a new DTLS fingerprint) tells the client to answer from a new connection.
+  if (record.subscription !== null && requested.every((feed) => current.includes(feed))) {
+    await room.media.removeSubscriber(room.roomId, record.id);
+  }
   await renegotiate(room, request, [...new Set([...current, ...requested])]);
 }
 
