@@ -1,6 +1,7 @@
 import type { RTCPeerConnection } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { errorMessage } from '../errors.ts';
+import { useKeyObjectsForSrtp } from './srtp-key-objects.ts';
 
 export interface PeerLifecycleHooks {
   /** A connection that has not connected this long after negotiating is given up (and reported). */
@@ -33,7 +34,7 @@ export class PeerLifecycle {
       if (state === 'connected' && !this.#connected) {
         this.#connected = true;
         clearTimeout(this.#connectTimer);
-        this.#logger.debug('peer connection connected');
+        this.#logger.debug('peer connection connected', { srtp_key_objects: useKeyObjectsForSrtp(pc) });
         this.#hooks.onConnected?.();
       } else if (state === 'failed') {
         this.close('peer connection failed', true);

@@ -1,0 +1,29 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { useKeyObjectsForSrtp } from '../../media-node/src/sfu/srtp-key-objects.ts';
+import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+
+describe('SRTP keys as KeyObjects', () => {
+  const peers: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    await Promise.all(peers.splice(0).map((peer) => peer.close()));
+  });
+
+  it('swaps the keys of every cipher of a connected werift connection, and media keeps flowing both ways', async () => {
+    const publisher = await TestPublisher.create();
+    const subscriber = new TestSubscriber();
+    peers.push(publisher, subscriber);
+    await publisher.setAnswer(await subscriber.answer(await publisher.createOffer()));
+    await waitFor(() => subscriber.packets('video') > 10, { message: 'media before the swap' });
+
+    // One bundled DTLS transport per side: SRTP and SRTCP, each with a local and a remote context.
+    expect(useKeyObjectsForSrtp(publisher.pc)).toBe(4);
+    expect(useKeyObjectsForSrtp(subscriber.pc)).toBe(4);
+
+    // RTP (encrypt on one side, decrypt on the other) and RTCP (PLI back to the publisher) still work.
+    const before = { rtp: subscriber.packets('video'), plis: publisher.pliTimes.length };
+    await subscriber.requestKeyframes();
+    await waitFor(() => subscriber.packets('video') > before.rtp + 30 && publisher.pliTimes.length > before.plis, {
+      message: 'RTP and RTCP after the swap',
+    });
+  });
+});
