@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { parseEnvironment } from '../shared/src/config.ts';
+import { ConfigError, parseEnvironment, SecretSchema } from '../shared/src/config.ts';
 import { dialHost, generateSecret, startStack } from './stack.ts';
 import { startUpstashCompatServer } from './upstash-compat-server.ts';
 
@@ -16,9 +16,23 @@ const StartEnvSchema = z.object({
   MEDIA_HOST: z.string().default('0.0.0.0'),
   MEDIA_PORT: z.coerce.number().int().min(1).max(65_535).default(8081),
   REDIS_URL: z.url().optional(),
+  // Checked here too, so that a weak secret stops `npm start` at once with its name, rather than
+  // leaving an edge that answers every request with 500.
+  JWT_SECRET: SecretSchema.optional(),
+  MEDIA_NODE_SECRET: SecretSchema.optional(),
 });
 
-const startEnv = parseEnvironment(StartEnvSchema, process.env);
+function parseStartEnv() {
+  try {
+    return parseEnvironment(StartEnvSchema, process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`npm start: ${error.message}`);
+    process.exit(1);
+  }
+}
+
+const startEnv = parseStartEnv();
 const env: Record<string, string | undefined> = { ...process.env };
 
 let upstash: { close(): Promise<void> } | undefined;

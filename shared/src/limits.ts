@@ -12,7 +12,7 @@ export const LIMITS = {
   sdpMaxBytes: 64 * 1024,
   /** REST bodies above this are answered 413. */
   restBodyMaxBytes: 16 * 1024,
-  /** A signaling frame above this is answered `message_too_large`. */
+  /** A signaling frame above this is answered `message_too_large`: room for a 64 KiB SDP and its envelope. */
   frameMaxBytes: 64 * 1024 + 4 * 1024,
   requestIdMaxChars: 64,
   candidateMaxChars: 1024,
