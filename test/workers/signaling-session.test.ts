@@ -184,7 +184,7 @@ describe('publishing and subscribing through the media node', () => {
     expect(fake.subscribers.get(`${room.id}/${bob.participantId}`)).toEqual([ann.participantId]);
   });
 
-  it('renegotiates subscribers when a publisher unpublishes or its peer connection closes', async () => {
+  it('when a publisher ends, drops its feed and relays the media node renegotiation (no second offer)', async () => {
     const room = await createRoom();
     const fake = new FakeMediaNode();
     const [ann, bob, cara] = [
@@ -196,18 +196,33 @@ describe('publishing and subscribing through the media node', () => {
     await publishReady(room.id, ann, [bob, cara]);
     await publishReady(room.id, bob, [ann, cara]);
     await cara.socket.expectReply('subscribe', { feeds: [ann.participantId, bob.participantId] }, 'subscribe_offer');
+    const offersAsked = fake.callsOf('updateSubscriber').length;
 
     await ann.socket.expectReply('unpublish', {}, 'ack');
     expect((await cara.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);
+    // The node renegotiates Cara by itself when Ann's tracks end; the coordinator relays that offer.
+    await mediaEvent(room.id, {
+      type: 'subscriber_offer',
+      participant_id: cara.participantId,
+      sdp: fakeSdp('without ann'),
+      feeds: [bob.participantId],
+    });
     const renegotiated = await cara.socket.nextOf('subscribe_offer', (frame) => frame.request_id === undefined);
-    expect(renegotiated.payload.sdp).toContain(`offer for ${cara.participantId}: ${bob.participantId}`);
+    expect(renegotiated.payload.sdp).toContain('without ann');
 
     await mediaEvent(room.id, { type: 'publisher_closed', participant_id: bob.participantId, reason: 'ice failed' });
     expect((await cara.socket.nextOf('publisher_left')).payload.publisher_id).toBe(bob.participantId);
     expect((await ann.socket.nextOf('publisher_left')).payload.publisher_id).toBe(bob.participantId);
-    const emptied = await cara.socket.nextOf('subscribe_offer', (frame) => frame.request_id === undefined);
-    expect(emptied.payload.sdp).toContain(`offer for ${cara.participantId}: \r\n`);
-    // The node closed bob's publisher itself: the coordinator does not ask it again.
+    await roundTrip(cara.socket);
+    // No offer was asked of the node on the way: only its own renegotiation reaches Cara.
+    expect(fake.callsOf('updateSubscriber')).toHaveLength(offersAsked);
+    expect(cara.socket.untaken('subscribe_offer').filter((frame) => frame.request_id === undefined)).toEqual([]);
+    // Both feeds are gone from Cara's subscription: subscribing to Bob's again is refused as unknown.
+    expect(await cara.socket.request('subscribe', { feeds: [bob.participantId] })).toMatchObject({
+      type: 'error',
+      payload: { code: 'unknown_feed' },
+    });
+    // The node closed Bob's publisher itself: the coordinator does not ask it again.
     expect(fake.callsOf('removePublisher').map((call) => call.participantId)).toEqual([ann.participantId]);
     for (const member of [ann, bob, cara]) member.socket.close();
   });

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ERROR_CODES, type ErrorCode, ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
+import { type ErrorCode, ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import {
   CreatePublisherResponseSchema,
@@ -12,22 +12,28 @@ import { MEDIA_NODE_AUDIENCE } from '../../../shared/src/token.ts';
 import { type MediaNodeClient, MediaNodeError } from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
+
+interface Placement {
+  baseUrl(): Promise<string>;
+  release(url: string): Promise<void>;
+}
 /** Tokens live 60 s and are reused for 30 s: one HMAC per half minute rather than one per ICE candidate. */
 const TOKEN_LIFETIME_SECONDS = 60;
 const TOKEN_REUSE_MS = 30_000;
 
 /**
  * The media node's control API over HTTP, each call signed with a short-lived service token.
- * One client serves one room; `resolveBaseUrl` says which node that room is placed on.
+ * One client serves one room; `placement` says which node that room is on, and forgets a node that
+ * cannot be reached so that the room is placed again.
  */
 export class HttpMediaNodeClient implements MediaNodeClient {
   readonly #secret: Uint8Array;
-  readonly #resolveBaseUrl: () => Promise<string>;
+  readonly #placement: Placement;
   #token: { value: string; mintedAt: number } | undefined;
 
-  constructor(secret: Uint8Array, resolveBaseUrl: () => Promise<string>) {
+  constructor(secret: Uint8Array, placement: Placement) {
     this.#secret = secret;
-    this.#resolveBaseUrl = resolveBaseUrl;
+    this.#placement = placement;
   }
 
   async createPublisher(roomId: string, participantId: string, sdp: string) {
@@ -83,8 +89,8 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     body?: unknown,
   ): Promise<z.output<S>> {
     let response: Response;
+    const baseUrl = await this.#placement.baseUrl();
     try {
-      const baseUrl = await this.#resolveBaseUrl();
       response = await fetch(new URL(path, baseUrl), {
         method,
         headers: {
@@ -95,7 +101,8 @@ export class HttpMediaNodeClient implements MediaNodeClient {
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (error) {
-      if (error instanceof MediaNodeError) throw error;
+      // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
+      if (!(error instanceof DOMException && error.name === 'TimeoutError')) await this.#placement.release(baseUrl);
       throw new MediaNodeError('media_unavailable', 'the media node is unreachable');
     }
     const payload: unknown = await response.json().catch(() => undefined);
@@ -107,14 +114,19 @@ export class HttpMediaNodeClient implements MediaNodeClient {
   }
 }
 
-const KNOWN_CODES = new Set<string>(ERROR_CODES);
+/** What a client may learn from a media node refusal: its own input was at fault. Anything else is the node's problem. */
+const CLIENT_FACING_CODES = new Set<ErrorCode>(['bad_sdp', 'not_found', 'conflict']);
 
-/** Maps a media node error answer to the code a client sees; 5xx and unknown codes are `media_unavailable`. */
+/**
+ * Maps a media node error answer to the code a client sees. 4xx answers about the client's input
+ * keep their code; the rest (5xx, 401 from a MEDIA_NODE_SECRET mismatch, 413…) are `media_unavailable`,
+ * with the status in the message for the edge's log (never the node's own message).
+ */
 function errorFromResponse(status: number, payload: unknown): MediaNodeError {
   const envelope = ErrorEnvelopeSchema.safeParse(payload);
   const code = envelope.success ? envelope.data.error.code : undefined;
-  if (status < 500 && code && KNOWN_CODES.has(code)) {
-    return new MediaNodeError(code as ErrorCode, envelope.success ? envelope.data.error.message : 'media error');
+  if (status < 500 && code && CLIENT_FACING_CODES.has(code)) {
+    return new MediaNodeError(code, envelope.success ? envelope.data.error.message : 'media error');
   }
-  return new MediaNodeError('media_unavailable', `the media node failed (${status})`);
+  return new MediaNodeError('media_unavailable', `the media node failed (${status}${code ? ` ${code}` : ''})`);
 }

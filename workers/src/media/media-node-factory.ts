@@ -8,7 +8,7 @@ import { MediaNodePlacement } from './media-node-placement.ts';
  * The seam through which a room coordinator gets its media node. Signaling works without one: media
  * requests are then answered with `media_unavailable` while joins, presence and leave keep working.
  * With MEDIA_NODE_SECRET set, the room is placed on the least-loaded registered node (Upstash) or on
- * MEDIA_NODE_URL, and stays there.
+ * MEDIA_NODE_URL, and stays there while that node answers.
  */
 export function createMediaNodeClient(
   config: EdgeConfig,
@@ -17,6 +17,5 @@ export function createMediaNodeClient(
 ): MediaNodeClient {
   const mediaNode = config.mediaNode;
   if (!mediaNode) return unavailableMediaNodeClient('no media node is configured (MEDIA_NODE_SECRET is unset)');
-  const placement = new MediaNodePlacement(storage, repository, config);
-  return new HttpMediaNodeClient(mediaNode.secret, () => placement.baseUrl());
+  return new HttpMediaNodeClient(mediaNode.secret, new MediaNodePlacement(storage, repository, config));
 }

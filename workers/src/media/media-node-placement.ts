@@ -4,20 +4,19 @@ import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaNodeError } from './media-node-client.ts';
 
 const STORAGE_KEY = 'media-node-url';
-/** How long a resolved node is trusted before the registry is read again. */
-const REVALIDATE_MS = 15_000;
 
 /**
- * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU):
- * the choice is kept in the room's Durable Object storage and kept while that node stays registered.
- * A new choice takes the least-loaded live, non-draining node of the registry, else MEDIA_NODE_URL.
+ * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU), and
+ * the pin is kept in the room's Durable Object storage. It is not moved because a registry read
+ * missed the node (a late heartbeat must not split a room over two nodes); only a node that cannot
+ * be reached releases it ({@link release}), and the next call places the room again: on the
+ * least-loaded live, non-draining node of the registry, else on MEDIA_NODE_URL.
  */
 export class MediaNodePlacement {
   readonly #storage: DurableObjectStorage;
   readonly #repository: () => RoomRepository;
   readonly #staticUrl: string | undefined;
   readonly #useRegistry: boolean;
-  #resolved: { url: string; at: number } | undefined;
 
   constructor(storage: DurableObjectStorage, repository: () => RoomRepository, config: EdgeConfig) {
     this.#storage = storage;
@@ -27,19 +26,27 @@ export class MediaNodePlacement {
   }
 
   async baseUrl(): Promise<string> {
-    if (this.#resolved && Date.now() - this.#resolved.at < REVALIDATE_MS) return this.#resolved.url;
     const pinned = await this.#storage.get<string>(STORAGE_KEY);
-    const nodes = this.#useRegistry ? await this.#repository().listMediaNodes() : [];
-    const url = pinned && this.#stillServes(pinned, nodes) ? pinned : (chooseNode(nodes) ?? this.#staticUrl);
+    if (pinned) return pinned;
+    const url = (await this.#chooseFromRegistry()) ?? this.#staticUrl;
     if (!url) throw new MediaNodeError('media_unavailable', 'no media node is available');
-    if (url !== pinned) await this.#storage.put(STORAGE_KEY, url);
-    this.#resolved = { url, at: Date.now() };
+    await this.#storage.put(STORAGE_KEY, url);
     return url;
   }
 
-  /** A pinned node keeps its rooms while registered, even when draining: calls in progress must end there. */
-  #stillServes(url: string, nodes: MediaNodeRegistration[]): boolean {
-    return nodes.some((node) => node.url === url) || (nodes.length === 0 && url === this.#staticUrl);
+  /** The pinned node did not answer: the next call places the room again. */
+  async release(url: string): Promise<void> {
+    if ((await this.#storage.get<string>(STORAGE_KEY)) === url) await this.#storage.delete(STORAGE_KEY);
+  }
+
+  async #chooseFromRegistry(): Promise<string | undefined> {
+    if (!this.#useRegistry) return undefined;
+    try {
+      return chooseNode(await this.#repository().listMediaNodes());
+    } catch {
+      // The registry is unreachable: MEDIA_NODE_URL, if set, still serves.
+      return undefined;
+    }
   }
 }
 

@@ -61,9 +61,11 @@ async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Pro
   }
   const iceServers = await iceServersFor(room.config.ice, participantId);
   if (!isOpen(ws)) {
-    // The socket went away meanwhile. A resuming participant keeps the grace period its close
-    // started; a new one is rolled back, since nobody was told it joined.
-    if (!existing) {
+    // The socket went away meanwhile. A resuming participant goes back into its grace period (the
+    // record above cleared it); a new one is rolled back, since nobody was told it joined.
+    if (existing) {
+      await room.startGrace(participantId);
+    } else {
       room.state.deleteParticipant(participantId);
       await room.repository.removeParticipant(room.roomId, participantId);
     }

@@ -138,6 +138,9 @@ async function dispatch(room: Room, ws: WebSocket, frame: ClientFrame): Promise<
     const code = errorCodeOf(error);
     if (code === 'internal_error') {
       room.logger.error('frame handler failed', { type: frame.type, error: errorName(error) });
+    } else if (code === 'media_unavailable') {
+      // The client is told; operators need to see it too (a node down, a MEDIA_NODE_SECRET mismatch).
+      room.logger.warn('media node call failed', { type: frame.type, error: (error as Error).message });
     }
     const message = code === 'internal_error' ? 'internal error' : (error as Error).message;
     if (!replied) sendError(ws, code, message, frame.request_id);
@@ -210,8 +213,10 @@ export async function runAlarm(room: Room): Promise<void> {
 async function closeRoom(room: Room, reason: string): Promise<void> {
   const meta = room.meta();
   for (const ws of room.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
-  if (meta.mediaUsed) await room.bestEffort('closeRoom', () => room.media.closeRoom(meta.roomId));
+  // State goes first, before anything awaits the network: a client that connects while the media
+  // node is being told must find an empty room, not have its fresh join wiped afterwards.
   await room.ctx.storage.deleteAlarm();
   await room.ctx.storage.deleteAll();
+  if (meta.mediaUsed) await room.bestEffort('closeRoom', () => room.media.closeRoom(meta.roomId));
   room.logger.info('room closed', { reason });
 }

@@ -186,11 +186,11 @@ export class Room {
         this.broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
       }
       this.broadcast(encodeServerFrame('participant_left', { participant: participantOf(record) }), participantId);
-      if (record.publisher) {
-        this.renegotiateSubscribersOf(participantId);
+      if (record.publisher) this.forgetFeed(participantId);
+      // Both removals are idempotent and sent whenever the room used media: a control call that
+      // timed out here may still have created the peer on the node, which must not outlive its owner.
+      if (this.state.meta()?.mediaUsed) {
         await this.bestEffort('removePublisher', () => this.media.removePublisher(this.roomId, participantId));
-      }
-      if (record.subscription !== null) {
         await this.bestEffort('removeSubscriber', () => this.media.removeSubscriber(this.roomId, participantId));
       }
     }
@@ -213,7 +213,7 @@ export class Room {
     });
     if (!wasPublishing) return false;
     if (wasReady) this.broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
-    this.renegotiateSubscribersOf(participantId);
+    this.forgetFeed(participantId);
     if (options.removeFromMediaNode) {
       await this.bestEffort('removePublisher', () => this.media.removePublisher(this.roomId, participantId));
     }
@@ -222,24 +222,16 @@ export class Room {
   }
 
   /**
-   * Sends a fresh `subscribe_offer` without `publisherId` to everyone who subscribed to it. Each
-   * renegotiation runs in its subscriber's queue; the caller does not wait for them.
+   * Drops a feed that ended from everyone's subscription. The media node renegotiates those
+   * subscribers by itself when a feed's tracks end (whoever ended them) and reports it as
+   * `subscriber_offer`, which reaches the clients as `subscribe_offer`: asking it for an offer here
+   * too would cross that one and leave clients answering a superseded offer.
    */
-  renegotiateSubscribersOf(publisherId: string): void {
+  forgetFeed(publisherId: string): void {
     for (const record of this.state.participants()) {
       if (!record.subscription?.includes(publisherId)) continue;
-      this.exclusive(record.id, async () => {
-        const current = this.state.participant(record.id)?.subscription;
-        if (!current?.includes(publisherId)) return;
-        const feeds = current.filter((feed) => feed !== publisherId);
-        const offer = await this.media.updateSubscriber(this.roomId, record.id, feeds);
-        const updated = this.state.updateParticipant(record.id, (fresh) => {
-          fresh.subscription = offer.feeds;
-        });
-        if (updated) this.sendTo(record.id, encodeServerFrame('subscribe_offer', { sdp: offer.sdp }));
-      }).catch((error) => {
-        this.logger.warn('renegotiation failed', { participant_id: record.id, error: errorName(error) });
-        this.notifyError(record.id, errorCodeOf(error), 'the subscription could not be renegotiated');
+      this.state.updateParticipant(record.id, (fresh) => {
+        fresh.subscription = fresh.subscription?.filter((feed) => feed !== publisherId) ?? null;
       });
     }
   }
