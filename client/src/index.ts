@@ -5,5 +5,6 @@ export {
   SignalingConnection,
   SignalingError,
 } from './signaling-connection.ts';
+export { TokenKeeper } from './token-keeper.ts';
 export type { ClientEvents, JoinOptions, RemoteTrack } from './truegather-client.ts';
 export { TrueGatherClient } from './truegather-client.ts';

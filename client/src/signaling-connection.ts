@@ -67,7 +67,7 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
   #nextRequestId = 1;
   readonly #pending = new Map<string, Pending>();
   readonly #url: string;
-  readonly #token: string;
+  #token: string;
   readonly #policy: ReconnectPolicy;
   readonly #WebSocketImpl: typeof WebSocket;
 
@@ -81,6 +81,11 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
 
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** The token the next (re)connection presents: replaced as it is refreshed. */
+  set token(token: string) {
+    this.#token = token;
   }
 
   /** Opens the socket; rejects if the first attempt fails (the token was refused, the server is down). */

@@ -8,6 +8,7 @@ import {
   SignalingConnection,
   SignalingError,
 } from './signaling-connection.ts';
+import { TokenKeeper } from './token-keeper.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 
 /** How long a connection may stay `disconnected` before it is restarted (browsers call it failed after ~30 s). */
@@ -53,7 +54,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   readonly display: string;
   readonly publishers = new Map<string, Publisher>();
   readonly participants = new Map<string, Participant>();
-  #session: { participantId: string; connection: SignalingConnection } | undefined;
+  #session: { participantId: string; connection: SignalingConnection; tokens: TokenKeeper } | undefined;
   #iceServers: IceServer[] = [];
   readonly #options: JoinOptions;
   #publishing: { pc: RTCPeerConnection; stream: MediaStream } | undefined;
@@ -101,13 +102,28 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       reconnect: this.#options.reconnect,
       WebSocket: this.#options.WebSocket,
     });
-    connection.on('state', (state) => this.emit('state', state));
+    const tokens = new TokenKeeper({
+      baseUrl: this.#options.baseUrl,
+      roomId: this.roomId,
+      token: join.token,
+      expiresAt: new Date(join.expires_at),
+      fetch: this.#options.fetch,
+      onToken: (token) => {
+        connection.token = token;
+      },
+      onError: (error) => this.emit('error', error),
+    });
+    connection.on('state', (state) => {
+      if (state === 'closed') tokens.stop();
+      this.emit('state', state);
+    });
     connection.on('frame', (frame) => this.#onEvent(frame));
     connection.on('reopened', () => {
       this.#joinRoom().catch((error) => this.emit('error', error));
     });
-    this.#session = { participantId: join.participant_id, connection };
+    this.#session = { participantId: join.participant_id, connection, tokens };
     await connection.open();
+    tokens.start();
     await this.#joinRoom();
   }
 

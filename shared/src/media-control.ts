@@ -41,7 +41,7 @@ export type CreatePublisherRequest = z.infer<typeof CreatePublisherRequestSchema
 export const CreatePublisherResponseSchema = z.object({
   sdp: SdpSchema,
   /** The streams negotiated in the answer; `publisher_ready` confirms when media actually flows. */
-  streams: z.array(StreamSchema),
+  streams: z.array(StreamSchema).max(8),
 });
 export type CreatePublisherResponse = z.infer<typeof CreatePublisherResponseSchema>;
 
@@ -74,7 +74,7 @@ const eventBase = { room_id: RoomIdSchema, participant_id: ParticipantIdSchema }
 
 export const MediaEventSchema = z.discriminatedUnion('type', [
   /** The publisher's media is flowing: the edge announces `publisher_joined`. */
-  z.object({ type: z.literal('publisher_ready'), ...eventBase, streams: z.array(StreamSchema) }),
+  z.object({ type: z.literal('publisher_ready'), ...eventBase, streams: z.array(StreamSchema).max(8) }),
   /** The publisher's peer connection failed or closed: the edge announces `publisher_left`. */
   z.object({ type: z.literal('publisher_closed'), ...eventBase, reason: z.string().max(256) }),
   /** The subscriber's peer connection failed or closed. */

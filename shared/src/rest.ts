@@ -70,6 +70,17 @@ export const JoinRoomResponseSchema = z.object({
 });
 export type JoinRoomResponse = z.infer<typeof JoinRoomResponseSchema>;
 
+/**
+ * `POST /api/v1/rooms/:id/token` with a valid participant token: a fresh token for the same
+ * participant, so that a call longer than JWT_EXPIRY_SECONDS can still reconnect and resume.
+ */
+export const RefreshTokenResponseSchema = z.object({
+  token: z.string().max(LIMITS.tokenMaxChars),
+  participant_id: ParticipantIdSchema,
+  expires_at: IsoTimestampSchema,
+});
+export type RefreshTokenResponse = z.infer<typeof RefreshTokenResponseSchema>;
+
 export const LeaveRoomResponseSchema = z.object({ left: z.literal(true) });
 export type LeaveRoomResponse = z.infer<typeof LeaveRoomResponseSchema>;
 

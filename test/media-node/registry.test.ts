@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REGISTRATION_TTL_SECONDS, type RegistryClient, RegistryHeartbeat } from '../../media-node/src/registry.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
 import { newId } from '../../shared/src/ids.ts';
-import { createLogger } from '../../shared/src/log.ts';
+import { createLogger, type Logger } from '../../shared/src/log.ts';
 import {
   MEDIA_CONTROL_PATHS,
   MEDIA_NODE_REGISTRY_KEY_PREFIX,
@@ -72,6 +72,49 @@ describe('registry heartbeat (unit, injected client)', () => {
     await heartbeat.stop();
     expect(client.values.has(key)).toBe(false);
     expect(client.members.size).toBe(0);
+  });
+});
+
+/** An Upstash that never answers: every call hangs. */
+class HangingClient implements RegistryClient {
+  readonly setCalls: number[] = [];
+  set() {
+    this.setCalls.push(performance.now());
+    return new Promise<never>(() => {});
+  }
+  sadd() {
+    return new Promise<never>(() => {});
+  }
+  srem() {
+    return new Promise<never>(() => {});
+  }
+  del() {
+    return new Promise<never>(() => {});
+  }
+}
+
+describe('registry heartbeat against an Upstash that hangs', () => {
+  it('gives up on each heartbeat after the call timeout and starts the next one only then', async () => {
+    const client = new HangingClient();
+    const warnings: string[] = [];
+    const logger: Logger = { ...createLogger('error'), warn: (message) => void warnings.push(message) };
+    const heartbeat = new RegistryHeartbeat({
+      client,
+      nodeId: 'node-hang',
+      url: 'http://10.0.0.5:8081',
+      status: () => ({ load: 0, capacity: 10, draining: false }),
+      logger,
+      intervalMs: 10,
+      callTimeoutMs: 60,
+    });
+    await heartbeat.start();
+    expect(warnings).toEqual(['registry heartbeat failed']);
+    await waitFor(() => client.setCalls.length >= 3, { timeoutMs: 5_000, message: 'three heartbeats' });
+    await heartbeat.stop();
+    // Chained, not stacked: each beat began after the previous one had timed out, plus the interval.
+    const gaps = client.setCalls.slice(1).map((at, index) => at - client.setCalls[index]!);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(60 + 10 - 5);
+    expect(warnings.at(-1)).toBe('removing the registry entry failed');
   });
 });
 

@@ -93,6 +93,29 @@ describe('media node rooms: feeds, departures, workers', () => {
     expect(subscriber.feeds()).toEqual([working]);
   });
 
+  it('closes and reports a subscriber whose offer is never answered, and frees its place', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const subscriberId = newId();
+    await publishThrough(node, roomId, publisherId, track(await TestPublisher.create({ video: false })));
+    const loadOf = async () => ((await (await fetch(new URL('/health', node.url))).json()) as { load: number }).load;
+    const loadBefore = await loadOf();
+    const offered = await node.request('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId), {
+      feeds: [publisherId],
+    });
+    expect(offered.status).toBe(200);
+    expect(await loadOf()).toBe(loadBefore + 1);
+
+    // No answer ever comes: MEDIA_CONNECT_TIMEOUT_SECONDS (3 s here) counts from the offer.
+    const closed = await node.events.waitForEvent(isEvent('subscriber_closed', subscriberId), 15_000);
+    expect(closed).toMatchObject({ room_id: roomId, reason: 'peer connection did not connect in time' });
+    await waitFor(async () => (await loadOf()) === loadBefore, { message: 'the subscriber to leave the load' });
+    const late = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
+      sdp: 'v=0\r\n',
+    });
+    expect(late.status).toBe(404);
+  });
+
   it('gives two publishers and three subscribers in one room exactly the feeds each asked for', async () => {
     const roomId = newId();
     const [alice, bob] = [newId(), newId()];

@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { parseMediaNodeConfig } from '../../media-node/src/config.ts';
+import { advertisesLoopbackByDefault, parseMediaNodeConfig } from '../../media-node/src/config.ts';
+import { badSdp, loggableError } from '../../media-node/src/errors.ts';
 import { PortAllocator, workerPortSlice } from '../../media-node/src/sfu/port-allocator.ts';
 import {
   announceHostCandidates,
   fingerprintOf,
   isMdnsCandidate,
+  MAX_MEDIA_SECTIONS,
   midsOf,
   sdpShapeProblem,
   withoutMdnsCandidates,
@@ -45,6 +47,49 @@ describe('SDP line edits', () => {
     expect(sdpShapeProblem('v=0\r\nnot a line\r\n', { media: false })).toBe('every line must be <type>=<value>');
     expect(sdpShapeProblem('v=0\r\ns=-\r\n', { media: true })).toBe('no audio or video m-line');
   });
+
+  it('refuses more than 8 audio/video m-lines', () => {
+    const withSections = (count: number) =>
+      [
+        'v=0',
+        'o=- 1 1 IN IP4 0.0.0.0',
+        's=-',
+        't=0 0',
+        'a=ice-ufrag:abcd',
+        'a=fingerprint:sha-256 AB:CD',
+        ...Array.from({ length: count }, (_, mid) => [`m=video 9 UDP/TLS/RTP/SAVPF 96`, `a=mid:${mid}`]).flat(),
+        '',
+      ].join('\r\n');
+    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS), { media: true })).toBeUndefined();
+    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS + 1), { media: true })).toBe(
+      'more than 8 audio/video m-lines',
+    );
+  });
+});
+
+describe('errors in logs', () => {
+  it('keeps class and code and drops messages, which can quote SDP or candidates', () => {
+    const parseError = new Error('invalid line a=candidate:1 1 udp 2116026367 10.0.0.5 40000 typ host');
+    expect(loggableError(parseError)).toBe('Error');
+    expect(loggableError(badSdp('m=video 9 UDP/TLS/RTP/SAVPF 96: unsupported'))).toBe('MediaNodeError bad_sdp');
+    const systemError = Object.assign(new Error('connect ECONNREFUSED 10.0.0.7:443'), { code: 'ECONNREFUSED' });
+    expect(loggableError(systemError)).toBe('Error ECONNREFUSED');
+    expect(loggableError(new TypeError('v=0\r\no=- 1 1'))).toBe('TypeError');
+    const odd = Object.assign(new Error('x'), { name: 'a=fingerprint:sha-256 AB', code: 'm=audio 9' });
+    expect(loggableError(odd)).toBe('Error');
+    expect(loggableError('a=candidate:1 1 udp')).toBe('string');
+    expect(loggableError(undefined)).toBe('undefined');
+  });
+
+  it('keeps the message of a configuration error, which names variables only', () => {
+    try {
+      parseMediaNodeConfig({ MEDIA_NODE_SECRET: 'short' });
+      expect.unreachable();
+    } catch (error) {
+      expect(loggableError(error)).toContain('MEDIA_NODE_SECRET');
+      expect(loggableError(error)).not.toContain('short');
+    }
+  });
 });
 
 describe('RTC port blocks', () => {
@@ -82,6 +127,14 @@ describe('media node configuration', () => {
       upstash: { url: 'https://example.upstash.io', token: 'token' },
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it('knows when the registry would advertise a loopback URL (MEDIA_HOST=0.0.0.0, no MEDIA_PUBLIC_URL)', () => {
+    const config = (env: Record<string, string>) => parseMediaNodeConfig({ MEDIA_NODE_SECRET: SECRET, ...env });
+    expect(advertisesLoopbackByDefault(config({}))).toBe(true);
+    expect(advertisesLoopbackByDefault(config({ MEDIA_HOST: '::' }))).toBe(true);
+    expect(advertisesLoopbackByDefault(config({ MEDIA_PUBLIC_URL: 'http://media-1.internal:8081' }))).toBe(false);
+    expect(advertisesLoopbackByDefault(config({ MEDIA_HOST: '10.0.0.5' }))).toBe(false);
   });
 
   it.each([

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaNodeError } from '../../media-node/src/errors.ts';
+import { MediaMetrics } from '../../media-node/src/metrics.ts';
 import { MediaWorkerPool } from '../../media-node/src/workers/pool.ts';
 import { newId } from '../../shared/src/ids.ts';
 import type { Logger } from '../../shared/src/log.ts';
@@ -81,5 +82,37 @@ describe('media worker pool', () => {
     await expect(
       pool.run('setSubscriberAnswer', { roomId: newId(), participantId: newId(), sdp: 'v=0' }),
     ).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('keeps counting a worker that does not answer a scrape with its last stats: counters never go back', async () => {
+    pool = new MediaWorkerPool({
+      workers: 1,
+      capacity: 10,
+      connectTimeoutMs: 30_000,
+      nodeId: 'node-test',
+      logLevel: 'error',
+      settings: { hostAddresses: ['127.0.0.1'] },
+      portRange: { min: 40_000, max: 40_099 },
+      logger: silent,
+      onEvent: () => {},
+      workerUrl: new URL('./fixtures/stalling-worker.ts', import.meta.url),
+      statsTimeoutMs: 100,
+    });
+    await pool.start();
+    const metrics = new MediaMetrics(pool);
+    const counters = async () => {
+      const { body } = await metrics.render();
+      return ['truegather_rtp_forwarded_packets_total', 'truegather_keyframe_requests_total'].map((name) =>
+        Number(body.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]),
+      );
+    };
+
+    expect(await counters()).toEqual([1_000, 7]);
+    // The worker stalls from here on: the scrape waits 100 ms for it and then uses what it knew.
+    expect(await counters()).toEqual([1_000, 7]);
+    const stats = await pool.stats();
+    expect(stats).toMatchObject({ forwardedPackets: 1_000, rooms: 1, subscribers: 2 });
+    // Per-worker gauges would describe the past: left out.
+    expect(stats.workers).toEqual([]);
   });
 });

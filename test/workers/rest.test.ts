@@ -282,6 +282,7 @@ describe('GET /openapi.json', () => {
       '/api/v1/rooms/{id}',
       '/api/v1/rooms/{id}/join',
       '/api/v1/rooms/{id}/leave',
+      '/api/v1/rooms/{id}/token',
       '/health',
     ]);
     expect(document.components.schemas.CreateRoomRequest.properties.name.maxLength).toBe(128);

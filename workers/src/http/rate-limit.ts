@@ -22,7 +22,7 @@ async function allowed(limiter: RateLimit, key: string, logger: Logger): Promise
  * CF-Connecting-IP, which Cloudflare always sets; a request without it (tests, a bare workerd) is not
  * limited, and neither is any request when the API_RATE_LIMITER binding is absent.
  */
-export function rateLimit(route: 'create' | 'join' | 'leave'): MiddlewareHandler<AppEnv> {
+export function rateLimit(route: 'create' | 'join' | 'leave' | 'token'): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const limiter = c.env.API_RATE_LIMITER;
     const client = c.req.header('cf-connecting-ip');

@@ -9,6 +9,8 @@ import {
   JoinRoomResponseSchema,
   type LeaveRoomResponse,
   LeaveRoomResponseSchema,
+  type RefreshTokenResponse,
+  RefreshTokenResponseSchema,
   type Room,
   type RoomDetails,
   RoomDetailsSchema,
@@ -48,6 +50,7 @@ const Schemas = {
   JoinRoomRequest: register('JoinRoomRequest', JoinRoomRequestSchema),
   JoinRoomResponse: register('JoinRoomResponse', JoinRoomResponseSchema),
   LeaveRoomResponse: register('LeaveRoomResponse', LeaveRoomResponseSchema),
+  RefreshTokenResponse: register('RefreshTokenResponse', RefreshTokenResponseSchema),
   ErrorEnvelope: register('ErrorEnvelope', ErrorEnvelopeSchema),
 };
 
@@ -117,6 +120,22 @@ const leaveRoomRoute = createRoute({
   request: { params: RoomParamsSchema },
   responses: {
     200: json(Schemas.LeaveRoomResponse, 'Left'),
+    401: error('Missing, invalid or expired participant token'),
+    403: error('The token is for another room'),
+    404: error('No such room'),
+    429: error('Too many requests from this client (`Retry-After`)'),
+    503: error('The room store is unavailable'),
+  },
+});
+
+const refreshTokenRoute = createRoute({
+  method: 'post',
+  path: '/api/v1/rooms/{id}/token',
+  summary: 'Refresh a participant token before it expires: same participant, new expiry',
+  security: [{ participantToken: [] }],
+  request: { params: RoomParamsSchema },
+  responses: {
+    200: json(Schemas.RefreshTokenResponse, 'A fresh token for the same participant'),
     401: error('Missing, invalid or expired participant token'),
     403: error('The token is for another room'),
     404: error('No such room'),
@@ -196,7 +215,8 @@ roomRoutes.post(documented(roomRoutes, joinRoomRoute), rateLimit('join'), async 
   return c.json(response, 200);
 });
 
-roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), async (c) => {
+/** The verified claims of the request's participant token, which must be for the room in the path. */
+async function participantClaims(c: Context<AppEnv>) {
   const token = bearerToken(c.req.header('authorization'));
   if (!token) {
     c.header('WWW-Authenticate', 'Bearer realm="truegather"');
@@ -206,10 +226,32 @@ roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), asyn
   if (claims.room !== c.req.param('id')) throw new HttpError(403, 'forbidden', 'the token is for another room');
   const roomId = roomIdParam(c);
   if (!(await repository(c).getRoom(roomId))) throw roomNotFound();
+  return claims;
+}
+
+roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), async (c) => {
+  const claims = await participantClaims(c);
   // The room's coordinator closes the participant's socket, tells the others and updates the store.
-  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
+  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(claims.room)) as DurableObjectStub<RoomCoordinator>;
   await coordinator.leaveParticipant(claims.sub);
-  c.get('logger').info('participant left via REST', { room_id: roomId, participant_id: claims.sub });
+  c.get('logger').info('participant left via REST', { room_id: claims.room, participant_id: claims.sub });
   const response: LeaveRoomResponse = { left: true };
+  return c.json(response, 200);
+});
+
+roomRoutes.post(documented(roomRoutes, refreshTokenRoute), rateLimit('token'), async (c) => {
+  const claims = await participantClaims(c);
+  // Same identity and grants; only an unexpired token can be refreshed, so a leaked one still dies.
+  const issued = await issueParticipantToken(c.get('config').jwt, {
+    roomId: claims.room,
+    participantId: claims.sub,
+    display: claims.name,
+    grants: claims.grants,
+  });
+  const response: RefreshTokenResponse = {
+    token: issued.token,
+    participant_id: claims.sub,
+    expires_at: issued.expiresAt.toISOString(),
+  };
   return c.json(response, 200);
 });

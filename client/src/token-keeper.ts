@@ -1,0 +1,73 @@
+import type { RefreshTokenResponse } from '../../shared/src/rest.ts';
+
+export interface TokenKeeperOptions {
+  baseUrl: string;
+  roomId: string;
+  token: string;
+  expiresAt: Date;
+  /** Called with each fresh token (the signaling connection reconnects with it). */
+  onToken: (token: string) => void;
+  onError?: (error: Error) => void;
+  fetch?: typeof fetch;
+}
+
+/** Retry a failed refresh this often, while the current token is still valid. */
+const RETRY_MS = 5_000;
+
+/**
+ * Keeps a participant token fresh: it is refreshed (`POST /api/v1/rooms/:id/token`) when two thirds
+ * of its life have passed, so a reconnect late in a long call still carries a valid token.
+ */
+export class TokenKeeper {
+  #token: string;
+  #expiresAt: Date;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  readonly #options: TokenKeeperOptions;
+
+  constructor(options: TokenKeeperOptions) {
+    this.#options = options;
+    this.#token = options.token;
+    this.#expiresAt = options.expiresAt;
+  }
+
+  get token(): string {
+    return this.#token;
+  }
+
+  start(): void {
+    this.#schedule(Math.max(1_000, ((this.#expiresAt.getTime() - Date.now()) * 2) / 3));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#refresh(), delayMs);
+  }
+
+  async #refresh(): Promise<void> {
+    const fetchImpl = this.#options.fetch ?? fetch;
+    try {
+      const response = await fetchImpl(
+        `${this.#options.baseUrl}/api/v1/rooms/${encodeURIComponent(this.#options.roomId)}/token`,
+        { method: 'POST', headers: { authorization: `Bearer ${this.#token}` } },
+      );
+      if (!response.ok) throw new Error(`token refresh failed: HTTP ${response.status}`);
+      const body = (await response.json()) as RefreshTokenResponse;
+      if (this.#stopped) return;
+      this.#token = body.token;
+      this.#expiresAt = new Date(body.expires_at);
+      this.#options.onToken(body.token);
+      this.start();
+    } catch (error) {
+      this.#options.onError?.(error instanceof Error ? error : new Error(String(error)));
+      const remaining = this.#expiresAt.getTime() - Date.now();
+      if (remaining > 0) this.#schedule(Math.min(RETRY_MS, remaining / 2));
+    }
+  }
+}
