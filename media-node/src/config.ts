@@ -110,3 +110,16 @@ export function parseMediaNodeConfig(env: Record<string, string | undefined>): M
     logLevel: parsed.LOG_LEVEL,
   };
 }
+
+/** `0.0.0.0` / `::` listen on every interface: there is no one address to dial. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/**
+ * Without MEDIA_PUBLIC_URL, a node listening on every interface advertises the loopback address it
+ * dials itself by: useless to an edge on another host.
+ */
+export function advertisesLoopbackByDefault(config: Pick<MediaNodeConfig, 'host' | 'publicUrl'>): boolean {
+  return !config.publicUrl && isWildcardHost(config.host);
+}

@@ -13,7 +13,7 @@ import {
 } from '../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
 import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
-import { asMediaNodeError, MediaNodeError } from './errors.ts';
+import { asMediaNodeError, loggableError, MediaNodeError } from './errors.ts';
 import type { CommandArgs, CommandResult, RoomCommandName } from './workers/protocol.ts';
 
 /**
@@ -130,7 +130,8 @@ export function createControlApi(deps: ControlApiDependencies): Hono {
   app.onError((error, c) => {
     const failure = asMediaNodeError(error);
     const fields = { method: c.req.method, path: c.req.routePath, status: failure.status, code: failure.code };
-    if (failure.code === 'internal_error') logger.error('control request failed', { ...fields, error: error.message });
+    if (failure.code === 'internal_error')
+      logger.error('control request failed', { ...fields, error: loggableError(error) });
     else if (failure.status >= 500) logger.warn('control request refused', { ...fields, reason: failure.message });
     else logger.info('control request refused', fields);
     return c.json(failure.toEnvelope(), failure.status as 400);

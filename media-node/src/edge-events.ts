@@ -2,7 +2,7 @@ import type { Logger } from '../../shared/src/log.ts';
 import { EDGE_MEDIA_EVENTS_PATH, type MediaEvent, MediaEventSchema } from '../../shared/src/media-control.ts';
 import { signServiceToken } from '../../shared/src/service-token.ts';
 import { EDGE_AUDIENCE } from '../../shared/src/token.ts';
-import { errorMessage } from './errors.ts';
+import { loggableError } from './errors.ts';
 
 export interface EdgeEventSenderOptions {
   /** The edge's base URL; absent: events are dropped (a node without an edge, e.g. a benchmark). */
@@ -121,7 +121,7 @@ export class EdgeEventSender {
       const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
       return retryable ? 'failed' : 'rejected';
     } catch (error) {
-      logger.debug('posting a media event failed', { type: event.type, error: errorMessage(error) });
+      logger.debug('posting a media event failed', { type: event.type, error: loggableError(error) });
       return 'failed';
     }
   }

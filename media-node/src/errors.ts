@@ -1,3 +1,4 @@
+import { ConfigError } from '../../shared/src/config.ts';
 import type { ErrorCode } from '../../shared/src/errors.ts';
 import { HttpError } from '../../shared/src/http-error.ts';
 
@@ -40,7 +41,21 @@ export function asMediaNodeError(error: unknown): MediaNodeError {
   return new MediaNodeError(500, 'internal_error', 'internal error');
 }
 
-/** The message of an error, for a log field; stacks stay out of the logs. */
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/** Class names and codes are identifiers; anything else in those fields is not logged. */
+const IDENTIFIER = /^[A-Za-z_][\w.-]{0,63}$/;
+
+/**
+ * An error for a log field: its class name and code (`Error`, `TypeError ERR_INVALID_ARG_TYPE`,
+ * `MediaNodeError bad_sdp`), never its message or stack. werift's parse errors quote the SDP or
+ * candidate lines they choke on, and our own bad_sdp messages carry werift's: no rule that trims a
+ * message can promise to cut all of that, so messages stay out of the logs. The one exception is a
+ * ConfigError, whose message is built from the names of environment variables and zod's wording
+ * (never their values) and is what an operator needs to fix a failed start.
+ */
+export function loggableError(error: unknown): string {
+  if (error instanceof ConfigError) return error.message;
+  if (!(error instanceof Error)) return typeof error;
+  const name = IDENTIFIER.test(error.name) ? error.name : 'Error';
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && IDENTIFIER.test(code) ? `${name} ${code}` : name;
 }

@@ -1,7 +1,7 @@
 import { ConfigError } from '../../shared/src/config.ts';
 import { createLogger } from '../../shared/src/log.ts';
 import { parseMediaNodeConfig } from './config.ts';
-import { errorMessage } from './errors.ts';
+import { loggableError } from './errors.ts';
 import { startMediaNode } from './media-node.ts';
 
 /**
@@ -15,15 +15,15 @@ try {
   config = parseMediaNodeConfig(process.env);
 } catch (error) {
   const variables = error instanceof ConfigError ? error.variables.join(',') : undefined;
-  bootLogger.error('invalid configuration', { error: errorMessage(error), variables });
+  bootLogger.error('invalid configuration', { error: loggableError(error), variables });
   process.exit(1);
 }
 
 const logger = createLogger(config.logLevel, { node_id: config.nodeId });
-process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: errorMessage(reason) }));
+process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: loggableError(reason) }));
 
 const node = await startMediaNode(config, { logger }).catch((error: unknown) => {
-  logger.error('media node failed to start', { error: errorMessage(error) });
+  logger.error('media node failed to start', { error: loggableError(error) });
   process.exit(1);
 });
 
@@ -35,7 +35,7 @@ const onSignal = (signal: NodeJS.Signals) => {
   done.then(
     () => process.exit(0),
     (error: unknown) => {
-      logger.error('shutdown failed', { error: errorMessage(error) });
+      logger.error('shutdown failed', { error: loggableError(error) });
       process.exit(1);
     },
   );

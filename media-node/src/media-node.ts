@@ -1,12 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Redis } from '@upstash/redis';
+import { ConfigError } from '../../shared/src/config.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
-import type { MediaNodeConfig } from './config.ts';
+import { advertisesLoopbackByDefault, isWildcardHost, type MediaNodeConfig } from './config.ts';
 import { createControlApi, type HealthReport } from './control-api.ts';
 import { EdgeEventSender } from './edge-events.ts';
 import { MediaMetrics } from './metrics.ts';
-import { type RegistryClient, RegistryHeartbeat } from './registry.ts';
+import { REGISTRY_CALL_TIMEOUT_MS, type RegistryClient, RegistryHeartbeat } from './registry.ts';
 import { defaultHostAddresses, type RtcSettings } from './sfu/rtc-settings.ts';
 import { MediaWorkerPool } from './workers/pool.ts';
 
@@ -39,7 +40,14 @@ export async function startMediaNode(
   const logger = overrides.logger ?? createLogger(config.logLevel, { node_id: config.nodeId });
   const settings = rtcSettings(config);
   if (settings.hostAddresses.length === 0) {
-    throw new Error('no non-loopback IPv4 interface to gather ICE candidates on: set MEDIA_RTC_LISTEN_IP');
+    throw new ConfigError([
+      {
+        code: 'custom',
+        path: ['MEDIA_RTC_LISTEN_IP'],
+        message: 'is required: there is no non-loopback IPv4 interface to gather ICE candidates on',
+        input: undefined,
+      },
+    ]);
   }
   if (config.ice.turn && !config.ice.turn.secret) {
     logger.warn('TURN_SERVER without TURN_SECRET: the media node does not use TURN itself');
@@ -82,15 +90,26 @@ export async function startMediaNode(
     server.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
-  const dialHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const dialHost = isWildcardHost(config.host) ? '127.0.0.1' : config.host;
   const url = config.publicUrl ?? `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
 
   const registryClient =
     overrides.registryClient ??
-    (config.upstash ? new Redis({ url: config.upstash.url, token: config.upstash.token }) : undefined);
+    (config.upstash
+      ? new Redis({
+          url: config.upstash.url,
+          token: config.upstash.token,
+          // A fresh deadline per command (retries included): a hung request ends instead of lingering.
+          signal: () => AbortSignal.timeout(REGISTRY_CALL_TIMEOUT_MS),
+        })
+      : undefined);
   const registry = registryClient
     ? new RegistryHeartbeat({ client: registryClient, nodeId: config.nodeId, url, status: health, logger })
     : undefined;
+  if (registry && advertisesLoopbackByDefault(config)) {
+    // The edge dials what the registry says: a loopback URL only works when the edge runs on this host.
+    logger.warn('MEDIA_PUBLIC_URL is unset: the registry advertises a loopback URL', { url });
+  }
   await registry?.start();
   logger.info('media node listening', {
     url,

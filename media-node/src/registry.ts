@@ -4,9 +4,14 @@ import {
   MEDIA_NODE_REGISTRY_SET,
   type MediaNodeRegistration,
 } from '../../shared/src/media-control.ts';
-import { errorMessage } from './errors.ts';
+import { loggableError } from './errors.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
+/**
+ * One heartbeat (its Upstash calls, retries included) gives up after this long, so the next one
+ * still comes on time; pass the same bound to the client as its abort signal.
+ */
+export const REGISTRY_CALL_TIMEOUT_MS = 4_000;
 /** Three missed heartbeats and the node drops out of placement. */
 export const REGISTRATION_TTL_SECONDS = 15;
 
@@ -37,7 +42,9 @@ export class RegistryHeartbeat {
   readonly #status: () => NodeStatus;
   readonly #logger: Logger;
   readonly #intervalMs: number;
+  readonly #callTimeoutMs: number;
   #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(options: {
     client: RegistryClient;
@@ -46,6 +53,7 @@ export class RegistryHeartbeat {
     status: () => NodeStatus;
     logger: Logger;
     intervalMs?: number;
+    callTimeoutMs?: number;
   }) {
     this.#client = options.client;
     this.#nodeId = options.nodeId;
@@ -53,6 +61,7 @@ export class RegistryHeartbeat {
     this.#status = options.status;
     this.#logger = options.logger;
     this.#intervalMs = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
+    this.#callTimeoutMs = options.callTimeoutMs ?? REGISTRY_CALL_TIMEOUT_MS;
   }
 
   get key(): string {
@@ -63,33 +72,75 @@ export class RegistryHeartbeat {
     return { id: this.#nodeId, url: this.#url, ...this.#status(), updated_at: new Date().toISOString() };
   }
 
-  /** Beats now and then every interval. */
+  /**
+   * Beats now, then again one interval after each beat has finished: a slow Upstash delays the
+   * next beat instead of piling requests up behind it.
+   */
   async start(): Promise<void> {
     await this.beat();
-    this.#timer = setInterval(() => void this.beat(), this.#intervalMs);
+    this.#scheduleNextBeat();
+  }
+
+  #scheduleNextBeat(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(async () => {
+      await this.beat();
+      this.#scheduleNextBeat();
+    }, this.#intervalMs);
     this.#timer.unref();
   }
 
   /** Writes the registration now (also called when draining starts, so placement stops at once). */
   async beat(): Promise<void> {
     try {
-      await Promise.all([
-        this.#client.set(this.key, JSON.stringify(this.registration()), { ex: REGISTRATION_TTL_SECONDS }),
-        this.#client.sadd(MEDIA_NODE_REGISTRY_SET, this.#nodeId),
-      ]);
+      await this.#bounded(
+        Promise.all([
+          this.#client.set(this.key, JSON.stringify(this.registration()), { ex: REGISTRATION_TTL_SECONDS }),
+          this.#client.sadd(MEDIA_NODE_REGISTRY_SET, this.#nodeId),
+        ]),
+      );
     } catch (error) {
-      this.#logger.warn('registry heartbeat failed', { error: errorMessage(error) });
+      this.#logger.warn('registry heartbeat failed', { error: loggableError(error) });
     }
   }
 
   /** Stops beating and removes the registration, so the edge stops placing rooms here at once. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     this.#timer = undefined;
     try {
-      await Promise.all([this.#client.del(this.key), this.#client.srem(MEDIA_NODE_REGISTRY_SET, this.#nodeId)]);
+      await this.#bounded(
+        Promise.all([this.#client.del(this.key), this.#client.srem(MEDIA_NODE_REGISTRY_SET, this.#nodeId)]),
+      );
     } catch (error) {
-      this.#logger.warn('removing the registry entry failed', { error: errorMessage(error) });
+      this.#logger.warn('removing the registry entry failed', { error: loggableError(error) });
     }
+  }
+
+  /**
+   * Gives up on `calls` after the call timeout, whatever the client does (the Upstash client is also
+   * given an abort signal, so its request really ends).
+   */
+  async #bounded(calls: Promise<unknown>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new RegistryTimeoutError(`no answer within ${this.#callTimeoutMs} ms`)),
+        this.#callTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([calls, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+class RegistryTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RegistryTimeoutError';
   }
 }

@@ -99,46 +99,6 @@ describe('media node control API: authentication, validation, errors', () => {
     expectEnvelope(response.body, 'bad_sdp');
   });
 
-  it('answers 400 bad_sdp for an offer with more than 8 audio/video m-lines, and keeps serving', async () => {
-    const section = (mid: number) => [
-      'm=video 9 UDP/TLS/RTP/SAVPF 96',
-      'c=IN IP4 0.0.0.0',
-      `a=mid:${mid}`,
-      'a=sendonly',
-      'a=rtcp-mux',
-      'a=rtpmap:96 VP8/90000',
-    ];
-    const sdp = [
-      'v=0',
-      'o=- 1 1 IN IP4 0.0.0.0',
-      's=-',
-      't=0 0',
-      'a=group:BUNDLE 0 1 2 3 4 5 6 7 8',
-      'a=ice-ufrag:abcd',
-      'a=ice-pwd:abcdefghijklmnopqrstuvwx',
-      'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
-      'a=setup:actpass',
-      ...Array.from({ length: 9 }, (_, mid) => section(mid)).flat(),
-      '',
-    ].join('\r\n');
-    const room = newId();
-    const response = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(room), {
-      participant_id: newId(),
-      sdp,
-    });
-    expect(response.status).toBe(400);
-    expectEnvelope(response.body, 'bad_sdp');
-
-    const publisher = await TestPublisher.create({ video: false });
-    try {
-      const published = await publishThrough(node, room, newId(), publisher);
-      expect(published.streams.map((stream) => stream.kind)).toEqual(['audio']);
-    } finally {
-      await publisher.close();
-      await node.request('DELETE', MEDIA_CONTROL_PATHS.room(room));
-    }
-  });
-
   it('answers 400 for a body that is not JSON or does not match the schema, and for bad ids', async () => {
     const notJson = await node.request('POST', publishersPath, undefined, { rawBody: '{"participant_id":' });
     expect(notJson.status).toBe(400);
@@ -222,6 +182,46 @@ describe('media node control API: authentication, validation, errors', () => {
       expect(answer.streams).toEqual([expect.objectContaining({ kind: 'audio', codec: 'audio/opus' })]);
     } finally {
       await publisher.close();
+    }
+  });
+
+  it('answers 400 bad_sdp for an offer with more than 8 audio/video m-lines, and keeps serving', async () => {
+    const section = (mid: number) => [
+      'm=video 9 UDP/TLS/RTP/SAVPF 96',
+      'c=IN IP4 0.0.0.0',
+      `a=mid:${mid}`,
+      'a=sendonly',
+      'a=rtcp-mux',
+      'a=rtpmap:96 VP8/90000',
+    ];
+    const sdp = [
+      'v=0',
+      'o=- 1 1 IN IP4 0.0.0.0',
+      's=-',
+      't=0 0',
+      'a=group:BUNDLE 0 1 2 3 4 5 6 7 8',
+      'a=ice-ufrag:abcd',
+      'a=ice-pwd:abcdefghijklmnopqrstuvwx',
+      'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
+      'a=setup:actpass',
+      ...Array.from({ length: 9 }, (_, mid) => section(mid)).flat(),
+      '',
+    ].join('\r\n');
+    const room = newId();
+    const response = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(room), {
+      participant_id: newId(),
+      sdp,
+    });
+    expect(response.status).toBe(400);
+    expectEnvelope(response.body, 'bad_sdp');
+
+    const publisher = await TestPublisher.create({ video: false });
+    try {
+      const published = await publishThrough(node, room, newId(), publisher);
+      expect(published.streams.map((stream) => stream.kind)).toEqual(['audio']);
+    } finally {
+      await publisher.close();
+      await node.request('DELETE', MEDIA_CONTROL_PATHS.room(room));
     }
   });
 });

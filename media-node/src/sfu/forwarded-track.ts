@@ -10,7 +10,7 @@ import {
   type RtpPacket,
 } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
-import { errorMessage } from '../errors.ts';
+import { loggableError } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import type { RtpSink, SourceTrack } from './source-track.ts';
 
@@ -97,7 +97,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   };
 
   readonly #onSendError = (error: unknown): void => {
-    this.#logger.debug('forwarding a packet failed', { error: errorMessage(error) });
+    this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
   };
 
   /** Stops forwarding and stops the m-line; the subscriber renegotiates to remove it. */
@@ -109,7 +109,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     try {
       this.transceiver.stop();
     } catch (error) {
-      this.#logger.debug('stopping a transceiver failed', { error: errorMessage(error) });
+      this.#logger.debug('stopping a transceiver failed', { error: loggableError(error) });
     }
     this.emit('closed', reason);
   }

@@ -1,10 +1,13 @@
 import type { RTCPeerConnection } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
-import { errorMessage } from '../errors.ts';
+import { loggableError } from '../errors.ts';
 import { useKeyObjectsForSrtp } from './srtp-key-objects.ts';
 
 export interface PeerLifecycleHooks {
-  /** A connection that has not connected this long after negotiating is given up (and reported). */
+  /**
+   * A connection that has not connected this long after its negotiation started (a publisher's
+   * first answer, a subscriber's first offer) is given up and reported.
+   */
   connectTimeoutMs: number;
   onConnected?: () => void;
   /** Synchronously on close: tracks end, the room reports it. */
@@ -34,7 +37,8 @@ export class PeerLifecycle {
       if (state === 'connected' && !this.#connected) {
         this.#connected = true;
         clearTimeout(this.#connectTimer);
-        this.#logger.debug('peer connection connected', { srtp_key_objects: useKeyObjectsForSrtp(pc) });
+        const srtpKeyObjects = useKeyObjectsForSrtp(pc);
+        this.#logger.debug('peer connection connected', { srtp_key_objects: srtpKeyObjects });
         this.#hooks.onConnected?.();
       } else if (state === 'failed') {
         this.close('peer connection failed', true);
@@ -52,7 +56,7 @@ export class PeerLifecycle {
     return this.#closed;
   }
 
-  /** Starts the connect timeout once there is something to connect (after a negotiation). */
+  /** Starts the connect timeout, unless it runs already: later negotiations do not extend it. */
   expectConnection(): void {
     if (this.#connected || this.#closed || this.#connectTimer) return;
     this.#connectTimer = setTimeout(
@@ -60,6 +64,12 @@ export class PeerLifecycle {
       this.#hooks.connectTimeoutMs,
     );
     this.#connectTimer.unref();
+  }
+
+  /** The negotiation completed without any media to connect: nothing to time out until the next one. */
+  expectNoConnection(): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
   }
 
   close(reason: string, byRemote: boolean): void {
@@ -71,7 +81,7 @@ export class PeerLifecycle {
     this.#pc
       .close()
       .catch((error: unknown) => {
-        this.#logger.debug('closing a peer connection failed', { error: errorMessage(error) });
+        this.#logger.debug('closing a peer connection failed', { error: loggableError(error) });
       })
       .finally(this.#hooks.onReleased);
   }

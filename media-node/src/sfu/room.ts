@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type {
@@ -193,10 +194,15 @@ export class Room extends EventEmitter<RoomEvents> {
   #peerConnection(role: PeerRole) {
     const block = this.#deps.ports.acquire();
     if (!block) throw unavailable('no free RTC ports on this node', { reason: 'ports_exhausted' });
-    return {
-      peerConnection: createPeerConnection(this.#deps.settings, role, block.range),
-      onReleased: () => this.#deps.ports.release(block),
-    };
+    let peerConnection: RTCPeerConnection;
+    try {
+      peerConnection = createPeerConnection(this.#deps.settings, role, block.range);
+    } catch (error) {
+      // No connection owns the block yet: it would be lost for the life of the worker.
+      this.#deps.ports.release(block);
+      throw error;
+    }
+    return { peerConnection, onReleased: () => this.#deps.ports.release(block) };
   }
 
   #refreshSubscribersOf(publisherId: string): void {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver, RtpPacket } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
-import { errorMessage } from '../errors.ts';
+import { loggableError } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 
 /** At most one keyframe request per second reaches a publisher's track, as mediasoup does. */
@@ -126,7 +126,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.#lastKeyframeRequestAt = performance.now();
     this.#stats.keyframeRequests++;
     this.#receiver.sendRtcpPLI(this.#mediaSsrc).catch((error: unknown) => {
-      this.#logger.debug('keyframe request failed', { error: errorMessage(error) });
+      this.#logger.debug('keyframe request failed', { error: loggableError(error) });
     });
   }
 

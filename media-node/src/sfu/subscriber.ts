@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { MediaStream, type RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
-import { badSdp, conflict, notFound } from '../errors.ts';
+import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
 import { ForwardedTrack } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
@@ -143,7 +143,8 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       } catch (error) {
         throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
       }
-      if (offered.length > 0) this.#lifecycle.expectConnection();
+      // The connect timeout started with the offer; an answer without any m-line has nothing to connect.
+      if (offered.length === 0) this.#lifecycle.expectNoConnection();
       for (const track of this.#forwarded.values()) {
         if (track.markNegotiated()) this.#awaitingKeyframe.add(track);
       }
@@ -172,7 +173,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       this.#negotiations
         .run(() => this.#renegotiateByItself())
         .catch((error: unknown) => {
-          this.#logger.warn('renegotiating a subscriber failed', { error: String(error) });
+          this.#logger.warn('renegotiating a subscriber failed', { error: loggableError(error) });
         });
     });
   }
@@ -198,6 +199,9 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       this.#forwarded.delete(source);
       track.close('unsubscribed');
       changed = true;
+    }
+    for (const feed of this.#streams.keys()) {
+      if (!this.#wantedFeeds.includes(feed)) this.#streams.delete(feed);
     }
     for (const source of wanted) {
       if (this.#forwarded.has(source) || source.closed) continue;
@@ -233,6 +237,9 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
   async #offer(): Promise<SubscriberOffer> {
     this.#offerOutdated = false;
     await this.#pc.setLocalDescription(await this.#pc.createOffer());
+    // From the offer on, not the answer: a subscriber whose offer is never answered would otherwise
+    // hold its ports and a share of MEDIA_CAPACITY forever.
+    this.#lifecycle.expectConnection();
     const sdp = this.#pc.localDescription?.sdp ?? '';
     return { sdp: announceHostCandidates(sdp, this.#announcedIp), feeds: this.carriedFeeds };
   }

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../../shared/src/log.ts';
-import { asMediaNodeError, errorMessage } from '../errors.ts';
+import { asMediaNodeError, loggableError } from '../errors.ts';
 import type { MainToWorker, WorkerInit, WorkerToMain } from './protocol.ts';
 import { RoomHost } from './room-host.ts';
 
@@ -18,7 +18,7 @@ const host = new RoomHost(init, logger, post);
 // werift runs many fire-and-forget promises (RTCP loops, socket sends). One that rejects late, e.g.
 // while its connection closes, must not take every room of this worker down with it.
 process.on('unhandledRejection', (reason) => {
-  logger.warn('unhandled rejection in a media worker', { error: errorMessage(reason) });
+  logger.warn('unhandled rejection in a media worker', { error: loggableError(reason) });
 });
 
 port.on('message', async (message: MainToWorker) => {
@@ -28,7 +28,7 @@ port.on('message', async (message: MainToWorker) => {
   } catch (error) {
     const failure = asMediaNodeError(error);
     if (failure.status >= 500 && failure.code === 'internal_error') {
-      logger.error('command failed', { command: message.command, error: errorMessage(error) });
+      logger.error('command failed', { command: message.command, error: loggableError(error) });
     }
     post({ kind: 'response', id: message.id, ok: false, error: failure.serialize() });
   }

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
-import { MediaNodeError, notFound, unavailable } from '../errors.ts';
+import { loggableError, MediaNodeError, notFound, unavailable } from '../errors.ts';
 import { workerPortSlice } from '../sfu/port-allocator.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
 import type {
@@ -34,6 +34,8 @@ export interface PoolOptions {
   onEvent: (event: MediaEvent) => void;
   /** The worker script (a seam for tests); default: media-worker.ts. */
   workerUrl?: URL;
+  /** How long a scrape waits for each worker's stats (a seam for tests); default 2 s. */
+  statsTimeoutMs?: number;
 }
 
 export interface PoolStats {
@@ -155,30 +157,35 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     }
   }
 
-  /** Every worker's counters, summed; a worker that does not answer in time is left out. */
+  /**
+   * Every worker's counters, summed. A worker that does not answer in time counts with the last
+   * stats it gave: leaving it out would make the node's totals (Prometheus counters) go backwards.
+   * Its per-worker gauges are left out, since they would describe the past.
+   */
   async stats(): Promise<PoolStats> {
     const results = await Promise.all(
       this.#threads.map(async (thread, index) => {
         if (!thread) return undefined;
         try {
-          const stats = await thread.request('stats', {}, STATS_TIMEOUT_MS);
+          const stats = await thread.request('stats', {}, this.#options.statsTimeoutMs ?? STATS_TIMEOUT_MS);
           thread.lastStats = stats;
-          return { index, stats };
+          return { index, stats, fresh: true };
         } catch {
-          return undefined;
+          return thread.lastStats && { index, stats: thread.lastStats, fresh: false };
         }
       }),
     );
     const total: PoolStats = { ...this.#retired, rooms: 0, publishers: 0, subscribers: 0, workers: [] };
     for (const result of results) {
       if (!result) continue;
-      const { stats, index } = result;
+      const { stats, index, fresh } = result;
       total.forwardedPackets += stats.forwardedPackets;
       total.receivedPackets += stats.receivedPackets;
       total.keyframeRequests += stats.keyframeRequests;
       total.rooms += stats.rooms;
       total.publishers += stats.publishers;
       total.subscribers += stats.subscribers;
+      if (!fresh) continue;
       total.workers.push({
         index,
         heapUsedBytes: stats.heapUsedBytes,
@@ -298,7 +305,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     }
     this.emit('rooms', this.#rooms.size);
     this.#spawn(index).catch((error: unknown) => {
-      this.#options.logger.error('restarting a media worker failed', { worker: index, error: String(error) });
+      this.#options.logger.error('restarting a media worker failed', { worker: index, error: loggableError(error) });
     });
   }
 }
@@ -327,7 +334,7 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
         }
       });
     });
-    this.#worker.on('error', (error) => logger.error('media worker error', { error: error.message }));
+    this.#worker.on('error', (error) => logger.error('media worker error', { error: loggableError(error) }));
     this.#worker.once('exit', (code) => {
       for (const pending of this.#pending.values()) {
         clearTimeout(pending.timer);
