@@ -48,7 +48,7 @@ describe('SDP line edits', () => {
     expect(sdpShapeProblem('v=0\r\ns=-\r\n', { media: true })).toBe('no audio or video m-line');
   });
 
-  it('refuses more than 8 audio/video m-lines', () => {
+  it('refuses more than 8 audio/video m-lines in a publisher offer only', () => {
     const withSections = (count: number) =>
       [
         'v=0',
@@ -60,10 +60,13 @@ describe('SDP line edits', () => {
         ...Array.from({ length: count }, (_, mid) => [`m=video 9 UDP/TLS/RTP/SAVPF 96`, `a=mid:${mid}`]).flat(),
         '',
       ].join('\r\n');
-    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS), { media: true })).toBeUndefined();
-    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS + 1), { media: true })).toBe(
+    const publisherOffer = { media: true, maxMediaSections: MAX_MEDIA_SECTIONS };
+    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS), publisherOffer)).toBeUndefined();
+    expect(sdpShapeProblem(withSections(MAX_MEDIA_SECTIONS + 1), publisherOffer)).toBe(
       'more than 8 audio/video m-lines',
     );
+    // A subscriber's answer mirrors the node's offer: many feeds, many m-lines.
+    expect(sdpShapeProblem(withSections(12), { media: false })).toBeUndefined();
   });
 });
 

@@ -7,7 +7,13 @@ import { badSdp, notFound } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
 import { addRemoteCandidate } from './remote-candidates.ts';
-import { announceHostCandidates, fingerprintOf, sdpShapeProblem, withoutMdnsCandidates } from './sdp-text.ts';
+import {
+  announceHostCandidates,
+  fingerprintOf,
+  MAX_MEDIA_SECTIONS,
+  sdpShapeProblem,
+  withoutMdnsCandidates,
+} from './sdp-text.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SourceTrack } from './source-track.ts';
 
@@ -93,7 +99,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   negotiate(offerSdp: string): Promise<{ sdp: string; streams: Stream[] }> {
     return this.#negotiations.run(async () => {
       if (this.closed) throw notFound('publisher');
-      const problem = sdpShapeProblem(offerSdp, { media: true });
+      const problem = sdpShapeProblem(offerSdp, { media: true, maxMediaSections: MAX_MEDIA_SECTIONS });
       if (problem) throw badSdp(problem);
       try {
         await this.#pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });

@@ -66,21 +66,29 @@ export function midsOf(sdp: string): string[] {
     .map((line) => line.slice('a=mid:'.length).trim());
 }
 
-/** The most audio/video m-lines an SDP may carry: the `streams` limit of the wire contract. */
+/**
+ * The most audio/video m-lines a publisher's offer may carry (the `streams` limit of the wire
+ * contract): each becomes a track, and one more on every subscriber; a call needs three. Subscriber
+ * answers are not capped: they mirror the node's own offers, which carry every wanted feed.
+ */
 export const MAX_MEDIA_SECTIONS = 8;
 
 /**
  * Cheap structural checks before werift sees the text, so that garbage is a clean 400 rather than
  * whatever state a lenient parser leaves behind.
  */
-export function sdpShapeProblem(sdp: string, expect: { media: boolean }): string | undefined {
+export function sdpShapeProblem(
+  sdp: string,
+  expect: { media: boolean; maxMediaSections?: number },
+): string | undefined {
   const sdpLines = lines(sdp);
   if (!sdpLines.every((line) => /^[a-z]=/.test(line))) return 'every line must be <type>=<value>';
   const mediaLines = sdpLines.filter((line) => line.startsWith('m='));
   const audioVideoLines = mediaLines.filter((line) => /^m=(audio|video) /.test(line)).length;
   if (expect.media && audioVideoLines === 0) return 'no audio or video m-line';
-  // Every one would become a track (and on each subscriber a forwarded one); a call needs three.
-  if (audioVideoLines > MAX_MEDIA_SECTIONS) return `more than ${MAX_MEDIA_SECTIONS} audio/video m-lines`;
+  if (expect.maxMediaSections !== undefined && audioVideoLines > expect.maxMediaSections) {
+    return `more than ${expect.maxMediaSections} audio/video m-lines`;
+  }
   if (mediaLines.length > 0) {
     if (!sdpLines.some((line) => line.startsWith('a=ice-ufrag:'))) return 'missing a=ice-ufrag';
     if (!sdpLines.some((line) => line.startsWith('a=fingerprint:'))) return 'missing a=fingerprint';
