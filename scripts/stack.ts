@@ -188,10 +188,18 @@ function pick(env: Record<string, string | undefined>, names: string[]): Record<
   return picked;
 }
 
+/**
+ * A dotenv file for wrangler. Single-quoted values keep `"` and `\` as they are; `$` is escaped
+ * against wrangler's variable expansion; the two characters single quotes cannot carry are refused.
+ */
 function toEnvFile(vars: Record<string, string | undefined>): string {
   return Object.entries(vars)
     .filter(([, value]) => value !== undefined && value !== '')
-    .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
+    .map(([key, value]) => {
+      if (/['\n\r]/.test(value ?? '')) throw new Error(`${key} must not contain a single quote or a line break`);
+      // wrangler expands `$NAME` in .env values (dotenv-expand) even inside quotes: `\$` keeps a `$`.
+      return `${key}='${value?.replaceAll('$', '\\$')}'`;
+    })
     .join('\n');
 }
 
