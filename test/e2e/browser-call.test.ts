@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningStack } from '../../scripts/stack.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
 import { describeWithTool, findExecutable, requireTool } from '../support/required-tools.ts';
+import { waitFor } from '../support/werift-peers.ts';
 
 const chromiumPath = findExecutable(process.env.CHROMIUM_PATH ?? 'chromium', 'chromium-browser', 'google-chrome');
 
@@ -40,17 +41,6 @@ async function inboundMedia(page: Page) {
     });
     return { framesDecoded, audioPackets };
   });
-}
-
-async function waitFor<T>(probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let value = await probe();
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    value = await probe();
-  }
-  return value;
 }
 
 describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page', () => {
@@ -95,9 +85,11 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
     ] as const) {
       await page.getByTestId('tile-remote').filter({ hasText: other }).waitFor({ timeout: 30_000 });
       const media = await waitFor(
-        () => inboundMedia(page),
-        (m) => m.framesDecoded > 0 && m.audioPackets > 0,
-        30_000,
+        async () => {
+          const m = await inboundMedia(page);
+          return m.framesDecoded > 0 && m.audioPackets > 0 && m;
+        },
+        { timeoutMs: 30_000, intervalMs: 250, message: `${other}'s video and audio` },
       );
       expect(media.framesDecoded).toBeGreaterThan(0);
       expect(media.audioPackets).toBeGreaterThan(0);
@@ -129,10 +121,9 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
         async () => {
           const before = (await inboundMedia(page)).framesDecoded;
           await new Promise((resolve) => setTimeout(resolve, 500));
-          return { before, after: (await inboundMedia(page)).framesDecoded };
+          return (await inboundMedia(page)).framesDecoded > before;
         },
-        (sample) => sample.after > sample.before,
-        60_000,
+        { timeoutMs: 60_000, message: 'video decoding again after the restart' },
       );
     }
     expect(await alice.getByTestId('tile-remote').count()).toBe(1);
