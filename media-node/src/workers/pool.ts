@@ -38,15 +38,10 @@ export interface PoolOptions {
   statsTimeoutMs?: number;
 }
 
-export interface PoolStats {
-  forwardedPackets: number;
-  receivedPackets: number;
-  keyframeRequests: number;
-  rooms: number;
-  publishers: number;
-  subscribers: number;
+/** The workers' counters summed, plus the per-worker figures that make no sense summed. */
+export type PoolStats = Omit<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization'> & {
   workers: (Pick<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization' | 'rooms'> & { index: number })[];
-}
+};
 
 interface PinnedRoom {
   worker: number;
