@@ -2,7 +2,7 @@ import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
 import { encodeIdentity } from '../../workers/src/room/identity.ts';
-import { createRoom, expiredToken, forgedToken, restJoin, unsignedToken } from './support/rooms.ts';
+import { createRoom, expiredToken, forgedToken, joinMember, restJoin, unsignedToken } from './support/rooms.ts';
 import { BASE_URL, SignalingSocket, upgrade } from './support/signaling-socket.ts';
 
 /** A refused upgrade: no WebSocket, the contract's JSON error envelope with `code`. */
@@ -90,6 +90,7 @@ describe('GET /ws accepted upgrades', () => {
       roomId: room.id,
       participantId: bob.participant_id,
       grants: { publish: true, subscribe: true, admin: true },
+      issuedAt: Math.floor(Date.now() / 1000),
     });
     const response = await upgrade(room.id, ann.token, { headers: { 'X-TrueGather-Identity': spoofed } });
     expect(response.status).toBe(101);
@@ -107,3 +108,37 @@ describe('GET /ws accepted upgrades', () => {
 function fetchWithoutUpgrade(roomId: string, token: string): Promise<Response> {
   return SELF.fetch(`${BASE_URL}/ws?room_id=${roomId}&token=${token}`);
 }
+
+describe('leaving is final for the tokens issued so far', () => {
+  const refresh = (roomId: string, token: string) =>
+    SELF.fetch(`${BASE_URL}/api/v1/rooms/${roomId}/token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+
+  it('after a leave frame, the same token can neither reconnect nor be refreshed', async () => {
+    const room = await createRoom();
+    const ann = await joinMember(room.id, 'Ann');
+    await ann.socket.expectReply('leave', {}, 'ack');
+    expect((await ann.socket.closed).code).toBe(1000);
+    await expectRefused(await upgrade(room.id, ann.token), 401, 'unauthorized');
+    await expectRefused(await refresh(room.id, ann.token), 401, 'unauthorized');
+  });
+
+  it('after REST leave too; other participants are not affected', async () => {
+    const room = await createRoom();
+    const ann = await joinMember(room.id, 'Ann');
+    const bob = await restJoin(room.id, 'Bob');
+    const left = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${room.id}/leave`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ann.token}` },
+    });
+    expect(left.status).toBe(200);
+    await expectRefused(await upgrade(room.id, ann.token), 401, 'unauthorized');
+    const response = await upgrade(room.id, bob.token);
+    expect(response.status).toBe(101);
+    response.webSocket?.accept();
+    response.webSocket?.close(1000);
+    expect((await refresh(room.id, bob.token)).status).toBe(200);
+  });
+});

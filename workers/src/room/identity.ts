@@ -12,6 +12,8 @@ export const ConnectionIdentitySchema = z.object({
   roomId: RoomIdSchema,
   participantId: ParticipantIdSchema,
   grants: GrantsSchema,
+  /** The token's `iat` (seconds): a token issued before the participant left cannot bring it back. */
+  issuedAt: z.number().int(),
 });
 export type ConnectionIdentity = z.infer<typeof ConnectionIdentitySchema>;
 

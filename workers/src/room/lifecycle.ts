@@ -32,6 +32,11 @@ export async function connect(room: Room, request: Request): Promise<Response> {
   }
   const meta = room.state.meta() ?? room.state.updateMeta({ roomId: identity.roomId });
   if (meta.roomId !== identity.roomId) return errorResponse(400, 'bad_request', 'identity is for another room');
+  // A participant who left is gone: its earlier tokens are refused (a new join gets a new identity).
+  const leftAt = room.state.leftAt(identity.participantId, Date.now());
+  if (leftAt !== undefined && identity.issuedAt * 1000 <= leftAt) {
+    return errorResponse(401, 'unauthorized', 'this participant has left the room; join it again');
+  }
   const previous = room.ctx.getWebSockets(participantTag(identity.participantId));
   if (previous.length === 0 && room.ctx.getWebSockets().length >= room.config.maxParticipants + CONNECTION_HEADROOM) {
     return errorResponse(409, 'room_full', 'the room has too many connections');
@@ -165,6 +170,7 @@ export async function runAlarm(room: Room): Promise<void> {
   const meta = room.state.meta();
   if (!meta) return;
   const now = Date.now();
+  room.state.pruneLeft(now);
 
   for (const ws of room.ctx.getWebSockets()) {
     const attachment = readAttachment(ws);

@@ -62,6 +62,12 @@ export class RoomCoordinator extends DurableObject<Env> {
     await room.exclusive(id, () => room.depart(id, 'rest_leave', { code: CLOSE_CODES.normal, reason: 'left' }));
   }
 
+  /** Whether a token of `participantId` issued at `issuedAt` (seconds) predates that participant's leave. */
+  async hasLeft(participantId: string, issuedAt: number): Promise<boolean> {
+    const leftAt = this.#coordinator().state.leftAt(ParticipantIdSchema.parse(participantId), Date.now());
+    return leftAt !== undefined && issuedAt * 1000 <= leftAt;
+  }
+
   /**
    * Turns a media node event into frames: publisher_ready → `publisher_joined`, publisher_closed →
    * `publisher_left` and renegotiation, subscriber_offer → `subscribe_offer`, ice_candidate →

@@ -35,6 +35,13 @@ export interface RoomMeta {
 
 const META_KEY = 'meta';
 const PARTICIPANT_PREFIX = 'participant:';
+const LEFT_PREFIX = 'left:';
+
+/** A participant who left on purpose, remembered while tokens issued before could still be valid. */
+interface LeftMarker {
+  at: number;
+  until: number;
+}
 
 /**
  * The room's durable state in the object's SQLite-backed synchronous KV storage. Reads and writes
@@ -89,6 +96,23 @@ export class RoomState {
 
   deleteParticipant(id: string): void {
     this.#kv.delete(PARTICIPANT_PREFIX + id);
+  }
+
+  /** Remembers that a participant left at `at`, until `until` (when its tokens have all expired). */
+  markLeft(id: string, at: number, until: number): void {
+    this.#kv.put(LEFT_PREFIX + id, { at, until } satisfies LeftMarker);
+  }
+
+  /** When the participant left, if that still matters at `now`. */
+  leftAt(id: string, now: number): number | undefined {
+    const marker = this.#kv.get<LeftMarker>(LEFT_PREFIX + id);
+    return marker && marker.until > now ? marker.at : undefined;
+  }
+
+  pruneLeft(now: number): void {
+    for (const [key, marker] of this.#kv.list<LeftMarker>({ prefix: LEFT_PREFIX })) {
+      if (marker.until <= now) this.#kv.delete(key);
+    }
   }
 }
 

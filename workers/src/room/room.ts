@@ -178,6 +178,11 @@ export class Room {
     const record = this.state.participant(participantId);
     // Deleted before any await: a concurrent subscribe to this publisher now fails with unknown_feed.
     this.state.deleteParticipant(participantId);
+    if (reason === 'leave' || reason === 'rest_leave') {
+      // Leaving is final for this identity: tokens issued so far cannot bring it back.
+      const now = Date.now();
+      this.state.markLeft(participantId, now, now + this.config.jwt.expirySeconds * 1000);
+    }
     if (closeWith) {
       for (const { ws } of this.connections(participantId)) closeSocket(ws, closeWith.code, closeWith.reason);
     }

@@ -241,6 +241,10 @@ roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), asyn
 
 roomRoutes.post(documented(roomRoutes, refreshTokenRoute), rateLimit('token'), async (c) => {
   const claims = await participantClaims(c);
+  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(claims.room)) as DurableObjectStub<RoomCoordinator>;
+  if (await coordinator.hasLeft(claims.sub, claims.iat)) {
+    throw new HttpError(401, 'unauthorized', 'this participant has left the room; join it again');
+  }
   // Same identity and grants; only an unexpired token can be refreshed, so a leaked one still dies.
   const issued = await issueParticipantToken(c.get('config').jwt, {
     roomId: claims.room,

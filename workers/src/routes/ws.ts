@@ -57,7 +57,12 @@ export const wsRoutes = new Hono<{ Bindings: Env }>().get('/ws', async (c) => {
 
     // A fresh request: nothing the client sent (headers, query, token) reaches the object, only the
     // identity established here.
-    const identity = encodeIdentity({ roomId: claims.room, participantId: claims.sub, grants: claims.grants });
+    const identity = encodeIdentity({
+      roomId: claims.room,
+      participantId: claims.sub,
+      grants: claims.grants,
+      issuedAt: claims.iat,
+    });
     const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(claims.room));
     const response = await stub.fetch('https://room.internal/connect', {
       headers: { Upgrade: 'websocket', [IDENTITY_HEADER]: identity },
