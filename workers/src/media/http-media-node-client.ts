@@ -88,8 +88,13 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     responseSchema?: S,
     body?: unknown,
   ): Promise<z.output<S>> {
-    let response: Response;
     const baseUrl = await this.#placement.baseUrl();
+    // A timer cleared as soon as the call ends (AbortSignal.timeout would keep the room's Durable
+    // Object awake until it fires).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('timed out', 'TimeoutError')), REQUEST_TIMEOUT_MS);
+    let response: Response;
+    let payload: unknown;
     try {
       response = await fetch(new URL(path, baseUrl), {
         method,
@@ -98,14 +103,16 @@ export class HttpMediaNodeClient implements MediaNodeClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        signal: controller.signal,
       });
-    } catch (error) {
+      payload = await response.json().catch(() => undefined);
+    } catch {
       // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
-      if (!(error instanceof DOMException && error.name === 'TimeoutError')) await this.#placement.release(baseUrl);
+      if (!controller.signal.aborted) await this.#placement.release(baseUrl);
       throw new MediaNodeError('media_unavailable', 'the media node is unreachable');
+    } finally {
+      clearTimeout(timer);
     }
-    const payload: unknown = await response.json().catch(() => undefined);
     if (!response.ok) throw errorFromResponse(response.status, payload);
     if (!responseSchema) return undefined as z.output<S>;
     const parsed = responseSchema.safeParse(payload);

@@ -70,8 +70,8 @@ refresh()
 return 1`,
 } as const;
 
-/** Bounds one command, retries included, so a hung endpoint cannot hold a request open. */
-const COMMAND_TIMEOUT_MS = 5000;
+/** Bounds one repository call, retries included, so a hung endpoint cannot hold a request open. */
+const CALL_TIMEOUT_MS = 5000;
 
 /** HGETALL's raw RESP reply: a flat [field, value, …] list (empty when the key does not exist). */
 const FlatHashSchema = z.array(z.string());
@@ -103,13 +103,14 @@ function parseStoredList<T>(schema: z.ZodType<T>, reply: unknown): T[] {
  * batch shared between two Workers requests would resolve one request's promises from the other's I/O.
  */
 export function upstashRoomRepository(options: { url: string; token: string }, roomTtlSeconds: number): RoomRepository {
+  const deadline = new CallDeadline(CALL_TIMEOUT_MS);
   const redis = new Redis({
     url: options.url,
     token: options.token,
     automaticDeserialization: false,
     enableTelemetry: false,
     retry: { retries: 3 },
-    signal: () => AbortSignal.timeout(COMMAND_TIMEOUT_MS),
+    signal: () => deadline.signal(),
   });
   const scripts = {
     create: redis.createScript<number>(SCRIPTS.create),
@@ -123,7 +124,7 @@ export function upstashRoomRepository(options: { url: string; token: string }, r
   const write = (script: keyof typeof scripts, roomId: string, ...args: string[]) =>
     scripts[script].exec(roomKeys(roomId), [...expiryArgs(expiryAfter(roomTtlSeconds)), ...args]);
 
-  return {
+  return deadline.wrap({
     async createRoom(input) {
       const room = newRoom(input, roomTtlSeconds);
       const expiry = expiryAfter(roomTtlSeconds, Date.parse(room.created_at));
@@ -176,5 +177,54 @@ export function upstashRoomRepository(options: { url: string; token: string }, r
     async ping() {
       await redis.ping();
     },
-  };
+  });
+}
+
+const NEVER_ABORTS = new AbortController().signal;
+
+/**
+ * The timeout of the calls in progress on one repository. `AbortSignal.timeout` would leave a timer
+ * running after every command, and a pending timer keeps a Durable Object awake (no hibernation) until
+ * it fires: this timer starts with the first call in progress and is cleared when the last one ends.
+ */
+class CallDeadline {
+  readonly #ms: number;
+  #active = 0;
+  #controller: AbortController | undefined;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  signal(): AbortSignal {
+    return this.#controller?.signal ?? NEVER_ABORTS;
+  }
+
+  /** The same methods, each running inside the deadline. */
+  wrap<T extends object>(target: T): T {
+    const wrapped = {} as Record<string, unknown>;
+    for (const [name, method] of Object.entries(target)) {
+      wrapped[name] = (...args: unknown[]) =>
+        this.#run(() => (method as (...a: unknown[]) => Promise<unknown>)(...args));
+    }
+    return wrapped as T;
+  }
+
+  async #run<R>(call: () => Promise<R>): Promise<R> {
+    if (this.#active++ === 0) {
+      const controller = new AbortController();
+      this.#controller = controller;
+      this.#timer = setTimeout(() => controller.abort(new Error('the store did not answer in time')), this.#ms);
+    }
+    try {
+      return await call();
+    } finally {
+      if (--this.#active === 0) {
+        if (this.#timer !== null) clearTimeout(this.#timer);
+        this.#timer = null;
+        this.#controller = undefined;
+      }
+    }
+  }
 }
