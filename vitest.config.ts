@@ -38,7 +38,12 @@ const workersUpstash: TestProjectInlineConfiguration = {
   ],
   test: {
     name: 'workers-upstash',
-    include: ['test/workers/rest*.test.ts', 'test/workers/store*.test.ts', 'test/workers/signaling*.test.ts', UPSTASH_ONLY],
+    include: [
+      'test/workers/rest*.test.ts',
+      'test/workers/store*.test.ts',
+      'test/workers/signaling*.test.ts',
+      UPSTASH_ONLY,
+    ],
     exclude: ['test/workers/**/*-embedded.test.ts'],
     globalSetup: ['test/support/upstash-global-setup.ts'],
   },
