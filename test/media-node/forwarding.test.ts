@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RTCPeerConnection } from 'werift';
 import { newId } from '../../shared/src/ids.ts';
-import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
 
 /** NACKs sent (inbound-rtp) or received (outbound-rtp) on a werift peer's video. */
@@ -18,25 +18,21 @@ const measure = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms)
 
 describe('media node forwarding (werift peers on loopback)', () => {
   let node: MediaNodeProcess;
-  const peers: { close(): Promise<void> }[] = [];
-  const track = <T extends { close(): Promise<void> }>(peer: T): T => {
-    peers.push(peer);
-    return peer;
-  };
+  const peers = new PeerSet();
 
   beforeAll(async () => {
     node = await MediaNodeProcess.start();
   });
 
   afterAll(async () => {
-    await Promise.all(peers.map((peer) => peer.close()));
+    await peers.closeAll();
     await node?.stop();
   });
 
   it('forwards ≥ 25 video and ≥ 25 audio packets per second for 5 s, and /metrics counts them', async () => {
     const roomId = newId();
     const publisherId = newId();
-    const publisher = track(await TestPublisher.create());
+    const publisher = peers.track(await TestPublisher.create());
     const answer = await publishThrough(node, roomId, publisherId, publisher);
     expect(answer.streams.map((stream) => `${stream.kind}:${stream.codec}`).sort()).toEqual([
       'audio:audio/opus',
@@ -46,7 +42,7 @@ describe('media node forwarding (werift peers on loopback)', () => {
     expect(ready.room_id).toBe(roomId);
     expect(ready.streams).toHaveLength(2);
 
-    const subscriber = track(new TestSubscriber());
+    const subscriber = peers.track(new TestSubscriber());
     const offer = await subscribeThrough(node, roomId, newId(), subscriber, [publisherId]);
     expect(offer.feeds).toEqual([publisherId]);
     // Egress offers exactly the publisher's codecs (VP8 + its RTX, Opus).
@@ -80,15 +76,15 @@ describe('media node forwarding (werift peers on loopback)', () => {
     const roomId = newId();
     const publisherId = newId();
     // Keyframes only at the start and on request: without relayed PLI a late subscriber gets none.
-    const publisher = track(await TestPublisher.create({ keyframeIntervalFrames: 1_000_000 }));
+    const publisher = peers.track(await TestPublisher.create({ keyframeIntervalFrames: 1_000_000 }));
     await publishThrough(node, roomId, publisherId, publisher);
-    const early = track(new TestSubscriber());
+    const early = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, newId(), early, [publisherId]);
     await waitFor(() => early.packets('video') > 0, { message: 'the early subscriber to receive video' });
     const joinLateAt = performance.now() + 4_000;
     await measure(4_000);
 
-    const late = track(new TestSubscriber());
+    const late = peers.track(new TestSubscriber());
     const plisBefore = publisher.pliTimes.length;
     await subscribeThrough(node, roomId, newId(), late, [publisherId]);
     const video = await waitFor(() => late.activeTracks().find((t) => t.kind === 'video' && t.firstKeyframeAt), {
@@ -113,11 +109,11 @@ describe('media node forwarding (werift peers on loopback)', () => {
   it('forwards H.264 (Safari) and offers the subscriber only that codec and profile', async () => {
     const roomId = newId();
     const publisherId = newId();
-    const publisher = track(await TestPublisher.create({ audio: false, videoCodec: 'h264' }));
+    const publisher = peers.track(await TestPublisher.create({ audio: false, videoCodec: 'h264' }));
     const answer = await publishThrough(node, roomId, publisherId, publisher);
     expect(answer.streams).toEqual([expect.objectContaining({ kind: 'video', codec: 'video/H264' })]);
 
-    const subscriber = track(new TestSubscriber());
+    const subscriber = peers.track(new TestSubscriber());
     const offer = await subscribeThrough(node, roomId, newId(), subscriber, [publisherId]);
     const lines = offer.sdp.split('\r\n');
     expect(lines.filter((line) => line.startsWith('a=rtpmap:')).map((line) => line.split(' ')[1])).toEqual([
@@ -131,9 +127,9 @@ describe('media node forwarding (werift peers on loopback)', () => {
   it('recovers lost video packets with NACK on each leg, publisher → node and node → subscriber', async () => {
     const roomId = newId();
     const publisherId = newId();
-    const publisher = track(await TestPublisher.create({ audio: false, lossPercent: 5 }));
+    const publisher = peers.track(await TestPublisher.create({ audio: false, lossPercent: 5 }));
     await publishThrough(node, roomId, publisherId, publisher);
-    const subscriber = track(new TestSubscriber({ lossPercent: 5 }));
+    const subscriber = peers.track(new TestSubscriber({ lossPercent: 5 }));
     await subscribeThrough(node, roomId, newId(), subscriber, [publisherId]);
     const video = await waitFor(
       () => subscriber.activeTracks().find((received) => received.kind === 'video' && received.sequence.span >= 150),

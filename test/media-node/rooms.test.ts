@@ -1,23 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
 import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
-import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 import { answerOffer, isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
 
 describe('media node rooms: feeds, departures, workers', () => {
   let node: MediaNodeProcess;
-  const peers: { close(): Promise<void> }[] = [];
-  const track = <T extends { close(): Promise<void> }>(peer: T): T => {
-    peers.push(peer);
-    return peer;
-  };
+  const peers = new PeerSet();
 
   beforeAll(async () => {
     node = await MediaNodeProcess.start({ MEDIA_WORKERS: '2', MEDIA_CONNECT_TIMEOUT_SECONDS: '3' });
   });
 
   afterAll(async () => {
-    await Promise.all(peers.map((peer) => peer.close()));
+    await peers.closeAll();
     await node?.stop();
   });
 
@@ -25,7 +21,7 @@ describe('media node rooms: feeds, departures, workers', () => {
   it('pins each room to one worker and spreads rooms over the workers', async () => {
     const rooms = [newId(), newId()];
     for (const roomId of rooms) {
-      await publishThrough(node, roomId, newId(), track(await TestPublisher.create({ video: false })));
+      await publishThrough(node, roomId, newId(), peers.track(await TestPublisher.create({ video: false })));
     }
     const text = await (await fetch(new URL('/metrics', node.url))).text();
     const perWorker = text
@@ -45,10 +41,10 @@ describe('media node rooms: feeds, departures, workers', () => {
     const roomId = newId();
     const [leaving, staying] = [newId(), newId()];
     const subscriberId = newId();
-    const publisher = track(await TestPublisher.create());
+    const publisher = peers.track(await TestPublisher.create());
     await publishThrough(node, roomId, leaving, publisher);
-    await publishThrough(node, roomId, staying, track(await TestPublisher.create({ video: false })));
-    const subscriber = track(new TestSubscriber());
+    await publishThrough(node, roomId, staying, peers.track(await TestPublisher.create({ video: false })));
+    const subscriber = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, subscriberId, subscriber, [leaving, staying]);
     await waitFor(() => subscriber.packets('video', leaving) > 0 && subscriber.packets('audio', staying) > 0, {
       message: 'media at the subscriber',
@@ -72,7 +68,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     const roomId = newId();
     const [broken, working] = [newId(), newId()];
     const subscriberId = newId();
-    await publishThrough(node, roomId, working, track(await TestPublisher.create({ video: false })));
+    await publishThrough(node, roomId, working, peers.track(await TestPublisher.create({ video: false })));
     // The node answers, but the answer never reaches this publisher: ICE cannot complete.
     const vanished = await TestPublisher.create();
     const published = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
@@ -81,7 +77,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     });
     expect(published.status).toBe(201);
     await vanished.close();
-    const subscriber = track(new TestSubscriber());
+    const subscriber = peers.track(new TestSubscriber());
     const subscribed = await subscribeThrough(node, roomId, subscriberId, subscriber, [broken, working]);
     expect(subscribed.feeds).toEqual([broken, working]);
 
@@ -97,7 +93,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     const roomId = newId();
     const publisherId = newId();
     const subscriberId = newId();
-    await publishThrough(node, roomId, publisherId, track(await TestPublisher.create({ video: false })));
+    await publishThrough(node, roomId, publisherId, peers.track(await TestPublisher.create({ video: false })));
     const loadOf = async () => ((await (await fetch(new URL('/health', node.url))).json()) as { load: number }).load;
     const loadBefore = await loadOf();
     const offered = await node.request('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId), {
@@ -119,8 +115,8 @@ describe('media node rooms: feeds, departures, workers', () => {
   it('gives two publishers and three subscribers in one room exactly the feeds each asked for', async () => {
     const roomId = newId();
     const [alice, bob] = [newId(), newId()];
-    await publishThrough(node, roomId, alice, track(await TestPublisher.create()));
-    await publishThrough(node, roomId, bob, track(await TestPublisher.create()));
+    await publishThrough(node, roomId, alice, peers.track(await TestPublisher.create()));
+    await publishThrough(node, roomId, bob, peers.track(await TestPublisher.create()));
 
     const wanted: Record<string, string[]> = {
       onlyAlice: [alice],
@@ -130,7 +126,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     const subscribers = Object.fromEntries(
       await Promise.all(
         Object.entries(wanted).map(async ([name, feeds]) => {
-          const subscriber = track(new TestSubscriber());
+          const subscriber = peers.track(new TestSubscriber());
           const offer = await subscribeThrough(node, roomId, newId(), subscriber, feeds);
           expect(offer.feeds).toEqual(feeds);
           return [name, subscriber] as const;
@@ -153,9 +149,9 @@ describe('media node rooms: feeds, departures, workers', () => {
     const roomId = newId();
     const [alice, bob] = [newId(), newId()];
     const subscriberId = newId();
-    await publishThrough(node, roomId, alice, track(await TestPublisher.create()));
-    await publishThrough(node, roomId, bob, track(await TestPublisher.create()));
-    const subscriber = track(new TestSubscriber());
+    await publishThrough(node, roomId, alice, peers.track(await TestPublisher.create()));
+    await publishThrough(node, roomId, bob, peers.track(await TestPublisher.create()));
+    const subscriber = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, subscriberId, subscriber, [alice]);
     await waitFor(() => subscriber.packets('video', alice) > 0, { message: 'alice at the subscriber' });
 
@@ -178,7 +174,7 @@ describe('media node rooms: feeds, departures, workers', () => {
 
     // A client that reconnected answers from a new peer connection: refused until the edge removes
     // the subscriber and subscribes again.
-    const reconnected = track(new TestSubscriber());
+    const reconnected = peers.track(new TestSubscriber());
     const offerForNew = await node.request<{ sdp: string }>(
       'PUT',
       MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId),
@@ -191,7 +187,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     });
     expect(fromNewConnection.status).toBe(409);
     expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId))).status).toBe(200);
-    const fresh = track(new TestSubscriber());
+    const fresh = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, subscriberId, fresh, [bob]);
     await waitFor(() => fresh.packets('video', bob) > 10, { message: 'bob at the reconnected subscriber' });
   });
@@ -200,10 +196,10 @@ describe('media node rooms: feeds, departures, workers', () => {
     const roomId = newId();
     const publisherId = newId();
     const subscriberId = newId();
-    const publisher = track(await TestPublisher.create());
+    const publisher = peers.track(await TestPublisher.create());
     await publishThrough(node, roomId, publisherId, publisher);
     await node.events.waitForEvent(isEvent('publisher_ready', publisherId));
-    const subscriber = track(new TestSubscriber());
+    const subscriber = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, subscriberId, subscriber, [publisherId]);
     await waitFor(() => subscriber.activeTracks().length === 2, { message: 'audio and video' });
 
@@ -245,14 +241,14 @@ describe('media node rooms: feeds, departures, workers', () => {
       candidate: { candidate: 'candidate:2 1 udp 2122260223 0f2a7c1e-3b0d-4c6e-9b1a-2d3e4f5a6b7c.local 9 typ host' },
     });
     expect(mdns.status).toBe(200);
-    await publishThrough(node, roomId, publisherId, track(await TestPublisher.create()));
+    await publishThrough(node, roomId, publisherId, peers.track(await TestPublisher.create()));
     const endOfCandidates = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
       target: 'publisher',
       candidate: null,
     });
     expect(endOfCandidates.status).toBe(200);
 
-    const subscriber = track(new TestSubscriber());
+    const subscriber = peers.track(new TestSubscriber());
     const empty = await subscribeThrough(node, roomId, subscriberId, subscriber, []);
     expect(empty.feeds).toEqual([]);
     const offer = await subscribeThrough(node, roomId, subscriberId, subscriber, [publisherId]);

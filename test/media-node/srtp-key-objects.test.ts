@@ -1,17 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { useKeyObjectsForSrtp } from '../../media-node/src/sfu/srtp-key-objects.ts';
-import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
 describe('SRTP keys as KeyObjects', () => {
-  const peers: { close(): Promise<void> }[] = [];
-  afterEach(async () => {
-    await Promise.all(peers.splice(0).map((peer) => peer.close()));
-  });
+  const peers = new PeerSet();
+  afterEach(() => peers.closeAll());
 
   it('swaps the keys of every cipher of a connected werift connection, and media keeps flowing both ways', async () => {
-    const publisher = await TestPublisher.create();
-    const subscriber = new TestSubscriber();
-    peers.push(publisher, subscriber);
+    const publisher = peers.track(await TestPublisher.create());
+    const subscriber = peers.track(new TestSubscriber());
     await publisher.setAnswer(await subscriber.answer(await publisher.createOffer()));
     await waitFor(() => subscriber.packets('video') > 10, { message: 'media before the swap' });
 

@@ -326,3 +326,18 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/** The peers a test created, closed together at its end. */
+export class PeerSet {
+  readonly #peers: { close(): Promise<void> }[] = [];
+
+  /** Registers `peer` for {@link closeAll} and returns it. */
+  track<T extends { close(): Promise<void> }>(peer: T): T {
+    this.#peers.push(peer);
+    return peer;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.#peers.splice(0).map((peer) => peer.close()));
+  }
+}

@@ -11,7 +11,7 @@ import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
 import {
   createRoom,
   joinMember,
-  type Member,
+  publishReady,
   restJoin,
   roomStub,
   storedParticipants,
@@ -41,17 +41,6 @@ function inGrace(roomId: string, participantId: string): Promise<number> {
   );
 }
 
-async function publishReady(roomId: string, member: Member, others: SignalingSocket[]): Promise<void> {
-  await member.socket.expectReply('publish_offer', { sdp: fakeSdp('offer') }, 'publish_answer');
-  await roomStub(roomId).handleMediaEvent({
-    type: 'publisher_ready',
-    room_id: roomId,
-    participant_id: member.participantId,
-    streams: STREAMS,
-  });
-  for (const other of others) await other.nextOf('publisher_joined');
-}
-
 describe('reconnecting with the same token', () => {
   it('replaces the old socket (4000 "replaced") and keeps identity and subscriptions; nobody sees a leave', async () => {
     const room = await createRoom();
@@ -60,7 +49,7 @@ describe('reconnecting with the same token', () => {
     const bob = await joinMember(room.id, 'Bob');
     const cara = await joinMember(room.id, 'Cara');
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, bob, [ann.socket, cara.socket]);
+    await publishReady(room.id, bob, STREAMS, [ann.socket, cara.socket]);
     await ann.socket.expectReply('subscribe', { feeds: [bob.participantId] }, 'subscribe_offer');
 
     const again = await SignalingSocket.open(room.id, ann.token, 'subprotocol');
@@ -76,7 +65,7 @@ describe('reconnecting with the same token', () => {
     expect(bob.socket.untaken().filter(aboutAnn)).toEqual([]);
 
     // The subscription survived: subscribing to one more feed asks for both.
-    await publishReady(room.id, cara, [again, bob.socket]);
+    await publishReady(room.id, cara, STREAMS, [again, bob.socket]);
     await again.expectReply('subscribe', { feeds: [cara.participantId] }, 'subscribe_offer');
     expect(fake.callsOf('updateSubscriber').at(-1)?.detail).toEqual([bob.participantId, cara.participantId]);
     expect(await storedParticipants(room.id)).toBe(3);
@@ -91,7 +80,7 @@ describe('reconnect grace period', () => {
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, [bob.socket]);
+    await publishReady(room.id, ann, STREAMS, [bob.socket]);
     await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
 
     ann.socket.close(1001, 'network gone');
@@ -164,7 +153,7 @@ describe('hibernation', () => {
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, bob, [ann.socket]);
+    await publishReady(room.id, bob, STREAMS, [ann.socket]);
     await ann.socket.expectReply('subscribe', { feeds: [bob.participantId] }, 'subscribe_offer');
 
     const stub = roomStub(room.id);

@@ -6,7 +6,7 @@ import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
 import {
   createRoom,
   joinMember,
-  type Member,
+  publishReady,
   restJoin,
   roomStub,
   storedParticipants,
@@ -25,15 +25,6 @@ type RoomlessEvent = MediaEvent extends infer E ? (E extends MediaEvent ? Omit<E
 
 function mediaEvent(roomId: string, event: RoomlessEvent): Promise<void> {
   return roomStub(roomId).handleMediaEvent({ ...event, room_id: roomId } as MediaEvent);
-}
-
-/** `member` publishes through the fake and the media node reports it ready: the others see publisher_joined. */
-async function publishReady(roomId: string, member: Member, others: Member[]): Promise<void> {
-  await member.socket.expectReply('publish_offer', { sdp: fakeSdp(`${member.display} offer`) }, 'publish_answer');
-  await mediaEvent(roomId, { type: 'publisher_ready', participant_id: member.participantId, streams: STREAMS });
-  for (const other of others) {
-    await other.socket.nextOf('publisher_joined', (frame) => frame.payload.publisher.id === member.participantId);
-  }
 }
 
 describe('joining and presence', () => {
@@ -87,7 +78,7 @@ describe('joining and presence', () => {
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, bob, [ann]);
+    await publishReady(room.id, bob, STREAMS, [ann.socket]);
     const response = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${room.id}/leave`, {
       method: 'POST',
       headers: { authorization: `Bearer ${bob.token}` },
@@ -173,7 +164,7 @@ describe('publishing and subscribing through the media node', () => {
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, [bob]);
+    await publishReady(room.id, ann, STREAMS, [bob.socket]);
     await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
     expect(fake.callsOf('removeSubscriber')).toEqual([]);
 
@@ -194,8 +185,8 @@ describe('publishing and subscribing through the media node', () => {
       await joinMember(room.id, 'Cara'),
     ];
     await useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, [bob, cara]);
-    await publishReady(room.id, bob, [ann, cara]);
+    await publishReady(room.id, ann, STREAMS, [bob.socket, cara.socket]);
+    await publishReady(room.id, bob, STREAMS, [ann.socket, cara.socket]);
     await cara.socket.expectReply('subscribe', { feeds: [ann.participantId, bob.participantId] }, 'subscribe_offer');
     const offersAsked = fake.callsOf('updateSubscriber').length;
 

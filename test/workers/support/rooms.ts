@@ -1,12 +1,13 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test';
 import { SignJWT } from 'jose';
 import { newId } from '../../../shared/src/ids.ts';
-import type { JoinRoomResponse, Room } from '../../../shared/src/rest.ts';
+import type { JoinRoomResponse, Room, Stream } from '../../../shared/src/rest.ts';
 import type { Grants } from '../../../shared/src/token.ts';
 import { issueParticipantToken } from '../../../workers/src/auth/participant-token.ts';
 import { edgeConfig } from '../../../workers/src/config.ts';
 import type { MediaNodeClient } from '../../../workers/src/media/media-node-client.ts';
 import type { RoomCoordinator } from '../../../workers/src/room/room-coordinator.ts';
+import { fakeSdp } from './fake-media-node.ts';
 import { BASE_URL, SignalingSocket, type TokenTransport } from './signaling-socket.ts';
 
 /** Creates a room through the REST API, as a client would. */
@@ -113,4 +114,26 @@ export async function storedParticipants(roomId: string): Promise<number> {
   const response = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${roomId}`);
   const details = (await response.json()) as { participants: number };
   return details.participants;
+}
+
+/**
+ * `member` publishes through the fake media node and the node reports it ready (`publisher_ready`
+ * with `streams`): resolves once every watcher socket has seen its `publisher_joined`.
+ */
+export async function publishReady(
+  roomId: string,
+  member: Member,
+  streams: Stream[],
+  watchers: SignalingSocket[],
+): Promise<void> {
+  await member.socket.expectReply('publish_offer', { sdp: fakeSdp(`${member.display} offer`) }, 'publish_answer');
+  await roomStub(roomId).handleMediaEvent({
+    type: 'publisher_ready',
+    room_id: roomId,
+    participant_id: member.participantId,
+    streams,
+  });
+  for (const watcher of watchers) {
+    await watcher.nextOf('publisher_joined', (frame) => frame.payload.publisher.id === member.participantId);
+  }
 }
