@@ -134,6 +134,9 @@ export function createControlApi(deps: ControlApiDependencies): Hono {
       logger.error('control request failed', { ...fields, error: loggableError(error) });
     else if (failure.status >= 500) logger.warn('control request refused', { ...fields, reason: failure.message });
     else logger.info('control request refused', fields);
+    // A 413 leaves the request body unread on the connection: close it rather than let the client
+    // reuse it (its next request would meet the rest of this body).
+    if (failure.status === 413) c.header('Connection', 'close');
     return c.json(failure.toEnvelope(), failure.status as 400);
   });
 
