@@ -92,7 +92,7 @@ describe.runIf(redisAvailableOrSkip())('upstash-compat-server', () => {
 
   it('runs multi() transactions atomically and answers EXECABORT as a 400', async () => {
     expect(await redis.multi().set('m', '1').incr('m').get('m').exec()).toEqual(['OK', 2, 2]);
-    const aborted = await post('/multi-exec', [['SET', 'm', '9'], ['NOSUCHCOMMAND']]);
+    const aborted = await post('/multi-exec', [['SET', 'm', '9'], ['GET']]);
     expect(aborted.status).toBe(400);
     expect(((await aborted.json()) as { error: string }).error).toMatch(/EXECABORT/);
     expect(await redis.get('m')).toBe(2);
