@@ -8,7 +8,19 @@ const IsoTimestampSchema = z.iso.datetime();
 /** Trimmed display text: a name made only of spaces is as empty as no name. */
 const displayText = (max: number) => z.string().trim().min(1).max(max);
 
-export const DisplaySchema = displayText(LIMITS.displayMaxChars);
+/**
+ * Characters a display name may not contain, because everyone else's screen renders it: controls
+ * (U+0000 BEL ESC DEL, C1), format characters (bidi overrides and isolates such as U+202E, which
+ * reorder what follows; zero-width and tag characters, which hide text), line/paragraph separators
+ * and lone surrogates. Zero-width (non-)joiners stay allowed: emoji sequences and Indic/Persian
+ * spelling need them. Names are refused, not stripped: the sender learns at once, and no one sees a
+ * name that differs from the one typed.
+ */
+const UNDISPLAYABLE = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+
+export const DisplaySchema = displayText(LIMITS.displayMaxChars).refine((display) => !UNDISPLAYABLE.test(display), {
+  error: 'must not contain control, bidi or other invisible format characters',
+});
 
 export const CreateRoomRequestSchema = z.strictObject({
   name: displayText(LIMITS.roomNameMaxChars),
