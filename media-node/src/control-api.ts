@@ -12,7 +12,7 @@ import {
   UpdateSubscriberRequestSchema,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
-import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { asMediaNodeError, loggableError, MediaNodeError } from './errors.ts';
 import type { CommandArgs, CommandResult, RoomCommandName } from './workers/protocol.ts';
 
@@ -65,7 +65,8 @@ export function createControlApi(deps: ControlApiDependencies): Hono {
     const token = bearerToken(c.req.header('authorization'));
     if (!token) throw new MediaNodeError(401, 'unauthorized', 'a Bearer service token is required');
     try {
-      await verifyServiceToken(token, deps.secret, MEDIA_NODE_AUDIENCE);
+      // Only the edge signs control tokens (the node's own tokens carry its id as issuer).
+      await verifyServiceToken(token, deps.secret, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER);
     } catch (error) {
       const expired = (error as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new MediaNodeError(

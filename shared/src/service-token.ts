@@ -19,21 +19,26 @@ export async function signServiceToken(
     .sign(secret);
 }
 
+const CLOCK_TOLERANCE_SECONDS = 5;
+
 /**
- * Verifies a service token: HS256 only, the expected audience, `exp` required and no more than 60 s
- * after `iat`. Throws on any failure; callers answer 401.
+ * Verifies a service token: HS256 only, the expected audience (and issuer, when the verifier knows
+ * it), `exp` required and no more than 60 s after `iat`, and `iat` not in the future (otherwise the
+ * 60 s bound would not bound how long a token works). Throws on any failure; callers answer 401.
  */
-export async function verifyServiceToken(token: string, secret: Uint8Array, audience: string) {
+export async function verifyServiceToken(token: string, secret: Uint8Array, audience: string, issuer?: string) {
   const { payload } = await jwtVerify(token, secret, {
     algorithms: [TOKEN_ALGORITHM],
     audience,
+    ...(issuer === undefined ? {} : { issuer }),
     requiredClaims: ['exp', 'iat', 'iss'],
-    clockTolerance: 5,
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
   });
   const claims = ServiceTokenClaimsSchema.parse(payload);
   if (claims.exp - claims.iat > MEDIA_TOKEN_MAX_LIFETIME_SECONDS) {
     throw new Error('service token lifetime exceeds 60 s');
   }
+  if (claims.iat > Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS) throw new Error('service token issued in the future');
   return claims;
 }
 

@@ -2,7 +2,10 @@ import { z } from 'zod';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS } from './limits.ts';
 
-/** Fixed issuer and audience of participant tokens; verification requires both. */
+/**
+ * Fixed issuer and audience of participant tokens; verification requires both. The edge is also the
+ * issuer of the control tokens it signs for media nodes.
+ */
 export const TOKEN_ISSUER = 'truegather-edge';
 export const TOKEN_AUDIENCE = 'truegather-client';
 export const TOKEN_ALGORITHM = 'HS256';

@@ -40,6 +40,9 @@ export async function issueParticipantToken(
   return { token, claims, expiresAt: new Date(claims.exp * 1000) };
 }
 
+/** Clock difference tolerated between the edge that issued a token and the one checking it. */
+const ISSUED_AT_SKEW_SECONDS = 5;
+
 /**
  * Verifies a participant token with the algorithm pinned to HS256 (so `alg: none` and RS/HS
  * confusion fail) and exp, iss and aud required. Any failure is a 401 `unauthorized`.
@@ -54,6 +57,11 @@ export async function verifyParticipantToken(jwt: EdgeConfig['jwt'], token: stri
     });
     const parsed = TokenClaimsSchema.safeParse(payload);
     if (!parsed.success) throw new HttpError(401, 'unauthorized', 'token claims are malformed');
+    // jose checks iat only against a maximum age: a token "issued" in the future would outlive its
+    // holder's leave (which refuses tokens issued before it) and every key rotation window.
+    if (parsed.data.iat > Date.now() / 1000 + ISSUED_AT_SKEW_SECONDS) {
+      throw new HttpError(401, 'unauthorized', 'token is invalid');
+    }
     return parsed.data;
   } catch (error) {
     if (error instanceof HttpError) throw error;

@@ -8,7 +8,7 @@ import {
 } from '../../../shared/src/media-control.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
-import { MEDIA_NODE_AUDIENCE } from '../../../shared/src/token.ts';
+import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../../shared/src/token.ts';
 import { type MediaNodeClient, MediaNodeError } from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -73,7 +73,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     const now = Date.now();
     if (!this.#token || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
       const value = await signServiceToken(this.#secret, {
-        issuer: 'truegather-edge',
+        issuer: TOKEN_ISSUER,
         audience: MEDIA_NODE_AUDIENCE,
         lifetimeSeconds: TOKEN_LIFETIME_SECONDS,
       });

@@ -226,14 +226,21 @@ async function participantClaims(c: Context<AppEnv>) {
   if (claims.room !== c.req.param('id')) throw new HttpError(403, 'forbidden', 'the token is for another room');
   const roomId = roomIdParam(c);
   if (!(await repository(c).getRoom(roomId))) throw roomNotFound();
+  // Leaving is final for the tokens issued before it: a replayed leave or refresh is refused too.
+  if (await roomCoordinator(c, claims.room).hasLeft(claims.sub, claims.iat)) {
+    throw new HttpError(401, 'unauthorized', 'this participant has left the room; join it again');
+  }
   return claims;
+}
+
+function roomCoordinator(c: Context<AppEnv>, roomId: string): DurableObjectStub<RoomCoordinator> {
+  return c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
 }
 
 roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), async (c) => {
   const claims = await participantClaims(c);
   // The room's coordinator closes the participant's socket, tells the others and updates the store.
-  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(claims.room)) as DurableObjectStub<RoomCoordinator>;
-  await coordinator.leaveParticipant(claims.sub);
+  await roomCoordinator(c, claims.room).leaveParticipant(claims.sub);
   c.get('logger').info('participant left via REST', { room_id: claims.room, participant_id: claims.sub });
   const response: LeaveRoomResponse = { left: true };
   return c.json(response, 200);
@@ -241,10 +248,6 @@ roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), asyn
 
 roomRoutes.post(documented(roomRoutes, refreshTokenRoute), rateLimit('token'), async (c) => {
   const claims = await participantClaims(c);
-  const coordinator = c.env.ROOMS.get(c.env.ROOMS.idFromName(claims.room)) as DurableObjectStub<RoomCoordinator>;
-  if (await coordinator.hasLeft(claims.sub, claims.iat)) {
-    throw new HttpError(401, 'unauthorized', 'this participant has left the room; join it again');
-  }
   // Same identity and grants; only an unexpired token can be refreshed, so a leaked one still dies.
   const issued = await issueParticipantToken(c.get('config').jwt, {
     roomId: claims.room,
