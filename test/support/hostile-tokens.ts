@@ -27,9 +27,13 @@ const base64url = (bytes: Uint8Array | string) => {
 /** header.payload signed with HMAC-SHA256 and `secret`, whatever `alg` the header claims. */
 async function hmacSigned(header: Record<string, unknown>, payload: Record<string, unknown>, secret: Uint8Array) {
   const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
-  const key = await crypto.subtle.importKey('raw', secret as Uint8Array<ArrayBuffer>, { name: 'HMAC', hash: 'SHA-256' }, false, [
-    'sign',
-  ]);
+  const key = await crypto.subtle.importKey(
+    'raw',
+    secret as Uint8Array<ArrayBuffer>,
+    { name: 'HMAC', hash: 'SHA-256' },
+    false,
+    ['sign'],
+  );
   const signature = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(signingInput)));
   return `${signingInput}.${base64url(signature)}`;
 }
