@@ -12,6 +12,17 @@ const workerBindings = {
   LOG_LEVEL: 'error',
 };
 
+/**
+ * Requests from the test pool carry no client address, so they all share the limiter's unidentified
+ * bucket: the suites get a limit they never reach. The rate-limit suite runs the edge against
+ * STRICT_RATE_LIMITER (100 per minute, wrangler.toml's REST limit) in place of both.
+ */
+const ratelimits = {
+  API_RATE_LIMITER: { namespace_id: '1001', simple: { limit: 1_000_000, period: 60 as const } },
+  WS_RATE_LIMITER: { namespace_id: '1002', simple: { limit: 1_000_000, period: 60 as const } },
+  STRICT_RATE_LIMITER: { namespace_id: '1003', simple: { limit: 100, period: 60 as const } },
+};
+
 /** Upstash-only test files; the embedded project leaves them out. */
 const UPSTASH_ONLY = 'test/workers/**/*-upstash.test.ts';
 
@@ -33,6 +44,7 @@ const workersUpstash: TestProjectInlineConfiguration = {
           UPSTASH_REDIS_REST_URL: inject('upstashUrl'),
           UPSTASH_REDIS_REST_TOKEN: inject('upstashToken'),
         },
+        ratelimits,
       },
     })),
   ],
@@ -56,7 +68,7 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: workerBindings },
+            miniflare: { bindings: workerBindings, ratelimits },
           }),
         ],
         test: {

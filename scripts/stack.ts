@@ -144,6 +144,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
 
 /** Variables the edge reads (workers/src/env.ts); everything else stays out of the Worker. */
 const EDGE_VARIABLES = [
+  'CLIENT_IP_HEADER',
   'JWT_EXPIRY_SECONDS',
   'ROOM_TTL_SECONDS',
   'UPSTASH_REDIS_REST_URL',

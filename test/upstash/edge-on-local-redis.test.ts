@@ -89,8 +89,12 @@ describe.runIf(redisAvailableOrSkip())('the edge on a local Redis', () => {
       })
       .toBe(404);
 
-    // Redis down: /health says so with a 503 and the API answers 503 in the envelope; back up: healthy.
+    // Redis down: /health says so with a 503 (once its cached check, ≤ 5 s old, has expired) and the
+    // API answers 503 in the envelope; back up: healthy.
     await redis.stop();
+    await expect
+      .poll(async () => (await fetch(`${second.edgeUrl}/health`)).status, { timeout: 10_000, interval: 200 })
+      .toBe(503);
     const health = await fetch(`${second.edgeUrl}/health`);
     expect(health.status).toBe(503);
     expect(HealthResponseSchema.parse(await health.json())).toMatchObject({

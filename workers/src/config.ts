@@ -27,6 +27,10 @@ const EdgeEnvSchema = z
     MEDIA_NODE_SECRET: SecretSchema.optional(),
     MAX_PARTICIPANTS: PositiveIntSchema(100, 10_000),
     RECONNECT_GRACE_SECONDS: PositiveIntSchema(20, 3600),
+    CLIENT_IP_HEADER: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a header name such as X-Real-IP')
+      .optional(),
   })
   .superRefine((env, ctx) => {
     if (Boolean(env.UPSTASH_REDIS_REST_URL) !== Boolean(env.UPSTASH_REDIS_REST_TOKEN)) {
@@ -55,6 +59,8 @@ export interface EdgeConfig {
   mediaNode?: { url?: string; secret: Uint8Array };
   maxParticipants: number;
   reconnectGraceSeconds: number;
+  /** The header a trusted reverse proxy sets to the client's address (rate limiting); absent: CF-Connecting-IP. */
+  clientIpHeader?: string;
 }
 
 const encoder = new TextEncoder();
@@ -85,6 +91,7 @@ export function parseEdgeConfig(env: Env): EdgeConfig {
       : undefined,
     maxParticipants: parsed.MAX_PARTICIPANTS,
     reconnectGraceSeconds: parsed.RECONNECT_GRACE_SECONDS,
+    clientIpHeader: parsed.CLIENT_IP_HEADER?.toLowerCase(),
   };
 }
 

@@ -5,8 +5,10 @@
 export interface Env {
   ROOMS: DurableObjectNamespace;
   STORE: DurableObjectNamespace;
-  /** REST rate limiter (wrangler.toml `ratelimits`); absent, the REST API is not rate limited. */
+  /** Per-client rate limiter of the REST routes and /health (wrangler.toml `ratelimits`); absent, they are not limited. */
   API_RATE_LIMITER?: RateLimit;
+  /** Per-client rate limiter of `/ws` upgrades (wrangler.toml `ratelimits`); absent, upgrades are not limited. */
+  WS_RATE_LIMITER?: RateLimit;
   JWT_SECRET?: string;
   JWT_EXPIRY_SECONDS?: string;
   ROOM_TTL_SECONDS?: string;
@@ -23,4 +25,5 @@ export interface Env {
   MEDIA_NODE_SECRET?: string;
   MAX_PARTICIPANTS?: string;
   RECONNECT_GRACE_SECONDS?: string;
+  CLIENT_IP_HEADER?: string;
 }

@@ -163,7 +163,7 @@ roomRoutes.post(documented(roomRoutes, createRoomRoute), rateLimit('create'), re
   return c.json(room, 201);
 });
 
-roomRoutes.get(documented(roomRoutes, getRoomRoute), async (c) => {
+roomRoutes.get(documented(roomRoutes, getRoomRoute), rateLimit('room'), async (c) => {
   const roomId = roomIdParam(c);
   const rooms = repository(c);
   // Reading does not extend the room's life: only joins and signaling activity do.

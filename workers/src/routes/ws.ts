@@ -3,8 +3,9 @@ import { RoomIdSchema } from '../../../shared/src/ids.ts';
 import { LIMITS } from '../../../shared/src/limits.ts';
 import { verifyParticipantToken } from '../auth/participant-token.ts';
 import { edgeConfig } from '../config.ts';
-import type { Env } from '../env.ts';
+import type { AppEnv } from '../http/app-env.ts';
 import { errorResponse, HttpError } from '../http/errors.ts';
+import { rateLimit } from '../http/rate-limit.ts';
 import { encodeIdentity, IDENTITY_HEADER } from '../room/identity.ts';
 
 /** The subprotocol browsers offer together with their token: `new WebSocket(url, ['truegather.v1', token])`. */
@@ -37,9 +38,10 @@ function tokenSource(request: Request, queryToken: string | undefined): TokenSou
 /**
  * `GET /ws?room_id=…` upgrades to the room's signaling socket. The token is verified here, before the
  * Durable Object is touched (requests to objects are billed): a bad, expired, `alg: none` or missing
- * token is a 401, a token for another room a 403, and neither is upgraded.
+ * token is a 401, a token for another room a 403, and neither is upgraded. Upgrades are rate limited
+ * per client address like the REST routes, before the token is even checked.
  */
-export const wsRoutes = new Hono<{ Bindings: Env }>().get('/ws', async (c) => {
+export const wsRoutes = new Hono<AppEnv>().get('/ws', rateLimit('ws'), async (c) => {
   try {
     if (c.req.header('Upgrade')?.toLowerCase() !== 'websocket') {
       throw new HttpError(426, 'bad_request', 'expected a WebSocket upgrade');
