@@ -15,6 +15,13 @@ const MediaNodeEnvSchema = z
   .object({
     MEDIA_HOST: z.string().default('0.0.0.0'),
     MEDIA_PORT: PortSchema(8081),
+    /**
+     * Set: /health and /metrics leave the control API's listener for one of their own on
+     * MEDIA_OPERATOR_HOST (loopback unless told otherwise), out of reach of whoever reaches the
+     * control API. 0 picks a free port.
+     */
+    MEDIA_OPERATOR_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+    MEDIA_OPERATOR_HOST: z.string().min(1).default('127.0.0.1'),
     MEDIA_NODE_ID: z.string().min(1).max(128).default(hostname()),
     /** The URL the edge uses to reach this node's control API (registered in the registry). */
     MEDIA_PUBLIC_URL: z.url().optional(),
@@ -54,6 +61,11 @@ const MediaNodeEnvSchema = z
     if (env.MEDIA_RTC_MIN_PORT === 0) {
       ctx.addIssue({ code: 'custom', path: ['MEDIA_RTC_MIN_PORT'], message: 'must be a real port (1–65535)' });
     }
+    if (env.MEDIA_OPERATOR_PORT !== undefined && env.MEDIA_OPERATOR_PORT !== 0) {
+      if (env.MEDIA_OPERATOR_PORT === env.MEDIA_PORT) {
+        ctx.addIssue({ code: 'custom', path: ['MEDIA_OPERATOR_PORT'], message: 'must differ from MEDIA_PORT' });
+      }
+    }
     if (Boolean(env.UPSTASH_REDIS_REST_URL) !== Boolean(env.UPSTASH_REDIS_REST_TOKEN)) {
       ctx.addIssue({
         code: 'custom',
@@ -66,6 +78,8 @@ const MediaNodeEnvSchema = z
 export interface MediaNodeConfig {
   host: string;
   port: number;
+  /** Absent: /health and /metrics are served next to the control API, on host:port. */
+  operator?: { host: string; port: number };
   nodeId: string;
   /** Absent: derived from the address the control API actually listens on (MEDIA_PORT may be 0). */
   publicUrl?: string;
@@ -88,6 +102,10 @@ export function parseMediaNodeConfig(env: Record<string, string | undefined>): M
   return {
     host: parsed.MEDIA_HOST,
     port: parsed.MEDIA_PORT,
+    operator:
+      parsed.MEDIA_OPERATOR_PORT === undefined
+        ? undefined
+        : { host: parsed.MEDIA_OPERATOR_HOST, port: parsed.MEDIA_OPERATOR_PORT },
     nodeId: parsed.MEDIA_NODE_ID,
     publicUrl: parsed.MEDIA_PUBLIC_URL,
     secret: new TextEncoder().encode(parsed.MEDIA_NODE_SECRET),

@@ -47,19 +47,30 @@ export interface ControlApiDependencies {
 const OK: OkResponse = { ok: true };
 
 /**
- * The media node's HTTP API. `/v1/*` is the edge's control API (media-control.ts), authenticated by
- * a service token; `/health` and `/metrics` are open, for probes and Prometheus on the internal
- * network, and tell nothing about rooms beyond counts.
+ * The operator endpoints: `/health` and `/metrics`, open, for probes and Prometheus on the internal
+ * network; they tell nothing about rooms beyond counts. Served by the control API's listener, or by
+ * one of their own (MEDIA_OPERATOR_PORT).
  */
-export function createControlApi(deps: ControlApiDependencies): Hono {
+export function createOperatorApi(deps: Pick<ControlApiDependencies, 'health' | 'metrics'>): Hono {
   const app = new Hono();
-  const { logger } = deps;
-
   app.get('/health', (c) => c.json(deps.health()));
   app.get('/metrics', async (c) => {
     const { contentType, body } = await deps.metrics();
     return c.body(body, 200, { 'content-type': contentType });
   });
+  app.notFound((c) => c.json(new MediaNodeError(404, 'not_found', 'no such route').toEnvelope(), 404));
+  return app;
+}
+
+/**
+ * The media node's HTTP API. `/v1/*` is the edge's control API (media-control.ts), authenticated by
+ * a service token; with `operatorRoutes`, the operator endpoints too.
+ */
+export function createControlApi(deps: ControlApiDependencies, options: { operatorRoutes: boolean }): Hono {
+  const app = new Hono();
+  const { logger } = deps;
+
+  if (options.operatorRoutes) app.route('/', createOperatorApi(deps));
 
   app.use('/v1/*', async (c, next) => {
     const token = bearerToken(c.req.header('authorization'));

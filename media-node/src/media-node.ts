@@ -4,7 +4,7 @@ import { Redis } from '@upstash/redis';
 import { ConfigError } from '../../shared/src/config.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
 import { advertisesLoopbackByDefault, isWildcardHost, type MediaNodeConfig } from './config.ts';
-import { createControlApi, type HealthReport } from './control-api.ts';
+import { createControlApi, createOperatorApi, type HealthReport } from './control-api.ts';
 import { EdgeEventSender } from './edge-events.ts';
 import { MediaMetrics } from './metrics.ts';
 import { REGISTRY_CALL_TIMEOUT_MS, type RegistryClient, RegistryHeartbeat } from './registry.ts';
@@ -76,22 +76,22 @@ export async function startMediaNode(
     rooms: pool.roomCount,
     workers: pool.workerCount,
   });
-  const app = createControlApi({
-    secret: config.secret,
-    rooms: pool,
-    health,
-    metrics: () => metrics.render(),
-    logger,
-  });
+  const operatorDeps = { health, metrics: () => metrics.render() };
+  const app = createControlApi(
+    { secret: config.secret, rooms: pool, logger, ...operatorDeps },
+    { operatorRoutes: !config.operator },
+  );
 
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  const server = await listen(app, config.host, config.port);
   const { port } = server.address() as AddressInfo;
-  const dialHost = isWildcardHost(config.host) ? '127.0.0.1' : config.host;
-  const url = config.publicUrl ?? `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
+  const url = config.publicUrl ?? dialUrl(config.host, port);
+  // With MEDIA_OPERATOR_PORT, /health and /metrics answer on a listener of their own.
+  let operatorServer: Awaited<ReturnType<typeof listen>> | undefined;
+  let operatorUrl = url;
+  if (config.operator) {
+    operatorServer = await listen(createOperatorApi(operatorDeps), config.operator.host, config.operator.port);
+    operatorUrl = dialUrl(config.operator.host, (operatorServer.address() as AddressInfo).port);
+  }
 
   const registryClient =
     overrides.registryClient ??
@@ -114,6 +114,7 @@ export async function startMediaNode(
   logger.info('media node listening', {
     url,
     port,
+    operator_url: operatorUrl,
     workers: config.workers,
     rtc_ports: `${config.rtcPortRange.min}-${config.rtcPortRange.max}`,
     announced_ip: config.announcedIp ?? null,
@@ -127,6 +128,7 @@ export async function startMediaNode(
       await events.flush(EVENT_FLUSH_MS);
       await registry?.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (operatorServer) await new Promise<void>((resolve) => operatorServer?.close(() => resolve()));
       await pool.stop();
       logger.info('media node stopped');
     })();
@@ -147,6 +149,21 @@ export async function startMediaNode(
     },
     close: stop,
   };
+}
+
+async function listen(app: { fetch: (request: Request) => Response | Promise<Response> }, host: string, port: number) {
+  const server = serve({ fetch: app.fetch, port, hostname: host });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  return server;
+}
+
+/** The URL to dial a listener bound to host:port (a wildcard bind is dialled on loopback). */
+function dialUrl(host: string, port: number): string {
+  const dialHost = isWildcardHost(host) ? '127.0.0.1' : host;
+  return `http://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`;
 }
 
 function rtcSettings(config: MediaNodeConfig): RtcSettings {
