@@ -6,10 +6,8 @@ import type {
   ServerFrame,
   ServerFrameType,
 } from '../../shared/src/signaling.ts';
+import { FINAL_CLOSE_CODES, SIGNALING_SUBPROTOCOL } from '../../shared/src/signaling-socket.ts';
 import { TypedEmitter } from './typed-emitter.ts';
-
-/** The subprotocol that carries the token in `Sec-WebSocket-Protocol`, keeping it out of URLs and logs. */
-export const SIGNALING_SUBPROTOCOL = 'truegather.v1';
 
 /** An `error` reply, or a request that could not complete (`connection_lost`, `timeout`). */
 export class SignalingError extends Error {
@@ -38,9 +36,6 @@ export const DEFAULT_RECONNECT: ReconnectPolicy = { giveUpAfterMs: 20_000, initi
  * that stay silent; proxies also drop idle connections after ~60 s.
  */
 const KEEPALIVE_INTERVAL_MS = 25_000;
-
-/** Close codes after which reconnecting would be wrong: a normal close, a replacement, a policy violation. */
-const FINAL_CLOSE_CODES = new Set([1000, 1008, 4000]);
 
 type Pending = {
   resolve: (frame: ServerFrame) => void;

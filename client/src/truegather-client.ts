@@ -1,5 +1,6 @@
 import type { IceServer } from '../../shared/src/ice.ts';
 import type { JoinRoomResponse, Publisher } from '../../shared/src/rest.ts';
+import { fingerprintOf } from '../../shared/src/sdp-fingerprint.ts';
 import type { IceTarget, Participant, ServerFrame } from '../../shared/src/signaling.ts';
 import {
   type ConnectionState,
@@ -280,7 +281,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     const step = this.#offerChain.then(async () => {
       // A new DTLS fingerprint means a new connection on the server (the media node restarted, or the
       // subscription was restarted): it needs a new connection here too.
-      if (this.#subscriber && dtlsFingerprint(this.#subscriber.remoteDescription?.sdp) !== dtlsFingerprint(sdp)) {
+      if (this.#subscriber && fingerprintOf(this.#subscriber.remoteDescription?.sdp ?? '') !== fingerprintOf(sdp)) {
         this.#subscriber.close();
         this.#subscriber = undefined;
       }
@@ -340,8 +341,3 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
 }
 
 export { SignalingError };
-
-/** The `a=fingerprint` of an SDP: which DTLS endpoint (so which peer connection) produced it. */
-function dtlsFingerprint(sdp: string | undefined): string | undefined {
-  return sdp?.match(/^a=fingerprint:(.+)$/m)?.[1]?.trim();
-}

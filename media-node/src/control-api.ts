@@ -6,10 +6,11 @@ import { LIMITS } from '../../shared/src/limits.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import {
   AddIceCandidateRequestSchema,
-  CreatePublisherRequestSchema,
+  MEDIA_CONTROL_ROUTES,
   type OkResponse,
+  PublishRequestSchema,
+  SubscribeRequestSchema,
   SubscriberAnswerRequestSchema,
-  UpdateSubscriberRequestSchema,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
 import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
@@ -98,41 +99,42 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     }),
   );
 
-  app.post('/v1/rooms/:room_id/publishers', async (c) => {
-    const body = await parseBody(c, CreatePublisherRequestSchema);
+  const routes = MEDIA_CONTROL_ROUTES;
+  app.on(routes.publish.method, routes.publish.path, async (c) => {
+    const body = await parseBody(c, PublishRequestSchema);
     const roomId = param(c, 'room_id', RoomIdSchema);
     const answer = await deps.rooms.run('publish', { roomId, participantId: body.participant_id, sdp: body.sdp });
     return c.json(answer, 201);
   });
 
-  app.delete('/v1/rooms/:room_id/publishers/:participant_id', async (c) => {
+  app.on(routes.unpublish.method, routes.unpublish.path, async (c) => {
     await deps.rooms.run('unpublish', peerParams(c));
     return c.json(OK);
   });
 
-  app.post('/v1/rooms/:room_id/peers/:participant_id/ice', async (c) => {
+  app.on(routes.addIceCandidate.method, routes.addIceCandidate.path, async (c) => {
     const body = await parseBody(c, AddIceCandidateRequestSchema);
     await deps.rooms.run('addIceCandidate', { ...peerParams(c), target: body.target, candidate: body.candidate });
     return c.json(OK);
   });
 
-  app.put('/v1/rooms/:room_id/subscribers/:participant_id', async (c) => {
-    const body = await parseBody(c, UpdateSubscriberRequestSchema);
+  app.on(routes.subscribe.method, routes.subscribe.path, async (c) => {
+    const body = await parseBody(c, SubscribeRequestSchema);
     return c.json(await deps.rooms.run('subscribe', { ...peerParams(c), feeds: body.feeds }));
   });
 
-  app.post('/v1/rooms/:room_id/subscribers/:participant_id/answer', async (c) => {
+  app.on(routes.setSubscriberAnswer.method, routes.setSubscriberAnswer.path, async (c) => {
     const body = await parseBody(c, SubscriberAnswerRequestSchema);
     await deps.rooms.run('setSubscriberAnswer', { ...peerParams(c), sdp: body.sdp });
     return c.json(OK);
   });
 
-  app.delete('/v1/rooms/:room_id/subscribers/:participant_id', async (c) => {
-    await deps.rooms.run('unsubscribe', peerParams(c));
+  app.on(routes.closeSubscriber.method, routes.closeSubscriber.path, async (c) => {
+    await deps.rooms.run('closeSubscriber', peerParams(c));
     return c.json(OK);
   });
 
-  app.delete('/v1/rooms/:room_id', async (c) => {
+  app.on(routes.closeRoom.method, routes.closeRoom.path, async (c) => {
     await deps.rooms.run('closeRoom', { roomId: param(c, 'room_id', RoomIdSchema) });
     return c.json(OK);
   });

@@ -10,40 +10,50 @@ import { FeedsSchema, IceTargetSchema } from './signaling.ts';
  * directions are authenticated by HS256 JWTs signed with MEDIA_NODE_SECRET, exp ≤ 60 s; the media
  * node requires `aud: "media-node"` and the edge requires `aud: "truegather-edge-internal"`.
  *
- * Routes (all JSON, all under the node's base URL):
- *   POST   /v1/rooms/:room_id/publishers                         CreatePublisherRequest → CreatePublisherResponse
- *   DELETE /v1/rooms/:room_id/publishers/:participant_id         → OkResponse
- *   POST   /v1/rooms/:room_id/peers/:participant_id/ice          AddIceCandidateRequest → OkResponse
- *   PUT    /v1/rooms/:room_id/subscribers/:participant_id        UpdateSubscriberRequest → SubscriberOfferResponse
- *   POST   /v1/rooms/:room_id/subscribers/:participant_id/answer SubscriberAnswerRequest → OkResponse
- *   DELETE /v1/rooms/:room_id/subscribers/:participant_id        → OkResponse
- *   DELETE /v1/rooms/:room_id                                    → OkResponse
- * Events are POSTed as MediaEvent to the edge's `/internal/media-events`.
+ * One verb per operation, from the signaling frame to the worker thread: each route is named after
+ * the operation, and the edge's MediaNodeClient method, the control route and the worker command
+ * all carry that name (as mediasoup's produce → Producer → close).
+ *   publish              POST   …/publishers                         PublishRequest → PublishResponse
+ *   unpublish            DELETE …/publishers/:participant_id         → OkResponse
+ *   addIceCandidate      POST   …/peers/:participant_id/ice          AddIceCandidateRequest → OkResponse
+ *   subscribe            PUT    …/subscribers/:participant_id        SubscribeRequest → SubscribeResponse
+ *   setSubscriberAnswer  POST   …/subscribers/:participant_id/answer SubscriberAnswerRequest → OkResponse
+ *   closeSubscriber      DELETE …/subscribers/:participant_id        → OkResponse
+ *   closeRoom            DELETE /v1/rooms/:room_id                   → OkResponse
+ * Events are POSTed as MediaEvent to the edge's EDGE_MEDIA_EVENTS_PATH.
  */
-export const MEDIA_CONTROL_PATHS = {
-  publishers: (roomId: string) => `/v1/rooms/${roomId}/publishers`,
-  publisher: (roomId: string, participantId: string) => `/v1/rooms/${roomId}/publishers/${participantId}`,
-  ice: (roomId: string, participantId: string) => `/v1/rooms/${roomId}/peers/${participantId}/ice`,
-  subscriber: (roomId: string, participantId: string) => `/v1/rooms/${roomId}/subscribers/${participantId}`,
-  subscriberAnswer: (roomId: string, participantId: string) =>
-    `/v1/rooms/${roomId}/subscribers/${participantId}/answer`,
-  room: (roomId: string) => `/v1/rooms/${roomId}`,
-} as const;
+export const MEDIA_CONTROL_ROUTES = {
+  publish: { method: 'POST', path: '/v1/rooms/:room_id/publishers' },
+  unpublish: { method: 'DELETE', path: '/v1/rooms/:room_id/publishers/:participant_id' },
+  addIceCandidate: { method: 'POST', path: '/v1/rooms/:room_id/peers/:participant_id/ice' },
+  subscribe: { method: 'PUT', path: '/v1/rooms/:room_id/subscribers/:participant_id' },
+  setSubscriberAnswer: { method: 'POST', path: '/v1/rooms/:room_id/subscribers/:participant_id/answer' },
+  closeSubscriber: { method: 'DELETE', path: '/v1/rooms/:room_id/subscribers/:participant_id' },
+  closeRoom: { method: 'DELETE', path: '/v1/rooms/:room_id' },
+} as const satisfies Record<string, { method: 'POST' | 'PUT' | 'DELETE'; path: string }>;
+export type MediaControlOperation = keyof typeof MEDIA_CONTROL_ROUTES;
+
+/** A route's path with its `:room_id` and `:participant_id` filled in. */
+export function mediaControlPath(operation: MediaControlOperation, roomId: string, participantId = ''): string {
+  return MEDIA_CONTROL_ROUTES[operation].path
+    .replace(':room_id', encodeURIComponent(roomId))
+    .replace(':participant_id', encodeURIComponent(participantId));
+}
 
 export const EDGE_MEDIA_EVENTS_PATH = '/internal/media-events';
 
-export const CreatePublisherRequestSchema = z.strictObject({
+export const PublishRequestSchema = z.strictObject({
   participant_id: ParticipantIdSchema,
   sdp: SdpSchema,
 });
-export type CreatePublisherRequest = z.infer<typeof CreatePublisherRequestSchema>;
+export type PublishRequest = z.infer<typeof PublishRequestSchema>;
 
-export const CreatePublisherResponseSchema = z.object({
+export const PublishResponseSchema = z.object({
   sdp: SdpSchema,
   /** The streams negotiated in the answer; `publisher_ready` confirms when media actually flows. */
   streams: z.array(StreamSchema).max(8),
 });
-export type CreatePublisherResponse = z.infer<typeof CreatePublisherResponseSchema>;
+export type PublishResponse = z.infer<typeof PublishResponseSchema>;
 
 export const AddIceCandidateRequestSchema = z.strictObject({
   target: IceTargetSchema,
@@ -52,17 +62,17 @@ export const AddIceCandidateRequestSchema = z.strictObject({
 export type AddIceCandidateRequest = z.infer<typeof AddIceCandidateRequestSchema>;
 
 /** The complete set of feeds the subscriber should receive (not a delta); an empty set is allowed. */
-export const UpdateSubscriberRequestSchema = z.strictObject({
+export const SubscribeRequestSchema = z.strictObject({
   feeds: z.union([FeedsSchema, z.array(ParticipantIdSchema).length(0)]),
 });
-export type UpdateSubscriberRequest = z.infer<typeof UpdateSubscriberRequestSchema>;
+export type SubscribeRequest = z.infer<typeof SubscribeRequestSchema>;
 
-export const SubscriberOfferResponseSchema = z.object({
+export const SubscribeResponseSchema = z.object({
   sdp: SdpSchema,
   /** The feeds the offer actually carries (unknown or unpublished feeds are left out). */
   feeds: z.array(ParticipantIdSchema),
 });
-export type SubscriberOfferResponse = z.infer<typeof SubscriberOfferResponseSchema>;
+export type SubscribeResponse = z.infer<typeof SubscribeResponseSchema>;
 
 export const SubscriberAnswerRequestSchema = z.strictObject({ sdp: SdpSchema });
 export type SubscriberAnswerRequest = z.infer<typeof SubscriberAnswerRequestSchema>;

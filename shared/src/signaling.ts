@@ -24,7 +24,11 @@ export type Participant = z.infer<typeof ParticipantSchema>;
 /** Payload schemas of client requests, by frame type. */
 export const ClientPayloadSchemas = {
   join_room: z.strictObject({ room_id: RoomIdSchema, display: DisplaySchema }),
-  publish_offer: z.strictObject({ sdp: SdpSchema, kind: z.enum(['audio', 'video', 'screen']).optional() }),
+  publish_offer: z.strictObject({
+    sdp: SdpSchema,
+    /** Informational (the seed's clients send it): the offer's m-lines alone decide what is published. */
+    kind: z.enum(['audio', 'video', 'screen']).optional(),
+  }),
   trickle_ice: z.strictObject({
     target: IceTargetSchema.default('publisher'),
     candidate: IceCandidateSchema.nullable(),
@@ -38,7 +42,6 @@ export const ClientPayloadSchemas = {
 } as const;
 
 export type ClientFrameType = keyof typeof ClientPayloadSchemas;
-export const CLIENT_FRAME_TYPES = Object.keys(ClientPayloadSchemas) as ClientFrameType[];
 
 const clientFrame = <T extends ClientFrameType>(type: T) =>
   z.strictObject({
@@ -119,7 +122,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('trickle_ice'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
-export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;
+type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;
 
 /** Builds a server frame; `request_id` is set only on replies. */
 export function serverFrameOf<T extends ServerFrameType>(

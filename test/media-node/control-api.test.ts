@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
 import { newId } from '../../shared/src/ids.ts';
-import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
 import { TestPublisher, TestSubscriber } from '../support/werift-peers.ts';
 import { MediaNodeProcess, publishThrough, subscribeThrough } from './harness.ts';
@@ -15,7 +15,7 @@ const GARBAGE_SDP =
 describe('media node control API: authentication, validation, errors', () => {
   let node: MediaNodeProcess;
   const roomId = newId();
-  const publishersPath = MEDIA_CONTROL_PATHS.publishers(roomId);
+  const publishersPath = mediaControlPath('publish', roomId);
 
   beforeAll(async () => {
     node = await MediaNodeProcess.start();
@@ -108,7 +108,7 @@ describe('media node control API: authentication, validation, errors', () => {
     expect(extraField.status).toBe(400);
     expectEnvelope(extraField.body, 'validation_failed');
 
-    const badRoom = await node.request('DELETE', MEDIA_CONTROL_PATHS.room('not-an-id'));
+    const badRoom = await node.request('DELETE', mediaControlPath('closeRoom', 'not-an-id'));
     expect(badRoom.status).toBe(400);
     expectEnvelope(badRoom.body, 'validation_failed');
   });
@@ -127,7 +127,7 @@ describe('media node control API: authentication, validation, errors', () => {
     expect(route.status).toBe(404);
     expectEnvelope(route.body, 'not_found');
 
-    const answer = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(newId(), newId()), {
+    const answer = await node.request('POST', mediaControlPath('setSubscriberAnswer', newId(), newId()), {
       sdp: GARBAGE_SDP,
     });
     expect(answer.status).toBe(404);
@@ -143,12 +143,12 @@ describe('media node control API: authentication, validation, errors', () => {
     try {
       await publishThrough(node, room, publisherId, publisher);
       await subscribeThrough(node, room, subscriberId, subscriber, [publisherId]);
-      const again = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(room, subscriberId), {
+      const again = await node.request('POST', mediaControlPath('setSubscriberAnswer', room, subscriberId), {
         sdp: subscriber.pc.localDescription!.sdp,
       });
       expect(again.status).toBe(409);
       expectEnvelope(again.body, 'conflict');
-      const candidate = await node.request('POST', MEDIA_CONTROL_PATHS.ice(room, publisherId), {
+      const candidate = await node.request('POST', mediaControlPath('addIceCandidate', room, publisherId), {
         target: 'publisher',
         candidate: { candidate: 'candidate:garbage', sdpMid: '0', sdpMLineIndex: 0 },
       });
@@ -156,16 +156,16 @@ describe('media node control API: authentication, validation, errors', () => {
       expectEnvelope(candidate.body, 'bad_request');
     } finally {
       await Promise.all([publisher.close(), subscriber.close()]);
-      await node.request('DELETE', MEDIA_CONTROL_PATHS.room(room));
+      await node.request('DELETE', mediaControlPath('closeRoom', room));
     }
   });
 
   it('treats removals as idempotent and keeps serving after every refusal', async () => {
     const unknownRoom = newId();
     for (const path of [
-      MEDIA_CONTROL_PATHS.publisher(unknownRoom, newId()),
-      MEDIA_CONTROL_PATHS.subscriber(unknownRoom, newId()),
-      MEDIA_CONTROL_PATHS.room(unknownRoom),
+      mediaControlPath('unpublish', unknownRoom, newId()),
+      mediaControlPath('closeSubscriber', unknownRoom, newId()),
+      mediaControlPath('closeRoom', unknownRoom),
     ]) {
       const response = await node.request('DELETE', path);
       expect(response.status).toBe(200);
@@ -208,7 +208,7 @@ describe('media node control API: authentication, validation, errors', () => {
       '',
     ].join('\r\n');
     const room = newId();
-    const response = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(room), {
+    const response = await node.request('POST', mediaControlPath('publish', room), {
       participant_id: newId(),
       sdp,
     });
@@ -221,7 +221,7 @@ describe('media node control API: authentication, validation, errors', () => {
       expect(published.streams.map((stream) => stream.kind)).toEqual(['audio']);
     } finally {
       await publisher.close();
-      await node.request('DELETE', MEDIA_CONTROL_PATHS.room(room));
+      await node.request('DELETE', mediaControlPath('closeRoom', room));
     }
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
-import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { TestPublisher, waitFor } from '../support/werift-peers.ts';
 import { MediaNodeProcess, publishThrough } from './harness.ts';
 
@@ -29,7 +29,7 @@ describe('media node SIGTERM drain', () => {
 
     const refused = await TestPublisher.create({ video: false });
     cleanup.push(() => refused.close());
-    const newRoom = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(newId()), {
+    const newRoom = await node.request('POST', mediaControlPath('publish', newId()), {
       participant_id: newId(),
       sdp: await refused.createOffer(),
     });
@@ -45,7 +45,7 @@ describe('media node SIGTERM drain', () => {
     expect(metrics).toContain('truegather_draining 1');
 
     // The edge ends the call; the node has nothing left and exits by itself.
-    expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.room(roomId))).status).toBe(200);
+    expect((await node.request('DELETE', mediaControlPath('closeRoom', roomId))).status).toBe(200);
     expect(await node.exited).toBe(0);
   });
 

@@ -5,12 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { newId } from '../../shared/src/ids.ts';
 import {
-  type CreatePublisherResponse,
   EDGE_MEDIA_EVENTS_PATH,
-  MEDIA_CONTROL_PATHS,
   type MediaEvent,
   MediaEventSchema,
-  type SubscriberOfferResponse,
+  mediaControlPath,
+  type PublishResponse,
+  type SubscribeResponse,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, signServiceToken, verifyServiceToken } from '../../shared/src/service-token.ts';
 import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
@@ -216,9 +216,9 @@ export async function publishThrough(
   roomId: string,
   participantId: string,
   publisher: TestPublisher,
-): Promise<CreatePublisherResponse> {
+): Promise<PublishResponse> {
   const offer = await publisher.createOffer();
-  const response = await node.request<CreatePublisherResponse>('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+  const response = await node.request<PublishResponse>('POST', mediaControlPath('publish', roomId), {
     participant_id: participantId,
     sdp: offer,
   });
@@ -234,14 +234,10 @@ export async function subscribeThrough(
   participantId: string,
   subscriber: TestSubscriber,
   feeds: string[],
-): Promise<SubscriberOfferResponse> {
-  const response = await node.request<SubscriberOfferResponse>(
-    'PUT',
-    MEDIA_CONTROL_PATHS.subscriber(roomId, participantId),
-    {
-      feeds,
-    },
-  );
+): Promise<SubscribeResponse> {
+  const response = await node.request<SubscribeResponse>('PUT', mediaControlPath('subscribe', roomId, participantId), {
+    feeds,
+  });
   if (response.status !== 200)
     throw new Error(`subscribe answered ${response.status}: ${JSON.stringify(response.body)}`);
   await answerOffer(node, roomId, participantId, subscriber, response.body.sdp);
@@ -257,7 +253,7 @@ export async function answerOffer(
   offerSdp: string,
 ): Promise<void> {
   const answer = await subscriber.answer(offerSdp);
-  const response = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), {
+  const response = await node.request('POST', mediaControlPath('setSubscriberAnswer', roomId, participantId), {
     sdp: answer,
   });
   if (response.status !== 200) throw new Error(`answer answered ${response.status}: ${JSON.stringify(response.body)}`);

@@ -6,10 +6,10 @@ import { startUpstashCompatServer, type UpstashCompatServer } from '../../script
 import { newId } from '../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
 import {
-  MEDIA_CONTROL_PATHS,
   MEDIA_NODE_REGISTRY_KEY_PREFIX,
   MEDIA_NODE_REGISTRY_SET,
   MediaNodeRegistrationSchema,
+  mediaControlPath,
 } from '../../shared/src/media-control.ts';
 import { type RedisServer, redisServerInstalled, startRedisServer } from '../support/redis-server.ts';
 import { describeWithTool } from '../support/required-tools.ts';
@@ -158,7 +158,7 @@ describeWithTool(redisServerInstalled() ? 'redis-server' : undefined, 'REQUIRE_R
           message: 'the registration to show draining',
         });
 
-        await node.request('DELETE', MEDIA_CONTROL_PATHS.room(roomId));
+        await node.request('DELETE', mediaControlPath('closeRoom', roomId));
         expect(await node.exited).toBe(0);
         expect(await client.get(key)).toBeNull();
         expect(await client.smembers(MEDIA_NODE_REGISTRY_SET)).not.toContain(node.nodeId);

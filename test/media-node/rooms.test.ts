@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
-import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 import { answerOffer, isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
 
@@ -32,7 +32,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     expect(await metricValue(node, 'truegather_rooms')).toBe(2);
 
     for (const roomId of rooms) {
-      expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.room(roomId))).status).toBe(200);
+      expect((await node.request('DELETE', mediaControlPath('closeRoom', roomId))).status).toBe(200);
     }
     await waitFor(async () => (await metricValue(node, 'truegather_rooms')) === 0, { message: 'the rooms to close' });
   });
@@ -51,7 +51,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     });
 
     // The edge removes the publisher when its participant leaves.
-    const removed = await node.request('DELETE', MEDIA_CONTROL_PATHS.publisher(roomId, leaving));
+    const removed = await node.request('DELETE', mediaControlPath('unpublish', roomId, leaving));
     expect(removed.status).toBe(200);
 
     const offer = await node.events.waitForEvent(isEvent('subscriber_offer', subscriberId));
@@ -71,7 +71,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     await publishThrough(node, roomId, working, peers.track(await TestPublisher.create({ video: false })));
     // The node answers, but the answer never reaches this publisher: ICE cannot complete.
     const vanished = await TestPublisher.create();
-    const published = await node.request('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+    const published = await node.request('POST', mediaControlPath('publish', roomId), {
       participant_id: broken,
       sdp: await vanished.createOffer(),
     });
@@ -96,7 +96,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     await publishThrough(node, roomId, publisherId, peers.track(await TestPublisher.create({ video: false })));
     const loadOf = async () => ((await (await fetch(new URL('/health', node.url))).json()) as { load: number }).load;
     const loadBefore = await loadOf();
-    const offered = await node.request('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId), {
+    const offered = await node.request('PUT', mediaControlPath('subscribe', roomId, subscriberId), {
       feeds: [publisherId],
     });
     expect(offered.status).toBe(200);
@@ -106,7 +106,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     const closed = await node.events.waitForEvent(isEvent('subscriber_closed', subscriberId), 15_000);
     expect(closed).toMatchObject({ room_id: roomId, reason: 'peer connection did not connect in time' });
     await waitFor(async () => (await loadOf()) === loadBefore, { message: 'the subscriber to leave the load' });
-    const late = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
+    const late = await node.request('POST', mediaControlPath('setSubscriberAnswer', roomId, subscriberId), {
       sdp: 'v=0\r\n',
     });
     expect(late.status).toBe(404);
@@ -156,7 +156,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     await waitFor(() => subscriber.packets('video', alice) > 0, { message: 'alice at the subscriber' });
 
     // An offer for [alice, bob] that the client never answers, superseded by one for [bob].
-    const unanswered = await node.request('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId), {
+    const unanswered = await node.request('PUT', mediaControlPath('subscribe', roomId, subscriberId), {
       feeds: [alice, bob],
     });
     expect(unanswered.status).toBe(200);
@@ -166,7 +166,7 @@ describe('media node rooms: feeds, departures, workers', () => {
     await waitFor(() => subscriber.packets('video', bob) > bobBefore + 10, { message: 'bob at the subscriber' });
     expect(subscriber.feeds()).toEqual([bob]);
 
-    const stale = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
+    const stale = await node.request('POST', mediaControlPath('setSubscriberAnswer', roomId, subscriberId), {
       sdp: subscriber.pc.localDescription!.sdp,
     });
     expect(stale.status).toBe(409);
@@ -177,16 +177,20 @@ describe('media node rooms: feeds, departures, workers', () => {
     const reconnected = peers.track(new TestSubscriber());
     const offerForNew = await node.request<{ sdp: string }>(
       'PUT',
-      MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId),
+      mediaControlPath('subscribe', roomId, subscriberId),
       {
         feeds: [bob],
       },
     );
-    const fromNewConnection = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, subscriberId), {
-      sdp: await reconnected.answer(offerForNew.body.sdp),
-    });
+    const fromNewConnection = await node.request(
+      'POST',
+      mediaControlPath('setSubscriberAnswer', roomId, subscriberId),
+      {
+        sdp: await reconnected.answer(offerForNew.body.sdp),
+      },
+    );
     expect(fromNewConnection.status).toBe(409);
-    expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, subscriberId))).status).toBe(200);
+    expect((await node.request('DELETE', mediaControlPath('closeSubscriber', roomId, subscriberId))).status).toBe(200);
     const fresh = peers.track(new TestSubscriber());
     await subscribeThrough(node, roomId, subscriberId, fresh, [bob]);
     await waitFor(() => fresh.packets('video', bob) > 10, { message: 'bob at the reconnected subscriber' });
@@ -231,18 +235,18 @@ describe('media node rooms: feeds, departures, workers', () => {
     const publisherId = newId();
     const subscriberId = newId();
     // A trickled candidate may arrive before its publisher exists: kept, and harmless.
-    const early = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+    const early = await node.request('POST', mediaControlPath('addIceCandidate', roomId, publisherId), {
       target: 'publisher',
       candidate: { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0 },
     });
     expect(early.status).toBe(200);
-    const mdns = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+    const mdns = await node.request('POST', mediaControlPath('addIceCandidate', roomId, publisherId), {
       target: 'publisher',
       candidate: { candidate: 'candidate:2 1 udp 2122260223 0f2a7c1e-3b0d-4c6e-9b1a-2d3e4f5a6b7c.local 9 typ host' },
     });
     expect(mdns.status).toBe(200);
     await publishThrough(node, roomId, publisherId, peers.track(await TestPublisher.create()));
-    const endOfCandidates = await node.request('POST', MEDIA_CONTROL_PATHS.ice(roomId, publisherId), {
+    const endOfCandidates = await node.request('POST', mediaControlPath('addIceCandidate', roomId, publisherId), {
       target: 'publisher',
       candidate: null,
     });

@@ -78,7 +78,7 @@ describe('media worker pool', () => {
       details: { draining: true },
     });
     // Removals of unknown rooms are no-ops, answers to unknown rooms are 404.
-    await expect(pool.run('unsubscribe', { roomId: newId(), participantId: newId() })).resolves.toBeNull();
+    await expect(pool.run('closeSubscriber', { roomId: newId(), participantId: newId() })).resolves.toBeNull();
     await expect(
       pool.run('setSubscriberAnswer', { roomId: newId(), participantId: newId(), sdp: 'v=0' }),
     ).rejects.toMatchObject({ status: 404 });

@@ -1,26 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { ConfigError, parseEnvironment, SecretSchema } from '../../shared/src/config.ts';
+import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
+import { IceServerSchema } from '../../shared/src/ice.ts';
+import { newId } from '../../shared/src/ids.ts';
 import {
   AddIceCandidateRequestSchema,
-  ClientFrameSchema,
-  ConfigError,
-  CreatePublisherRequestSchema,
+  MediaEventSchema,
+  PublishRequestSchema,
+  SubscribeRequestSchema,
+  SubscriberAnswerRequestSchema,
+} from '../../shared/src/media-control.ts';
+import {
   CreateRoomRequestSchema,
-  ErrorEnvelopeSchema,
-  FrameEnvelopeSchema,
-  IceServerSchema,
   JoinRoomRequestSchema,
   JoinRoomResponseSchema,
-  MediaEventSchema,
-  newId,
-  parseEnvironment,
   RoomDetailsSchema,
-  SecretSchema,
-  ServerFrameSchema,
-  SubscriberAnswerRequestSchema,
-  TokenClaimsSchema,
-  UpdateSubscriberRequestSchema,
-} from '../../shared/src/index.ts';
+} from '../../shared/src/rest.ts';
+import { ClientFrameSchema, FrameEnvelopeSchema, ServerFrameSchema } from '../../shared/src/signaling.ts';
+import { TokenClaimsSchema } from '../../shared/src/token.ts';
 
 const id = () => newId();
 const sdp = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
@@ -211,14 +209,14 @@ describe('token claims', () => {
 
 describe('media-node control bodies', () => {
   it('accepts valid bodies and rejects oversize or missing fields', () => {
-    expect(CreatePublisherRequestSchema.safeParse({ participant_id: id(), sdp }).success).toBe(true);
-    expect(CreatePublisherRequestSchema.safeParse({ participant_id: id() }).success).toBe(false);
-    expect(
-      CreatePublisherRequestSchema.safeParse({ participant_id: id(), sdp: `v=0${'a'.repeat(70_000)}` }).success,
-    ).toBe(false);
-    expect(UpdateSubscriberRequestSchema.safeParse({ feeds: [] }).success).toBe(true);
-    expect(UpdateSubscriberRequestSchema.safeParse({ feeds: [id()] }).success).toBe(true);
-    expect(UpdateSubscriberRequestSchema.safeParse({ feeds: ['nope'] }).success).toBe(false);
+    expect(PublishRequestSchema.safeParse({ participant_id: id(), sdp }).success).toBe(true);
+    expect(PublishRequestSchema.safeParse({ participant_id: id() }).success).toBe(false);
+    expect(PublishRequestSchema.safeParse({ participant_id: id(), sdp: `v=0${'a'.repeat(70_000)}` }).success).toBe(
+      false,
+    );
+    expect(SubscribeRequestSchema.safeParse({ feeds: [] }).success).toBe(true);
+    expect(SubscribeRequestSchema.safeParse({ feeds: [id()] }).success).toBe(true);
+    expect(SubscribeRequestSchema.safeParse({ feeds: ['nope'] }).success).toBe(false);
     expect(SubscriberAnswerRequestSchema.safeParse({ sdp: '' }).success).toBe(false);
     expect(AddIceCandidateRequestSchema.safeParse({ target: 'publisher', candidate: null }).success).toBe(true);
     expect(AddIceCandidateRequestSchema.safeParse({ candidate: null }).success).toBe(false);

@@ -2,7 +2,7 @@ import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import type { MediaNodeRegistration } from '../../shared/src/media-control.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
-import { MediaNodeError } from '../../workers/src/media/media-node-client.ts';
+import { MediaCallError } from '../../workers/src/media/media-node-client.ts';
 import { chooseNode, MediaNodePlacement } from '../../workers/src/media/media-node-placement.ts';
 import type { RoomRepository } from '../../workers/src/store/room-repository.ts';
 
@@ -78,7 +78,7 @@ describe('MediaNodePlacement', () => {
       expect(await placement.baseUrl()).toBe('http://static');
     });
     await withPlacement({ registry: async () => [] }, async (placement) => {
-      await expect(placement.baseUrl()).rejects.toBeInstanceOf(MediaNodeError);
+      await expect(placement.baseUrl()).rejects.toBeInstanceOf(MediaCallError);
     });
   });
 });

@@ -67,7 +67,7 @@ describe('reconnecting with the same token', () => {
     // The subscription survived: subscribing to one more feed asks for both.
     await publishReady(room.id, cara, STREAMS, [again, bob.socket]);
     await again.expectReply('subscribe', { feeds: [cara.participantId] }, 'subscribe_offer');
-    expect(fake.callsOf('updateSubscriber').at(-1)?.detail).toEqual([bob.participantId, cara.participantId]);
+    expect(fake.callsOf('subscribe').at(-1)?.detail).toEqual([bob.participantId, cara.participantId]);
     expect(await storedParticipants(room.id)).toBe(3);
     for (const socket of [again, bob.socket, cara.socket]) socket.close();
   });
@@ -100,7 +100,7 @@ describe('reconnect grace period', () => {
       display: 'Ann',
     });
     // The media node is told; it renegotiates Bob's subscription by itself (a subscriber_offer event).
-    expect(fake.callsOf('removePublisher').map((call) => call.participantId)).toEqual([ann.participantId]);
+    expect(fake.callsOf('unpublish').map((call) => call.participantId)).toEqual([ann.participantId]);
     expect(await storedParticipants(room.id)).toBe(1);
     bob.socket.close();
   });

@@ -87,7 +87,7 @@ describe('joining and presence', () => {
     expect(await bob.socket.closed).toEqual({ code: 1000, reason: 'left' });
     expect((await ann.socket.nextOf('publisher_left')).payload.publisher_id).toBe(bob.participantId);
     expect((await ann.socket.nextOf('participant_left')).payload.participant.id).toBe(bob.participantId);
-    expect(fake.callsOf('removePublisher').map((call) => call.participantId)).toEqual([bob.participantId]);
+    expect(fake.callsOf('unpublish').map((call) => call.participantId)).toEqual([bob.participantId]);
     expect(await storedParticipants(room.id)).toBe(1);
     ann.socket.close();
   });
@@ -144,7 +144,7 @@ describe('publishing and subscribing through the media node', () => {
 
     const emptied = await bob.socket.expectReply('unsubscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
     expect(emptied.payload.sdp).toContain('s=offer for');
-    expect(fake.callsOf('updateSubscriber').at(-1)?.detail).toEqual([]);
+    expect(fake.callsOf('subscribe').at(-1)?.detail).toEqual([]);
 
     await mediaEvent(room.id, { type: 'subscriber_closed', participant_id: bob.participantId, reason: 'ice failed' });
     const answerless = await bob.socket.request('subscribe_answer', { sdp: fakeSdp('late answer') });
@@ -154,7 +154,7 @@ describe('publishing and subscribing through the media node', () => {
     for (const other of [bob, cara]) {
       expect((await other.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);
     }
-    expect(fake.callsOf('removePublisher').map((call) => call.participantId)).toEqual([ann.participantId]);
+    expect(fake.callsOf('unpublish').map((call) => call.participantId)).toEqual([ann.participantId]);
     for (const member of [ann, bob, cara]) member.socket.close();
   });
 
@@ -166,13 +166,13 @@ describe('publishing and subscribing through the media node', () => {
     await useMediaNode(room.id, fake);
     await publishReady(room.id, ann, STREAMS, [bob.socket]);
     await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
-    expect(fake.callsOf('removeSubscriber')).toEqual([]);
+    expect(fake.callsOf('closeSubscriber')).toEqual([]);
 
     // The client's receiving connection broke: it asks for the same feeds again.
     const restarted = await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
     expect(restarted.payload.sdp).toContain(ann.participantId);
     const calls = fake.calls.filter((call) => call.participantId === bob.participantId).map((call) => call.method);
-    expect(calls.slice(-2)).toEqual(['removeSubscriber', 'updateSubscriber']);
+    expect(calls.slice(-2)).toEqual(['closeSubscriber', 'subscribe']);
     expect(fake.subscribers.get(`${room.id}/${bob.participantId}`)).toEqual([ann.participantId]);
   });
 
@@ -188,7 +188,7 @@ describe('publishing and subscribing through the media node', () => {
     await publishReady(room.id, ann, STREAMS, [bob.socket, cara.socket]);
     await publishReady(room.id, bob, STREAMS, [ann.socket, cara.socket]);
     await cara.socket.expectReply('subscribe', { feeds: [ann.participantId, bob.participantId] }, 'subscribe_offer');
-    const offersAsked = fake.callsOf('updateSubscriber').length;
+    const offersAsked = fake.callsOf('subscribe').length;
 
     await ann.socket.expectReply('unpublish', {}, 'ack');
     expect((await cara.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);
@@ -207,7 +207,7 @@ describe('publishing and subscribing through the media node', () => {
     expect((await ann.socket.nextOf('publisher_left')).payload.publisher_id).toBe(bob.participantId);
     await roundTrip(cara.socket);
     // No offer was asked of the node on the way: only its own renegotiation reaches Cara.
-    expect(fake.callsOf('updateSubscriber')).toHaveLength(offersAsked);
+    expect(fake.callsOf('subscribe')).toHaveLength(offersAsked);
     expect(cara.socket.untaken('subscribe_offer').filter((frame) => frame.request_id === undefined)).toEqual([]);
     // Both feeds are gone from Cara's subscription: subscribing to Bob's again is refused as unknown.
     expect(await cara.socket.request('subscribe', { feeds: [bob.participantId] })).toMatchObject({
@@ -215,7 +215,7 @@ describe('publishing and subscribing through the media node', () => {
       payload: { code: 'unknown_feed' },
     });
     // The node closed Bob's publisher itself: the coordinator does not ask it again.
-    expect(fake.callsOf('removePublisher').map((call) => call.participantId)).toEqual([ann.participantId]);
+    expect(fake.callsOf('unpublish').map((call) => call.participantId)).toEqual([ann.participantId]);
     for (const member of [ann, bob, cara]) member.socket.close();
   });
 
@@ -229,7 +229,7 @@ describe('publishing and subscribing through the media node', () => {
 
     const fake = new FakeMediaNode();
     await useMediaNode(room.id, fake);
-    fake.failNext('createPublisher', 'bad_sdp');
+    fake.failNext('publish', 'bad_sdp');
     expect(await ann.socket.request('publish_offer', { sdp: fakeSdp('offer') })).toMatchObject({
       type: 'error',
       payload: { code: 'bad_sdp' },

@@ -2,11 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
-import type {
-  CreatePublisherResponse,
-  MediaEvent,
-  SubscriberOfferResponse,
-} from '../../../shared/src/media-control.ts';
+import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
@@ -55,7 +51,7 @@ interface EarlyCandidates {
  * makes subscribers follow the tracks of the feeds they want. It closes itself when its last peer
  * goes.
  */
-export class Room extends EventEmitter<RoomEvents> {
+export class MediaRoom extends EventEmitter<RoomEvents> {
   readonly id: string;
   readonly #deps: RoomDependencies;
   readonly #logger: Logger;
@@ -84,7 +80,7 @@ export class Room extends EventEmitter<RoomEvents> {
    * A publisher's offer. From the browser connection that already publishes (same DTLS fingerprint)
    * it is a renegotiation, e.g. adding a screen track; from a new connection it replaces the old one.
    */
-  async publish(participantId: string, offerSdp: string): Promise<CreatePublisherResponse> {
+  async publish(participantId: string, offerSdp: string): Promise<PublishResponse> {
     this.#assertOpen();
     const existing = this.#publishers.get(participantId);
     if (existing && existing.fingerprint !== undefined && existing.fingerprint === fingerprintOf(offerSdp)) {
@@ -128,7 +124,7 @@ export class Room extends EventEmitter<RoomEvents> {
   }
 
   /** Creates the subscriber if needed and returns an offer for exactly `feeds`. */
-  async subscribe(participantId: string, feeds: readonly string[]): Promise<SubscriberOfferResponse> {
+  async subscribe(participantId: string, feeds: readonly string[]): Promise<SubscribeResponse> {
     this.#assertOpen();
     let subscriber = this.#subscribers.get(participantId);
     if (!subscriber) {
@@ -151,7 +147,7 @@ export class Room extends EventEmitter<RoomEvents> {
     return subscriber.setAnswer(answerSdp);
   }
 
-  unsubscribe(participantId: string): void {
+  closeSubscriber(participantId: string): void {
     this.#subscribers.get(participantId)?.close('removed');
   }
 

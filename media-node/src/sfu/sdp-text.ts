@@ -3,6 +3,8 @@
  * and LF alone, and always written back with CRLF.
  */
 
+export { fingerprintOf } from '../../../shared/src/sdp-fingerprint.ts';
+
 const lines = (sdp: string) => sdp.split(/\r?\n/).filter((line) => line.length > 0);
 const join = (sdpLines: string[]) => `${sdpLines.join('\r\n')}\r\n`;
 
@@ -40,15 +42,6 @@ export function isMdnsCandidate(candidate: string): boolean {
 
 export function withoutMdnsCandidates(sdp: string): string {
   return join(lines(sdp).filter((line) => !(line.startsWith('a=candidate:') && isMdnsCandidate(line))));
-}
-
-/** The DTLS fingerprint: a new one means a new browser peer connection, not a renegotiation. */
-export function fingerprintOf(sdp: string): string | undefined {
-  return lines(sdp)
-    .find((line) => line.startsWith('a=fingerprint:'))
-    ?.slice('a=fingerprint:'.length)
-    .trim()
-    .toLowerCase();
 }
 
 /** The first ICE username fragment: an answerer keeps it unless the offer asked for an ICE restart. */

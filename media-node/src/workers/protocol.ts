@@ -1,10 +1,6 @@
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type {
-  CreatePublisherResponse,
-  MediaEvent,
-  SubscriberOfferResponse,
-} from '../../../shared/src/media-control.ts';
+import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import type { SerializedMediaError } from '../errors.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
@@ -26,15 +22,15 @@ export interface WorkerInit {
 
 /** Operations on a room, and what each resolves to. */
 export interface RoomCommands {
-  publish: { args: { roomId: string; participantId: string; sdp: string }; result: CreatePublisherResponse };
+  publish: { args: { roomId: string; participantId: string; sdp: string }; result: PublishResponse };
   unpublish: { args: { roomId: string; participantId: string }; result: null };
   addIceCandidate: {
     args: { roomId: string; participantId: string; target: IceTarget; candidate: IceCandidate | null };
     result: null;
   };
-  subscribe: { args: { roomId: string; participantId: string; feeds: string[] }; result: SubscriberOfferResponse };
+  subscribe: { args: { roomId: string; participantId: string; feeds: string[] }; result: SubscribeResponse };
   setSubscriberAnswer: { args: { roomId: string; participantId: string; sdp: string }; result: null };
-  unsubscribe: { args: { roomId: string; participantId: string }; result: null };
+  closeSubscriber: { args: { roomId: string; participantId: string }; result: null };
   closeRoom: { args: { roomId: string }; result: null };
 }
 export type RoomCommandName = keyof RoomCommands;

@@ -4,7 +4,7 @@ import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { notFound } from '../errors.ts';
 import { createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { PortAllocator } from '../sfu/port-allocator.ts';
-import { Room } from '../sfu/room.ts';
+import { MediaRoom } from '../sfu/room.ts';
 import { socketsPerPeer } from '../sfu/rtc-settings.ts';
 import type { CommandArgs, CommandName, CommandResult, WorkerInit, WorkerStats, WorkerToMain } from './protocol.ts';
 
@@ -18,7 +18,7 @@ export class RoomHost {
   readonly #post: (message: WorkerToMain) => void;
   readonly #ports: PortAllocator;
   readonly #stats = createForwardingStats();
-  readonly #rooms = new Map<string, Room>();
+  readonly #rooms = new Map<string, MediaRoom>();
   #lastUtilization = performance.eventLoopUtilization();
 
   constructor(init: WorkerInit, logger: Logger, post: (message: WorkerToMain) => void) {
@@ -44,8 +44,8 @@ export class RoomHost {
       await this.#room(roomId, false).setSubscriberAnswer(participantId, sdp);
       return null;
     },
-    unsubscribe: ({ roomId, participantId }) => {
-      this.#rooms.get(roomId)?.unsubscribe(participantId);
+    closeSubscriber: ({ roomId, participantId }) => {
+      this.#rooms.get(roomId)?.closeSubscriber(participantId);
       return null;
     },
     closeRoom: ({ roomId }) => {
@@ -70,11 +70,11 @@ export class RoomHost {
     }
   }
 
-  #room(roomId: string, create: boolean): Room {
+  #room(roomId: string, create: boolean): MediaRoom {
     const existing = this.#rooms.get(roomId);
     if (existing) return existing;
     if (!create) throw notFound('room');
-    const room = new Room(roomId, {
+    const room = new MediaRoom(roomId, {
       settings: this.#init.settings,
       ports: this.#ports,
       stats: this.#stats,

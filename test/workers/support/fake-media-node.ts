@@ -1,9 +1,9 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { CreatePublisherResponse, SubscriberOfferResponse } from '../../../shared/src/media-control.ts';
+import type { PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { Stream } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
-import { type MediaNodeClient, MediaNodeError } from '../../../workers/src/media/media-node-client.ts';
+import { MediaCallError, type MediaNodeClient } from '../../../workers/src/media/media-node-client.ts';
 
 type Method = keyof MediaNodeClient;
 
@@ -46,14 +46,14 @@ export class FakeMediaNode implements MediaNodeClient {
     const code = this.#failures.get(call.method);
     if (code) {
       this.#failures.delete(call.method);
-      throw new MediaNodeError(code, `fake media node refused ${call.method}`);
+      throw new MediaCallError(code, `fake media node refused ${call.method}`);
     }
   }
 
-  async createPublisher(roomId: string, participantId: string, sdp: string): Promise<CreatePublisherResponse> {
-    this.#enter({ method: 'createPublisher', roomId, participantId });
+  async publish(roomId: string, participantId: string, sdp: string): Promise<PublishResponse> {
+    this.#enter({ method: 'publish', roomId, participantId });
     const kinds = [...sdp.matchAll(/^m=(audio|video) /gm)].map((match) => match[1] as Stream['kind']);
-    if (kinds.length === 0) throw new MediaNodeError('bad_sdp', 'the offer has no audio or video section');
+    if (kinds.length === 0) throw new MediaCallError('bad_sdp', 'the offer has no audio or video section');
     const streams = kinds.map((kind, index) => ({ kind, mid: String(index) }));
     this.publishers.set(`${roomId}/${participantId}`, streams);
     return { sdp: fakeSdp(`answer for ${participantId}`, kinds), streams };
@@ -64,8 +64,8 @@ export class FakeMediaNode implements MediaNodeClient {
     this.candidates.push({ participantId, target, candidate });
   }
 
-  async updateSubscriber(roomId: string, participantId: string, feeds: string[]): Promise<SubscriberOfferResponse> {
-    this.#enter({ method: 'updateSubscriber', roomId, participantId, detail: feeds });
+  async subscribe(roomId: string, participantId: string, feeds: string[]): Promise<SubscribeResponse> {
+    this.#enter({ method: 'subscribe', roomId, participantId, detail: feeds });
     const carried = feeds.filter((feed) => this.publishers.has(`${roomId}/${feed}`));
     this.subscribers.set(`${roomId}/${participantId}`, carried);
     return { sdp: fakeSdp(`offer for ${participantId}: ${carried.join(',')}`), feeds: carried };
@@ -73,16 +73,16 @@ export class FakeMediaNode implements MediaNodeClient {
 
   async setSubscriberAnswer(roomId: string, participantId: string, _sdp: string): Promise<void> {
     this.#enter({ method: 'setSubscriberAnswer', roomId, participantId });
-    if (!this.subscribers.has(`${roomId}/${participantId}`)) throw new MediaNodeError('bad_request', 'no subscriber');
+    if (!this.subscribers.has(`${roomId}/${participantId}`)) throw new MediaCallError('bad_request', 'no subscriber');
   }
 
-  async removePublisher(roomId: string, participantId: string): Promise<void> {
-    this.#enter({ method: 'removePublisher', roomId, participantId });
+  async unpublish(roomId: string, participantId: string): Promise<void> {
+    this.#enter({ method: 'unpublish', roomId, participantId });
     this.publishers.delete(`${roomId}/${participantId}`);
   }
 
-  async removeSubscriber(roomId: string, participantId: string): Promise<void> {
-    this.#enter({ method: 'removeSubscriber', roomId, participantId });
+  async closeSubscriber(roomId: string, participantId: string): Promise<void> {
+    this.#enter({ method: 'closeSubscriber', roomId, participantId });
     this.subscribers.delete(`${roomId}/${participantId}`);
   }
 

@@ -2,14 +2,16 @@ import type { z } from 'zod';
 import { type ErrorCode, ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import {
-  CreatePublisherResponseSchema,
-  MEDIA_CONTROL_PATHS,
-  SubscriberOfferResponseSchema,
+  MEDIA_CONTROL_ROUTES,
+  type MediaControlOperation,
+  mediaControlPath,
+  PublishResponseSchema,
+  SubscribeResponseSchema,
 } from '../../../shared/src/media-control.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../../shared/src/token.ts';
-import { type MediaNodeClient, MediaNodeError } from './media-node-client.ts';
+import { MediaCallError, type MediaNodeClient } from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -36,37 +38,32 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     this.#placement = placement;
   }
 
-  async createPublisher(roomId: string, participantId: string, sdp: string) {
-    return this.#call('POST', MEDIA_CONTROL_PATHS.publishers(roomId), CreatePublisherResponseSchema, {
-      participant_id: participantId,
-      sdp,
-    });
+  async publish(roomId: string, participantId: string, sdp: string) {
+    return this.#call('publish', roomId, undefined, PublishResponseSchema, { participant_id: participantId, sdp });
   }
 
   async addIceCandidate(roomId: string, participantId: string, target: IceTarget, candidate: IceCandidate | null) {
-    await this.#call('POST', MEDIA_CONTROL_PATHS.ice(roomId, participantId), undefined, { target, candidate });
+    await this.#call('addIceCandidate', roomId, participantId, undefined, { target, candidate });
   }
 
-  async updateSubscriber(roomId: string, participantId: string, feeds: string[]) {
-    return this.#call('PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId), SubscriberOfferResponseSchema, {
-      feeds,
-    });
+  async subscribe(roomId: string, participantId: string, feeds: string[]) {
+    return this.#call('subscribe', roomId, participantId, SubscribeResponseSchema, { feeds });
   }
 
   async setSubscriberAnswer(roomId: string, participantId: string, sdp: string) {
-    await this.#call('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), undefined, { sdp });
+    await this.#call('setSubscriberAnswer', roomId, participantId, undefined, { sdp });
   }
 
-  async removePublisher(roomId: string, participantId: string) {
-    await this.#call('DELETE', MEDIA_CONTROL_PATHS.publisher(roomId, participantId));
+  async unpublish(roomId: string, participantId: string) {
+    await this.#call('unpublish', roomId, participantId);
   }
 
-  async removeSubscriber(roomId: string, participantId: string) {
-    await this.#call('DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId));
+  async closeSubscriber(roomId: string, participantId: string) {
+    await this.#call('closeSubscriber', roomId, participantId);
   }
 
   async closeRoom(roomId: string) {
-    await this.#call('DELETE', MEDIA_CONTROL_PATHS.room(roomId));
+    await this.#call('closeRoom', roomId);
   }
 
   async #bearer(): Promise<string> {
@@ -83,11 +80,14 @@ export class HttpMediaNodeClient implements MediaNodeClient {
   }
 
   async #call<S extends z.ZodType>(
-    method: string,
-    path: string,
+    operation: MediaControlOperation,
+    roomId: string,
+    participantId?: string,
     responseSchema?: S,
     body?: unknown,
   ): Promise<z.output<S>> {
+    const { method } = MEDIA_CONTROL_ROUTES[operation];
+    const path = mediaControlPath(operation, roomId, participantId);
     const baseUrl = await this.#placement.baseUrl();
     // A timer cleared as soon as the call ends (AbortSignal.timeout would keep the room's Durable
     // Object awake until it fires).
@@ -109,14 +109,14 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     } catch {
       // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
       if (!controller.signal.aborted) await this.#placement.release(baseUrl);
-      throw new MediaNodeError('media_unavailable', 'the media node is unreachable');
+      throw new MediaCallError('media_unavailable', 'the media node is unreachable');
     } finally {
       clearTimeout(timer);
     }
     if (!response.ok) throw errorFromResponse(response.status, payload);
     if (!responseSchema) return undefined as z.output<S>;
     const parsed = responseSchema.safeParse(payload);
-    if (!parsed.success) throw new MediaNodeError('media_unavailable', 'the media node answered outside the contract');
+    if (!parsed.success) throw new MediaCallError('media_unavailable', 'the media node answered outside the contract');
     return parsed.data;
   }
 }
@@ -129,11 +129,11 @@ const CLIENT_FACING_CODES = new Set<ErrorCode>(['bad_sdp', 'not_found', 'conflic
  * keep their code; the rest (5xx, 401 from a MEDIA_NODE_SECRET mismatch, 413…) are `media_unavailable`,
  * with the status in the message for the edge's log (never the node's own message).
  */
-function errorFromResponse(status: number, payload: unknown): MediaNodeError {
+function errorFromResponse(status: number, payload: unknown): MediaCallError {
   const envelope = ErrorEnvelopeSchema.safeParse(payload);
   const code = envelope.success ? envelope.data.error.code : undefined;
   if (status < 500 && code && CLIENT_FACING_CODES.has(code)) {
-    return new MediaNodeError(code, envelope.success ? envelope.data.error.message : 'media error');
+    return new MediaCallError(code, envelope.success ? envelope.data.error.message : 'media error');
   }
-  return new MediaNodeError('media_unavailable', `the media node failed (${status}${code ? ` ${code}` : ''})`);
+  return new MediaCallError('media_unavailable', `the media node failed (${status}${code ? ` ${code}` : ''})`);
 }

@@ -1,7 +1,7 @@
 import type { MediaNodeRegistration } from '../../../shared/src/media-control.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
-import { MediaNodeError } from './media-node-client.ts';
+import { MediaCallError } from './media-node-client.ts';
 
 const STORAGE_KEY = 'media-node-url';
 
@@ -29,7 +29,7 @@ export class MediaNodePlacement {
     const pinned = await this.#storage.get<string>(STORAGE_KEY);
     if (pinned) return pinned;
     const url = (await this.#chooseFromRegistry()) ?? this.#staticUrl;
-    if (!url) throw new MediaNodeError('media_unavailable', 'no media node is available');
+    if (!url) throw new MediaCallError('media_unavailable', 'no media node is available');
     await this.#storage.put(STORAGE_KEY, url);
     return url;
   }

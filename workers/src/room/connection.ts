@@ -63,12 +63,12 @@ export function closeSocket(ws: WebSocket, code: number, reason: string): void {
 }
 
 /** A refused request: becomes an `error` frame with this code, and the socket stays open. */
-export class SignalingError extends Error {
+export class RequestRefusedError extends Error {
   readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string) {
     super(message);
-    this.name = 'SignalingError';
+    this.name = 'RequestRefusedError';
     this.code = code;
   }
 }

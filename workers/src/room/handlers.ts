@@ -1,8 +1,9 @@
 import type { ClientFrameOf, ClientFrameType, ServerFrameType, ServerPayload } from '../../../shared/src/signaling.ts';
+import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { iceServersFor } from '../auth/turn-credentials.ts';
-import { type ConnectionAttachment, isOpen, SignalingError, updateAttachment } from './connection.ts';
+import { type ConnectionAttachment, isOpen, RequestRefusedError, updateAttachment } from './connection.ts';
 import { encodeServerFrame } from './frames.ts';
-import { CLOSE_CODES, type Room } from './room.ts';
+import type { Room } from './room.ts';
 import { type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
 
 /** One client request on its way through a handler; `reply` may be called once. */
@@ -18,20 +19,20 @@ type FrameHandler<T extends ClientFrameType> = (room: Room, request: SignalingRe
 /** The sender's participant record; every frame but join_room needs one. */
 function senderRecord(room: Room, attachment: ConnectionAttachment): ParticipantRecord {
   const record = room.state.participant(attachment.participantId);
-  if (!record) throw new SignalingError('not_joined', 'join the room first');
+  if (!record) throw new RequestRefusedError('not_joined', 'join the room first');
   return record;
 }
 
 async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Promise<void> {
   const { frame, ws, attachment } = request;
   const participantId = attachment.participantId;
-  if (attachment.joined) throw new SignalingError('already_joined', 'this connection has already joined');
+  if (attachment.joined) throw new RequestRefusedError('already_joined', 'this connection has already joined');
   if (frame.payload.room_id !== room.roomId) {
-    throw new SignalingError('room_mismatch', 'room_id does not match the room of the token');
+    throw new RequestRefusedError('room_mismatch', 'room_id does not match the room of the token');
   }
   const existing = room.state.participant(participantId);
   if (!existing && room.state.participants().length >= room.config.maxParticipants) {
-    throw new SignalingError('room_full', `the room has reached ${room.config.maxParticipants} participants`);
+    throw new RequestRefusedError('room_full', `the room has reached ${room.config.maxParticipants} participants`);
   }
   // A participant whose record survives (reconnect within the grace period, or a replaced socket)
   // resumes: same identity, same publishing and subscriptions, and nobody is told it left or came.
@@ -57,7 +58,7 @@ async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Pro
   }
   if (!added) {
     if (!existing) room.state.deleteParticipant(participantId);
-    throw new SignalingError('not_found', 'the room does not exist or has expired');
+    throw new RequestRefusedError('not_found', 'the room does not exist or has expired');
   }
   const iceServers = await iceServersFor(room.config.ice, participantId);
   if (!isOpen(ws)) {
@@ -95,7 +96,7 @@ async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Pro
 
 async function publishOffer(room: Room, request: SignalingRequest<'publish_offer'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
-  if (!record.grants.publish) throw new SignalingError('forbidden', 'the token does not allow publishing');
+  if (!record.grants.publish) throw new RequestRefusedError('forbidden', 'the token does not allow publishing');
   const republish = record.publisher !== null;
   if (!republish) {
     const claim = await room.repository.claimPublisher(room.roomId, {
@@ -104,14 +105,15 @@ async function publishOffer(room: Room, request: SignalingRequest<'publish_offer
       streams: [],
     });
     if (!claim.ok) {
-      if (claim.reason === 'room_full') throw new SignalingError('room_full', 'the room has its maximum of publishers');
-      throw new SignalingError('not_found', 'the room does not exist or has expired');
+      if (claim.reason === 'room_full')
+        throw new RequestRefusedError('room_full', 'the room has its maximum of publishers');
+      throw new RequestRefusedError('not_found', 'the room does not exist or has expired');
     }
   }
   room.state.updateMeta({ roomId: room.roomId, mediaUsed: true });
-  let answer: Awaited<ReturnType<typeof room.media.createPublisher>>;
+  let answer: Awaited<ReturnType<typeof room.media.publish>>;
   try {
-    answer = await room.media.createPublisher(room.roomId, record.id, request.frame.payload.sdp);
+    answer = await room.media.publish(room.roomId, record.id, request.frame.payload.sdp);
   } catch (error) {
     if (!republish) await room.repository.releasePublisher(room.roomId, record.id);
     throw error;
@@ -132,9 +134,10 @@ async function publishOffer(room: Room, request: SignalingRequest<'publish_offer
 async function trickleIce(room: Room, request: SignalingRequest<'trickle_ice'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   const { target, candidate } = request.frame.payload;
-  if (target === 'publisher' && !record.publisher) throw new SignalingError('not_publishing', 'nothing is published');
+  if (target === 'publisher' && !record.publisher)
+    throw new RequestRefusedError('not_publishing', 'nothing is published');
   if (target === 'subscriber' && record.subscription === null) {
-    throw new SignalingError('bad_request', 'there is no subscription to add candidates to');
+    throw new RequestRefusedError('bad_request', 'there is no subscription to add candidates to');
   }
   await room.media.addIceCandidate(room.roomId, record.id, target, candidate);
   request.reply('ack', {});
@@ -148,7 +151,7 @@ async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
 ): Promise<void> {
   const participantId = request.attachment.participantId;
   room.state.updateMeta({ roomId: room.roomId, mediaUsed: true });
-  const offer = await room.media.updateSubscriber(room.roomId, participantId, feeds);
+  const offer = await room.media.subscribe(room.roomId, participantId, feeds);
   room.state.updateParticipant(participantId, (fresh) => {
     fresh.subscription = offer.feeds;
   });
@@ -157,17 +160,17 @@ async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
 
 async function subscribe(room: Room, request: SignalingRequest<'subscribe'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
-  if (!record.grants.subscribe) throw new SignalingError('forbidden', 'the token does not allow subscribing');
+  if (!record.grants.subscribe) throw new RequestRefusedError('forbidden', 'the token does not allow subscribing');
   const requested = [...new Set(request.frame.payload.feeds)];
   const unknown = requested.filter((feed) => feed === record.id || !room.state.participant(feed)?.publisher);
   if (unknown.length > 0)
-    throw new SignalingError('unknown_feed', `not a publisher in this room: ${unknown.join(', ')}`);
+    throw new RequestRefusedError('unknown_feed', `not a publisher in this room: ${unknown.join(', ')}`);
   const current = record.subscription ?? [];
   // Subscribing to nothing new asks for a restart: the client's receiving connection broke (a network
   // switch, a media node that went away). The media node's side is replaced, and its fresh offer
   // (a new DTLS fingerprint) tells the client to answer from a new connection.
   if (record.subscription !== null && requested.every((feed) => current.includes(feed))) {
-    await room.media.removeSubscriber(room.roomId, record.id);
+    await room.media.closeSubscriber(room.roomId, record.id);
   }
   await renegotiate(room, request, [...new Set([...current, ...requested])]);
 }
@@ -177,7 +180,7 @@ async function unsubscribe(room: Room, request: SignalingRequest<'unsubscribe'>)
   const current = record.subscription ?? [];
   const removed = new Set(request.frame.payload.feeds);
   if (!current.some((feed) => removed.has(feed))) {
-    throw new SignalingError('unknown_feed', 'none of these feeds is subscribed');
+    throw new RequestRefusedError('unknown_feed', 'none of these feeds is subscribed');
   }
   await renegotiate(
     room,
@@ -188,7 +191,8 @@ async function unsubscribe(room: Room, request: SignalingRequest<'unsubscribe'>)
 
 async function subscribeAnswer(room: Room, request: SignalingRequest<'subscribe_answer'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
-  if (record.subscription === null) throw new SignalingError('bad_request', 'there is no subscribe_offer to answer');
+  if (record.subscription === null)
+    throw new RequestRefusedError('bad_request', 'there is no subscribe_offer to answer');
   await room.media.setSubscriberAnswer(room.roomId, record.id, request.frame.payload.sdp);
   request.reply('ack', {});
 }
@@ -196,7 +200,7 @@ async function subscribeAnswer(room: Room, request: SignalingRequest<'subscribe_
 async function unpublish(room: Room, request: SignalingRequest<'unpublish'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   const stopped = await room.stopPublishing(record.id, { removeFromMediaNode: true });
-  if (!stopped) throw new SignalingError('not_publishing', 'nothing is published');
+  if (!stopped) throw new RequestRefusedError('not_publishing', 'nothing is published');
   request.reply('ack', {});
 }
 

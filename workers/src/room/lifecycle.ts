@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { ClientFrame, ClientFrameType } from '../../../shared/src/signaling.ts';
+import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { errorResponse } from '../http/errors.ts';
 import {
   type ConnectionAttachment,
@@ -14,7 +15,7 @@ import { decodeClientFrame, encodeServerFrame } from './frames.ts';
 import { frameHandlers, type SignalingRequest } from './handlers.ts';
 import { decodeIdentity, IDENTITY_HEADER } from './identity.ts';
 import { fullBucket, SIGNALING_RATE_LIMIT, takeToken } from './rate-limit.ts';
-import { CLOSE_CODES, errorCodeOf, errorName, JOIN_TIMEOUT_MS, PING_TIMEOUT_MS, type Room } from './room.ts';
+import { errorCodeOf, errorName, JOIN_TIMEOUT_MS, PING_TIMEOUT_MS, type Room } from './room.ts';
 
 /**
  * The connection lifecycle of a room in one place: connect (upgrade), receive (one frame), disconnect

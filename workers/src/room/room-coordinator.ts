@@ -2,6 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { ParticipantIdSchema } from '../../../shared/src/ids.ts';
 import { createLogger } from '../../../shared/src/log.ts';
 import { type MediaEvent, MediaEventSchema } from '../../../shared/src/media-control.ts';
+import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { edgeConfig } from '../config.ts';
 import type { Env } from '../env.ts';
 import type { MediaNodeClient } from '../media/media-node-client.ts';
@@ -9,7 +10,7 @@ import { createMediaNodeClient } from '../media/media-node-factory.ts';
 import { roomRepository } from '../store/index.ts';
 import { connect, disconnect, receive, runAlarm } from './lifecycle.ts';
 import { queueMediaEvent } from './media-events.ts';
-import { CLOSE_CODES, Room } from './room.ts';
+import { Room } from './room.ts';
 
 /**
  * One room's signaling coordinator (one instance per room id, `idFromName`). A thin shell over the

@@ -1,28 +1,19 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { EdgeConfig } from '../config.ts';
-import { type MediaNodeClient, MediaNodeError } from '../media/media-node-client.ts';
+import { MediaCallError, type MediaNodeClient } from '../media/media-node-client.ts';
 import { type RoomRepository, StoreUnavailableError } from '../store/index.ts';
 import {
   type Connection,
   closeSocket,
   isOpen,
   participantTag,
+  RequestRefusedError,
   readAttachment,
-  SignalingError,
   sendText,
 } from './connection.ts';
 import { encodeServerFrame } from './frames.ts';
 import { participantOf, type RoomMeta, RoomState } from './room-state.ts';
-
-/** Close codes the coordinator uses; 4000 tells the SDK not to reconnect (another tab took over). */
-export const CLOSE_CODES = {
-  normal: 1000,
-  goingAway: 1001,
-  policyViolation: 1008,
-  messageTooBig: 1009,
-  replaced: 4000,
-} as const;
 
 /** How often the alarm looks for dead sockets while any are connected. */
 export const REAP_INTERVAL_MS = 30_000;
@@ -195,8 +186,8 @@ export class Room {
       // Both removals are idempotent and sent whenever the room used media: a control call that
       // timed out here may still have created the peer on the node, which must not outlive its owner.
       if (this.state.meta()?.mediaUsed) {
-        await this.bestEffort('removePublisher', () => this.media.removePublisher(this.roomId, participantId));
-        await this.bestEffort('removeSubscriber', () => this.media.removeSubscriber(this.roomId, participantId));
+        await this.bestEffort('unpublish', () => this.media.unpublish(this.roomId, participantId));
+        await this.bestEffort('closeSubscriber', () => this.media.closeSubscriber(this.roomId, participantId));
       }
     }
     await this.repository.removeParticipant(this.roomId, participantId);
@@ -220,7 +211,7 @@ export class Room {
     if (wasReady) this.broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
     this.forgetFeed(participantId);
     if (options.removeFromMediaNode) {
-      await this.bestEffort('removePublisher', () => this.media.removePublisher(this.roomId, participantId));
+      await this.bestEffort('unpublish', () => this.media.unpublish(this.roomId, participantId));
     }
     await this.repository.releasePublisher(this.roomId, participantId);
     return true;
@@ -272,7 +263,7 @@ export class Room {
 
 /** The signaling error code a failure maps to; anything unexpected is an internal error. */
 export function errorCodeOf(error: unknown): ErrorCode {
-  if (error instanceof SignalingError || error instanceof MediaNodeError) return error.code;
+  if (error instanceof RequestRefusedError || error instanceof MediaCallError) return error.code;
   return error instanceof StoreUnavailableError ? 'service_unavailable' : 'internal_error';
 }
 

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { MediaEventSchema } from '../../../shared/src/media-control.ts';
+import { EDGE_MEDIA_EVENTS_PATH, MediaEventSchema } from '../../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../../shared/src/service-token.ts';
 import { EDGE_AUDIENCE } from '../../../shared/src/token.ts';
 import type { AppEnv } from '../http/app-env.ts';
@@ -8,13 +8,13 @@ import { BODY_READ_MAX_BYTES, readJsonBody } from '../http/json-body.ts';
 import type { RoomCoordinator } from '../room/room-coordinator.ts';
 
 /**
- * `POST /internal/media-events`: the media node reports what happened to a room's peers (tracks
+ * `POST /internal/media-events` (EDGE_MEDIA_EVENTS_PATH): the media node reports what happened to a room's peers (tracks
  * ready, a peer closed, a renegotiation). Signed with MEDIA_NODE_SECRET and audience
  * `truegather-edge-internal`, so no client can forge one; handed to the room's Durable Object.
  */
 export const internalRoutes = new Hono<AppEnv>();
 
-internalRoutes.post('/internal/media-events', async (c) => {
+internalRoutes.post(EDGE_MEDIA_EVENTS_PATH, async (c) => {
   const secret = c.get('config').mediaNode?.secret;
   if (!secret) throw new HttpError(404, 'not_found', 'no media node is configured');
   const token = bearerToken(c.req.header('authorization'));

@@ -1,15 +1,13 @@
 import { Hono } from 'hono';
 import { RoomIdSchema } from '../../../shared/src/ids.ts';
 import { LIMITS } from '../../../shared/src/limits.ts';
+import { SIGNALING_SUBPROTOCOL } from '../../../shared/src/signaling-socket.ts';
 import { verifyParticipantToken } from '../auth/participant-token.ts';
 import { edgeConfig } from '../config.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { errorResponse, HttpError } from '../http/errors.ts';
 import { rateLimit } from '../http/rate-limit.ts';
 import { encodeIdentity, IDENTITY_HEADER } from '../room/identity.ts';
-
-/** The subprotocol browsers offer together with their token: `new WebSocket(url, ['truegather.v1', token])`. */
-export const SIGNALING_SUBPROTOCOL = 'truegather.v1';
 
 interface TokenSource {
   token: string | undefined;
