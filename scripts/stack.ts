@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,21 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 export function generateSecret(): string {
   return randomBytes(32).toString('base64url');
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
 }
 
 /** The host to dial for a bind address: 0.0.0.0 and :: accept on loopback too. */
@@ -113,6 +129,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           String(options.edgePort),
           '--env-file',
           edgeEnvFile,
+          // wrangler's own pick (9229, else a probed free port) races with other wrangler processes
+          // starting at the same moment, and the loser exits with "Address already in use".
+          '--inspector-port',
+          String(await freePort()),
           '--show-interactive-dev-session=false',
           '--log-level',
           options.output === 'inherit' ? 'info' : 'warn',
