@@ -28,6 +28,8 @@ export const TokenClaimsSchema = z.object({
   jti: z.string().min(1).max(64),
   iat: z.number().int(),
   exp: z.number().int(),
+  /** When the session began (the first join); refreshes keep it, and stop at MAX_SESSION_SECONDS. */
+  auth_time: z.number().int().optional(),
 });
 export type TokenClaims = z.infer<typeof TokenClaimsSchema>;
 

@@ -2,7 +2,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
 import { newId } from '../../shared/src/ids.ts';
-import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { hostileTokens } from '../support/hostile-tokens.ts';
 import { MediaNodeProcess } from './harness.ts';
@@ -19,13 +19,13 @@ describe('media node control API: hostile tokens', () => {
 
   /** Every control route, with a body that would pass validation. */
   const ROUTES: [string, string, unknown][] = [
-    ['POST', MEDIA_CONTROL_PATHS.publishers(roomId), { participant_id: participantId, sdp: 'v=0\r\n' }],
-    ['DELETE', MEDIA_CONTROL_PATHS.publisher(roomId, participantId), undefined],
-    ['POST', MEDIA_CONTROL_PATHS.ice(roomId, participantId), { target: 'publisher', candidate: null }],
-    ['PUT', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId), { feeds: [newId()] }],
-    ['POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), { sdp: 'v=0\r\n' }],
-    ['DELETE', MEDIA_CONTROL_PATHS.subscriber(roomId, participantId), undefined],
-    ['DELETE', MEDIA_CONTROL_PATHS.room(roomId), undefined],
+    ['POST', mediaControlPath('publish', roomId), { participant_id: participantId, sdp: 'v=0\r\n' }],
+    ['DELETE', mediaControlPath('unpublish', roomId, participantId), undefined],
+    ['POST', mediaControlPath('addIceCandidate', roomId, participantId), { target: 'publisher', candidate: null }],
+    ['PUT', mediaControlPath('subscribe', roomId, participantId), { feeds: [newId()] }],
+    ['POST', mediaControlPath('setSubscriberAnswer', roomId, participantId), { sdp: 'v=0\r\n' }],
+    ['DELETE', mediaControlPath('closeSubscriber', roomId, participantId), undefined],
+    ['DELETE', mediaControlPath('closeRoom', roomId), undefined],
   ];
 
   beforeAll(async () => {

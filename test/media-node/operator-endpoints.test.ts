@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
-import { MEDIA_CONTROL_PATHS } from '../../shared/src/media-control.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { MediaNodeProcess } from './harness.ts';
 
 /**
@@ -53,13 +53,13 @@ describe('media node operator endpoints on their own listener', () => {
 
   it('does not serve the control API on the operator listener', async () => {
     const token = await node.token();
-    const response = await fetch(new URL(MEDIA_CONTROL_PATHS.room(newId()), operatorUrl), {
+    const response = await fetch(new URL(mediaControlPath('closeRoom', newId()), operatorUrl), {
       method: 'DELETE',
       headers: { authorization: `Bearer ${token}` },
     });
     expect(response.status).toBe(404);
     // …while the control listener still answers it.
-    expect((await node.request('DELETE', MEDIA_CONTROL_PATHS.room(newId()))).status).not.toBe(404);
+    expect((await node.request('DELETE', mediaControlPath('closeRoom', newId()))).status).not.toBe(404);
   });
 
   it('refuses an operator port equal to the control port, naming the variable', () => {

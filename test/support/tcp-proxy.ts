@@ -2,11 +2,17 @@ import { connect, createServer, type Socket } from 'node:net';
 
 /**
  * A loopback TCP proxy whose connections can be cut at will: the way to drop a client's WebSocket
- * abruptly (no close frame, as a network switch would) and watch it reconnect.
+ * abruptly (no close frame, as a network switch would) and watch it reconnect, or to make a server
+ * unreachable for a while.
  */
 export async function startTcpProxy(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
+  let refusing = false;
   const server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(target.port, target.host);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -25,6 +31,14 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     /** Destroys every proxied connection without a WebSocket close handshake. */
     cutAll(): void {
       for (const socket of sockets) socket.destroy();
+    },
+    /** Cuts every connection and refuses new ones until {@link accept}: the target looks down. */
+    refuse(): void {
+      refusing = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    accept(): void {
+      refusing = false;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -1,9 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
 import { HealthResponseSchema, JoinRoomResponseSchema, RoomSchema } from '../../shared/src/rest.ts';
-import { edgeConfig } from '../../workers/src/config.ts';
-import { roomRepository } from '../../workers/src/store/index.ts';
-import { createRoom, edgeEnv, expectError, fetchWithEnv } from './rest-support.ts';
+import { createRoom, expectError, fetchWithEnv } from './rest-support.ts';
 
 /** Behaviour that depends on configuration: each test runs the Worker's fetch with other bindings. */
 
@@ -89,20 +87,6 @@ describe('ALLOWED_ORIGINS', () => {
       headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST' },
     });
     expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
-  });
-});
-
-describe('MAX_PARTICIPANTS', () => {
-  it('answers 409 room_full when the room has that many connected participants', async () => {
-    const limit = { MAX_PARTICIPANTS: '2' };
-    const room = await createRoom();
-    const store = roomRepository(edgeEnv, edgeConfig(edgeEnv));
-    const join = () => fetchWithEnv(limit, `/api/v1/rooms/${room.id}/join`, post({ display: 'Carol' }));
-
-    await store.addParticipant(room.id, { id: newId(), display: 'Alice' });
-    expect((await join()).status).toBe(200);
-    await store.addParticipant(room.id, { id: newId(), display: 'Bob' });
-    await expectError(await join(), 409, 'room_full');
   });
 });
 

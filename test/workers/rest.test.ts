@@ -6,8 +6,9 @@ import { HealthResponseSchema, JoinRoomResponseSchema, RoomDetailsSchema, RoomSc
 import { TOKEN_AUDIENCE, TOKEN_ISSUER, TokenClaimsSchema } from '../../shared/src/token.ts';
 import { issueParticipantToken } from '../../workers/src/auth/participant-token.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
-import { roomRepository } from '../../workers/src/store/index.ts';
 import { api, createRoom, edgeEnv, expectError, expectedStore, joinRoom, postJson } from './rest-support.ts';
+import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
+import { joinMember, useMediaNode } from './support/rooms.ts';
 
 /**
  * The REST API as a client meets it, through the Worker's fetch handler. The workers project runs it
@@ -16,7 +17,6 @@ import { api, createRoom, edgeEnv, expectError, expectedStore, joinRoom, postJso
 
 const secret = new TextEncoder().encode(edgeEnv.JWT_SECRET);
 const config = edgeConfig(edgeEnv);
-const store = () => roomRepository(edgeEnv, config);
 
 async function getRoomDetails(roomId: string) {
   const response = await api(`/api/v1/rooms/${roomId}`);
@@ -95,14 +95,15 @@ describe('GET /api/v1/rooms/:id', () => {
     const room = await createRoom({ name: 'Details', max_publishers: 3 });
     expect(await getRoomDetails(room.id)).toEqual({ ...room, participants: 0, publishers: [] });
 
-    // The Durable Object records connected participants and publishers in the store.
-    await store().addParticipant(room.id, { id: newId(), display: 'Bob' });
-    const alice = { id: newId(), display: 'Alice' };
-    await store().addParticipant(room.id, alice);
-    await store().claimPublisher(room.id, { ...alice, streams: [{ kind: 'audio' }] });
+    // Participants count once they have joined over the WebSocket, publishers once they offer.
+    const bob = await joinMember(room.id, 'Bob');
+    const alice = await joinMember(room.id, 'Alice');
+    await useMediaNode(room.id, new FakeMediaNode());
+    await alice.socket.expectReply('publish_offer', { sdp: fakeSdp('Alice offer') }, 'publish_answer');
     const details = await getRoomDetails(room.id);
     expect(details.participants).toBe(2);
-    expect(details.publishers).toEqual([alice]);
+    expect(details.publishers).toEqual([{ id: alice.participantId, display: 'Alice' }]);
+    for (const member of [alice, bob]) member.socket.close();
   });
 
   it('answers 404 for an unknown or malformed room id', async () => {

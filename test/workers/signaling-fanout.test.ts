@@ -1,9 +1,9 @@
-import { env } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { expect, it } from 'vitest';
 import { edgeConfig } from '../../workers/src/config.ts';
 import { roundTrip } from './support/barrier.ts';
 import { createRoom, joinMember, type Member, tokenWithGrants } from './support/rooms.ts';
-import { SignalingSocket } from './support/signaling-socket.ts';
+import { BASE_URL, SignalingSocket } from './support/signaling-socket.ts';
 
 const ROOM_SIZE = edgeConfig(env).maxParticipants;
 
@@ -26,8 +26,15 @@ it(`fans out to ${ROOM_SIZE} clients in one room, in order, and refuses one more
   const left = await Promise.all(others.map((member) => member.socket.nextOf('participant_left')));
   expect(new Set(left.map((frame) => frame.payload.participant.id))).toEqual(new Set([first.participantId]));
 
-  // Back at the cap with one more: join_room refuses a token issued earlier (REST join would refuse a new one).
+  // Back at the cap with one more: REST join refuses a new token, join_room a token issued earlier.
   const extra = await joinMember(room.id, 'Replacement');
+  const restJoin = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${room.id}/join`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ display: 'Too many' }),
+  });
+  expect(restJoin.status).toBe(409);
+  expect(await restJoin.json()).toMatchObject({ error: { code: 'room_full' } });
   const late = await tokenWithGrants(room.id, { publish: true, subscribe: true, admin: false });
   const socket = await SignalingSocket.open(room.id, late.token);
   const refused = await socket.request('join_room', { room_id: room.id, display: 'Late' });

@@ -2,8 +2,8 @@ import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } fr
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
-import { PING_TIMEOUT_MS, ROOM_REFRESH_MARGIN_MS } from '../../workers/src/room/room.ts';
 import type { RoomCoordinator } from '../../workers/src/room/room-coordinator.ts';
+import { PING_TIMEOUT_MS, ROOM_REFRESH_MARGIN_MS } from '../../workers/src/room/room-handle.ts';
 import { RoomState } from '../../workers/src/room/room-state.ts';
 import { roomRepository } from '../../workers/src/store/index.ts';
 import { eventually, roundTrip } from './support/barrier.ts';
@@ -17,7 +17,8 @@ import {
   storedParticipants,
   useMediaNode,
 } from './support/rooms.ts';
-import { SignalingSocket } from './support/signaling-socket.ts';
+import { SignalingSocket, upgrade } from './support/signaling-socket.ts';
+import { storedRoom } from './support/stored-room.ts';
 
 const STREAMS = [{ kind: 'video' as const, mid: '0' }];
 const config = edgeConfig(env);
@@ -36,7 +37,7 @@ function advanceClock(ms: number): void {
 function inGrace(roomId: string, participantId: string): Promise<number> {
   return eventually(() =>
     runInDurableObject(roomStub(roomId), (_instance: RoomCoordinator, state) => {
-      return new RoomState(state.storage.kv).participant(participantId)?.graceUntil ?? undefined;
+      return new RoomState(state.storage.kv, () => {}).participant(participantId)?.graceUntil ?? undefined;
     }),
   );
 }
@@ -189,23 +190,43 @@ describe('hibernation', () => {
 });
 
 describe('room expiry', () => {
-  it('wipes the state of a room everybody left', async () => {
+  it('ends a room everybody left: no live state in the store, nothing in storage but the leave markers until their tokens expire', async () => {
     const room = await createRoom();
     const ann = await joinMember(room.id, 'Ann');
+    const bob = await joinMember(room.id, 'Bob');
+    await useMediaNode(room.id, new FakeMediaNode());
+    await publishReady(room.id, bob, STREAMS, [ann.socket]);
+    await expect.poll(async () => (await storedRoom(room.id)).participants.length).toBe(2);
+    expect((await storedRoom(room.id)).publishers.map((publisher) => publisher.id)).toEqual([bob.participantId]);
+
+    // Ann leaves (final: remembered), Bob's socket drops and his grace period ends (not a leave).
     await ann.socket.expectReply('leave', {}, 'ack');
     await ann.socket.closed;
+    bob.socket.close();
+    await inGrace(room.id, bob.participantId);
+    advanceClock(config.reconnectGraceSeconds * 1000 + 1000);
     const stub = roomStub(room.id);
-    await eventually(() =>
-      runInDurableObject(stub, (_instance: RoomCoordinator, state) =>
-        state.getWebSockets().length === 0 ? true : undefined,
-      ),
-    );
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const left = await runInDurableObject(stub, async (_instance: RoomCoordinator, state) => ({
-      keys: [...state.storage.kv.list()].length,
-      alarm: await state.storage.getAlarm(),
-    }));
-    expect(left).toEqual({ keys: 0, alarm: null });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+
+    const storage = () =>
+      runInDurableObject(stub, async (_instance: RoomCoordinator, state) => ({
+        keys: [...state.storage.kv.list()].map(([key]) => key),
+        alarm: await state.storage.getAlarm(),
+      }));
+    const ended = await storage();
+    expect(ended.keys).toEqual([`left:${ann.participantId}`]);
+    // The room record lives its TTL (it can be joined again); its live state is gone from the store.
+    expect(await storedRoom(room.id)).toEqual({ room: true, participants: [], publishers: [], mirrorKeys: 0 });
+
+    // The marker outlived the wipe: Ann's token, issued before she left, cannot come back.
+    const refused = await upgrade(room.id, ann.token);
+    expect(refused.status).toBe(401);
+    // Once every token issued before the leave has expired, the alarm forgets it too.
+    expect(ended.alarm).toBeGreaterThan(Date.now());
+    advanceClock(config.jwt.expirySeconds * 1000);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await storage()).toEqual({ keys: [], alarm: null });
   });
 
   it('keeps a room in use alive in the store, and closes it once the store has dropped it', async () => {
@@ -222,5 +243,12 @@ describe('room expiry', () => {
     advanceClock(config.roomTtlSeconds * 1000);
     await runDurableObjectAlarm(stub);
     expect(await ann.socket.closed).toEqual({ code: 1000, reason: 'room closed' });
+    // The room is over: none of its keys in the store, nothing in its storage (nobody left on purpose).
+    expect(await storedRoom(room.id)).toEqual({ room: false, participants: [], publishers: [], mirrorKeys: 0 });
+    const left = await runInDurableObject(stub, async (_instance: RoomCoordinator, state) => ({
+      keys: [...state.storage.kv.list()].length,
+      alarm: await state.storage.getAlarm(),
+    }));
+    expect(left).toEqual({ keys: 0, alarm: null });
   });
 });

@@ -28,7 +28,7 @@ describe('embedded store', () => {
 
   it('wipes a room from storage when its expiry alarm fires', async () => {
     const room = await repo(1).createRoom({ name: 'r', max_publishers: 1 });
-    await repo(1).addParticipant(room.id, { id: newId(), display: 'Alice' });
+    await repo(1).writeMirror(room.id, { participants: [{ id: newId(), display: 'Alice' }], publishers: [] });
     expect((await tables(room.id)).length).toBeGreaterThan(0);
     // The runtime fires the alarm at the expiry on its own.
     await expect.poll(() => tables(room.id), { timeout: 5000, interval: 100 }).toEqual([]);

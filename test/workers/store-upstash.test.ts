@@ -28,8 +28,7 @@ describe('Upstash store', () => {
   it('keeps a room in three keys that all expire at the room expiry', async () => {
     const room = await repo().createRoom({ name: 'keys', max_publishers: 2 });
     const alice = { id: newId(), display: 'Alice' };
-    await repo().addParticipant(room.id, alice);
-    await repo().claimPublisher(room.id, { ...alice, streams: [] });
+    await repo().writeMirror(room.id, { participants: [alice], publishers: [{ ...alice, streams: [] }] });
     const expiresAt = Date.parse((await repo().getRoom(room.id))!.expires_at);
 
     const keys = roomKeys(room.id);

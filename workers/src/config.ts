@@ -13,6 +13,7 @@ const EdgeEnvSchema = z
   .object({
     JWT_SECRET: SecretSchema,
     JWT_EXPIRY_SECONDS: PositiveIntSchema(900, 86_400),
+    MAX_SESSION_SECONDS: PositiveIntSchema(86_400, 30 * 86_400),
     ROOM_TTL_SECONDS: PositiveIntSchema(7200, 30 * 86_400),
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
@@ -46,7 +47,8 @@ const EdgeEnvSchema = z
   });
 
 export interface EdgeConfig {
-  jwt: { secret: Uint8Array; expirySeconds: number };
+  /** `maxSessionSeconds`: how long refreshes may extend one session (one join) in all. */
+  jwt: { secret: Uint8Array; expirySeconds: number; maxSessionSeconds: number };
   roomTtlSeconds: number;
   /** Absent: the embedded Durable Object store is used. */
   upstash?: { url: string; token: string };
@@ -71,7 +73,11 @@ export function parseEdgeConfig(env: Env): EdgeConfig {
     .map((origin) => origin.trim())
     .filter(Boolean);
   return {
-    jwt: { secret: encoder.encode(parsed.JWT_SECRET), expirySeconds: parsed.JWT_EXPIRY_SECONDS },
+    jwt: {
+      secret: encoder.encode(parsed.JWT_SECRET),
+      expirySeconds: parsed.JWT_EXPIRY_SECONDS,
+      maxSessionSeconds: parsed.MAX_SESSION_SECONDS,
+    },
     roomTtlSeconds: parsed.ROOM_TTL_SECONDS,
     upstash:
       parsed.UPSTASH_REDIS_REST_URL && parsed.UPSTASH_REDIS_REST_TOKEN

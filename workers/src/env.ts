@@ -11,6 +11,7 @@ export interface Env {
   WS_RATE_LIMITER?: RateLimit;
   JWT_SECRET?: string;
   JWT_EXPIRY_SECONDS?: string;
+  MAX_SESSION_SECONDS?: string;
   ROOM_TTL_SECONDS?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;

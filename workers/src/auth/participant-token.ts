@@ -17,12 +17,17 @@ export interface IssuedToken {
   expiresAt: Date;
 }
 
-/** Signs the participant token of the contract: HS256, fixed iss/aud, exp = iat + JWT_EXPIRY_SECONDS. */
+/**
+ * Signs the participant token of the contract: HS256, fixed iss/aud, exp = iat + JWT_EXPIRY_SECONDS
+ * but never past the session's end (`auth_time` + MAX_SESSION_SECONDS). A refresh passes the
+ * session's `auth_time` on; a join starts a new session.
+ */
 export async function issueParticipantToken(
   jwt: EdgeConfig['jwt'],
-  subject: { roomId: string; participantId: string; display: string; grants: Grants },
+  subject: { roomId: string; participantId: string; display: string; grants: Grants; sessionStartedAt?: number },
 ): Promise<IssuedToken> {
   const iat = Math.floor(Date.now() / 1000);
+  const authTime = subject.sessionStartedAt ?? iat;
   const claims: TokenClaims = {
     iss: TOKEN_ISSUER,
     aud: TOKEN_AUDIENCE,
@@ -32,7 +37,8 @@ export async function issueParticipantToken(
     grants: subject.grants,
     jti: newId(),
     iat,
-    exp: iat + jwt.expirySeconds,
+    exp: Math.min(iat + jwt.expirySeconds, authTime + jwt.maxSessionSeconds),
+    auth_time: authTime,
   };
   const token = await new SignJWT({ ...claims })
     .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT' })

@@ -1,9 +1,10 @@
+import type { PublishResponse } from '../../../shared/src/media-control.ts';
 import type { ClientFrameOf, ClientFrameType, ServerFrameType, ServerPayload } from '../../../shared/src/signaling.ts';
 import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { iceServersFor } from '../auth/turn-credentials.ts';
 import { type ConnectionAttachment, isOpen, RequestRefusedError, updateAttachment } from './connection.ts';
 import { encodeServerFrame } from './frames.ts';
-import type { Room } from './room.ts';
+import type { RoomHandle } from './room-handle.ts';
 import { type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
 
 /** One client request on its way through a handler; `reply` may be called once. */
@@ -14,67 +15,51 @@ export interface SignalingRequest<T extends ClientFrameType> {
   reply<R extends ServerFrameType>(type: R, payload: ServerPayload<R>): void;
 }
 
-type FrameHandler<T extends ClientFrameType> = (room: Room, request: SignalingRequest<T>) => Promise<void>;
+type FrameHandler<T extends ClientFrameType> = (room: RoomHandle, request: SignalingRequest<T>) => Promise<void>;
 
 /** The sender's participant record; every frame but join_room needs one. */
-function senderRecord(room: Room, attachment: ConnectionAttachment): ParticipantRecord {
+function senderRecord(room: RoomHandle, attachment: ConnectionAttachment): ParticipantRecord {
   const record = room.state.participant(attachment.participantId);
   if (!record) throw new RequestRefusedError('not_joined', 'join the room first');
   return record;
 }
 
-async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Promise<void> {
+async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>): Promise<void> {
   const { frame, ws, attachment } = request;
   const participantId = attachment.participantId;
   if (attachment.joined) throw new RequestRefusedError('already_joined', 'this connection has already joined');
   if (frame.payload.room_id !== room.roomId) {
     throw new RequestRefusedError('room_mismatch', 'room_id does not match the room of the token');
   }
-  const existing = room.state.participant(participantId);
-  if (!existing && room.state.participants().length >= room.config.maxParticipants) {
+  if (!room.admits(participantId)) {
+    throw new RequestRefusedError('room_full', `the room has reached ${room.config.maxParticipants} participants`);
+  }
+  // The room record is the store's: a join confirms it still exists, and extends its life.
+  if (!(await room.confirmRoom())) throw new RequestRefusedError('not_found', 'the room does not exist or has expired');
+  const iceServers = await iceServersFor(room.config.ice, participantId);
+  // Checked again after the awaits, and from here to the reply nothing awaits: the cap holds against
+  // concurrent joins, and the snapshot in `joined` and the events that follow it cannot overlap or
+  // miss one another. A socket that went away meanwhile leaves the room as it was (a resuming
+  // participant stays in its grace period, which the close started).
+  if (!isOpen(ws)) return;
+  if (!room.admits(participantId)) {
     throw new RequestRefusedError('room_full', `the room has reached ${room.config.maxParticipants} participants`);
   }
   // A participant whose record survives (reconnect within the grace period, or a replaced socket)
   // resumes: same identity, same publishing and subscriptions, and nobody is told it left or came.
+  const existing = room.state.participant(participantId);
   const record: ParticipantRecord = existing
     ? { ...existing, display: frame.payload.display, grants: attachment.grants, graceUntil: null }
     : {
         id: participantId,
         display: frame.payload.display,
         grants: attachment.grants,
-        joinOrder: room.state.nextJoinOrder(room.roomId),
+        joinOrder: room.state.takeJoinOrder(room.roomId),
         publisher: null,
         subscription: null,
         graceUntil: null,
       };
-  // Written before the store round trip, so that concurrent joins count this one against the cap.
   room.state.putParticipant(record);
-  let added: boolean;
-  try {
-    added = await room.repository.addParticipant(room.roomId, participantOf(record));
-  } catch (error) {
-    if (!existing) room.state.deleteParticipant(participantId);
-    throw error;
-  }
-  if (!added) {
-    if (!existing) room.state.deleteParticipant(participantId);
-    throw new RequestRefusedError('not_found', 'the room does not exist or has expired');
-  }
-  const iceServers = await iceServersFor(room.config.ice, participantId);
-  if (!isOpen(ws)) {
-    // The socket went away meanwhile. A resuming participant goes back into its grace period (the
-    // record above cleared it); a new one is rolled back, since nobody was told it joined.
-    if (existing) {
-      await room.startGrace(participantId);
-    } else {
-      room.state.deleteParticipant(participantId);
-      await room.repository.removeParticipant(room.roomId, participantId);
-    }
-    return;
-  }
-  // From here to the reply nothing awaits, so the snapshot in `joined` and the events that follow it
-  // cannot overlap or miss one another.
-  room.state.updateMeta({ roomId: room.roomId, expiresAt: Date.now() + room.config.roomTtlSeconds * 1000 });
   updateAttachment(ws, (current) => {
     current.joined = true;
   });
@@ -94,44 +79,38 @@ async function joinRoom(room: Room, request: SignalingRequest<'join_room'>): Pro
   await room.scheduleAlarm();
 }
 
-async function publishOffer(room: Room, request: SignalingRequest<'publish_offer'>): Promise<void> {
+async function publishOffer(room: RoomHandle, request: SignalingRequest<'publish_offer'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   if (!record.grants.publish) throw new RequestRefusedError('forbidden', 'the token does not allow publishing');
   const republish = record.publisher !== null;
   if (!republish) {
-    const claim = await room.repository.claimPublisher(room.roomId, {
-      id: record.id,
-      display: record.display,
-      streams: [],
-    });
-    if (!claim.ok) {
-      if (claim.reason === 'room_full')
-        throw new RequestRefusedError('room_full', 'the room has its maximum of publishers');
-      throw new RequestRefusedError('not_found', 'the room does not exist or has expired');
+    if (room.state.publishers().length >= room.maxPublishers) {
+      throw new RequestRefusedError('room_full', 'the room has its maximum of publishers');
     }
+    // The slot is taken before the media node is asked, so that concurrent offers count it.
+    room.state.updateParticipant(record.id, (fresh) => {
+      fresh.publisher = { streams: [], ready: false };
+    });
   }
   room.state.updateMeta({ roomId: room.roomId, mediaUsed: true });
-  let answer: Awaited<ReturnType<typeof room.media.publish>>;
+  let answer: PublishResponse;
   try {
     answer = await room.media.publish(room.roomId, record.id, request.frame.payload.sdp);
   } catch (error) {
-    if (!republish) await room.repository.releasePublisher(room.roomId, record.id);
+    if (!republish) {
+      room.state.updateParticipant(record.id, (fresh) => {
+        fresh.publisher = null;
+      });
+    }
     throw error;
   }
-  const updated = room.state.updateParticipant(record.id, (fresh) => {
+  room.state.updateParticipant(record.id, (fresh) => {
     fresh.publisher = { streams: answer.streams, ready: fresh.publisher?.ready ?? false };
   });
-  if (updated) {
-    await room.repository.claimPublisher(room.roomId, {
-      id: record.id,
-      display: record.display,
-      streams: answer.streams,
-    });
-  }
   request.reply('publish_answer', { sdp: answer.sdp });
 }
 
-async function trickleIce(room: Room, request: SignalingRequest<'trickle_ice'>): Promise<void> {
+async function trickleIce(room: RoomHandle, request: SignalingRequest<'trickle_ice'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   const { target, candidate } = request.frame.payload;
   if (target === 'publisher' && !record.publisher)
@@ -145,7 +124,7 @@ async function trickleIce(room: Room, request: SignalingRequest<'trickle_ice'>):
 
 /** Asks the media node for an offer carrying exactly `feeds`, records what it carries and replies with it. */
 async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
-  room: Room,
+  room: RoomHandle,
   request: SignalingRequest<T>,
   feeds: string[],
 ): Promise<void> {
@@ -158,7 +137,7 @@ async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
   request.reply('subscribe_offer', { sdp: offer.sdp });
 }
 
-async function subscribe(room: Room, request: SignalingRequest<'subscribe'>): Promise<void> {
+async function subscribe(room: RoomHandle, request: SignalingRequest<'subscribe'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   if (!record.grants.subscribe) throw new RequestRefusedError('forbidden', 'the token does not allow subscribing');
   const requested = [...new Set(request.frame.payload.feeds)];
@@ -175,7 +154,7 @@ async function subscribe(room: Room, request: SignalingRequest<'subscribe'>): Pr
   await renegotiate(room, request, [...new Set([...current, ...requested])]);
 }
 
-async function unsubscribe(room: Room, request: SignalingRequest<'unsubscribe'>): Promise<void> {
+async function unsubscribe(room: RoomHandle, request: SignalingRequest<'unsubscribe'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   const current = record.subscription ?? [];
   const removed = new Set(request.frame.payload.feeds);
@@ -189,7 +168,7 @@ async function unsubscribe(room: Room, request: SignalingRequest<'unsubscribe'>)
   );
 }
 
-async function subscribeAnswer(room: Room, request: SignalingRequest<'subscribe_answer'>): Promise<void> {
+async function subscribeAnswer(room: RoomHandle, request: SignalingRequest<'subscribe_answer'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   if (record.subscription === null)
     throw new RequestRefusedError('bad_request', 'there is no subscribe_offer to answer');
@@ -197,14 +176,14 @@ async function subscribeAnswer(room: Room, request: SignalingRequest<'subscribe_
   request.reply('ack', {});
 }
 
-async function unpublish(room: Room, request: SignalingRequest<'unpublish'>): Promise<void> {
+async function unpublish(room: RoomHandle, request: SignalingRequest<'unpublish'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
-  const stopped = await room.stopPublishing(record.id, { removeFromMediaNode: true });
+  const stopped = await room.stopPublishing(record.id, { unpublishOnMediaNode: true });
   if (!stopped) throw new RequestRefusedError('not_publishing', 'nothing is published');
   request.reply('ack', {});
 }
 
-async function leave(room: Room, request: SignalingRequest<'leave'>): Promise<void> {
+async function leave(room: RoomHandle, request: SignalingRequest<'leave'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   request.reply('ack', {});
   await room.depart(record.id, 'leave', { code: CLOSE_CODES.normal, reason: 'left' });

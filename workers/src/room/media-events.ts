@@ -1,16 +1,16 @@
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { encodeServerFrame } from './frames.ts';
-import { errorName, type Room } from './room.ts';
+import { errorName, type RoomHandle } from './room-handle.ts';
 import { publisherOf } from './room-state.ts';
 
 type MediaEventHandler<T extends MediaEvent['type']> = (
-  room: Room,
+  room: RoomHandle,
   event: Extract<MediaEvent, { type: T }>,
 ) => Promise<void> | void;
 
 /** How the coordinator reacts to each media node event; events about departed participants are dropped. */
 const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = {
-  async publisher_ready(room, event) {
+  publisher_ready(room, event) {
     let changed = false;
     const record = room.state.updateParticipant(event.participant_id, (record) => {
       if (!record.publisher) return;
@@ -20,10 +20,9 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     if (!record?.publisher || !changed) return;
     const publisher = publisherOf({ ...record, publisher: record.publisher });
     room.broadcast(encodeServerFrame('publisher_joined', { publisher }), record.id);
-    await room.repository.claimPublisher(room.roomId, publisher);
   },
   async publisher_closed(room, event) {
-    await room.stopPublishing(event.participant_id, { removeFromMediaNode: false });
+    await room.stopPublishing(event.participant_id, { unpublishOnMediaNode: false });
   },
   subscriber_closed(room, event) {
     room.state.updateParticipant(event.participant_id, (record) => {
@@ -48,9 +47,13 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
  * never overtakes the reply it belongs to. Does not wait for it: the media node may emit events while
  * one of its own control calls from this room is still in flight.
  */
-export function queueMediaEvent(room: Room, event: MediaEvent): void {
+export function queueMediaEvent(
+  room: RoomHandle,
+  event: MediaEvent,
+  exclusive: (participantId: string, task: () => Promise<void>) => Promise<void>,
+): void {
   const handler = mediaEventHandlers[event.type] as MediaEventHandler<MediaEvent['type']>;
-  room
-    .exclusive(event.participant_id, async () => handler(room, event))
-    .catch((error) => room.logger.warn('media event failed', { type: event.type, error: errorName(error) }));
+  exclusive(event.participant_id, async () => handler(room, event)).catch((error) =>
+    room.logger.warn('media event failed', { type: event.type, error: errorName(error) }),
+  );
 }

@@ -1,23 +1,56 @@
 import { DurableObject } from 'cloudflare:workers';
+import type { ErrorCode } from '../../../shared/src/errors.ts';
 import { ParticipantIdSchema } from '../../../shared/src/ids.ts';
-import { createLogger } from '../../../shared/src/log.ts';
+import { createLogger, type Logger } from '../../../shared/src/log.ts';
 import { type MediaEvent, MediaEventSchema } from '../../../shared/src/media-control.ts';
+import type { ClientFrame, ClientFrameType } from '../../../shared/src/signaling.ts';
 import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
-import { edgeConfig } from '../config.ts';
+import { type EdgeConfig, edgeConfig } from '../config.ts';
 import type { Env } from '../env.ts';
+import { errorResponse } from '../http/errors.ts';
 import type { MediaNodeClient } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
-import { roomRepository } from '../store/index.ts';
-import { connect, disconnect, receive, runAlarm } from './lifecycle.ts';
+import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
+import {
+  type Connection,
+  type ConnectionAttachment,
+  closeSocket,
+  isOpen,
+  participantTag,
+  readAttachment,
+  sendText,
+  updateAttachment,
+} from './connection.ts';
+import { decodeClientFrame, encodeServerFrame } from './frames.ts';
+import { frameHandlers, type SignalingRequest } from './handlers.ts';
+import { decodeIdentity, IDENTITY_HEADER } from './identity.ts';
 import { queueMediaEvent } from './media-events.ts';
-import { Room } from './room.ts';
+import { fullBucket, SIGNALING_RATE_LIMIT, takeToken } from './rate-limit.ts';
+import {
+  EMPTY_ROOM_LINGER_MS,
+  errorCodeOf,
+  errorName,
+  JOIN_TIMEOUT_MS,
+  PING_TIMEOUT_MS,
+  REAP_INTERVAL_MS,
+  ROOM_REFRESH_MARGIN_MS,
+  type RoomHandle,
+} from './room-handle.ts';
+import { mirrorOf, participantOf, type RoomMeta, RoomState } from './room-state.ts';
+import { StoreMirror } from './store-mirror.ts';
+
+/** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
+const CONNECTION_HEADROOM = 16;
 
 /**
- * One room's signaling coordinator (one instance per room id, `idFromName`). A thin shell over the
- * Hibernation API: sockets are accepted with `ctx.acceptWebSocket`, keepalive pings are answered by
- * the runtime without waking the object, and each entry point hands over to lifecycle.ts.
+ * One room's coordinator (one instance per room id, `idFromName`), and the single authority on its
+ * live state. On the Hibernation API: sockets are accepted with `ctx.acceptWebSocket`, keepalive
+ * pings are answered by the runtime without waking the object. The connection lifecycle lives here
+ * in one place (connect, receive, disconnect, alarm); frames and media events go to handlers by type,
+ * which see the room through {@link RoomHandle}. Storage, sockets and the alarm stay in this class.
  *
- * RPC for the rest of the edge: `leaveParticipant` (REST leave) and `handleMediaEvent` (media node events).
+ * RPC for the rest of the edge: `leaveParticipant` (REST leave), `hasLeft` (token refresh),
+ * `admits` and `mirror` (REST join and room details), `handleMediaEvent` (media node events).
  */
 export class RoomCoordinator extends DurableObject<Env> {
   /**
@@ -25,32 +58,208 @@ export class RoomCoordinator extends DurableObject<Env> {
    * in-memory fake here through `runInDurableObject`; it is a field, not a method, so RPC never exposes it.
    */
   mediaNode: MediaNodeClient | undefined;
-  #room: Room | undefined;
+  readonly #state: RoomState;
+  readonly #handle: RoomHandle;
+  readonly #storeMirror: StoreMirror;
+  #config: EdgeConfig | undefined;
+  #baseLogger: Logger | undefined;
+  /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
+  readonly #queues = new Map<string, Promise<void>>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+    this.#state = new RoomState(ctx.storage.kv, () => {
+      const roomId = this.#state.meta()?.roomId;
+      if (roomId) this.#storeMirror.changed(roomId);
+    });
+    this.#storeMirror = new StoreMirror({
+      kv: ctx.storage.kv,
+      repository: () => this.#repository(),
+      snapshot: () => mirrorOf(this.#state),
+      retryAt: (at) => this.#alarmNoLaterThan(at),
+      logger: () => this.#logger(),
+    });
+    this.#handle = this.#createHandle();
   }
 
-  override async fetch(request: Request): Promise<Response> {
-    return connect(this.#coordinator(), request);
+  /** The narrow view handlers get; the class's own members stay private (and out of RPC). */
+  #createHandle(): RoomHandle {
+    const room = this;
+    return {
+      get roomId() {
+        return room.#meta().roomId;
+      },
+      state: this.#state,
+      get media() {
+        return room.#media();
+      },
+      get logger() {
+        return room.#logger();
+      },
+      get config() {
+        return room.#settings();
+      },
+      get maxPublishers() {
+        return room.#maxPublishers();
+      },
+      admits: (participantId) => this.#admits(participantId),
+      confirmRoom: () => this.#confirmRoom(),
+      sendTo: (participantId, text) => this.#sendTo(participantId, text),
+      broadcast: (text, exceptParticipantId) => this.#broadcast(text, exceptParticipantId),
+      startGrace: (participantId) => this.#startGrace(participantId),
+      depart: (participantId, reason, closeWith) => this.#depart(participantId, reason, closeWith),
+      stopPublishing: (participantId, options) => this.#stopPublishing(participantId, options),
+      scheduleAlarm: () => this.#scheduleAlarm(),
+    };
   }
 
-  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    await receive(this.#coordinator(), ws, message);
+  // ---- What the handle exposes to handlers ----
+
+  /** Built on first use, so that a bad configuration fails requests with its ConfigError, not construction. */
+  #settings(): EdgeConfig {
+    this.#config ??= edgeConfig(this.env);
+    return this.#config;
   }
 
-  override async webSocketClose(ws: WebSocket): Promise<void> {
-    await disconnect(this.#coordinator(), ws);
+  #media(): MediaNodeClient {
+    this.mediaNode ??= createMediaNodeClient(this.#settings(), this.ctx.storage, () => this.#repository());
+    return this.mediaNode;
   }
 
-  override async webSocketError(ws: WebSocket): Promise<void> {
-    await disconnect(this.#coordinator(), ws);
+  #logger(): Logger {
+    this.#baseLogger ??= createLogger(this.#settings().logLevel, { component: 'room-coordinator' });
+    return this.#baseLogger.child({ room_id: this.#state.meta()?.roomId });
   }
 
-  override async alarm(): Promise<void> {
-    await runAlarm(this.#coordinator());
+  #maxPublishers(): number {
+    const maxPublishers = this.#meta().maxPublishers;
+    if (maxPublishers === null) throw new Error('the room has not been confirmed with the store');
+    return maxPublishers;
   }
+
+  /** The participant cap, checked here alone: by join_room and, through RPC, by REST join. */
+  #admits(participantId?: string): boolean {
+    if (participantId !== undefined && this.#state.participant(participantId)) return true;
+    return this.#state.participants().length < this.#settings().maxParticipants;
+  }
+
+  async #confirmRoom(): Promise<boolean> {
+    const roomId = this.#meta().roomId;
+    const repository = this.#repository();
+    if (this.#meta().maxPublishers === null) {
+      const record = await repository.getRoom(roomId);
+      if (!record) return false;
+      this.#state.updateMeta({ roomId, maxPublishers: record.max_publishers });
+    }
+    if (!(await repository.touchRoom(roomId))) return false;
+    this.#state.updateMeta({ roomId, expiresAt: Date.now() + this.#settings().roomTtlSeconds * 1000 });
+    return true;
+  }
+
+  #sendTo(participantId: string, text: string): boolean {
+    const connection = this.#joinedConnection(participantId);
+    return connection ? sendText(connection.ws, text) : false;
+  }
+
+  #broadcast(text: string, exceptParticipantId?: string): number {
+    let sent = 0;
+    for (const { ws, attachment } of this.#connections()) {
+      if (!attachment.joined || attachment.replaced || attachment.participantId === exceptParticipantId) continue;
+      if (sendText(ws, text)) sent += 1;
+    }
+    return sent;
+  }
+
+  /** Starts a participant's reconnect grace period, unless it is already running. */
+  async #startGrace(participantId: string): Promise<void> {
+    const graceUntil = Date.now() + this.#settings().reconnectGraceSeconds * 1000;
+    const record = this.#state.updateParticipant(participantId, (record) => {
+      record.graceUntil ??= graceUntil;
+    });
+    if (record) await this.#scheduleAlarm();
+  }
+
+  /**
+   * Removes a participant from the room: what `leave`, REST leave and the end of the grace period
+   * share. Its sockets are closed with `closeWith` (none when null), others hear `publisher_left`
+   * and `participant_left`, the media node forgets it, and the store mirror follows.
+   */
+  async #depart(participantId: string, reason: string, closeWith: { code: number; reason: string } | null) {
+    const record = this.#state.participant(participantId);
+    // Deleted before any await: a concurrent subscribe to this publisher now fails with unknown_feed.
+    this.#state.deleteParticipant(participantId);
+    if (reason === 'leave' || reason === 'rest_leave') {
+      // Leaving is final for this identity: tokens issued so far cannot bring it back.
+      const now = Date.now();
+      this.#state.markLeft(participantId, now, now + this.#settings().jwt.expirySeconds * 1000);
+    }
+    if (closeWith) {
+      for (const { ws } of this.#connections(participantId)) closeSocket(ws, closeWith.code, closeWith.reason);
+    }
+    if (record) {
+      if (record.publisher?.ready) {
+        this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
+      }
+      this.#broadcast(encodeServerFrame('participant_left', { participant: participantOf(record) }), participantId);
+      if (record.publisher) this.#forgetFeed(participantId);
+      // Both removals are idempotent and sent whenever the room used media: a control call that
+      // timed out here may still have created the peer on the node, which must not outlive its owner.
+      if (this.#state.meta()?.mediaUsed) {
+        await this.#bestEffort('unpublish', () => this.#media().unpublish(this.#meta().roomId, participantId));
+        await this.#bestEffort('closeSubscriber', () =>
+          this.#media().closeSubscriber(this.#meta().roomId, participantId),
+        );
+      }
+    }
+    await this.#scheduleAlarm();
+    this.#logger().info('participant left', { participant_id: participantId, reason });
+  }
+
+  /**
+   * Ends a participant's publishing: others hear `publisher_left` (if they were told it had
+   * joined), subscribers of its feed are renegotiated, the slot is free again.
+   */
+  async #stopPublishing(participantId: string, options: { unpublishOnMediaNode: boolean }): Promise<boolean> {
+    let wasReady = false;
+    let wasPublishing = false;
+    this.#state.updateParticipant(participantId, (record) => {
+      wasPublishing = record.publisher !== null;
+      wasReady = record.publisher?.ready ?? false;
+      record.publisher = null;
+    });
+    if (!wasPublishing) return false;
+    if (wasReady) this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
+    this.#forgetFeed(participantId);
+    if (options.unpublishOnMediaNode) {
+      await this.#bestEffort('unpublish', () => this.#media().unpublish(this.#meta().roomId, participantId));
+    }
+    return true;
+  }
+
+  /**
+   * Points the object's single alarm at the next thing that needs doing: a grace period ending, the
+   * next dead-socket sweep, the room's expiry, a store mirror retry, or wiping an empty room.
+   * `force` overwrites the current alarm (from the alarm handler); otherwise the alarm only moves earlier.
+   */
+  async #scheduleAlarm(options: { force?: boolean } = {}): Promise<void> {
+    if (!this.#state.meta()) return;
+    const now = Date.now();
+    const participants = this.#state.participants();
+    const due: number[] = [];
+    for (const record of participants) if (record.graceUntil !== null) due.push(record.graceUntil);
+    const refreshAt = this.#roomRefreshAt();
+    if (participants.length > 0 && refreshAt !== null) due.push(refreshAt);
+    const mirrorRetryAt = this.#storeMirror.retryAt;
+    if (mirrorRetryAt !== null) due.push(mirrorRetryAt);
+    const empty = participants.length === 0 && this.ctx.getWebSockets().length === 0;
+    due.push(now + (empty ? EMPTY_ROOM_LINGER_MS : REAP_INTERVAL_MS));
+    const next = Math.min(...due);
+    if (options.force) await this.ctx.storage.setAlarm(next);
+    else await this.#alarmNoLaterThan(next);
+  }
+
+  // ---- RPC for the rest of the edge ----
 
   /**
    * Removes a participant exactly as a `leave` frame does (without the ack): its sockets close with
@@ -58,15 +267,24 @@ export class RoomCoordinator extends DurableObject<Env> {
    */
   async leaveParticipant(participantId: string): Promise<void> {
     const id = ParticipantIdSchema.parse(participantId);
-    const room = this.#coordinator();
-    if (!room.state.meta()) return;
-    await room.exclusive(id, () => room.depart(id, 'rest_leave', { code: CLOSE_CODES.normal, reason: 'left' }));
+    if (!this.#state.meta()) return;
+    await this.#exclusive(id, () => this.#depart(id, 'rest_leave', { code: CLOSE_CODES.normal, reason: 'left' }));
   }
 
   /** Whether a token of `participantId` issued at `issuedAt` (seconds) predates that participant's leave. */
   async hasLeft(participantId: string, issuedAt: number): Promise<boolean> {
-    const leftAt = this.#coordinator().state.leftAt(ParticipantIdSchema.parse(participantId), Date.now());
+    const leftAt = this.#state.leftAt(ParticipantIdSchema.parse(participantId), Date.now());
     return leftAt !== undefined && issuedAt * 1000 <= leftAt;
+  }
+
+  /** Whether REST join may issue a token for one more participant (the same cap join_room checks). */
+  async admitsNewParticipant(): Promise<boolean> {
+    return this.#admits();
+  }
+
+  /** The room's live state as REST shows it: participants (connected or reconnecting) and publishers. */
+  async liveState(): Promise<RoomMirror> {
+    return mirrorOf(this.#state);
   }
 
   /**
@@ -76,30 +294,331 @@ export class RoomCoordinator extends DurableObject<Env> {
    */
   async handleMediaEvent(event: MediaEvent): Promise<void> {
     const parsed = MediaEventSchema.parse(event);
-    const room = this.#coordinator();
-    if (room.state.meta()?.roomId !== parsed.room_id) {
-      room.logger.warn('media event for another room', { type: parsed.type });
+    if (this.#state.meta()?.roomId !== parsed.room_id) {
+      this.#logger().warn('media event for another room', { type: parsed.type });
       return;
     }
-    queueMediaEvent(room, parsed);
+    queueMediaEvent(this.#handle, parsed, (participantId, task) => this.#exclusive(participantId, task));
   }
 
-  /** Built on first use, so that a bad configuration fails requests with its ConfigError, not construction. */
-  #coordinator(): Room {
-    if (!this.#room) {
-      const config = edgeConfig(this.env);
-      const repository = () => roomRepository(this.env, config);
-      this.#room = new Room({
-        ctx: this.ctx,
-        config,
-        repository,
-        media: () => {
-          this.mediaNode ??= createMediaNodeClient(config, this.ctx.storage, repository);
-          return this.mediaNode;
-        },
-        logger: createLogger(config.logLevel, { component: 'room-coordinator' }),
+  // ---- The connection lifecycle ----
+
+  override async fetch(request: Request): Promise<Response> {
+    const identity = decodeIdentity(request.headers.get(IDENTITY_HEADER));
+    if (!identity) return errorResponse(400, 'bad_request', 'missing connection identity');
+    if (request.headers.get('Upgrade')?.toLowerCase() !== 'websocket') {
+      return errorResponse(426, 'bad_request', 'expected a WebSocket upgrade');
+    }
+    const meta = this.#state.meta() ?? this.#state.updateMeta({ roomId: identity.roomId });
+    if (meta.roomId !== identity.roomId) return errorResponse(400, 'bad_request', 'identity is for another room');
+    // A participant who left is gone: its earlier tokens are refused (a new join gets a new identity).
+    const leftAt = this.#state.leftAt(identity.participantId, Date.now());
+    if (leftAt !== undefined && identity.issuedAt * 1000 <= leftAt) {
+      return errorResponse(401, 'unauthorized', 'this participant has left the room; join it again');
+    }
+    const previous = this.ctx.getWebSockets(participantTag(identity.participantId));
+    if (
+      previous.length === 0 &&
+      this.ctx.getWebSockets().length >= this.#settings().maxParticipants + CONNECTION_HEADROOM
+    ) {
+      return errorResponse(409, 'room_full', 'the room has too many connections');
+    }
+
+    const now = Date.now();
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    const attachment: ConnectionAttachment = {
+      participantId: identity.participantId,
+      grants: identity.grants,
+      joined: false,
+      replaced: false,
+      connectedAt: now,
+      lastMessageAt: now,
+      bucket: fullBucket(now),
+      refusals: 0,
+    };
+    this.ctx.acceptWebSocket(server, [participantTag(identity.participantId)]);
+    server.serializeAttachment(attachment);
+
+    // One socket per participant: the newest wins. The participant keeps its identity, publishing
+    // and subscriptions; until the new socket joins, it is in its grace period as after a drop.
+    for (const old of previous) {
+      updateAttachment(old, (replaced) => {
+        replaced.replaced = true;
+      });
+      closeSocket(old, CLOSE_CODES.replaced, 'replaced');
+    }
+    if (this.#state.participant(identity.participantId)) await this.#startGrace(identity.participantId);
+    await this.#scheduleAlarm();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** One incoming message: rate limit, size and schema checks, then the frame's handler in order. */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const attachment = readAttachment(ws);
+    if (!attachment || attachment.replaced) return;
+    const now = Date.now();
+    const { allowed, bucket } = takeToken(attachment.bucket, now);
+    attachment.bucket = bucket;
+    attachment.lastMessageAt = now;
+    attachment.refusals = allowed ? 0 : attachment.refusals + 1;
+    ws.serializeAttachment(attachment);
+    if (attachment.refusals >= SIGNALING_RATE_LIMIT.refusalsBeforeClose) {
+      this.#logger().warn('closing abusive connection', { participant_id: attachment.participantId });
+      closeSocket(ws, CLOSE_CODES.policyViolation, 'rate limit exceeded');
+      await this.#disconnect(ws);
+      return;
+    }
+
+    const decoded = decodeClientFrame(message);
+    if (!decoded.ok && decoded.tooLarge) {
+      closeSocket(ws, CLOSE_CODES.messageTooBig, 'message too large');
+      await this.#disconnect(ws);
+      return;
+    }
+    await this.#exclusive(attachment.participantId, async () => {
+      if (!allowed) {
+        const requestId = decoded.ok ? decoded.frame.request_id : decoded.requestId;
+        sendError(ws, 'rate_limited', 'too many frames: slow down', requestId);
+        return;
+      }
+      if (!decoded.ok) {
+        sendError(ws, decoded.code, decoded.message, decoded.requestId);
+        return;
+      }
+      await this.#dispatch(ws, decoded.frame);
+    });
+  }
+
+  override async webSocketClose(ws: WebSocket): Promise<void> {
+    await this.#disconnect(ws);
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    await this.#disconnect(ws);
+  }
+
+  /** Reaps dead sockets, ends grace periods, keeps the room alive in the store, retries the mirror, closes an empty room. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const nextLeaveExpiry = this.#state.pruneLeft(now);
+    await this.#storeMirror.flush();
+    const meta = this.#state.meta();
+    if (!meta) {
+      // A closed room: only leave markers (and perhaps an unsent mirror) remain, until they expire.
+      await this.#scheduleAfterClose(nextLeaveExpiry);
+      return;
+    }
+
+    for (const ws of this.ctx.getWebSockets()) {
+      const attachment = readAttachment(ws);
+      if (!attachment || attachment.replaced) continue;
+      const pingedAt = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
+      // Only sockets that ping can be judged dead by silence: a quiet client without keepalives is fine.
+      const silent = pingedAt !== undefined && now - Math.max(pingedAt, attachment.lastMessageAt) > PING_TIMEOUT_MS;
+      const neverJoined = !attachment.joined && now - attachment.connectedAt > JOIN_TIMEOUT_MS;
+      if (silent || neverJoined) {
+        closeSocket(
+          ws,
+          neverJoined ? CLOSE_CODES.policyViolation : CLOSE_CODES.goingAway,
+          neverJoined ? 'join timeout' : 'ping timeout',
+        );
+        await this.#disconnect(ws);
+      }
+    }
+
+    for (const record of this.#state.participants()) {
+      if (record.graceUntil === null || record.graceUntil > now || this.#joinedConnection(record.id)) continue;
+      await this.#exclusive(record.id, async () => {
+        const current = this.#state.participant(record.id);
+        if (current?.graceUntil != null && current.graceUntil <= now)
+          await this.#depart(record.id, 'grace_expired', null);
       });
     }
-    return this.#room;
+
+    const participants = this.#state.participants().length;
+    const refreshAt = this.#roomRefreshAt();
+    if (participants > 0 && refreshAt !== null && refreshAt <= now) {
+      // A room lives while it is used: extend it, unless the store already dropped it.
+      if (await this.#repository().touchRoom(meta.roomId)) {
+        this.#state.updateMeta({ roomId: meta.roomId, expiresAt: now + this.#settings().roomTtlSeconds * 1000 });
+      } else {
+        await this.#closeRoom('room_expired');
+        return;
+      }
+    }
+    if (participants === 0 && this.ctx.getWebSockets().length === 0) {
+      await this.#closeRoom('room_empty');
+      return;
+    }
+    await this.#scheduleAlarm({ force: true });
   }
+
+  // ---- Internals ----
+
+  /** Called on every use: a store client must not be shared between two requests (see store/index.ts). */
+  #repository(): RoomRepository {
+    return roomRepository(this.env, this.#settings());
+  }
+
+  /** The room's metadata; it exists from the first connection on. */
+  #meta(): RoomMeta {
+    const meta = this.#state.meta();
+    if (!meta) throw new Error('room state is not initialised');
+    return meta;
+  }
+
+  /** Sockets with their attachments, all or one participant's. */
+  #connections(participantId?: string): Connection[] {
+    const sockets = this.ctx.getWebSockets(participantId === undefined ? undefined : participantTag(participantId));
+    const connections: Connection[] = [];
+    for (const ws of sockets) {
+      const attachment = readAttachment(ws);
+      if (attachment) connections.push({ ws, attachment });
+    }
+    return connections;
+  }
+
+  /** The participant's joined socket, if it has one. */
+  #joinedConnection(participantId: string): Connection | undefined {
+    return this.#connections(participantId).find(
+      ({ ws, attachment }) => isOpen(ws) && attachment.joined && !attachment.replaced,
+    );
+  }
+
+  /**
+   * Runs `task` after every earlier task of the same participant. Frames of one socket, and media
+   * events and renegotiations that concern one participant, must reach the media node and the
+   * client in order even though each task awaits the network.
+   */
+  #exclusive<T>(participantId: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(participantId) ?? Promise.resolve();
+    const run = previous.then(task);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#queues.set(participantId, tail);
+    void tail.then(() => {
+      if (this.#queues.get(participantId) === tail) this.#queues.delete(participantId);
+    });
+    return run;
+  }
+
+  /** Runs a media node call whose failure must not stop the caller (cleanup); failures are logged. */
+  async #bestEffort(operation: string, call: () => Promise<unknown>): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      this.#logger().warn('media node call failed', { operation, error: errorName(error) });
+    }
+  }
+
+  /**
+   * Drops a feed that ended from everyone's subscription. The media node renegotiates those
+   * subscribers by itself when a feed's tracks end (whoever ended them) and reports it as
+   * `subscriber_offer`, which reaches the clients as `subscribe_offer`: asking it for an offer here
+   * too would cross that one and leave clients answering a superseded offer.
+   */
+  #forgetFeed(publisherId: string): void {
+    for (const record of this.#state.participants()) {
+      if (!record.subscription?.includes(publisherId)) continue;
+      this.#state.updateParticipant(record.id, (fresh) => {
+        fresh.subscription = fresh.subscription?.filter((feed) => feed !== publisherId) ?? null;
+      });
+    }
+  }
+
+  /** When the alarm must touch the room in the store so that it does not expire while in use. */
+  #roomRefreshAt(): number | null {
+    const expiresAt = this.#state.meta()?.expiresAt;
+    if (expiresAt == null) return null;
+    return expiresAt - Math.min(ROOM_REFRESH_MARGIN_MS, (this.#settings().roomTtlSeconds * 1000) / 2);
+  }
+
+  async #alarmNoLaterThan(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  /** After a close: the alarm comes back for a mirror retry or a leave marker's expiry, and then for nothing. */
+  async #scheduleAfterClose(nextLeaveExpiry: number | null): Promise<void> {
+    const due = [nextLeaveExpiry, this.#storeMirror.retryAt].filter((at): at is number => at !== null);
+    if (due.length > 0) await this.ctx.storage.setAlarm(Math.min(...due));
+  }
+
+  async #dispatch(ws: WebSocket, frame: ClientFrame): Promise<void> {
+    // Re-read: a join earlier in this participant's queue may have changed it.
+    const attachment = readAttachment(ws);
+    if (!attachment || attachment.replaced) return;
+    if (frame.type !== 'join_room' && !attachment.joined) {
+      sendError(ws, 'not_joined', 'send join_room first', frame.request_id);
+      return;
+    }
+    let replied = false;
+    const request: SignalingRequest<ClientFrameType> = {
+      frame,
+      ws,
+      attachment,
+      reply(type, payload) {
+        if (replied) throw new Error(`second reply to ${frame.type}`);
+        replied = true;
+        sendText(ws, encodeServerFrame(type, payload, frame.request_id));
+      },
+    };
+    const handler = frameHandlers[frame.type] as (
+      room: RoomHandle,
+      request: SignalingRequest<ClientFrameType>,
+    ) => Promise<void>;
+    try {
+      await handler(this.#handle, request);
+      if (!replied && isOpen(ws)) throw new Error(`${frame.type} handler did not reply`);
+    } catch (error) {
+      const code = errorCodeOf(error);
+      if (code === 'internal_error') {
+        this.#logger().error('frame handler failed', { type: frame.type, error: errorName(error) });
+      } else if (code === 'media_unavailable') {
+        // The client is told; operators need to see it too (a node down, a MEDIA_NODE_SECRET mismatch).
+        this.#logger().warn('media node call failed', { type: frame.type, error: (error as Error).message });
+      }
+      const message = code === 'internal_error' ? 'internal error' : (error as Error).message;
+      if (!replied) sendError(ws, code, message, frame.request_id);
+    }
+  }
+
+  /**
+   * A socket closed or failed. If it was the participant's current socket, the participant enters its
+   * grace period: it may reconnect and resume until the alarm removes it.
+   */
+  async #disconnect(ws: WebSocket): Promise<void> {
+    const attachment = readAttachment(ws);
+    // Completes the closing handshake. Codes 1005/1006 may not be sent, so the reply is always 1000.
+    closeSocket(ws, CLOSE_CODES.normal, 'closed');
+    // Without meta the room was closed and wiped: nothing to keep, nothing to schedule.
+    if (!attachment || attachment.replaced || !this.#state.meta()) return;
+    if (this.#state.participant(attachment.participantId)) await this.#startGrace(attachment.participantId);
+    else await this.#scheduleAlarm();
+  }
+
+  /**
+   * Ends the room on this object: sockets closed, all state wiped but the leave markers, the store's
+   * mirror emptied (or, for a room the store dropped, every key deleted), the media node told.
+   */
+  async #closeRoom(reason: 'room_empty' | 'room_expired'): Promise<void> {
+    const meta = this.#meta();
+    for (const ws of this.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
+    // State goes first, before anything awaits the network: a client that connects while the media
+    // node is being told must find an empty room, not have its fresh join wiped afterwards.
+    await this.ctx.storage.deleteAlarm();
+    this.#state.clearExceptLeaveMarkers();
+    this.#storeMirror.changed(meta.roomId, { deleteRoom: reason === 'room_expired' });
+    await this.#storeMirror.flush();
+    await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
+    if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));
+    this.#logger().info('room closed', { reason });
+  }
+}
+
+function sendError(ws: WebSocket, code: ErrorCode, message: string, requestId?: string): void {
+  sendText(ws, encodeServerFrame('error', { code, message }, requestId));
 }

@@ -1,6 +1,7 @@
 import type { Publisher, Stream } from '../../../shared/src/rest.ts';
 import type { Participant } from '../../../shared/src/signaling.ts';
 import type { Grants } from '../../../shared/src/token.ts';
+import type { RoomMirror } from '../store/room-repository.ts';
 
 export interface PublisherState {
   /** The streams negotiated in the answer; replaced by the media node's list at `publisher_ready`. */
@@ -31,6 +32,8 @@ export interface RoomMeta {
   mediaUsed: boolean;
   /** Participants who ever joined: the next one's joinOrder. */
   joins: number;
+  /** The room record's max_publishers, read from the store at the first join. */
+  maxPublishers: number | null;
 }
 
 const META_KEY = 'meta';
@@ -44,14 +47,19 @@ interface LeftMarker {
 }
 
 /**
- * The room's durable state in the object's SQLite-backed synchronous KV storage. Reads and writes
- * are synchronous, so a handler can check and update state without another event interleaving.
+ * The room's live state, whose one authority is this object: participants with their publishing
+ * and subscriptions, leave markers, metadata. Kept in the object's SQLite-backed synchronous KV
+ * storage: a handler checks and updates it without another event interleaving. Every change to
+ * the participants is reported to `onParticipantsChanged` in the same synchronous step, so that the
+ * store mirror's outbox is written together with the change.
  */
 export class RoomState {
   readonly #kv: SyncKvStorage;
+  readonly #onParticipantsChanged: () => void;
 
-  constructor(kv: SyncKvStorage) {
+  constructor(kv: SyncKvStorage, onParticipantsChanged: () => void) {
     this.#kv = kv;
+    this.#onParticipantsChanged = onParticipantsChanged;
   }
 
   meta(): RoomMeta | undefined {
@@ -59,7 +67,14 @@ export class RoomState {
   }
 
   updateMeta(patch: Partial<RoomMeta> & Pick<RoomMeta, 'roomId'>): RoomMeta {
-    const meta: RoomMeta = { expiresAt: null, mediaUsed: false, joins: 0, ...this.meta(), ...patch };
+    const meta: RoomMeta = {
+      expiresAt: null,
+      mediaUsed: false,
+      joins: 0,
+      maxPublishers: null,
+      ...this.meta(),
+      ...patch,
+    };
     this.#kv.put(META_KEY, meta);
     return meta;
   }
@@ -75,27 +90,37 @@ export class RoomState {
       .sort((a, b) => a.joinOrder - b.joinOrder);
   }
 
-  /** The next position in the join order. */
-  nextJoinOrder(roomId: string): number {
+  /** Takes the next position in the join order (counted in the metadata). */
+  takeJoinOrder(roomId: string): number {
     const meta = this.updateMeta({ roomId, joins: (this.meta()?.joins ?? 0) + 1 });
     return meta.joins;
   }
 
+  /** Participants whose publishing counts against max_publishers (offered, ready or not). */
+  publishers(): (ParticipantRecord & { publisher: PublisherState })[] {
+    return this.participants().filter((record): record is ParticipantRecord & { publisher: PublisherState } =>
+      Boolean(record.publisher),
+    );
+  }
+
   putParticipant(record: ParticipantRecord): void {
     this.#kv.put(PARTICIPANT_PREFIX + record.id, record);
+    this.#onParticipantsChanged();
   }
 
   /** Applies `change` to the stored record, if the participant is still there; returns the result. */
   updateParticipant(id: string, change: (record: ParticipantRecord) => void): ParticipantRecord | undefined {
     const record = this.participant(id);
     if (!record) return undefined;
+    const before = JSON.stringify(record);
     change(record);
-    this.putParticipant(record);
+    // An update that changes nothing writes nothing (and gives the store mirror nothing to send).
+    if (JSON.stringify(record) !== before) this.putParticipant(record);
     return record;
   }
 
   deleteParticipant(id: string): void {
-    this.#kv.delete(PARTICIPANT_PREFIX + id);
+    if (this.#kv.delete(PARTICIPANT_PREFIX + id)) this.#onParticipantsChanged();
   }
 
   /** Remembers that a participant left at `at`, until `until` (when its tokens have all expired). */
@@ -109,12 +134,29 @@ export class RoomState {
     return marker && marker.until > now ? marker.at : undefined;
   }
 
-  pruneLeft(now: number): void {
+  /** Forgets leaves whose tokens have all expired; returns when the next remaining one may go. */
+  pruneLeft(now: number): number | null {
+    let next: number | null = null;
     for (const [key, marker] of this.#kv.list<LeftMarker>({ prefix: LEFT_PREFIX })) {
       if (marker.until <= now) this.#kv.delete(key);
+      else next = Math.min(next ?? marker.until, marker.until);
     }
+    return next;
+  }
+
+  /**
+   * Ends the room's state: everything goes but the leave markers, which must outlive the room until
+   * the tokens they refuse have expired (a token issued before a leave must not rejoin an emptied room).
+   */
+  clearExceptLeaveMarkers(): void {
+    for (const [key] of this.#kv.list()) if (!key.startsWith(LEFT_PREFIX)) this.#kv.delete(key);
   }
 }
+
+export const mirrorOf = (state: RoomState): RoomMirror => ({
+  participants: state.participants().map(participantOf),
+  publishers: state.publishers().map(publisherOf),
+});
 
 export const participantOf = (record: ParticipantRecord): Participant => ({ id: record.id, display: record.display });
 

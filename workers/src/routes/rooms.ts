@@ -136,7 +136,7 @@ const refreshTokenRoute = createRoute({
   request: { params: RoomParamsSchema },
   responses: {
     200: json(Schemas.RefreshTokenResponse, 'A fresh token for the same participant'),
-    401: error('Missing, invalid or expired participant token'),
+    401: error('Missing, invalid or expired participant token, or a session older than MAX_SESSION_SECONDS'),
     403: error('The token is for another room'),
     404: error('No such room'),
     429: error('Too many requests from this client (`Retry-After`)'),
@@ -165,15 +165,15 @@ roomRoutes.post(documented(roomRoutes, createRoomRoute), rateLimit('create'), re
 
 roomRoutes.get(documented(roomRoutes, getRoomRoute), rateLimit('room'), async (c) => {
   const roomId = roomIdParam(c);
-  const rooms = repository(c);
   // Reading does not extend the room's life: only joins and signaling activity do.
-  const room = await rooms.getRoom(roomId);
+  const room = await repository(c).getRoom(roomId);
   if (!room) throw roomNotFound();
-  const [participants, publishers] = await Promise.all([rooms.listParticipants(roomId), rooms.listPublishers(roomId)]);
+  // Who is in the room is its coordinator's to say (the store only mirrors it).
+  const live = await roomCoordinator(c, roomId).liveState();
   const details: RoomDetails = {
     ...room,
-    participants: participants.length,
-    publishers: publishers.map(({ id, display }) => ({ id, display })),
+    participants: live.participants.length,
+    publishers: live.publishers.map(({ id, display }) => ({ id, display })),
   };
   return c.json(details, 200);
 });
@@ -185,9 +185,8 @@ roomRoutes.post(documented(roomRoutes, joinRoomRoute), rateLimit('join'), async 
   const rooms = repository(c);
   const room = await rooms.getRoom(roomId);
   if (!room) throw roomNotFound();
-  // Participants in the store are the connected ones; the Durable Object adds them on join_room.
-  const connected = await rooms.listParticipants(roomId);
-  if (connected.length >= config.maxParticipants) {
+  // The same cap join_room checks, asked of the room's coordinator, which alone knows who is in.
+  if (!(await roomCoordinator(c, roomId).admitsNewParticipant())) {
     throw new HttpError(409, 'room_full', `the room already has ${config.maxParticipants} participants`);
   }
   if (!(await rooms.touchRoom(roomId))) throw roomNotFound();
@@ -248,12 +247,19 @@ roomRoutes.post(documented(roomRoutes, leaveRoomRoute), rateLimit('leave'), asyn
 
 roomRoutes.post(documented(roomRoutes, refreshTokenRoute), rateLimit('token'), async (c) => {
   const claims = await participantClaims(c);
-  // Same identity and grants; only an unexpired token can be refreshed, so a leaked one still dies.
-  const issued = await issueParticipantToken(c.get('config').jwt, {
+  // Same identity and grants; only an unexpired token can be refreshed, so a leaked one still dies,
+  // and no session outlives MAX_SESSION_SECONDS however often it is refreshed.
+  const jwt = c.get('config').jwt;
+  const sessionStartedAt = claims.auth_time ?? claims.iat;
+  if (Date.now() / 1000 - sessionStartedAt >= jwt.maxSessionSeconds) {
+    throw new HttpError(401, 'unauthorized', 'the session has reached its maximum age; join the room again');
+  }
+  const issued = await issueParticipantToken(jwt, {
     roomId: claims.room,
     participantId: claims.sub,
     display: claims.name,
     grants: claims.grants,
+    sessionStartedAt,
   });
   const response: RefreshTokenResponse = {
     token: issued.token,

@@ -25,12 +25,7 @@ export function embeddedRoomRepository(
     getRoom: (roomId) => instance(roomId).getRoom(),
     touchRoom: (roomId) => instance(roomId).touchRoom(expiry()),
     deleteRoom: (roomId) => instance(roomId).deleteRoom(),
-    addParticipant: (roomId, participant) => instance(roomId).addParticipant(participant, expiry()),
-    removeParticipant: (roomId, participantId) => instance(roomId).removeParticipant(participantId, expiry()),
-    listParticipants: (roomId) => instance(roomId).listParticipants(),
-    claimPublisher: (roomId, publisher) => instance(roomId).claimPublisher(publisher, expiry()),
-    releasePublisher: (roomId, participantId) => instance(roomId).releasePublisher(participantId, expiry()),
-    listPublishers: (roomId) => instance(roomId).listPublishers(),
+    writeMirror: (roomId, mirror) => instance(roomId).writeMirror(mirror, expiry()),
     // Media nodes register in Redis; without Upstash there is no registry to read.
     listMediaNodes: async () => [],
     async ping() {

@@ -1,9 +1,8 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { Publisher, Room } from '../../../shared/src/rest.ts';
-import type { Participant } from '../../../shared/src/signaling.ts';
+import type { Room } from '../../../shared/src/rest.ts';
 import type { Env } from '../env.ts';
 import type { Expiry } from './room-records.ts';
-import type { ClaimPublisherResult } from './room-repository.ts';
+import type { RoomMirror } from './room-repository.ts';
 
 type RoomRow = {
   id: string;
@@ -13,14 +12,11 @@ type RoomRow = {
   expires_at: string;
   expires_at_ms: number;
 };
-type ParticipantRow = { id: string; display: string };
-type PublisherRow = { id: string; display: string; streams: string };
 
 /**
- * The embedded room store: one instance per room (`idFromName(roomId)`), holding that room, its
- * connected participants and its publishers in the instance's SQLite database. A Durable Object runs
- * one call at a time and SQLite calls are synchronous, so every method is atomic without locks —
- * which is what makes claimPublisher's check-then-write safe when two edges race.
+ * The embedded room store: one instance per room (`idFromName(roomId)`), holding that room and the
+ * mirror of its live state (participants, publishers) in the instance's SQLite database. A Durable
+ * Object runs one call at a time and SQLite calls are synchronous, so every method is atomic.
  *
  * Expiry: every write moves `expires_at` forward; reads treat an expired room as gone, and an alarm
  * wipes the instance's storage once the room has really expired.
@@ -80,59 +76,26 @@ export class EmbeddedStore extends DurableObject<Env> {
     await this.wipe();
   }
 
-  addParticipant(participant: Participant, expiry: Expiry): boolean {
+  /** Replaces the mirror in one transaction; a room that is gone keeps no mirror rows. */
+  writeMirror(mirror: RoomMirror, expiry: Expiry): boolean {
+    if (!this.hasSchema) return false;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec('DELETE FROM participants');
+      this.sql.exec('DELETE FROM publishers');
+    });
     return this.writeIfLive(expiry, () => {
-      // ON CONFLICT keeps the row (and its rowid), so the list stays in join order.
-      this.sql.exec(
-        'INSERT INTO participants (id, display) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET display = excluded.display',
-        participant.id,
-        participant.display,
-      );
+      for (const participant of mirror.participants) {
+        this.sql.exec('INSERT INTO participants (id, display) VALUES (?, ?)', participant.id, participant.display);
+      }
+      for (const publisher of mirror.publishers) {
+        this.sql.exec(
+          'INSERT INTO publishers (id, display, streams) VALUES (?, ?, ?)',
+          publisher.id,
+          publisher.display,
+          JSON.stringify(publisher.streams),
+        );
+      }
     });
-  }
-
-  removeParticipant(participantId: string, expiry: Expiry): void {
-    this.writeIfLive(expiry, () => {
-      this.sql.exec('DELETE FROM participants WHERE id = ?', participantId);
-      this.sql.exec('DELETE FROM publishers WHERE id = ?', participantId);
-    });
-  }
-
-  listParticipants(): Participant[] {
-    if (!this.liveRoom()) return [];
-    return this.sql.exec<ParticipantRow>('SELECT id, display FROM participants ORDER BY rowid').toArray();
-  }
-
-  claimPublisher(publisher: Publisher, expiry: Expiry): ClaimPublisherResult {
-    const room = this.liveRoom();
-    if (!room) return { ok: false, reason: 'not_found' };
-    const alreadyPublishing = this.sql.exec('SELECT 1 FROM publishers WHERE id = ?', publisher.id).toArray().length > 0;
-    const publishing = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM publishers').one().n;
-    if (!alreadyPublishing && publishing >= room.max_publishers) return { ok: false, reason: 'room_full' };
-    this.writeIfLive(expiry, () => {
-      this.sql.exec(
-        `INSERT INTO publishers (id, display, streams) VALUES (?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET display = excluded.display, streams = excluded.streams`,
-        publisher.id,
-        publisher.display,
-        JSON.stringify(publisher.streams),
-      );
-    });
-    return { ok: true };
-  }
-
-  releasePublisher(participantId: string, expiry: Expiry): void {
-    this.writeIfLive(expiry, () => {
-      this.sql.exec('DELETE FROM publishers WHERE id = ?', participantId);
-    });
-  }
-
-  listPublishers(): Publisher[] {
-    if (!this.liveRoom()) return [];
-    return this.sql
-      .exec<PublisherRow>('SELECT id, display, streams FROM publishers ORDER BY rowid')
-      .toArray()
-      .map((row) => ({ id: row.id, display: row.display, streams: JSON.parse(row.streams) }));
   }
 
   /** A round trip through the Durable Object runtime and its storage, for /health. */

@@ -6,7 +6,7 @@ import type { RoomRepository } from './room-repository.ts';
 import { withStoreErrors } from './store-errors.ts';
 import { upstashRoomRepository } from './upstash-room-repository.ts';
 
-export type { ClaimPublisherResult, RoomRepository } from './room-repository.ts';
+export type { RoomMirror, RoomRepository } from './room-repository.ts';
 export { StoreUnavailableError } from './store-errors.ts';
 
 /** Which adapter a config selects: Upstash when UPSTASH_REDIS_REST_URL is set, else the embedded store. */

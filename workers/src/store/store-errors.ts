@@ -28,12 +28,7 @@ export function withStoreErrors(repository: RoomRepository): RoomRepository {
     getRoom: guard(repository.getRoom.bind(repository)),
     touchRoom: guard(repository.touchRoom.bind(repository)),
     deleteRoom: guard(repository.deleteRoom.bind(repository)),
-    addParticipant: guard(repository.addParticipant.bind(repository)),
-    removeParticipant: guard(repository.removeParticipant.bind(repository)),
-    listParticipants: guard(repository.listParticipants.bind(repository)),
-    claimPublisher: guard(repository.claimPublisher.bind(repository)),
-    releasePublisher: guard(repository.releasePublisher.bind(repository)),
-    listPublishers: guard(repository.listPublishers.bind(repository)),
+    writeMirror: guard(repository.writeMirror.bind(repository)),
     listMediaNodes: guard(repository.listMediaNodes.bind(repository)),
     ping: guard(repository.ping.bind(repository)),
   };

@@ -6,17 +6,16 @@ import {
   type MediaNodeRegistration,
   MediaNodeRegistrationSchema,
 } from '../../../shared/src/media-control.ts';
-import { type Publisher, PublisherSchema, type Room, RoomSchema } from '../../../shared/src/rest.ts';
-import { type Participant, ParticipantSchema } from '../../../shared/src/signaling.ts';
+import { type Room, RoomSchema } from '../../../shared/src/rest.ts';
 import { type Expiry, expiryAfter, newRoom } from './room-records.ts';
-import type { ClaimPublisherResult, RoomRepository } from './room-repository.ts';
+import type { RoomRepository } from './room-repository.ts';
 
 /**
  * Keys of one room. The `{id}` hash tag puts them in one cluster slot, so one Lua script may touch
  * all three. All three expire together at the room's `expires_at` (PEXPIREAT).
  *   room:{id}               hash: id, name, max_publishers, created_at, expires_at
- *   room:{id}:participants  hash: participant id → Participant JSON (connected participants)
- *   room:{id}:publishers    hash: participant id → Publisher JSON
+ *   room:{id}:participants  hash: participant id → Participant JSON   } the mirror of the live state,
+ *   room:{id}:publishers    hash: participant id → Publisher JSON     } written by the room's Durable Object
  */
 export function roomKeys(roomId: string): [room: string, participants: string, publishers: string] {
   const room = `room:{${roomId}}`;
@@ -42,30 +41,14 @@ return 1`,
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 refresh()
 return 1`,
-  addParticipant: `${PRELUDE}
+  // ARGV[3] = participant count n, then n (id, Participant JSON) pairs, then (id, Publisher JSON) pairs.
+  // The old copy goes first, so that a room that is gone keeps no mirror keys either.
+  writeMirror: `${PRELUDE}
+redis.call('DEL', KEYS[2], KEYS[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-refresh()
-return 1`,
-  removeParticipant: `${PRELUDE}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[3])
-redis.call('HDEL', KEYS[3], ARGV[3])
-refresh()
-return 1`,
-  // The count check and the write are one script: two edges claiming the last slot cannot both win.
-  claimPublisher: `${PRELUDE}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
-if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then
-  local max = tonumber(redis.call('HGET', KEYS[1], 'max_publishers'))
-  if redis.call('HLEN', KEYS[3]) >= max then return 'room_full' end
-end
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-refresh()
-return 'ok'`,
-  releasePublisher: `${PRELUDE}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[3])
+local participants = tonumber(ARGV[3])
+for i = 0, participants - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end
+for i = 4 + 2 * participants, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 refresh()
 return 1`,
 } as const;
@@ -91,10 +74,6 @@ function parseStored<T>(schema: z.ZodType<T>, text: unknown): T | undefined {
   }
 }
 
-function parseStoredList<T>(schema: z.ZodType<T>, reply: unknown): T[] {
-  return StringListSchema.parse(reply).flatMap((text) => parseStored(schema, text) ?? []);
-}
-
 /**
  * RoomRepository on Upstash Redis over its REST API. Replies are read raw (automatic JSON
  * deserialization off: a room called "123" must stay a string) and validated with the contract's schemas.
@@ -115,10 +94,7 @@ export function upstashRoomRepository(options: { url: string; token: string }, r
   const scripts = {
     create: redis.createScript<number>(SCRIPTS.create),
     touch: redis.createScript<number>(SCRIPTS.touch),
-    addParticipant: redis.createScript<number>(SCRIPTS.addParticipant),
-    removeParticipant: redis.createScript<number>(SCRIPTS.removeParticipant),
-    claimPublisher: redis.createScript<string>(SCRIPTS.claimPublisher),
-    releasePublisher: redis.createScript<number>(SCRIPTS.releasePublisher),
+    writeMirror: redis.createScript<number>(SCRIPTS.writeMirror),
   };
   const expiryArgs = (expiry: Expiry) => [String(expiry.ms), expiry.iso];
   const write = (script: keyof typeof scripts, roomId: string, ...args: string[]) =>
@@ -149,24 +125,11 @@ export function upstashRoomRepository(options: { url: string; token: string }, r
     async deleteRoom(roomId) {
       await redis.del(...roomKeys(roomId));
     },
-    addParticipant: async (roomId, participant) =>
-      (await write('addParticipant', roomId, participant.id, JSON.stringify(participant))) === 1,
-    async removeParticipant(roomId, participantId) {
-      await write('removeParticipant', roomId, participantId);
+    async writeMirror(roomId, mirror) {
+      const pairs = (entries: { id: string }[]) => entries.flatMap((entry) => [entry.id, JSON.stringify(entry)]);
+      const args = [String(mirror.participants.length), ...pairs(mirror.participants), ...pairs(mirror.publishers)];
+      return (await write('writeMirror', roomId, ...args)) === 1;
     },
-    listParticipants: async (roomId): Promise<Participant[]> =>
-      parseStoredList(ParticipantSchema, await redis.hvals(roomKeys(roomId)[1])),
-    async claimPublisher(roomId, publisher): Promise<ClaimPublisherResult> {
-      const outcome = await write('claimPublisher', roomId, publisher.id, JSON.stringify(publisher));
-      if (outcome === 'ok') return { ok: true };
-      if (outcome === 'room_full' || outcome === 'not_found') return { ok: false, reason: outcome };
-      throw new Error('claimPublisher script returned an unexpected reply');
-    },
-    async releasePublisher(roomId, participantId) {
-      await write('releasePublisher', roomId, participantId);
-    },
-    listPublishers: async (roomId): Promise<Publisher[]> =>
-      parseStoredList(PublisherSchema, await redis.hvals(roomKeys(roomId)[2])),
     async listMediaNodes(): Promise<MediaNodeRegistration[]> {
       const ids = StringListSchema.parse(await redis.smembers(MEDIA_NODE_REGISTRY_SET));
       if (ids.length === 0) return [];
