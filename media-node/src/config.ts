@@ -75,6 +75,9 @@ const MediaNodeEnvSchema = z
     }
   });
 
+/** The variables the media node reads; scripts/stack.ts passes exactly these to it. */
+export const MEDIA_NODE_VARIABLES = Object.keys(MediaNodeEnvSchema.shape);
+
 export interface MediaNodeConfig {
   host: string;
   port: number;

@@ -1,50 +1,6 @@
-import { z } from 'zod';
-import {
-  IceUrlEnvSchema,
-  type LogLevel,
-  LogLevelSchema,
-  PositiveIntSchema,
-  parseEnvironment,
-  SecretSchema,
-} from '../../shared/src/config.ts';
+import { type LogLevel, parseEnvironment } from '../../shared/src/config.ts';
 import type { Env } from './env.ts';
-
-const EdgeEnvSchema = z
-  .object({
-    JWT_SECRET: SecretSchema,
-    JWT_EXPIRY_SECONDS: PositiveIntSchema(900, 86_400),
-    MAX_SESSION_SECONDS: PositiveIntSchema(86_400, 30 * 86_400),
-    ROOM_TTL_SECONDS: PositiveIntSchema(7200, 30 * 86_400),
-    UPSTASH_REDIS_REST_URL: z.url().optional(),
-    UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
-    STUN_SERVER: IceUrlEnvSchema.optional(),
-    TURN_SERVER: IceUrlEnvSchema.optional(),
-    TURN_SECRET: SecretSchema.optional(),
-    TURN_TTL_SECONDS: PositiveIntSchema(14_400, 7 * 86_400),
-    LOG_LEVEL: LogLevelSchema,
-    API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
-    ALLOWED_ORIGINS: z.string().default('*'),
-    MEDIA_NODE_URL: z.url().optional(),
-    MEDIA_NODE_SECRET: SecretSchema.optional(),
-    MAX_PARTICIPANTS: PositiveIntSchema(100, 10_000),
-    RECONNECT_GRACE_SECONDS: PositiveIntSchema(20, 3600),
-    CLIENT_IP_HEADER: z
-      .string()
-      .regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a header name such as X-Real-IP')
-      .optional(),
-  })
-  .superRefine((env, ctx) => {
-    if (Boolean(env.UPSTASH_REDIS_REST_URL) !== Boolean(env.UPSTASH_REDIS_REST_TOKEN)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['UPSTASH_REDIS_REST_TOKEN'],
-        message: 'UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together',
-      });
-    }
-    if (env.MEDIA_NODE_URL && !env.MEDIA_NODE_SECRET) {
-      ctx.addIssue({ code: 'custom', path: ['MEDIA_NODE_SECRET'], message: 'is required when MEDIA_NODE_URL is set' });
-    }
-  });
+import { EdgeEnvSchema } from './env-schema.ts';
 
 export interface EdgeConfig {
   /** `maxSessionSeconds`: how long refreshes may extend one session (one join) in all. */
