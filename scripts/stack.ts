@@ -5,6 +5,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
+import { EDGE_VARIABLES } from '../workers/src/env-schema.ts';
 
 /**
  * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
@@ -95,21 +97,22 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     await Promise.all([...children].map((child) => terminate(child)));
     rmSync(secretsDir, { recursive: true, force: true });
   };
+  const outputOf = (name: string) => {
+    const { output } = options;
+    return typeof output === 'function' ? (line: string) => output(`[${name}] ${line}`) : output;
+  };
   const startMediaNode = () =>
     track(
       'media-node',
-      launch(
-        'media-node',
-        process.execPath,
-        ['media-node/src/main.ts'],
+      launchMediaNode(
         {
-          ...pick(options.env, MEDIA_VARIABLES),
+          ...pick(options.env, MEDIA_NODE_VARIABLES),
           MEDIA_HOST: options.mediaHost,
           MEDIA_PORT: String(options.mediaPort),
           MEDIA_NODE_SECRET: mediaNodeSecret,
           EDGE_URL: edgeUrl,
         },
-        options.output,
+        outputOf('media-node'),
       ),
     );
   let mediaNode = withMediaNode ? startMediaNode() : undefined;
@@ -118,7 +121,6 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     track(
       'edge',
       launch(
-        'edge',
         process.execPath,
         [
           join(root, 'node_modules/wrangler/bin/wrangler.js'),
@@ -138,7 +140,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           options.output === 'inherit' ? 'info' : 'warn',
         ],
         { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
-        options.output,
+        outputOf('edge'),
       ),
     );
     await Promise.all([
@@ -162,45 +164,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, restartMediaNode, stop };
 }
 
-/** Variables the edge reads (workers/src/env.ts); everything else stays out of the Worker. */
-const EDGE_VARIABLES = [
-  'CLIENT_IP_HEADER',
-  'JWT_EXPIRY_SECONDS',
-  'ROOM_TTL_SECONDS',
-  'UPSTASH_REDIS_REST_URL',
-  'UPSTASH_REDIS_REST_TOKEN',
-  'STUN_SERVER',
-  'TURN_SERVER',
-  'TURN_SECRET',
-  'TURN_TTL_SECONDS',
-  'LOG_LEVEL',
-  'API_KEY',
-  'ALLOWED_ORIGINS',
-  'MAX_PARTICIPANTS',
-  'RECONNECT_GRACE_SECONDS',
-];
-
-/** Variables the media node reads (media-node/src/config.ts). */
-const MEDIA_VARIABLES = [
-  'MEDIA_NODE_ID',
-  'MEDIA_PUBLIC_URL',
-  'MEDIA_ANNOUNCED_IP',
-  'MEDIA_RTC_LISTEN_IP',
-  'MEDIA_RTC_MIN_PORT',
-  'MEDIA_RTC_MAX_PORT',
-  'MEDIA_WORKERS',
-  'MEDIA_CAPACITY',
-  'MEDIA_DRAIN_TIMEOUT_SECONDS',
-  'MEDIA_CONNECT_TIMEOUT_SECONDS',
-  'STUN_SERVER',
-  'TURN_SERVER',
-  'TURN_SECRET',
-  'UPSTASH_REDIS_REST_URL',
-  'UPSTASH_REDIS_REST_TOKEN',
-  'LOG_LEVEL',
-];
-
-function pick(env: Record<string, string | undefined>, names: string[]): Record<string, string> {
+function pick(env: Record<string, string | undefined>, names: readonly string[]): Record<string, string> {
   const picked: Record<string, string> = {};
   for (const name of names) {
     const value = env[name];
@@ -224,14 +188,26 @@ function toEnvFile(vars: Record<string, string | undefined>): string {
     .join('\n');
 }
 
-function launch(
-  name: string,
+/** The media node as production starts it: `node media-node/src/main.ts`, configured by `env` alone. */
+export function launchMediaNode(
+  env: Record<string, string>,
+  output: 'inherit' | ((line: string) => void) | undefined,
+): ChildProcess {
+  return launch(process.execPath, ['media-node/src/main.ts'], env, output);
+}
+
+/**
+ * Starts a child process of the stack (or of a test harness: there is one launcher). It gets PATH and
+ * friends but none of the parent's secrets except those in `extraEnv`, runs in a process group of
+ * its own (so {@link terminate} reaches what it spawns), and its output goes to the terminal, to
+ * `output` line by line, or nowhere.
+ */
+export function launch(
   command: string,
   args: string[],
   extraEnv: Record<string, string>,
-  output: StackOptions['output'],
+  output: 'inherit' | ((line: string) => void) | undefined,
 ): ChildProcess {
-  // Children get PATH and friends but none of the parent's secrets except those passed explicitly.
   const baseEnv = pick(process.env, ['PATH', 'HOME', 'TMPDIR', 'XDG_CONFIG_HOME', 'LANG', 'NODE_OPTIONS']);
   const child = spawn(command, args, {
     cwd: root,
@@ -246,7 +222,7 @@ function launch(
         buffered += chunk.toString();
         const lines = buffered.split('\n');
         buffered = lines.pop() ?? '';
-        for (const line of lines) output(`[${name}] ${line}`);
+        for (const line of lines) output(line);
       });
     }
   } else if (output === undefined) {
@@ -278,7 +254,7 @@ async function waitForHttp(url: string, exits: Map<ChildProcess, string>, timeou
  * makes the media node drain until its calls end; the SIGINT that follows stops it at once, which is
  * what stopping a local stack means. wrangler stops on either.
  */
-async function terminate(child: ChildProcess, signal: 'graceful' | 'SIGKILL' = 'graceful'): Promise<void> {
+export async function terminate(child: ChildProcess, signal: 'graceful' | 'SIGKILL' = 'graceful'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const signalGroup = (name: NodeJS.Signals) => {

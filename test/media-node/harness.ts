@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { launchMediaNode, terminate } from '../../scripts/stack.ts';
 import { newId } from '../../shared/src/ids.ts';
 import {
   EDGE_MEDIA_EVENTS_PATH,
@@ -13,10 +13,8 @@ import {
   type SubscribeResponse,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, signServiceToken, verifyServiceToken } from '../../shared/src/service-token.ts';
-import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { type TestPublisher, type TestSubscriber, waitFor } from '../support/werift-peers.ts';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export type MediaEventOf<T extends MediaEvent['type']> = Extract<MediaEvent, { type: T }>;
 
@@ -119,10 +117,9 @@ export class MediaNodeProcess {
     // A port window of its own per node, so that test files running side by side never compete.
     const minPort = 20_000 + randomInt(0, 400) * 100;
     const nodeId = `test-${newId().slice(0, 8)}`;
-    const child = spawn(process.execPath, ['media-node/src/main.ts'], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH,
+    const logs: string[] = [];
+    const child = launchMediaNode(
+      {
         MEDIA_NODE_SECRET: secretText,
         MEDIA_HOST: '127.0.0.1',
         MEDIA_PORT: '0',
@@ -135,18 +132,8 @@ export class MediaNodeProcess {
         LOG_LEVEL: 'info',
         ...env,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const logs: string[] = [];
-    let buffered = '';
-    const onOutput = (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      logs.push(...lines);
-    };
-    child.stdout?.on('data', onOutput);
-    child.stderr?.on('data', onOutput);
+      (line) => logs.push(line),
+    );
     try {
       const listening = await waitFor(
         () => {
@@ -157,7 +144,7 @@ export class MediaNodeProcess {
       );
       return new MediaNodeProcess(child, { url: String(listening.url), nodeId }, secret, events, logs);
     } catch (error) {
-      child.kill('SIGKILL');
+      await terminate(child, 'SIGKILL');
       await events.close();
       throw error;
     }
@@ -166,7 +153,7 @@ export class MediaNodeProcess {
   /** A control-API token as the edge signs it; options make it wrong on purpose. */
   token(options: { audience?: string; lifetimeSeconds?: number; secret?: Uint8Array } = {}): Promise<string> {
     return signServiceToken(options.secret ?? this.secret, {
-      issuer: 'truegather-edge',
+      issuer: TOKEN_ISSUER,
       audience: options.audience ?? MEDIA_NODE_AUDIENCE,
       lifetimeSeconds: options.lifetimeSeconds,
     });
@@ -194,18 +181,9 @@ export class MediaNodeProcess {
     this.#child.kill(signal);
   }
 
-  /**
-   * Stops the node at once and the events receiver: the second signal skips the drain (two
-   * different signals, since a pending signal of the same kind would be merged with the first).
-   */
+  /** Stops the node at once (no drain), as the stack stops it, and the events receiver. */
   async stop(): Promise<void> {
-    if (this.#child.exitCode === null && this.#child.signalCode === null) {
-      this.#child.kill('SIGTERM');
-      this.#child.kill('SIGINT');
-      const killer = setTimeout(() => this.#child.kill('SIGKILL'), 10_000);
-      await this.exited;
-      clearTimeout(killer);
-    }
+    await terminate(this.#child);
     await this.events.close();
   }
 }
