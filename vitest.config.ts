@@ -23,6 +23,9 @@ const ratelimits = {
   STRICT_RATE_LIMITER: { namespace_id: '1003', simple: { limit: 100, period: 60 as const } },
 };
 
+/** The edge's Worker, with fake media nodes for the rooms whose tests give one (no seam in the product). */
+const TEST_WORKER = './test/workers/support/test-worker.ts';
+
 /** Upstash-only test files; the embedded project leaves them out. */
 const UPSTASH_ONLY = 'test/workers/**/*-upstash.test.ts';
 
@@ -37,6 +40,7 @@ if (!withRedis) console.warn('redis-server is not installed: skipping the worker
 const workersUpstash: TestProjectInlineConfiguration = {
   plugins: [
     cloudflareTest(({ inject }) => ({
+      main: TEST_WORKER,
       wrangler: { configPath: './wrangler.toml' },
       miniflare: {
         bindings: {
@@ -67,6 +71,7 @@ export default defineConfig({
       {
         plugins: [
           cloudflareTest({
+            main: TEST_WORKER,
             wrangler: { configPath: './wrangler.toml' },
             miniflare: { bindings: workerBindings, ratelimits },
           }),

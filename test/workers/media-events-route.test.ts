@@ -44,7 +44,7 @@ describe('POST /internal/media-events', () => {
     const room = await createRoom();
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
-    await useMediaNode(room.id, new FakeMediaNode());
+    useMediaNode(room.id, new FakeMediaNode());
     await ann.socket.expectReply('publish_offer', { sdp: fakeSdp('ann offer') }, 'publish_answer');
 
     const token = await signServiceToken(secret(), { issuer: 'media-node', audience: EDGE_AUDIENCE });

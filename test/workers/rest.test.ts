@@ -98,7 +98,7 @@ describe('GET /api/v1/rooms/:id', () => {
     // Participants count once they have joined over the WebSocket, publishers once they offer.
     const bob = await joinMember(room.id, 'Bob');
     const alice = await joinMember(room.id, 'Alice');
-    await useMediaNode(room.id, new FakeMediaNode());
+    useMediaNode(room.id, new FakeMediaNode());
     await alice.socket.expectReply('publish_offer', { sdp: fakeSdp('Alice offer') }, 'publish_answer');
     const details = await getRoomDetails(room.id);
     expect(details.participants).toBe(2);

@@ -77,7 +77,7 @@ describe('joining and presence', () => {
     const fake = new FakeMediaNode();
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
     await publishReady(room.id, bob, STREAMS, [ann.socket]);
     const response = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${room.id}/leave`, {
       method: 'POST',
@@ -99,7 +99,7 @@ describe('publishing and subscribing through the media node', () => {
     const fake = new FakeMediaNode();
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
 
     const answer = await ann.socket.expectReply('publish_offer', { sdp: fakeSdp('ann offer') }, 'publish_answer');
     expect(answer.payload.sdp).toContain(`answer for ${ann.participantId}`);
@@ -163,7 +163,7 @@ describe('publishing and subscribing through the media node', () => {
     const fake = new FakeMediaNode();
     const ann = await joinMember(room.id, 'Ann');
     const bob = await joinMember(room.id, 'Bob');
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
     await publishReady(room.id, ann, STREAMS, [bob.socket]);
     await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
     expect(fake.callsOf('closeSubscriber')).toEqual([]);
@@ -184,7 +184,7 @@ describe('publishing and subscribing through the media node', () => {
       await joinMember(room.id, 'Bob'),
       await joinMember(room.id, 'Cara'),
     ];
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
     await publishReady(room.id, ann, STREAMS, [bob.socket, cara.socket]);
     await publishReady(room.id, bob, STREAMS, [ann.socket, cara.socket]);
     await cara.socket.expectReply('subscribe', { feeds: [ann.participantId, bob.participantId] }, 'subscribe_offer');
@@ -228,7 +228,7 @@ describe('publishing and subscribing through the media node', () => {
     expect(unavailable).toMatchObject({ type: 'error', request_id: 'r2', payload: { code: 'media_unavailable' } });
 
     const fake = new FakeMediaNode();
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
     fake.failNext('publish', 'bad_sdp');
     expect(await ann.socket.request('publish_offer', { sdp: fakeSdp('offer') })).toMatchObject({
       type: 'error',
@@ -250,7 +250,7 @@ describe('publishing and subscribing through the media node', () => {
     const room = await createRoom();
     const fake = new FakeMediaNode();
     const ann = await joinMember(room.id, 'Ann');
-    await useMediaNode(room.id, fake);
+    useMediaNode(room.id, fake);
     const viewer = await tokenWithGrants(room.id, { publish: false, subscribe: false, admin: false });
     const socket = await SignalingSocket.open(room.id, viewer.token);
     await socket.expectReply('join_room', { room_id: room.id, display: 'Viewer' }, 'joined');

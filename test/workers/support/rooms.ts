@@ -1,4 +1,4 @@
-import { env, runInDurableObject, SELF } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { SignJWT } from 'jose';
 import { newId } from '../../../shared/src/ids.ts';
 import type { JoinRoomResponse, Room, Stream } from '../../../shared/src/rest.ts';
@@ -9,6 +9,7 @@ import type { MediaNodeClient } from '../../../workers/src/media/media-node-clie
 import type { RoomCoordinator } from '../../../workers/src/room/room-coordinator.ts';
 import { fakeSdp } from './fake-media-node.ts';
 import { BASE_URL, SignalingSocket, type TokenTransport } from './signaling-socket.ts';
+import { mediaNodeFakes } from './test-worker.ts';
 
 /** Creates a room through the REST API, as a client would. */
 export async function createRoom(maxPublishers = 10): Promise<Room> {
@@ -87,11 +88,9 @@ export function roomStub(roomId: string): DurableObjectStub<RoomCoordinator> {
   return env.ROOMS.get(env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
 }
 
-/** Gives the room's coordinator a media node client (again after an eviction: a new instance starts without). */
-export async function useMediaNode(roomId: string, client: MediaNodeClient): Promise<void> {
-  await runInDurableObject(roomStub(roomId), (instance: RoomCoordinator) => {
-    instance.mediaNode = client;
-  });
+/** Gives the room a fake media node client (its coordinator is the test Worker's, see test-worker.ts). */
+export function useMediaNode(roomId: string, client: MediaNodeClient): void {
+  mediaNodeFakes.set(roomId, client);
 }
 
 export interface Member {

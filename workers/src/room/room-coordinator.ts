@@ -54,10 +54,13 @@ const CONNECTION_HEADROOM = 16;
  */
 export class RoomCoordinator extends DurableObject<Env> {
   /**
-   * The room's media node client, created from config on first use. Durable Object tests put an
-   * in-memory fake here through `runInDurableObject`; it is a field, not a method, so RPC never exposes it.
+   * How a room gets its media node client: over HTTP to the node the room is placed on (or one that
+   * answers `media_unavailable` when none is configured). A class-level dependency, so that a
+   * deployment or a test binds another class rather than reaching into an instance; static, so that
+   * RPC never exposes it.
    */
-  mediaNode: MediaNodeClient | undefined;
+  static readonly createMediaNodeClient: typeof createMediaNodeClient = createMediaNodeClient;
+  #mediaNode: MediaNodeClient | undefined;
   readonly #state: RoomState;
   readonly #handle: RoomHandle;
   readonly #storeMirror: StoreMirror;
@@ -123,8 +126,9 @@ export class RoomCoordinator extends DurableObject<Env> {
   }
 
   #media(): MediaNodeClient {
-    this.mediaNode ??= createMediaNodeClient(this.#settings(), this.ctx.storage, () => this.#repository());
-    return this.mediaNode;
+    const create = (this.constructor as typeof RoomCoordinator).createMediaNodeClient;
+    this.#mediaNode ??= create(this.#settings(), this.ctx.storage, () => this.#repository());
+    return this.#mediaNode;
   }
 
   #logger(): Logger {
