@@ -45,3 +45,14 @@ export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 /** The one error envelope of every REST answer that is not 2xx: `{error: {code, message, details?}}`. */
 export const ErrorEnvelopeSchema = z.object({ error: ErrorBodySchema });
 export type ErrorEnvelope = z.infer<typeof ErrorEnvelopeSchema>;
+
+/** A failure that reaches a client as an `error` frame with this code (the socket stays open). */
+export class CodedError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../../../shared/src/errors.ts';
+import { CodedError } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
@@ -29,15 +29,7 @@ export interface MediaNodeClient {
 }
 
 /** A media node failure with the signaling error code the client should see (`media_unavailable`, `bad_sdp`, …). */
-export class MediaCallError extends Error {
-  readonly code: ErrorCode;
-
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.name = 'MediaCallError';
-    this.code = code;
-  }
-}
+export class MediaCallError extends CodedError {}
 
 /** The client used when no media node can be reached: every operation fails with `media_unavailable`. */
 export function unavailableMediaNodeClient(reason: string): MediaNodeClient {

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../../../shared/src/errors.ts';
+import { CodedError } from '../../../shared/src/errors.ts';
 import type { Grants } from '../../../shared/src/token.ts';
 import type { TokenBucket } from './rate-limit.ts';
 
@@ -63,12 +63,4 @@ export function closeSocket(ws: WebSocket, code: number, reason: string): void {
 }
 
 /** A refused request: becomes an `error` frame with this code, and the socket stays open. */
-export class RequestRefusedError extends Error {
-  readonly code: ErrorCode;
-
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.name = 'RequestRefusedError';
-    this.code = code;
-  }
-}
+export class RequestRefusedError extends CodedError {}

@@ -1,9 +1,8 @@
-import type { ErrorCode } from '../../../shared/src/errors.ts';
+import { CodedError, type ErrorCode } from '../../../shared/src/errors.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { EdgeConfig } from '../config.ts';
-import { MediaCallError, type MediaNodeClient } from '../media/media-node-client.ts';
+import type { MediaNodeClient } from '../media/media-node-client.ts';
 import { StoreUnavailableError } from '../store/index.ts';
-import { RequestRefusedError } from './connection.ts';
 import type { RoomState } from './room-state.ts';
 
 /** How often the alarm looks for dead sockets while any are connected. */
@@ -50,7 +49,7 @@ export interface RoomHandle {
 
 /** The signaling error code a failure maps to; anything unexpected is an internal error. */
 export function errorCodeOf(error: unknown): ErrorCode {
-  if (error instanceof RequestRefusedError || error instanceof MediaCallError) return error.code;
+  if (error instanceof CodedError) return error.code;
   return error instanceof StoreUnavailableError ? 'service_unavailable' : 'internal_error';
 }
 

@@ -112,37 +112,42 @@ const joinRoomRoute = createRoute({
   },
 });
 
-const leaveRoomRoute = createRoute({
-  method: 'post',
-  path: '/api/v1/rooms/{id}/leave',
-  summary: "Leave a room: disconnects the token's participant",
-  security: [{ participantToken: [] }],
-  request: { params: RoomParamsSchema },
-  responses: {
-    200: json(Schemas.LeaveRoomResponse, 'Left'),
-    401: error('Missing, invalid or expired participant token'),
-    403: error('The token is for another room'),
-    404: error('No such room'),
-    429: error('Too many requests from this client (`Retry-After`)'),
-    503: error('The room store is unavailable'),
-  },
-});
+/** A POST on a room that takes the participant's own token (leave, refresh). */
+const participantTokenRoute = <S extends z.ZodType>(
+  action: string,
+  summary: string,
+  ok: ReturnType<typeof json<S>>,
+  unauthorized: string,
+) =>
+  createRoute({
+    method: 'post',
+    path: `/api/v1/rooms/{id}/${action}`,
+    summary,
+    security: [{ participantToken: [] }],
+    request: { params: RoomParamsSchema },
+    responses: {
+      200: ok,
+      401: error(unauthorized),
+      403: error('The token is for another room'),
+      404: error('No such room'),
+      429: error('Too many requests from this client (`Retry-After`)'),
+      503: error('The room store is unavailable'),
+    },
+  });
 
-const refreshTokenRoute = createRoute({
-  method: 'post',
-  path: '/api/v1/rooms/{id}/token',
-  summary: 'Refresh a participant token before it expires: same participant, new expiry',
-  security: [{ participantToken: [] }],
-  request: { params: RoomParamsSchema },
-  responses: {
-    200: json(Schemas.RefreshTokenResponse, 'A fresh token for the same participant'),
-    401: error('Missing, invalid or expired participant token, or a session older than MAX_SESSION_SECONDS'),
-    403: error('The token is for another room'),
-    404: error('No such room'),
-    429: error('Too many requests from this client (`Retry-After`)'),
-    503: error('The room store is unavailable'),
-  },
-});
+const leaveRoomRoute = participantTokenRoute(
+  'leave',
+  "Leave a room: disconnects the token's participant",
+  json(Schemas.LeaveRoomResponse, 'Left'),
+  'Missing, invalid or expired participant token',
+);
+
+const refreshTokenRoute = participantTokenRoute(
+  'token',
+  'Refresh a participant token before it expires: same participant, new expiry',
+  json(Schemas.RefreshTokenResponse, 'A fresh token for the same participant'),
+  'Missing, invalid or expired participant token, or a session older than MAX_SESSION_SECONDS',
+);
 
 const roomNotFound = () => new HttpError(404, 'not_found', 'room not found');
 
