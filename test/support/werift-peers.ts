@@ -47,8 +47,14 @@ export interface TestSubscriberOptions {
   ice?: PeerIceOptions;
 }
 
-/** ICE servers and policy, e.g. the TURN entry of a join response with `iceTransportPolicy: 'relay'`. */
-export type PeerIceOptions = Pick<RTCPeerConnectionConfig, 'iceServers' | 'iceTransportPolicy'>;
+/**
+ * ICE servers and policy, e.g. the TURN entry of a join response with `iceTransportPolicy: 'relay'`; or
+ * another local address than 127.0.0.1 (Janus does not gather on loopback).
+ */
+export type PeerIceOptions = Pick<
+  RTCPeerConnectionConfig,
+  'iceServers' | 'iceTransportPolicy' | 'iceAdditionalHostAddresses' | 'iceInterfaceAddresses'
+>;
 
 /** werift's debug options give the share of packets *kept*, in percent. */
 const keptPercent = (lossPercent: number | undefined) => (lossPercent ? 100 - lossPercent : undefined);
@@ -59,6 +65,8 @@ export class TestPublisher {
   /** Arrival times (performance.now()) of RTCP PLIs on the video sender. */
   readonly pliTimes: number[] = [];
   readonly sentPackets: Record<MediaKind, number> = { audio: 0, video: 0 };
+  /** While paused, the dummy source's packets are dropped (connections stay up): idle-cost measurements. */
+  paused = false;
   readonly #navigator: Navigator;
 
   private constructor(options: TestPublisherOptions) {
@@ -99,6 +107,7 @@ export class TestPublisher {
       const transceiver = this.pc.addTransceiver(sent, { direction: 'sendonly' });
       const keyframes = new KeyframesOnRequest();
       source.onReceiveRtp.subscribe((packet) => {
+        if (this.paused) return;
         this.sentPackets[source.kind as MediaKind]++;
         sent.writeRtp(source.kind === 'video' ? keyframes.apply(packet) : packet);
       });

@@ -1,0 +1,346 @@
+/**
+ * Media benchmark (issue #10): the media node against Janus VideoRoom and a plain Node UDP fan-out,
+ * same workload, same run, so that this noisy 2-vCPU VM is compared with itself and the result is
+ * quoted as ratios.
+ *
+ * Workload: one werift publisher (dummy VP8 + Opus, ~80 packets/s) and N subscribers, each group in
+ * load-generator processes of its own (their CPU is reported, never counted as the SFU's). At least
+ * `--full` subscribers (20) decrypt everything and check sequence continuity; the rest only count
+ * packets after ICE and DTLS. For each N: CPU of the SFU process (every thread, from /proc) over a
+ * window with media flowing, then over a window with the publisher paused (idle cost), and RSS.
+ *
+ *   npm run bench:media                              # N = 0,20,60,100,300, every system
+ *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { defaultHostAddresses } from '../media-node/src/sfu/rtc-settings.ts';
+import { newId } from '../shared/src/ids.ts';
+import {
+  type CreatePublisherResponse,
+  MEDIA_CONTROL_PATHS,
+  type SubscriberOfferResponse,
+} from '../shared/src/media-control.ts';
+import { MediaNodeProcess } from '../test/media-node/harness.ts';
+import { freePort } from '../test/support/ports.ts';
+import { BenchChild } from './media/child.ts';
+import { ensureJanusInstalled, JanusProcess, JanusSession } from './media/janus.ts';
+import type { LoadCommand, LoadStats } from './media/load-generator.ts';
+import { cpuShare, sampleProcess } from './media/proc-stats.ts';
+import { type BenchReport, type StepResult, type SystemName, summarize, writeReport } from './media/report.ts';
+import type { FloorCommand } from './media/udp-floor.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    steps: { type: 'string', default: '0,20,60,100,300' },
+    window: { type: 'string', default: '20' },
+    'idle-window': { type: 'string', default: '10' },
+    systems: { type: 'string', default: 'node,janus,janus-el2,floor' },
+    full: { type: 'string', default: '20' },
+    'per-process': { type: 'string', default: '100' },
+    'no-readme': { type: 'boolean', default: false },
+  },
+});
+const STEPS = args.steps.split(',').map(Number);
+const WINDOW_S = Number(args.window);
+const IDLE_WINDOW_S = Number(args['idle-window']);
+const FULL_SUBSCRIBERS = Number(args.full);
+const SUBSCRIBERS_PER_PROCESS = Number(args['per-process']);
+const SYSTEMS = args.systems.split(',') as SystemName[];
+/** A step whose subscribers do not all receive media in this time ends the run of that system. */
+const MEDIA_TIMEOUT_MS = 60_000;
+const SETTLE_MS = 2_000;
+const SUBSCRIBE_CONCURRENCY = 4;
+
+const loadScript = new URL('./media/load-generator.ts', import.meta.url);
+const floorScript = new URL('./media/udp-floor.ts', import.meta.url);
+
+interface Sfu {
+  pid: number;
+  /** The local address the load generators' peers use for ICE (default 127.0.0.1). */
+  iceAddress?: string;
+  publish(offer: string): Promise<string>;
+  subscribe(answer: (offer: string) => Promise<string>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startNode(): Promise<Sfu> {
+  // As `npm start` runs it: default workers (one per core), capacity and port range, info logs.
+  const node = await MediaNodeProcess.start({
+    MEDIA_WORKERS: String(availableParallelism()),
+    MEDIA_RTC_MIN_PORT: '40000',
+    MEDIA_RTC_MAX_PORT: '49999',
+  });
+  const pid = childPid('media-node/src/main.ts');
+  const roomId = newId();
+  const publisherId = newId();
+  return {
+    pid,
+    async publish(offer) {
+      const response = await node.request<CreatePublisherResponse>('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+        participant_id: publisherId,
+        sdp: offer,
+      });
+      if (response.status !== 201) throw new Error(`publish: ${response.status}`);
+      return response.body.sdp;
+    },
+    async subscribe(answer) {
+      const participantId = newId();
+      const offer = await node.request<SubscriberOfferResponse>(
+        'PUT',
+        MEDIA_CONTROL_PATHS.subscriber(roomId, participantId),
+        { feeds: [publisherId] },
+      );
+      if (offer.status !== 200) throw new Error(`subscribe: ${offer.status} ${JSON.stringify(offer.body)}`);
+      const sdp = await answer(offer.body.sdp);
+      const answered = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), { sdp });
+      if (answered.status !== 200) throw new Error(`answer: ${answered.status}`);
+    },
+    stop: () => node.stop(),
+  };
+}
+
+async function startJanus(eventLoops: number): Promise<Sfu> {
+  const iceAddress = defaultHostAddresses(undefined)[0];
+  if (!iceAddress) throw new Error('Janus needs a non-loopback IPv4 address to gather on');
+  const janus = await JanusProcess.start(ensureJanusInstalled(), {
+    iceAddress,
+    eventLoops,
+    wsPort: await freePort(),
+    rtpPorts: [30_000, 39_999],
+  });
+  const session = await JanusSession.connect(janus.wsUrl);
+  let feed = 0;
+  return {
+    pid: janus.pid,
+    iceAddress,
+    async publish(offer) {
+      const published = await session.publish(offer);
+      feed = published.feed;
+      return published.answer;
+    },
+    subscribe: (answer) => session.subscribe(feed, answer),
+    async stop() {
+      session.close();
+      await janus.stop();
+    },
+  };
+}
+
+/** Runs the steps against one SFU: werift load generators, CPU/RSS windows, loss, latency. */
+async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
+  const loadArgs = sfu.iceAddress ? [sfu.iceAddress] : [];
+  const publisherLoad = new BenchChild<LoadCommand>(loadScript, loadArgs);
+  const subscriberLoads: BenchChild<LoadCommand>[] = [];
+  const subscribeStartedAt: number[] = [];
+  const results: StepResult[] = [];
+  const loadFor = (index: number) => {
+    const processIndex =
+      index < FULL_SUBSCRIBERS ? 0 : 1 + Math.floor((index - FULL_SUBSCRIBERS) / SUBSCRIBERS_PER_PROCESS);
+    while (subscriberLoads.length <= processIndex)
+      subscriberLoads.push(new BenchChild<LoadCommand>(loadScript, loadArgs));
+    return subscriberLoads[processIndex]!;
+  };
+  const allStats = async () => {
+    const [publisher, ...subscribers] = await Promise.all(
+      [publisherLoad, ...subscriberLoads].map((load) => load.send<LoadStats>({ op: 'stats' })),
+    );
+    return {
+      publisher: publisher!,
+      subscribers: subscribers.flatMap((stats) => stats.subscribers),
+      loads: [publisher!, ...subscribers],
+    };
+  };
+  try {
+    const offer = await publisherLoad.send<string>({ op: 'publish' });
+    await publisherLoad.send({ op: 'publisher-answer', sdp: await sfu.publish(offer) });
+    for (const target of STEPS) {
+      const failure = await addSubscribers(target);
+      if (failure) {
+        console.log(`${system}: stopped at N = ${target}: ${failure}`);
+        results.push({ subscribers: target, failed: failure } as StepResult);
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const flowing = await measureWindow(WINDOW_S);
+      await publisherLoad.send({ op: 'pause', paused: true });
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const idle = await measureWindow(IDLE_WINDOW_S);
+      await publisherLoad.send({ op: 'pause', paused: false });
+      const stats = await allStats();
+      const latencies = stats.subscribers
+        .map((subscriber, index) => (subscriber.firstPacketAt ?? Number.NaN) - subscribeStartedAt[index]!)
+        .filter((latency) => Number.isFinite(latency));
+      const full = stats.subscribers.filter((subscriber) => !subscriber.light);
+      const result: StepResult = {
+        subscribers: target,
+        forwarded_pps: round(flowing.receivedPackets / WINDOW_S),
+        publisher_pps: round(flowing.sentPackets / WINDOW_S),
+        cpu_percent: round(flowing.cpu * 100),
+        cpu_us_per_packet: target > 0 ? round((flowing.cpu * 1e6 * WINDOW_S) / flowing.receivedPackets) : undefined,
+        idle_cpu_percent: round(idle.cpu * 100),
+        rss_mb: round(flowing.rssBytes / 2 ** 20),
+        loss_percent:
+          target > 0
+            ? round(Math.max(0, 100 * (1 - flowing.receivedPackets / (flowing.sentPackets * target))))
+            : undefined,
+        missing_sequence_numbers: full.reduce((sum, subscriber) => sum + subscriber.missing, 0),
+        full_subscribers: full.length,
+        load_cpu_percent: flowing.loadCpu.map((share) => round(share * 100)),
+        first_rtp_ms:
+          latencies.length > 0
+            ? { p50: round(percentile(latencies, 50)), p95: round(percentile(latencies, 95)) }
+            : undefined,
+      };
+      results.push(result);
+      console.log(system, JSON.stringify(result));
+    }
+  } finally {
+    await Promise.all([publisherLoad, ...subscriberLoads].map((load) => load.close()));
+  }
+  return results;
+
+  async function addSubscribers(target: number): Promise<string | undefined> {
+    const queue: number[] = [];
+    for (let index = subscribeStartedAt.length; index < target; index++) queue.push(index);
+    const worker = async () => {
+      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+        const load = loadFor(index);
+        subscribeStartedAt[index] = performance.timeOrigin + performance.now();
+        await sfu.subscribe((offer) => load.send<string>({ op: 'subscribe', offer, light: index >= FULL_SUBSCRIBERS }));
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: SUBSCRIBE_CONCURRENCY }, worker));
+    } catch (error) {
+      return `subscribing failed: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    const deadline = performance.now() + MEDIA_TIMEOUT_MS;
+    for (;;) {
+      const { subscribers } = await allStats();
+      const waiting = subscribers.filter((subscriber) => subscriber.packets === 0).length;
+      if (waiting === 0) return undefined;
+      if (performance.now() > deadline)
+        return `${waiting} of ${target} subscribers received no media in ${MEDIA_TIMEOUT_MS / 1000} s`;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  async function measureWindow(seconds: number) {
+    const statsBefore = await allStats();
+    const before = sampleProcess(sfu.pid);
+    const loadBefore = [publisherLoad, ...subscriberLoads].map((load) => sampleProcess(load.pid));
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1_000));
+    const after = sampleProcess(sfu.pid);
+    const loadAfter = [publisherLoad, ...subscriberLoads].map((load) => sampleProcess(load.pid));
+    const statsAfter = await allStats();
+    const received = (stats: typeof statsBefore) =>
+      stats.subscribers.reduce((sum, subscriber) => sum + subscriber.packets, 0);
+    return {
+      cpu: cpuShare(before, after),
+      rssBytes: after.rssBytes,
+      receivedPackets: received(statsAfter) - received(statsBefore),
+      sentPackets: statsAfter.publisher.publisherSent - statsBefore.publisher.publisherSent,
+      loadCpu: loadAfter.map((sample, index) => cpuShare(loadBefore[index]!, sample)),
+    };
+  }
+}
+
+/** The floor: the same packet rate fanned out by plain dgram sockets, no crypto. */
+async function runFloor(packetsPerSecond: number): Promise<StepResult[]> {
+  const forwarder = new BenchChild<FloorCommand>(floorScript);
+  const load = new BenchChild<FloorCommand>(floorScript);
+  const results: StepResult[] = [];
+  const ports: number[] = [];
+  try {
+    const inbound = await forwarder.send<number>({ op: 'bind' });
+    await load.send({ op: 'source', port: inbound, packetsPerSecond, paused: false });
+    for (const target of STEPS) {
+      ports.push(...(await load.send<number[]>({ op: 'sinks', count: target })));
+      await forwarder.send({ op: 'targets', ports });
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const statsBefore = await load.send<{ sent: number; received: number[] }>({ op: 'stats' });
+      const before = sampleProcess(forwarder.pid);
+      const loadBefore = sampleProcess(load.pid);
+      await new Promise((resolve) => setTimeout(resolve, WINDOW_S * 1_000));
+      const after = sampleProcess(forwarder.pid);
+      const loadAfter = sampleProcess(load.pid);
+      const statsAfter = await load.send<{ sent: number; received: number[] }>({ op: 'stats' });
+      const received = statsAfter.received.reduce((a, b) => a + b, 0) - statsBefore.received.reduce((a, b) => a + b, 0);
+      const sent = statsAfter.sent - statsBefore.sent;
+      const cpu = cpuShare(before, after);
+      const result: StepResult = {
+        subscribers: target,
+        forwarded_pps: round(received / WINDOW_S),
+        publisher_pps: round(sent / WINDOW_S),
+        cpu_percent: round(cpu * 100),
+        cpu_us_per_packet: target > 0 ? round((cpu * 1e6 * WINDOW_S) / received) : undefined,
+        rss_mb: round(after.rssBytes / 2 ** 20),
+        loss_percent: target > 0 ? round(Math.max(0, 100 * (1 - received / (sent * target)))) : undefined,
+        load_cpu_percent: [round(cpuShare(loadBefore, loadAfter) * 100)],
+      };
+      results.push(result);
+      console.log('floor', JSON.stringify(result));
+    }
+  } finally {
+    await Promise.all([forwarder.close(), load.close()]);
+  }
+  return results;
+}
+
+/** The pid of this process's child whose command line contains `script`. */
+function childPid(script: string): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(script))
+        return Number(entry);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  throw new Error(`no child process runs ${script}`);
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+const systems: BenchReport['systems'] = {};
+let publisherRate = 80;
+for (const system of SYSTEMS) {
+  console.log(`--- ${system}`);
+  if (system === 'floor') {
+    systems.floor = await runFloor(publisherRate);
+    continue;
+  }
+  const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
+  try {
+    const steps = await runSfu(system, sfu);
+    publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
+    systems[system] = steps;
+  } finally {
+    await sfu.stop();
+  }
+}
+
+const report: BenchReport = {
+  benchmark: 'media',
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: availableParallelism(),
+  window_s: WINDOW_S,
+  idle_window_s: IDLE_WINDOW_S,
+  full_subscribers: FULL_SUBSCRIBERS,
+  systems,
+  summary: summarize(systems),
+};
+writeReport(report, { readme: !args['no-readme'] });

@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system, every thread) and resident memory of a process, read from /proc. */
+export interface ProcessSample {
+  cpuSeconds: number;
+  rssBytes: number;
+  at: number;
+}
+
+export function sampleProcess(pid: number): ProcessSample {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuSeconds: (utime + stime) / CLOCK_TICKS_PER_SECOND, rssBytes: rssKb * 1024, at: performance.now() };
+}
+
+/** CPU used between two samples, as a share of one core. */
+export function cpuShare(before: ProcessSample, after: ProcessSample): number {
+  return (after.cpuSeconds - before.cpuSeconds) / ((after.at - before.at) / 1000);
+}

@@ -1,0 +1,316 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type SystemName = 'node' | 'janus' | 'janus-el2' | 'floor';
+
+export const SYSTEM_LABELS: Record<SystemName, string> = {
+  node: 'media node',
+  janus: 'Janus default',
+  'janus-el2': 'Janus event_loops=2',
+  floor: 'UDP floor',
+};
+
+export interface StepResult {
+  subscribers: number;
+  /** The step could not be completed (subscribers without media, or a refused subscribe). */
+  failed?: string;
+  forwarded_pps: number;
+  publisher_pps: number;
+  cpu_percent: number;
+  cpu_us_per_packet: number | undefined;
+  idle_cpu_percent?: number;
+  rss_mb: number;
+  loss_percent: number | undefined;
+  missing_sequence_numbers?: number;
+  full_subscribers?: number;
+  load_cpu_percent: number[];
+  first_rtp_ms?: { p50: number; p95: number };
+}
+
+export interface SystemSummary {
+  us_per_packet: Record<number, number | undefined>;
+  marginal_us_per_packet_20_60?: number;
+  rss_mb_per_subscriber_20_60?: number;
+  rss_mb_at_20?: number;
+  idle_us_per_s_per_subscriber?: number;
+  loss_percent: Record<number, number | undefined>;
+  first_n_with_loss_over_1_percent?: number;
+  largest_n_completed?: number;
+  first_rtp_ms?: { p50: number; p95: number };
+}
+
+export interface BenchReport {
+  benchmark: 'media';
+  date: string;
+  node: string;
+  cpus: number;
+  window_s: number;
+  idle_window_s: number;
+  full_subscribers: number;
+  systems: Partial<Record<SystemName, StepResult[]>>;
+  summary: ReturnType<typeof summarize>;
+}
+
+const round = (value: number) => Math.round(value * 100) / 100;
+
+function summarizeSystem(steps: StepResult[]): SystemSummary {
+  const done = steps.filter((step) => !step.failed);
+  const at = (n: number) => done.find((step) => step.subscribers === n);
+  const [s0, s20, s60] = [at(0), at(20), at(60)];
+  const summary: SystemSummary = {
+    us_per_packet: Object.fromEntries(
+      done.filter((s) => s.subscribers > 0).map((s) => [s.subscribers, s.cpu_us_per_packet]),
+    ),
+    loss_percent: Object.fromEntries(done.filter((s) => s.subscribers > 0).map((s) => [s.subscribers, s.loss_percent])),
+    largest_n_completed: done.at(-1)?.subscribers,
+    first_n_with_loss_over_1_percent: done.find((s) => (s.loss_percent ?? 0) > 1)?.subscribers,
+  };
+  if (s20 && s60) {
+    summary.marginal_us_per_packet_20_60 = round(
+      (((s60.cpu_percent - s20.cpu_percent) / 100) * 1e6) / (s60.forwarded_pps - s20.forwarded_pps),
+    );
+    summary.rss_mb_per_subscriber_20_60 = round((s60.rss_mb - s20.rss_mb) / 40);
+  }
+  if (s20) summary.rss_mb_at_20 = s20.rss_mb;
+  if (s0 && s60 && s0.idle_cpu_percent !== undefined && s60.idle_cpu_percent !== undefined) {
+    // CPU share → µs of CPU per second, per subscriber.
+    summary.idle_us_per_s_per_subscriber = round((((s60.idle_cpu_percent - s0.idle_cpu_percent) / 100) * 1e6) / 60);
+  }
+  const latencies = done.map((s) => s.first_rtp_ms).filter((l) => l !== undefined);
+  if (latencies.length > 0) {
+    summary.first_rtp_ms = {
+      p50: Math.max(...latencies.map((l) => l.p50)),
+      p95: Math.max(...latencies.map((l) => l.p95)),
+    };
+  }
+  return summary;
+}
+
+export function summarize(systems: BenchReport['systems']) {
+  const perSystem = Object.fromEntries(
+    Object.entries(systems).map(([name, steps]) => [name, summarizeSystem(steps)]),
+  ) as Partial<Record<SystemName, SystemSummary>>;
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b !== undefined && b > 0 ? round(a / b) : undefined;
+  const node = perSystem.node;
+  return {
+    systems: perSystem,
+    ratios: {
+      node_vs_janus_el2_us_per_packet_60: ratio(node?.us_per_packet[60], perSystem['janus-el2']?.us_per_packet[60]),
+      node_vs_janus_el2_marginal: ratio(
+        node?.marginal_us_per_packet_20_60,
+        perSystem['janus-el2']?.marginal_us_per_packet_20_60,
+      ),
+      node_vs_janus_default_us_per_packet_60: ratio(node?.us_per_packet[60], perSystem.janus?.us_per_packet[60]),
+      node_vs_floor_us_per_packet_60: ratio(node?.us_per_packet[60], perSystem.floor?.us_per_packet[60]),
+      janus_el2_vs_floor_us_per_packet_60: ratio(
+        perSystem['janus-el2']?.us_per_packet[60],
+        perSystem.floor?.us_per_packet[60],
+      ),
+    },
+  };
+}
+
+interface Target {
+  target: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+/** Every target of issue #10 against the measured figure. */
+export function targets(report: BenchReport): Target[] {
+  const { systems, ratios } = report.summary;
+  const node = systems.node;
+  const fmt = (value: number | undefined, unit = '') => (value === undefined ? 'not measured' : `${value}${unit}`);
+  const check = (value: number | undefined, ok: (v: number) => boolean) =>
+    value === undefined ? undefined : ok(value);
+  const loss300 = node?.loss_percent[300];
+  return [
+    {
+      target: 'CPU per forwarded packet at N = 60 ≤ 0.6× Janus event_loops=2',
+      measured: `${fmt(ratios.node_vs_janus_el2_us_per_packet_60, '×')} (${fmt(node?.us_per_packet[60], ' µs')} vs ${fmt(systems['janus-el2']?.us_per_packet[60], ' µs')})`,
+      met: check(ratios.node_vs_janus_el2_us_per_packet_60, (v) => v <= 0.6),
+    },
+    {
+      target: 'marginal CPU per packet (N 20 → 60) ≤ 0.6× Janus event_loops=2',
+      measured: `${fmt(ratios.node_vs_janus_el2_marginal, '×')} (${fmt(node?.marginal_us_per_packet_20_60, ' µs')} vs ${fmt(systems['janus-el2']?.marginal_us_per_packet_20_60, ' µs')})`,
+      met: check(ratios.node_vs_janus_el2_marginal, (v) => v <= 0.6),
+    },
+    {
+      target: 'stretch: CPU per packet at N = 60 ≤ 2× the UDP floor',
+      measured: `${fmt(ratios.node_vs_floor_us_per_packet_60, '×')} (floor ${fmt(systems.floor?.us_per_packet[60], ' µs')})`,
+      met: check(ratios.node_vs_floor_us_per_packet_60, (v) => v <= 2),
+    },
+    {
+      target: 'RSS per subscriber ≤ 0.5 MB',
+      measured: fmt(node?.rss_mb_per_subscriber_20_60, ' MB'),
+      met: check(node?.rss_mb_per_subscriber_20_60, (v) => v <= 0.5),
+    },
+    {
+      target: 'RSS of the node with 20 subscribers ≤ 120 MB',
+      measured: fmt(node?.rss_mb_at_20, ' MB'),
+      met: check(node?.rss_mb_at_20, (v) => v <= 120),
+    },
+    {
+      target: 'idle CPU per connected subscriber ≤ 300 µs/s',
+      measured: fmt(node?.idle_us_per_s_per_subscriber, ' µs/s'),
+      met: check(node?.idle_us_per_s_per_subscriber, (v) => v <= 300),
+    },
+    {
+      target: 'one publisher → 300 subscribers with < 0.5 % loss',
+      measured:
+        loss300 === undefined
+          ? `not reached (largest N completed: ${fmt(node?.largest_n_completed)})`
+          : `${loss300} % loss; loss first > 1 % at N = ${fmt(node?.first_n_with_loss_over_1_percent)}`,
+      met: loss300 === undefined ? false : loss300 < 0.5,
+    },
+    {
+      target: '`subscribe` → first RTP at a werift subscriber: p50 ≤ 150 ms, p95 ≤ 400 ms',
+      measured: node?.first_rtp_ms
+        ? `p50 ${node.first_rtp_ms.p50} ms, p95 ${node.first_rtp_ms.p95} ms (worst step)`
+        : 'not measured',
+      met: node?.first_rtp_ms ? node.first_rtp_ms.p50 <= 150 && node.first_rtp_ms.p95 <= 400 : undefined,
+    },
+  ];
+}
+
+const benchDir = fileURLToPath(new URL('..', import.meta.url));
+const BEGIN = '<!-- bench:media:begin -->';
+const END = '<!-- bench:media:end -->';
+
+export function writeReport(report: BenchReport, options: { readme: boolean }): void {
+  const resultsFile = join(benchDir, 'results', 'media.json');
+  mkdirSync(dirname(resultsFile), { recursive: true });
+  writeFileSync(resultsFile, `${JSON.stringify(report, null, 2)}\n`);
+  const markdown = markdownReport(report);
+  console.log(`\n${markdown}\n→ ${resultsFile}`);
+  if (!options.readme) return;
+  writeFileSync(join(benchDir, 'media.svg'), chart(report));
+  const readmeFile = join(benchDir, 'README.md');
+  let readme: string;
+  try {
+    readme = readFileSync(readmeFile, 'utf8');
+  } catch {
+    readme = `# Benchmarks\n\n${BEGIN}\n${END}\n`;
+  }
+  const start = readme.indexOf(BEGIN);
+  const end = readme.indexOf(END);
+  if (start < 0 || end < 0) throw new Error(`${readmeFile} lacks the ${BEGIN} / ${END} markers`);
+  writeFileSync(readmeFile, `${readme.slice(0, start + BEGIN.length)}\n${markdown}\n${readme.slice(end)}`);
+  console.log(`→ ${readmeFile}, ${join(benchDir, 'media.svg')}`);
+}
+
+export function markdownReport(report: BenchReport): string {
+  const names = Object.keys(report.systems) as SystemName[];
+  const steps = [...new Set(names.flatMap((name) => report.systems[name]!.map((step) => step.subscribers)))].sort(
+    (a, b) => a - b,
+  );
+  const cell = (name: SystemName, n: number, read: (step: StepResult) => string) => {
+    const step = report.systems[name]!.find((s) => s.subscribers === n);
+    if (!step) return '—';
+    return step.failed ? 'failed' : read(step);
+  };
+  const table = (title: string, read: (step: StepResult) => string) => [
+    `| ${title} | ${steps.map((n) => `N = ${n}`).join(' | ')} |`,
+    `|---|${steps.map(() => '---').join('|')}|`,
+    ...names.map((name) => `| ${SYSTEM_LABELS[name]} | ${steps.map((n) => cell(name, n, read)).join(' | ')} |`),
+  ];
+  const lines = [
+    `Run of ${report.date.slice(0, 16).replace('T', ' ')} UTC, Node ${report.node}, ${report.cpus} CPUs, ${report.window_s} s windows with media, ${report.idle_window_s} s without; ${report.full_subscribers} fully decrypting subscribers, the rest counting.`,
+    '',
+    '### Targets of issue #10',
+    '',
+    '| target | measured | met |',
+    '|---|---|---|',
+    ...targets(report).map(
+      (t) => `| ${t.target} | ${t.measured} | ${t.met === undefined ? '—' : t.met ? 'yes' : '**no**'} |`,
+    ),
+    '',
+    '### Ratios (same run)',
+    '',
+    '| ratio | value |',
+    '|---|---|',
+    ...Object.entries(report.summary.ratios).map(
+      ([name, value]) => `| ${name.replaceAll('_', ' ')} | ${value ?? '—'} |`,
+    ),
+    '',
+    '### CPU µs per forwarded packet (SFU process, every thread)',
+    '',
+    ...table('system', (s) =>
+      s.cpu_us_per_packet === undefined ? `${s.cpu_percent} % CPU` : String(s.cpu_us_per_packet),
+    ),
+    '',
+    '### RSS (MB)',
+    '',
+    ...table('system', (s) => String(s.rss_mb)),
+    '',
+    '### Idle CPU (publisher paused, connections up), % of a core',
+    '',
+    ...table('system', (s) => (s.idle_cpu_percent === undefined ? '—' : String(s.idle_cpu_percent))),
+    '',
+    "### Loss % (received vs published × N) · load generators' CPU % (publisher, subscriber processes)",
+    '',
+    ...table('system', (s) => `${s.loss_percent ?? '—'} · ${s.load_cpu_percent.map((c) => Math.round(c)).join('/')}`),
+    '',
+    '![µs per packet and RSS against N](media.svg)',
+  ];
+  return lines.join('\n');
+}
+
+const COLORS: Record<SystemName, string> = {
+  node: '#d62728',
+  janus: '#1f77b4',
+  'janus-el2': '#2ca02c',
+  floor: '#7f7f7f',
+};
+
+/** Two panels (µs per packet, RSS) against N, one polyline per system. */
+export function chart(report: BenchReport): string {
+  const names = Object.keys(report.systems) as SystemName[];
+  const panel = (x0: number, title: string, read: (s: StepResult) => number | undefined) => {
+    const points = names.map((name) => ({
+      name,
+      points: report.systems[name]!.filter((s) => !s.failed)
+        .map((s) => [s.subscribers, read(s)] as const)
+        .filter((p): p is readonly [number, number] => p[1] !== undefined),
+    }));
+    const maxX = Math.max(1, ...points.flatMap((p) => p.points.map(([n]) => n)));
+    const maxY = Math.max(1, ...points.flatMap((p) => p.points.map(([, v]) => v))) * 1.1;
+    const [w, h, left, top] = [340, 220, 45, 30];
+    const px = (n: number) => x0 + left + (n / maxX) * w;
+    const py = (v: number) => top + h - (v / maxY) * h;
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+      const v = Math.round(maxY * f);
+      return `<line x1="${x0 + left}" x2="${x0 + left + w}" y1="${py(v)}" y2="${py(v)}" stroke="#eee"/><text x="${x0 + left - 5}" y="${py(v) + 4}" text-anchor="end">${v}</text>`;
+    });
+    const xTicks = [...new Set(points.flatMap((p) => p.points.map(([n]) => n)))].map(
+      (n) => `<text x="${px(n)}" y="${top + h + 15}" text-anchor="middle">${n}</text>`,
+    );
+    const lines = points.map(
+      ({ name, points: pts }) =>
+        `<polyline fill="none" stroke="${COLORS[name]}" stroke-width="2" points="${pts.map(([n, v]) => `${px(n).toFixed(1)},${py(v).toFixed(1)}`).join(' ')}"/>` +
+        pts
+          .map(([n, v]) => `<circle cx="${px(n).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3" fill="${COLORS[name]}"/>`)
+          .join(''),
+    );
+    return [
+      `<text x="${x0 + left + w / 2}" y="18" text-anchor="middle" font-weight="bold">${title}</text>`,
+      ...ticks,
+      ...xTicks,
+      `<text x="${x0 + left + w / 2}" y="${top + h + 32}" text-anchor="middle">subscribers (N)</text>`,
+      ...lines,
+    ].join('\n');
+  };
+  const legend = names.map(
+    (name, i) =>
+      `<rect x="${60 + i * 190}" y="300" width="14" height="4" fill="${COLORS[name]}"/><text x="${80 + i * 190}" y="305">${SYSTEM_LABELS[name]}</text>`,
+  );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="820" height="320" font-family="sans-serif" font-size="11">
+<rect width="820" height="320" fill="white"/>
+${panel(0, 'CPU µs per forwarded packet', (s) => s.cpu_us_per_packet)}
+${panel(410, 'RSS (MB)', (s) => s.rss_mb)}
+${legend.join('\n')}
+</svg>
+`;
+}
