@@ -17,11 +17,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultHostAddresses } from '../media-node/src/sfu/rtc-settings.ts';
 import { newId } from '../shared/src/ids.ts';
-import {
-  type CreatePublisherResponse,
-  MEDIA_CONTROL_PATHS,
-  type SubscriberOfferResponse,
-} from '../shared/src/media-control.ts';
+import { mediaControlPath, type PublishResponse, type SubscribeResponse } from '../shared/src/media-control.ts';
 import { MediaNodeProcess } from '../test/media-node/harness.ts';
 import { freePort } from '../test/support/ports.ts';
 import { BenchChild } from './media/child.ts';
@@ -78,7 +74,7 @@ async function startNode(): Promise<Sfu> {
   return {
     pid,
     async publish(offer) {
-      const response = await node.request<CreatePublisherResponse>('POST', MEDIA_CONTROL_PATHS.publishers(roomId), {
+      const response = await node.request<PublishResponse>('POST', mediaControlPath('publish', roomId), {
         participant_id: publisherId,
         sdp: offer,
       });
@@ -87,14 +83,14 @@ async function startNode(): Promise<Sfu> {
     },
     async subscribe(answer) {
       const participantId = newId();
-      const offer = await node.request<SubscriberOfferResponse>(
-        'PUT',
-        MEDIA_CONTROL_PATHS.subscriber(roomId, participantId),
-        { feeds: [publisherId] },
-      );
+      const offer = await node.request<SubscribeResponse>('PUT', mediaControlPath('subscribe', roomId, participantId), {
+        feeds: [publisherId],
+      });
       if (offer.status !== 200) throw new Error(`subscribe: ${offer.status} ${JSON.stringify(offer.body)}`);
       const sdp = await answer(offer.body.sdp);
-      const answered = await node.request('POST', MEDIA_CONTROL_PATHS.subscriberAnswer(roomId, participantId), { sdp });
+      const answered = await node.request('POST', mediaControlPath('setSubscriberAnswer', roomId, participantId), {
+        sdp,
+      });
       if (answered.status !== 200) throw new Error(`answer: ${answered.status}`);
     },
     stop: () => node.stop(),
@@ -185,7 +181,7 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
           target > 0
             ? round(Math.max(0, 100 * (1 - flowing.receivedPackets / (flowing.sentPackets * target))))
             : undefined,
-        missing_sequence_numbers: full.reduce((sum, subscriber) => sum + subscriber.missing, 0),
+        missing_sequence_numbers: flowing.missingSequenceNumbers,
         full_subscribers: full.length,
         load_cpu_percent: flowing.loadCpu.map((share) => round(share * 100)),
         first_rtp_ms:
@@ -235,12 +231,16 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
     const after = sampleProcess(sfu.pid);
     const loadAfter = [publisherLoad, ...subscriberLoads].map((load) => sampleProcess(load.pid));
     const statsAfter = await allStats();
+    // Pauses leave gaps in the publisher's sequence numbers: only what went missing in the window counts.
+    const missing = (stats: typeof statsBefore) =>
+      stats.subscribers.reduce((sum, subscriber) => sum + (subscriber.light ? 0 : subscriber.missing), 0);
     const received = (stats: typeof statsBefore) =>
       stats.subscribers.reduce((sum, subscriber) => sum + subscriber.packets, 0);
     return {
       cpu: cpuShare(before, after),
       rssBytes: after.rssBytes,
       receivedPackets: received(statsAfter) - received(statsBefore),
+      missingSequenceNumbers: missing(statsAfter) - missing(statsBefore),
       sentPackets: statsAfter.publisher.publisherSent - statsBefore.publisher.publisherSent,
       loadCpu: loadAfter.map((sample, index) => cpuShare(loadBefore[index]!, sample)),
     };

@@ -12,6 +12,8 @@ import {
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
+import { EgressLeg } from './rtp-egress.ts';
+import type { SenderReportClock } from './sender-reports.ts';
 import type { RtpSink, SourceTrack } from './source-track.ts';
 
 /** RTCP payload-specific feedback format 4 (RFC 5104), which werift does not export by name. */
@@ -23,9 +25,12 @@ interface ForwardedTrackEvents {
 
 /**
  * One source track forwarded to one subscriber (mediasoup's Consumer): a sendonly m-line on the
- * subscriber's connection. The sender rewrites SSRC, sequence numbers and timestamps for this leg,
- * answers the subscriber's NACKs from its own history, and the subscriber's PLI/FIR become a
- * (throttled) keyframe request to the publisher.
+ * subscriber's connection. Once the connection is up, packets go out through the fast path
+ * ({@link EgressLeg}: the leg's SSRC, sequence number, timestamp and payload type written into a
+ * fresh header, SRTP, one datagram), NACKs are answered from the source's shared history and
+ * sender reports come from the worker's {@link SenderReportClock}. werift's own sender path remains
+ * for what the fast path does not cover (packets with CSRCs or padding, TURN or TCP candidates).
+ * The subscriber's PLI/FIR become a (throttled) keyframe request to the publisher.
  */
 export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implements RtpSink {
   readonly source: SourceTrack;
@@ -34,6 +39,10 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   readonly #stats: ForwardingStats;
   readonly #logger: Logger;
   readonly #unsubscribers: (() => void)[];
+  readonly #senderReports: SenderReportClock;
+  #leg: EgressLeg | undefined;
+  /** The connection is up and the fast path cannot serve it: werift's path only. */
+  #legUnavailable = false;
   #negotiated = false;
   #closed = false;
 
@@ -43,11 +52,13 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     /** The msid stream: its id is the publisher's participant id, so clients can group tracks by feed. */
     stream: MediaStream;
     stats: ForwardingStats;
+    senderReports: SenderReportClock;
     logger: Logger;
   }) {
     super();
     this.source = options.source;
     this.#stats = options.stats;
+    this.#senderReports = options.senderReports;
     this.#logger = options.logger;
     // A local track that only describes the source's codec: werift offers exactly the configured
     // codec compatible with it (plus its RTX), so the payload type we stamp is the one the
@@ -61,6 +72,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     this.#unsubscribers = [
       this.#sender.onPictureLossIndication.subscribe(this.#onKeyframeRequest).unSubscribe,
       this.#sender.onRtcp.subscribe(this.#onRtcp).unSubscribe,
+      this.#sender.onGenericNack.subscribe(this.#onNack).unSubscribe,
     ];
     this.source.attach(this);
   }
@@ -75,8 +87,29 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     // keeps the forwarded-packets counter honest.
     if (sender.stopped || sender.codec === undefined || sender.dtlsTransport?.state !== 'connected') return;
     this.#stats.forwardedPackets++;
-    sender.sendRtp(packet).catch(this.#onSendError);
+    const leg = this.#leg ?? this.#openLeg();
+    const header = packet.header;
+    if (leg && !header.padding && header.csrc.length === 0) {
+      leg.forward(packet, this.source.arrivalNtp);
+    } else {
+      sender.sendRtp(packet).catch(this.#onSendError);
+    }
   }
+
+  #openLeg(): EgressLeg | undefined {
+    if (this.#legUnavailable) return undefined;
+    this.#leg = EgressLeg.open(this.#sender);
+    if (this.#leg) this.#senderReports.add(this.#sender);
+    else this.#legUnavailable = true;
+    return this.#leg;
+  }
+
+  /** werift answers NACKs from its own history, which the fast path leaves empty: answered here. */
+  readonly #onNack = (feedback: { lost: number[] }): void => {
+    const leg = this.#leg;
+    if (!leg) return;
+    for (const sequenceNumber of feedback.lost) leg.retransmit(sequenceNumber, this.source.packetBySequenceNumber);
+  };
 
   /** Called when a subscriber's answer covers this track; true the first time. */
   markNegotiated(): boolean {
@@ -105,6 +138,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (this.#closed) return;
     this.#closed = true;
     this.source.detach(this);
+    this.#senderReports.delete(this.#sender);
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
     try {
       this.transceiver.stop();

@@ -1,7 +1,6 @@
 import type { RTCPeerConnection } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
-import { useKeyObjectsForSrtp } from './srtp-key-objects.ts';
 
 export interface PeerLifecycleHooks {
   /**
@@ -37,8 +36,7 @@ export class PeerLifecycle {
       if (state === 'connected' && !this.#connected) {
         this.#connected = true;
         clearTimeout(this.#connectTimer);
-        const srtpKeyObjects = useKeyObjectsForSrtp(pc);
-        this.#logger.debug('peer connection connected', { srtp_key_objects: srtpKeyObjects });
+        this.#logger.debug('peer connection connected');
         this.#hooks.onConnected?.();
       } else if (state === 'failed') {
         this.close('peer connection failed', true);

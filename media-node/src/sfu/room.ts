@@ -6,10 +6,12 @@ import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../sh
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
+import { createPeerConnection, type PeerRole } from './peer-connection.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { Publisher } from './publisher.ts';
-import { createPeerConnection, type PeerRole, type RtcSettings } from './rtc-settings.ts';
+import type { RtcSettings } from './rtc-settings.ts';
 import { fingerprintOf } from './sdp-text.ts';
+import type { SenderReportClock } from './sender-reports.ts';
 import type { SourceTrack } from './source-track.ts';
 import { Subscriber } from './subscriber.ts';
 
@@ -37,6 +39,8 @@ export interface RoomDependencies {
   settings: RtcSettings;
   ports: PortAllocator;
   stats: ForwardingStats;
+  /** The worker's one timer for the RTCP sender reports of every forwarded track. */
+  senderReports: SenderReportClock;
   logger: Logger;
   connectTimeoutMs: number;
 }
@@ -168,6 +172,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
       feedTracks: (publisherId) => this.#publishers.get(publisherId)?.tracks ?? NO_TRACKS,
       announcedIp: this.#deps.settings.announcedIp,
       stats: this.#deps.stats,
+      senderReports: this.#deps.senderReports,
       connectTimeoutMs: this.#deps.connectTimeoutMs,
       logger: this.#logger.child({ participant_id: participantId, peer: 'subscriber' }),
     });

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver, RtpPacket } from 'werift';
+import {
+  type MediaStreamTrack,
+  ntpTime,
+  type RTCRtpCodecParameters,
+  type RTCRtpReceiver,
+  type RtpPacket,
+} from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
@@ -13,6 +19,12 @@ export const KEYFRAME_REQUEST_INTERVAL_MS = 1_000;
  * id map (werift then delivered nothing). Frozen, so that no code path can fill the shared array.
  */
 const NO_EXTENSIONS: RtpPacket['header']['extensions'] = Object.freeze([]) as never;
+
+/**
+ * Packets kept per source for retransmissions (NACK), shared by every subscriber of the source:
+ * werift keeps 128 copies per subscriber leg instead. A power of two (indexed by sequence number).
+ */
+export const SOURCE_HISTORY_SIZE = 512;
 
 /** Something that forwards a source's packets to one subscriber (a {@link ForwardedTrack}). */
 export interface RtpSink {
@@ -47,6 +59,9 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   #deferredKeyframeRequest: NodeJS.Timeout | undefined;
   #flowing = false;
   #closed = false;
+  readonly #history: (RtpPacket | undefined)[] = [];
+  /** The NTP time of the last packet's arrival (werift's format): every leg's SR counters use it. */
+  #arrivalNtp = 0n;
 
   constructor(options: {
     publisherId: string;
@@ -90,8 +105,20 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     }
     packet.header.extensions = NO_EXTENSIONS;
     packet.header.extension = false;
+    this.#arrivalNtp = ntpTime();
+    this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = this.#sinks;
     for (let index = 0; index < sinks.length; index++) sinks[index]!.forward(packet);
+  };
+
+  get arrivalNtp(): bigint {
+    return this.#arrivalNtp;
+  }
+
+  /** The packet with this (source) sequence number, while it is among the last {@link SOURCE_HISTORY_SIZE}. */
+  readonly packetBySequenceNumber = (sequenceNumber: number): RtpPacket | undefined => {
+    const packet = this.#history[sequenceNumber & (SOURCE_HISTORY_SIZE - 1)];
+    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
   };
 
   attach(sink: RtpSink): void {
@@ -138,6 +165,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     clearTimeout(this.#deferredKeyframeRequest);
     const sinks = this.#sinks;
     this.#sinks = [];
+    this.#history.length = 0;
     for (const sink of sinks) sink.close('source track ended');
     this.emit('closed');
   }

@@ -15,6 +15,7 @@ import {
   sdpShapeProblem,
   withoutMdnsCandidates,
 } from './sdp-text.ts';
+import type { SenderReportClock } from './sender-reports.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { SourceTrack } from './source-track.ts';
 
@@ -45,6 +46,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
   readonly #lifecycle: PeerLifecycle;
   readonly #feedTracks: FeedTracks;
   readonly #stats: ForwardingStats;
+  readonly #senderReports: SenderReportClock;
   readonly #logger: Logger;
   readonly #announcedIp: string | undefined;
   readonly #negotiations = new SerialQueue();
@@ -64,6 +66,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
     feedTracks: FeedTracks;
     announcedIp: string | undefined;
     stats: ForwardingStats;
+    senderReports: SenderReportClock;
     logger: Logger;
     connectTimeoutMs: number;
     onReleased: () => void;
@@ -73,6 +76,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
     this.#pc = options.peerConnection;
     this.#feedTracks = options.feedTracks;
     this.#stats = options.stats;
+    this.#senderReports = options.senderReports;
     this.#logger = options.logger;
     this.#announcedIp = options.announcedIp;
     this.#lifecycle = new PeerLifecycle(this.#pc, this.#logger, {
@@ -222,6 +226,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       peerConnection: this.#pc,
       stream,
       stats: this.#stats,
+      senderReports: this.#senderReports,
       logger: this.#logger,
     });
     track.once('closed', () => {

@@ -6,6 +6,7 @@ import { createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { PortAllocator } from '../sfu/port-allocator.ts';
 import { MediaRoom } from '../sfu/room.ts';
 import { socketsPerPeer } from '../sfu/rtc-settings.ts';
+import { SenderReportClock } from '../sfu/sender-reports.ts';
 import type { CommandArgs, CommandName, CommandResult, WorkerInit, WorkerStats, WorkerToMain } from './protocol.ts';
 
 /**
@@ -18,6 +19,7 @@ export class RoomHost {
   readonly #post: (message: WorkerToMain) => void;
   readonly #ports: PortAllocator;
   readonly #stats = createForwardingStats();
+  readonly #senderReports = new SenderReportClock();
   readonly #rooms = new Map<string, MediaRoom>();
   #lastUtilization = performance.eventLoopUtilization();
 
@@ -78,6 +80,7 @@ export class RoomHost {
       settings: this.#init.settings,
       ports: this.#ports,
       stats: this.#stats,
+      senderReports: this.#senderReports,
       logger: this.#logger,
       connectTimeoutMs: this.#init.connectTimeoutMs,
     });

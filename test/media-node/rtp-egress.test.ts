@@ -1,0 +1,268 @@
+import { createHook } from 'node:async_hooks';
+import { KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  Event,
+  GenericNack,
+  MediaStreamTrack,
+  ProtectionProfileAeadAes128Gcm,
+  ProtectionProfileAes128CmHmacSha1_80,
+  RTCRtpCodecParameters,
+  RTCRtpSender,
+  RTP_EXTENSION_URI,
+  RtcpPacketConverter,
+  RtcpSrPacket,
+  RtcpTransportLayerFeedback,
+  RtpPacket,
+  SrtcpSession,
+  SrtpSession,
+} from 'werift';
+import { EgressLeg, type SenderBookkeeping, SrtpProtector } from '../../media-node/src/sfu/rtp-egress.ts';
+import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
+
+/**
+ * The forwarding fast path against werift's own implementation, on RTP recorded from werift's
+ * dummy publisher (fixtures/record-srtp.ts): same bytes on the wire, for both SRTP profiles, for
+ * forwarded packets and for NACK answers (RTX). And the werift patch (patches/) checked against the
+ * output of stock werift on the same packets.
+ */
+const fixture = JSON.parse(readFileSync(new URL('./fixtures/recorded-srtp.json', import.meta.url), 'utf8')) as {
+  keys: Record<'localMasterKey' | 'localMasterSalt' | 'remoteMasterKey' | 'remoteMasterSalt', string>;
+  rtp: string[];
+  rtcp: string[];
+  stock: Record<'gcm' | 'ctr', { srtp: string[]; srtcp: string[] }>;
+};
+const keys = Object.fromEntries(Object.entries(fixture.keys).map(([name, hex]) => [name, Buffer.from(hex, 'hex')])) as {
+  localMasterKey: Buffer;
+  localMasterSalt: Buffer;
+  remoteMasterKey: Buffer;
+  remoteMasterSalt: Buffer;
+};
+const PROFILES = { gcm: ProtectionProfileAeadAes128Gcm, ctr: ProtectionProfileAes128CmHmacSha1_80 } as const;
+const VP8 = new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90_000, payloadType: 96 });
+const RTX = new RTCRtpCodecParameters({
+  mimeType: 'video/rtx',
+  clockRate: 90_000,
+  payloadType: 97,
+  parameters: 'apt=96',
+});
+
+/** Recorded packets as the source track hands them on: incoming header extensions removed. */
+function sourcePackets(): RtpPacket[] {
+  return fixture.rtp.map((hex) => {
+    const packet = RtpPacket.deSerialize(Buffer.from(hex, 'hex'));
+    packet.header.extensions = [];
+    packet.header.extension = false;
+    return packet;
+  });
+}
+
+/** A werift sender negotiated as the node's egress m-lines are (MID extension, VP8 + RTX), on a fake transport. */
+function weriftSender(profile: number, sent: Buffer[]) {
+  const srtp = new SrtpSession({ keys, profile });
+  const srtcp = new SrtcpSession({ keys, profile });
+  const transport = {
+    state: 'connected',
+    srtp,
+    srtcp,
+    transportSequenceNumber: 0,
+    bytesSent: 0,
+    packetsSent: 0,
+    onStateChange: new Event(),
+    sendRtp: async (payload: Buffer, header: RtpPacket['header']) => {
+      const encrypted = srtp.encrypt(payload, header);
+      sent.push(encrypted);
+      return encrypted.length;
+    },
+    sendRtcp: async (packets: { serialize(): Buffer }[]) => {
+      sent.push(srtcp.encrypt(Buffer.concat(packets.map((packet) => packet.serialize()))));
+    },
+  };
+  const sender = new RTCRtpSender(new MediaStreamTrack({ kind: 'video' }));
+  sender.setDtlsTransport(transport as never);
+  const internals = sender as unknown as SenderBookkeeping & { lastSRtimestamp?: number };
+  sender.prepareSend({
+    muxId: '3',
+    headerExtensions: [{ id: 4, uri: RTP_EXTENSION_URI.sdesMid }],
+    codecs: [VP8, RTX],
+    rtcp: { cname: 'truegather', ssrcs: [], mux: true },
+  } as never);
+  return { sender: internals, werift: sender, transport };
+}
+
+/** The same negotiation on the fast path: its datagrams collected instead of sent. */
+function fastPath(profile: number, sent: Buffer[]) {
+  const { sender, werift, transport } = weriftSender(profile, []);
+  const protector = SrtpProtector.fromSender(werift)!;
+  const leg = new EgressLeg(
+    sender,
+    protector,
+    (parts) => {
+      sent.push(Buffer.concat(parts));
+      return true;
+    },
+    transport,
+  );
+  return { sender, werift, leg, transport };
+}
+
+describe('werift patch (patches/werift+*.patch)', () => {
+  it('holds SRTP session keys as KeyObjects, imported once', () => {
+    for (const profile of Object.values(PROFILES)) {
+      const session = new SrtpSession({ keys, profile });
+      const cipher = session.localContext.cipher as unknown as Record<string, unknown>;
+      expect(cipher.srtpSessionKey).toBeInstanceOf(KeyObject);
+      expect(cipher.srtcpSessionKey).toBeInstanceOf(KeyObject);
+    }
+  });
+
+  it('creates no promise per Event.execute when nobody awaits', () => {
+    const event = new Event<[number]>();
+    const seen: number[] = [];
+    event.subscribe((value) => seen.push(value));
+    let promises = 0;
+    const hook = createHook({
+      init: (_id, type) => {
+        if (type === 'PROMISE') promises++;
+      },
+    }).enable();
+    try {
+      event.execute(1);
+    } finally {
+      hook.disable();
+    }
+    expect(seen).toEqual([1]);
+    expect(promises).toBe(0);
+  });
+
+  for (const [name, profile] of Object.entries(PROFILES)) {
+    it(`encrypts SRTP and SRTCP (${name}) byte for byte as stock werift did on the recorded packets`, () => {
+      const srtp = new SrtpSession({ keys, profile });
+      const srtcp = new SrtcpSession({ keys, profile });
+      const stock = fixture.stock[name as 'gcm' | 'ctr'];
+      fixture.rtp.forEach((hex, index) => {
+        const packet = RtpPacket.deSerialize(Buffer.from(hex, 'hex'));
+        expect(srtp.encrypt(packet.payload, packet.header).toString('hex')).toBe(stock.srtp[index]);
+      });
+      fixture.rtcp.forEach((hex, index) => {
+        expect(srtcp.encrypt(Buffer.from(hex, 'hex')).toString('hex')).toBe(stock.srtcp[index]);
+      });
+      // And the other side reads it back.
+      const remote = new SrtpSession({
+        keys: {
+          localMasterKey: keys.remoteMasterKey,
+          localMasterSalt: keys.remoteMasterSalt,
+          remoteMasterKey: keys.localMasterKey,
+          remoteMasterSalt: keys.localMasterSalt,
+        },
+        profile,
+      });
+      expect(remote.decrypt(Buffer.from(stock.srtp[0]!, 'hex')).toString('hex')).toBe(fixture.rtp[0]);
+    });
+  }
+});
+
+describe('forwarding fast path (EgressLeg)', () => {
+  for (const [name, profile] of Object.entries(PROFILES)) {
+    it(`sends what werift's RTCRtpSender sends, byte for byte (${name}), packets and RTX answers to NACK`, async () => {
+      const expected: Buffer[] = [];
+      const actual: Buffer[] = [];
+      const stock = weriftSender(profile, expected);
+      const fast = fastPath(profile, actual);
+      // Same SSRCs, offsets and RTX sequence on both legs.
+      for (const field of ['ssrc', 'rtxSsrc', 'rtxSequenceNumber'] as const) fast.sender[field] = stock.sender[field];
+      stock.sender.seqOffset = 1_000;
+      fast.sender.seqOffset = 1_000;
+      const history = new Map<number, RtpPacket>();
+      for (const packet of sourcePackets()) {
+        history.set(packet.header.sequenceNumber, packet);
+        await stock.werift.sendRtp(packet);
+        fast.leg.forward(packet, 0n);
+      }
+      expect(actual.length).toBe(fixture.rtp.length);
+      expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+      expect({ packets: fast.sender.packetCount, octets: fast.sender.octetCount }).toEqual({
+        packets: stock.sender.packetCount,
+        octets: stock.sender.octetCount,
+      });
+
+      // A NACK for three forwarded packets (leg sequence numbers): werift answers from its history,
+      // the fast path from the source's.
+      const lost = [...history.keys()].slice(-10, -7).map((sequenceNumber) => (sequenceNumber + 1_000) & 0xffff);
+      expected.length = 0;
+      actual.length = 0;
+      stock.werift.handleRtcpPacket(
+        new RtcpTransportLayerFeedback({
+          feedback: new GenericNack({ senderSsrc: 1, mediaSourceSsrc: stock.sender.ssrc, lost }),
+        }),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const sequenceNumber of lost) {
+        expect(fast.leg.retransmit(sequenceNumber, (source) => history.get(source))).toBe(true);
+      }
+      expect(actual.length).toBe(3);
+      expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+      expect(fast.leg.retransmit((lost[0]! + 30_000) & 0xffff, (source) => history.get(source))).toBe(false);
+    });
+  }
+
+  it('keeps sequence numbers continuous under reordering and loss: the leg maps, never renumbers', () => {
+    const sent: Buffer[] = [];
+    const { sender, leg } = fastPath(ProtectionProfileAeadAes128Gcm, sent);
+    sender.seqOffset = 65_530; // the leg's numbering wraps within the run
+    const template = sourcePackets()[0]!;
+    // 1..12 with 5 lost and 8/9 swapped, and a wrap of the source numbering too.
+    const order = [65_533, 65_534, 65_535, 0, 1, 3, 4, 6, 5, 7, 10, 11];
+    for (const sequenceNumber of order) {
+      const packet = template.clone();
+      packet.header.sequenceNumber = sequenceNumber;
+      leg.forward(packet, 0n);
+    }
+    const remote = new SrtpSession({
+      keys: {
+        localMasterKey: keys.remoteMasterKey,
+        localMasterSalt: keys.remoteMasterSalt,
+        remoteMasterKey: keys.localMasterKey,
+        remoteMasterSalt: keys.localMasterSalt,
+      },
+      profile: ProtectionProfileAeadAes128Gcm,
+    });
+    const received = sent.map((datagram) => RtpPacket.deSerialize(remote.decrypt(datagram)).header.sequenceNumber);
+    expect(received).toEqual(order.map((sequenceNumber) => (sequenceNumber + 65_530) & 0xffff));
+    // Gaps and swaps are the source's, one for one: the subscriber's NACKs name the right packets.
+    const steps = (values: number[]) =>
+      values.slice(1).map((value, index) => (value - values[index]! + 0x10000) & 0xffff);
+    expect(steps(received)).toEqual(steps(order));
+  });
+});
+
+describe('SenderReportClock', () => {
+  it('sends each connection one compound SR + SDES per tick with the counters werift keeps', async () => {
+    const sent: Buffer[] = [];
+    const { sender, werift, leg, transport } = fastPath(ProtectionProfileAeadAes128Gcm, []);
+    const reports = new SenderReportClock();
+    transport.sendRtcp = async (packets) => {
+      sent.push(Buffer.concat(packets.map((packet) => packet.serialize())));
+    };
+    for (const packet of sourcePackets().slice(0, 5)) leg.forward(packet, 0x0102030405060708n);
+    reports.add(werift);
+    reports.tick();
+    reports.close();
+    expect(sent).toHaveLength(1);
+    const [report, description] = RtcpPacketConverter.deSerialize(sent[0]!);
+    expect(report).toBeInstanceOf(RtcpSrPacket);
+    const senderInfo = (report as RtcpSrPacket).senderInfo;
+    expect({
+      ssrc: (report as RtcpSrPacket).ssrc,
+      packets: senderInfo.packetCount,
+      ntp: senderInfo.ntpTimestamp,
+    }).toEqual({
+      ssrc: sender.ssrc,
+      packets: 5,
+      ntp: 0x0102030405060708n,
+    });
+    expect(description?.type).toBe(202);
+    expect(sender.lastSRtimestamp).toBe(0x03040506);
+  });
+});
