@@ -11,6 +11,7 @@
  *
  *   npm run bench:media                              # N = 0,20,60,100,300, every system
  *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
+ *   npm run bench:media -- --steps 60 --systems node --node-options "--cpu-prof --cpu-prof-dir=/tmp/prof"
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -36,6 +37,8 @@ const { values: args } = parseArgs({
     full: { type: 'string', default: '20' },
     'per-process': { type: 'string', default: '100' },
     'no-readme': { type: 'boolean', default: false },
+    /** NODE_OPTIONS for the media node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under load. */
+    'node-options': { type: 'string' },
   },
 });
 const STEPS = args.steps.split(',').map(Number);
@@ -58,6 +61,8 @@ interface Sfu {
   iceAddress?: string;
   publish(offer: string): Promise<string>;
   subscribe(answer: (offer: string) => Promise<string>): Promise<void>;
+  /** Its recent warnings and errors, printed when a step fails. */
+  problems(): string[];
   stop(): Promise<void>;
 }
 
@@ -67,6 +72,7 @@ async function startNode(): Promise<Sfu> {
     MEDIA_WORKERS: String(availableParallelism()),
     MEDIA_RTC_MIN_PORT: '40000',
     MEDIA_RTC_MAX_PORT: '49999',
+    ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
   });
   const pid = childPid('media-node/src/main.ts');
   const roomId = newId();
@@ -93,6 +99,7 @@ async function startNode(): Promise<Sfu> {
       });
       if (answered.status !== 200) throw new Error(`answer: ${answered.status}`);
     },
+    problems: () => node.logs.filter((line) => /"level":"(warn|error)"/.test(line)).slice(-20),
     stop: () => node.stop(),
   };
 }
@@ -117,6 +124,7 @@ async function startJanus(eventLoops: number): Promise<Sfu> {
       return published.answer;
     },
     subscribe: (answer) => session.subscribe(feed, answer),
+    problems: () => [],
     async stop() {
       session.close();
       await janus.stop();
@@ -155,6 +163,7 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
       const failure = await addSubscribers(target);
       if (failure) {
         console.log(`${system}: stopped at N = ${target}: ${failure}`);
+        for (const line of sfu.problems()) console.log(`  ${line}`);
         results.push({ subscribers: target, failed: failure } as StepResult);
         break;
       }

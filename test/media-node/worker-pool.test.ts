@@ -52,6 +52,38 @@ describe('media worker pool', () => {
     expect(answer).toEqual({ sdp: 'v=0\r\n', streams: [] });
   });
 
+  it('starts workers beyond the first with their first room, and stops them once they hold none', async () => {
+    pool = new MediaWorkerPool({
+      workers: 2,
+      capacity: 10,
+      connectTimeoutMs: 30_000,
+      nodeId: 'node-test',
+      logLevel: 'error',
+      settings: { hostAddresses: ['127.0.0.1'] },
+      portRange: { min: 40_000, max: 40_099 },
+      logger: silent,
+      onEvent: () => {},
+      workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
+      idleWorkerStopMs: 100,
+    });
+    await pool.start();
+    expect(pool.runningWorkers).toBe(1);
+    const [first, second] = [newId(), newId()];
+    const [firstPublisher, secondPublisher] = [newId(), newId()];
+    await pool.run('publish', { roomId: first, participantId: firstPublisher, sdp: 'v=0' });
+    expect(pool.runningWorkers).toBe(1);
+    // The second room goes to the least-loaded worker, which starts for it.
+    await pool.run('publish', { roomId: second, participantId: secondPublisher, sdp: 'v=0' });
+    expect(pool.runningWorkers).toBe(2);
+    await pool.run('unpublish', { roomId: second, participantId: secondPublisher });
+    await waitFor(() => pool!.runningWorkers === 1, { message: 'the idle worker to stop' });
+    // The first worker stays, even without rooms; the other comes back with the next room.
+    await pool.run('unpublish', { roomId: first, participantId: firstPublisher });
+    await pool.run('publish', { roomId: newId(), participantId: newId(), sdp: 'v=0' });
+    await pool.run('publish', { roomId: newId(), participantId: newId(), sdp: 'v=0' });
+    expect(pool.runningWorkers).toBe(2);
+  });
+
   it('refuses a peer beyond MEDIA_CAPACITY and new rooms while draining, with 503', async () => {
     pool = new MediaWorkerPool({
       workers: 1,

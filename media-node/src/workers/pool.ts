@@ -20,6 +20,8 @@ import type {
 /** A worker that has not answered a command this long is treated as stuck for that command. */
 export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
+/** A worker other than the first that has held no room this long is stopped (its memory returns). */
+export const IDLE_WORKER_STOP_MS = 30_000;
 
 export interface PoolOptions {
   workers: number;
@@ -36,6 +38,8 @@ export interface PoolOptions {
   workerUrl?: URL;
   /** How long a scrape waits for each worker's stats (a seam for tests); default 2 s. */
   statsTimeoutMs?: number;
+  /** How long a worker without rooms keeps running (a seam for tests); default {@link IDLE_WORKER_STOP_MS}. */
+  idleWorkerStopMs?: number;
 }
 
 /** The workers' counters summed, plus the per-worker figures that make no sense summed. */
@@ -75,10 +79,17 @@ interface PoolEvents {
  * them: a room lives on one worker for its whole life, new rooms go to the least-loaded one. The
  * main thread keeps each room's peers, as the workers report them, for load, draining and for
  * reporting the peers of a worker that died.
+ *
+ * Only the first worker runs from the start; the others start with the first room placed on them
+ * and stop after {@link IDLE_WORKER_STOP_MS} without rooms: a worker thread with werift loaded
+ * costs ~30 MB of memory and its timers' wake-ups, whether or not it forwards anything.
  */
 export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   readonly #options: PoolOptions;
   readonly #threads: (WorkerThread | undefined)[];
+  /** Workers starting (on demand, or replacing one that died). */
+  readonly #spawning = new Map<number, Promise<WorkerThread>>();
+  readonly #idleTimers = new Map<number, NodeJS.Timeout>();
   readonly #rooms = new Map<string, PinnedRoom>();
   /** Counters of workers that died, so the node's totals never go backwards. */
   readonly #retired = { forwardedPackets: 0, receivedPackets: 0, keyframeRequests: 0 };
@@ -91,8 +102,9 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     this.#threads = Array.from({ length: options.workers }, () => undefined);
   }
 
+  /** Starts the first worker: a node whose worker cannot start fails at once, not at its first room. */
   async start(): Promise<void> {
-    await Promise.all(this.#threads.map((_, index) => this.#spawn(index)));
+    await this.#spawn(0);
   }
 
   get draining(): boolean {
@@ -123,6 +135,11 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     return this.#threads.length;
   }
 
+  /** Worker threads running now (the others start with their first room). */
+  get runningWorkers(): number {
+    return this.#threads.filter((thread) => thread !== undefined).length;
+  }
+
   /** Runs a control-API command on the worker its room is pinned to (pinning it first if needed). */
   async run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>> {
     const { roomId } = args as { roomId: string };
@@ -141,10 +158,10 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       this.#rooms.set(roomId, room);
       this.emit('rooms', this.#rooms.size);
     }
-    const thread = this.#threads[room.worker];
-    if (!thread) throw unavailable('the media worker of this room is restarting');
     room.inflight++;
     try {
+      const thread = this.#threads[room.worker] ?? (await this.#spawn(room.worker));
+      this.#cancelIdleStop(room.worker);
       return await thread.request(command, args);
     } finally {
       room.inflight--;
@@ -200,6 +217,9 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    for (const timer of this.#idleTimers.values()) clearTimeout(timer);
+    this.#idleTimers.clear();
+    await Promise.allSettled(this.#spawning.values());
     await Promise.all(this.#threads.map((thread) => thread?.terminate()));
   }
 
@@ -214,6 +234,53 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     if (!room.closed || room.inflight > 0 || this.#rooms.get(roomId) !== room) return;
     this.#rooms.delete(roomId);
     this.emit('rooms', this.#rooms.size);
+    this.#stopIfIdle(room.worker);
+  }
+
+  #holdsRooms(index: number): boolean {
+    for (const room of this.#rooms.values()) if (room.worker === index) return true;
+    return false;
+  }
+
+  /** Schedules the stop of a worker (not the first) that holds no room. */
+  #stopIfIdle(index: number): void {
+    if (index === 0 || this.#stopping || this.#idleTimers.has(index) || this.#holdsRooms(index)) return;
+    const timer = setTimeout(() => {
+      this.#idleTimers.delete(index);
+      const thread = this.#threads[index];
+      if (!thread || this.#holdsRooms(index) || this.#stopping) return;
+      this.#retire(index, thread).catch((error: unknown) => {
+        this.#options.logger.warn('stopping an idle media worker failed', {
+          worker: index,
+          error: loggableError(error),
+        });
+      });
+    }, this.#options.idleWorkerStopMs ?? IDLE_WORKER_STOP_MS);
+    timer.unref();
+    this.#idleTimers.set(index, timer);
+  }
+
+  #cancelIdleStop(index: number): void {
+    clearTimeout(this.#idleTimers.get(index));
+    this.#idleTimers.delete(index);
+  }
+
+  /** Stops an idle worker, keeping its counters in the node's totals. */
+  async #retire(index: number, thread: WorkerThread): Promise<void> {
+    const stats = await thread
+      .request('stats', {}, this.#options.statsTimeoutMs ?? STATS_TIMEOUT_MS)
+      .catch(() => thread.lastStats);
+    // A room may have been placed on it meanwhile.
+    if (this.#holdsRooms(index) || this.#threads[index] !== thread) return;
+    this.#threads[index] = undefined;
+    if (stats) this.#addRetired(stats);
+    await thread.terminate();
+  }
+
+  #addRetired(stats: WorkerStats): void {
+    this.#retired.forwardedPackets += stats.forwardedPackets;
+    this.#retired.receivedPackets += stats.receivedPackets;
+    this.#retired.keyframeRequests += stats.keyframeRequests;
   }
 
   #leastLoadedWorker(): number {
@@ -230,7 +297,17 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     return best;
   }
 
-  async #spawn(index: number): Promise<void> {
+  /** Starts worker `index`, or joins its start under way. */
+  #spawn(index: number): Promise<WorkerThread> {
+    const spawning = this.#spawning.get(index);
+    if (spawning) return spawning;
+    const started = this.#startThread(index).finally(() => this.#spawning.delete(index));
+    this.#spawning.set(index, started);
+    return started;
+  }
+
+  async #startThread(index: number): Promise<WorkerThread> {
+    if (this.#stopping) throw unavailable('this media node is stopping');
     const init: WorkerInit = {
       index,
       logLevel: this.#options.logLevel,
@@ -243,9 +320,15 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     const thread = new WorkerThread(workerUrl, init, this.#options.logger.child({ worker: index }), (message) =>
       this.#onMessage(index, message),
     );
-    this.#threads[index] = thread;
     thread.once('exit', (code) => this.#onExit(index, thread, code));
-    await thread.ready;
+    try {
+      await thread.ready;
+    } catch (error) {
+      await thread.terminate();
+      throw unavailable(`a media worker could not start: ${loggableError(error)}`);
+    }
+    this.#threads[index] = thread;
+    return thread;
   }
 
   #onMessage(index: number, message: WorkerToMain): void {
@@ -282,11 +365,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     this.#threads[index] = undefined;
     if (this.#stopping) return;
     this.#options.logger.error('media worker exited; restarting it', { worker: index, code });
-    if (thread.lastStats) {
-      this.#retired.forwardedPackets += thread.lastStats.forwardedPackets;
-      this.#retired.receivedPackets += thread.lastStats.receivedPackets;
-      this.#retired.keyframeRequests += thread.lastStats.keyframeRequests;
-    }
+    if (thread.lastStats) this.#addRetired(thread.lastStats);
     const reason = 'media worker failed';
     for (const [roomId, room] of this.#rooms) {
       if (room.worker !== index) continue;
@@ -299,6 +378,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       this.#rooms.delete(roomId);
     }
     this.emit('rooms', this.#rooms.size);
+    // The first worker is replaced at once; the others start again with their next room.
+    if (index !== 0) return;
     this.#spawn(index).catch((error: unknown) => {
       this.#options.logger.error('restarting a media worker failed', { worker: index, error: loggableError(error) });
     });
