@@ -11,7 +11,7 @@
  *
  *   npm run bench:media                              # N = 0,20,60,100,300, every system
  *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
- *   npm run bench:media -- --steps 60 --systems node --node-options "--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   npm run bench:media -- --steps 60 --systems node --node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';

@@ -17,9 +17,11 @@ import {
   RtpPacket,
   SrtcpSession,
   SrtpSession,
+  UdpTransport,
 } from 'werift';
 import { EgressLeg, type SenderBookkeeping, SrtpProtector } from '../../media-node/src/sfu/rtp-egress.ts';
 import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
+import { waitFor } from '../support/werift-peers.ts';
 
 /**
  * The forwarding fast path against werift's own implementation, on RTP recorded from werift's
@@ -108,6 +110,36 @@ function fastPath(profile: number, sent: Buffer[]) {
 }
 
 describe('werift patch (patches/werift+*.patch)', () => {
+  it('sends datagrams to IP literals without a DNS lookup once bound, and still resolves names', async () => {
+    const receiver = await UdpTransport.init('udp4', { interfaceAddresses: { udp4: '127.0.0.1' } });
+    const sender = await UdpTransport.init('udp4', { interfaceAddresses: { udp4: '127.0.0.1' } });
+    try {
+      expect((sender as unknown as { listening: boolean }).listening).toBe(true);
+      const received: string[] = [];
+      receiver.onData = (data) => received.push(data.toString());
+      const port = receiver.address.port;
+      let lookedUp: unknown[] = [];
+      // The socket's lookup is werift's: with the patch it answers an IP literal synchronously.
+      const lookup = (
+        sender.socket as unknown as Record<
+          symbol,
+          { handle: { lookup: (address: string, callback: (...result: unknown[]) => void) => void } }
+        >
+      )[Object.getOwnPropertySymbols(sender.socket).find((symbol) => symbol.description === 'state symbol')!]!.handle
+        .lookup;
+      lookup('127.0.0.1', (...result: unknown[]) => {
+        lookedUp = result;
+      });
+      expect(lookedUp).toEqual([null, '127.0.0.1', 4]);
+      await sender.send(Buffer.from('literal'), ['127.0.0.1', port]);
+      await sender.send(Buffer.from('name'), ['localhost', port]);
+      await waitFor(() => received.length === 2, { message: 'both datagrams' });
+      expect(received.sort()).toEqual(['literal', 'name']);
+    } finally {
+      await Promise.all([sender.close(), receiver.close()]);
+    }
+  });
+
   it('holds SRTP session keys as KeyObjects, imported once', () => {
     for (const profile of Object.values(PROFILES)) {
       const session = new SrtpSession({ keys, profile });
@@ -247,6 +279,8 @@ describe('SenderReportClock', () => {
     };
     for (const packet of sourcePackets().slice(0, 5)) leg.forward(packet, 0x0102030405060708n);
     reports.add(werift);
+    reports.tick();
+    // Nothing sent since: no report.
     reports.tick();
     reports.close();
     expect(sent).toHaveLength(1);

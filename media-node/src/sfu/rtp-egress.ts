@@ -102,6 +102,8 @@ export class SrtpProtector {
   readonly #context: SrtpContextShape;
   readonly #gcmKey: KeyObject | undefined;
   readonly #salt: Buffer;
+  /** werift's rollover-counter state per SSRC (its objects, so werift's own sends stay in step). */
+  readonly #states = new Map<number, { rolloverCounter: number }>();
 
   constructor(context: SrtpContextShape) {
     this.#context = context;
@@ -125,7 +127,11 @@ export class SrtpProtector {
 
   /** Header + payload → the SRTP datagram's parts (header, ciphertext, tag for GCM). */
   protect(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number): Buffer[] {
-    const state = this.#context.getSrtpSsrcState(ssrc);
+    let state = this.#states.get(ssrc);
+    if (!state) {
+      state = this.#context.getSrtpSsrcState(ssrc);
+      this.#states.set(ssrc, state);
+    }
     this.#context.updateRolloverCount(sequenceNumber, state);
     if (!this.#gcmKey) {
       return [this.#context.encryptRtp(payload, RtpHeader.deSerialize(header))];

@@ -33,15 +33,18 @@ interface SenderCounters {
 /**
  * RTCP sender reports for every fast-path sender of a worker, on one timer. werift runs one report
  * loop per sender (a timer wake-up each 0.5–1.5 s, each costing ~150 µs of CPU here); this sends all
- * of them in one tick, the reports of one subscriber connection in one compound packet. The SR
- * fields are werift's (lastSRtimestamp feeds its round-trip time from receiver reports).
+ * of them in one tick, the reports of one subscriber connection in one compound packet, and only for
+ * senders that sent since their last report (RFC 3550 §6.4: an SR is an active sender's report;
+ * nothing to report costs nothing while a publisher is silent). The SR fields are werift's
+ * (lastSRtimestamp feeds its round-trip time from receiver reports).
  */
 export class SenderReportClock {
-  readonly #senders = new Set<SenderCounters>();
+  /** Each sender with its packet count at its last report. */
+  readonly #senders = new Map<SenderCounters, number>();
   #timer: NodeJS.Timeout | undefined;
 
   add(sender: RTCRtpSender): void {
-    this.#senders.add(sender as unknown as SenderCounters);
+    this.#senders.set(sender as unknown as SenderCounters, 0);
     this.#timer ??= setInterval(() => this.tick(), SENDER_REPORT_INTERVAL_MS);
   }
 
@@ -61,9 +64,10 @@ export class SenderReportClock {
   tick(): void {
     const byTransport = new Map<RTCDtlsTransport, RtcpPacket[]>();
     const now = timestampSeconds();
-    for (const sender of this.#senders) {
+    for (const [sender, reportedCount] of this.#senders) {
       const transport = sender.dtlsTransport;
-      if (transport?.state !== 'connected' || sender.packetCount === 0) continue;
+      if (transport?.state !== 'connected' || sender.packetCount === reportedCount) continue;
+      this.#senders.set(sender, sender.packetCount);
       let packets = byTransport.get(transport);
       if (!packets) {
         packets = [];
