@@ -224,10 +224,12 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
     const deadline = performance.now() + MEDIA_TIMEOUT_MS;
     for (;;) {
       const { subscribers } = await allStats();
-      const waiting = subscribers.filter((subscriber) => subscriber.packets === 0).length;
-      if (waiting === 0) return undefined;
-      if (performance.now() > deadline)
-        return `${waiting} of ${target} subscribers received no media in ${MEDIA_TIMEOUT_MS / 1000} s`;
+      const waiting = subscribers.filter((subscriber) => subscriber.packets === 0);
+      if (waiting.length === 0) return undefined;
+      if (performance.now() > deadline) {
+        const states = waiting.map((subscriber) => `${subscriber.light ? 'light' : 'full'} ${subscriber.state}`);
+        return `${waiting.length} of ${target} subscribers received no media in ${MEDIA_TIMEOUT_MS / 1000} s (${states.join(', ')})`;
+      }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }

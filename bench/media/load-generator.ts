@@ -31,6 +31,8 @@ export interface SubscriberStats {
   missing: number;
   /** Epoch ms of the first RTP packet. */
   firstPacketAt: number | undefined;
+  /** The peer connection's state, for diagnostics. */
+  state: string;
 }
 
 export interface LoadStats {
@@ -109,12 +111,14 @@ async function execute(command: LoadCommand): Promise<unknown> {
             packets: subscriber.totalPackets(),
             missing: [...subscriber.tracks.values()].reduce((sum, track) => sum + track.sequence.missing(), 0),
             firstPacketAt: fullFirstPacketAt[index],
+            state: subscriber.pc.connectionState,
           })),
           ...light.map((subscriber) => ({
             light: true,
             packets: subscriber.packets,
             missing: 0,
             firstPacketAt: subscriber.firstPacketAt,
+            state: subscriber.inner.pc.connectionState,
           })),
         ],
       } satisfies LoadStats;
