@@ -90,7 +90,13 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const leg = this.#leg ?? this.#openLeg();
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
-      leg.forward(packet, this.source.arrivalNtp);
+      // A socket closing under a leg throws synchronously: that must not cost the subscribers after
+      // this one in the source's loop their copy.
+      try {
+        leg.forward(packet, this.source.arrivalNtp);
+      } catch (error) {
+        this.#onSendError(error);
+      }
     } else {
       sender.sendRtp(packet).catch(this.#onSendError);
     }
@@ -108,7 +114,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   readonly #onNack = (feedback: { lost: number[] }): void => {
     const leg = this.#leg;
     if (!leg) return;
-    for (const sequenceNumber of feedback.lost) leg.retransmit(sequenceNumber, this.source.packetBySequenceNumber);
+    try {
+      for (const sequenceNumber of feedback.lost) leg.retransmit(sequenceNumber, this.source.packetBySequenceNumber);
+    } catch (error) {
+      this.#onSendError(error);
+    }
   };
 
   /** Called when a subscriber's answer covers this track; true the first time. */
