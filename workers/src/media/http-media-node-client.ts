@@ -10,7 +10,7 @@ import {
 } from '../../../shared/src/media-control.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
-import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../../shared/src/token.ts';
+import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
 import { MediaCallError, type MediaNodeClient } from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -19,8 +19,7 @@ interface Placement {
   baseUrl(): Promise<string>;
   release(url: string): Promise<void>;
 }
-/** Tokens live 60 s and are reused for 30 s: one HMAC per half minute rather than one per ICE candidate. */
-const TOKEN_LIFETIME_SECONDS = 60;
+/** Tokens live as long as the node accepts (60 s) and are reused for 30 s: one HMAC per half minute, not one per ICE candidate. */
 const TOKEN_REUSE_MS = 30_000;
 
 /**
@@ -72,7 +71,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
       const value = await signServiceToken(this.#secret, {
         issuer: TOKEN_ISSUER,
         audience: MEDIA_NODE_AUDIENCE,
-        lifetimeSeconds: TOKEN_LIFETIME_SECONDS,
+        lifetimeSeconds: MEDIA_TOKEN_MAX_LIFETIME_SECONDS,
       });
       this.#token = { value, mintedAt: now };
     }

@@ -9,11 +9,12 @@ export const MIRROR_RETRY_MAX_MS = 30_000;
 
 /**
  * What the store has not seen yet, kept in the object's storage next to the state it describes.
- * `version` counts changes, so that a change made while a write is in flight is written again.
+ * `version` is new on every change, so that a change made while a write is in flight (even one that
+ * wiped the room's storage meanwhile) is written again.
  */
 interface Outbox {
   roomId: string;
-  version: number;
+  version: string;
   /** The room ended with its record gone: delete every key rather than write a mirror. */
   deleteRoom: boolean;
   attempts: number;
@@ -49,10 +50,9 @@ export class StoreMirror {
 
   /** Records that the mirror of `roomId` is out of date, and writes it once the current step ends. */
   changed(roomId: string, options: { deleteRoom?: boolean } = {}): void {
-    const outbox = this.#outbox();
     this.#options.kv.put(OUTBOX_KEY, {
       roomId,
-      version: (outbox?.version ?? 0) + 1,
+      version: crypto.randomUUID(),
       deleteRoom: options.deleteRoom ?? false,
       attempts: 0,
       retryAt: null,
