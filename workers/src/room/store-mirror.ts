@@ -4,8 +4,8 @@ import type { RoomMirror, RoomRepository } from '../store/room-repository.ts';
 const OUTBOX_KEY = 'mirror-outbox';
 
 /** The first retry after a failed mirror write, doubled per failure up to the maximum. */
-export const MIRROR_RETRY_MIN_MS = 1_000;
-export const MIRROR_RETRY_MAX_MS = 30_000;
+const MIRROR_RETRY_MIN_MS = 1_000;
+const MIRROR_RETRY_MAX_MS = 30_000;
 
 /**
  * What the store has not seen yet, kept in the object's storage next to the state it describes.
