@@ -3,7 +3,8 @@ import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaCallError } from './media-node-client.ts';
 
-const STORAGE_KEY = 'media-node-url';
+/** Where the room's Durable Object keeps the pin (its storage, its key). */
+export const MEDIA_NODE_PIN_KEY = 'media-node-url';
 
 /**
  * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU), and
@@ -26,17 +27,17 @@ export class MediaNodePlacement {
   }
 
   async baseUrl(): Promise<string> {
-    const pinned = await this.#storage.get<string>(STORAGE_KEY);
+    const pinned = await this.#storage.get<string>(MEDIA_NODE_PIN_KEY);
     if (pinned) return pinned;
     const url = (await this.#chooseFromRegistry()) ?? this.#staticUrl;
     if (!url) throw new MediaCallError('media_unavailable', 'no media node is available');
-    await this.#storage.put(STORAGE_KEY, url);
+    await this.#storage.put(MEDIA_NODE_PIN_KEY, url);
     return url;
   }
 
   /** The pinned node did not answer: the next call places the room again. */
   async release(url: string): Promise<void> {
-    if ((await this.#storage.get<string>(STORAGE_KEY)) === url) await this.#storage.delete(STORAGE_KEY);
+    if ((await this.#storage.get<string>(MEDIA_NODE_PIN_KEY)) === url) await this.#storage.delete(MEDIA_NODE_PIN_KEY);
   }
 
   async #chooseFromRegistry(): Promise<string | undefined> {

@@ -10,6 +10,7 @@ import type { Env } from '../env.ts';
 import { errorResponse } from '../http/errors.ts';
 import type { MediaNodeClient } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
+import { MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
 import {
   type Connection,
@@ -548,7 +549,8 @@ export class RoomCoordinator extends DurableObject<Env> {
   /** After a close: the alarm comes back for a mirror retry or a leave marker's expiry, and then for nothing. */
   async #scheduleAfterClose(nextLeaveExpiry: number | null): Promise<void> {
     const due = [nextLeaveExpiry, this.#storeMirror.retryAt].filter((at): at is number => at !== null);
-    if (due.length > 0) await this.ctx.storage.setAlarm(Math.min(...due));
+    // No later than: a session that began since the close may have set an earlier alarm.
+    if (due.length > 0) await this.#alarmNoLaterThan(Math.min(...due));
   }
 
   async #dispatch(ws: WebSocket, frame: ClientFrame): Promise<void> {
@@ -612,13 +614,16 @@ export class RoomCoordinator extends DurableObject<Env> {
     const meta = this.#meta();
     for (const ws of this.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
     // State goes first, before anything awaits the network: a client that connects while the media
-    // node is being told must find an empty room, not have its fresh join wiped afterwards.
+    // node is being told must find an empty room, not have its fresh join wiped afterwards. The node
+    // pin stays until the node is told, so that the room is closed where it was, not placed anew.
     await this.ctx.storage.deleteAlarm();
-    this.#state.clearExceptLeaveMarkers();
+    this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY]);
     this.#storeMirror.changed(meta.roomId, { deleteRoom: reason === 'room_expired' });
     await this.#storeMirror.flush();
-    await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
     if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));
+    // Unless a new session began meanwhile (and uses the pin), nothing of the room is left behind.
+    if (!this.#state.meta()) this.ctx.storage.kv.delete(MEDIA_NODE_PIN_KEY);
+    await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
     this.#logger().info('room closed', { reason });
   }
 }

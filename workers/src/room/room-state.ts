@@ -146,10 +146,13 @@ export class RoomState {
 
   /**
    * Ends the room's state: everything goes but the leave markers, which must outlive the room until
-   * the tokens they refuse have expired (a token issued before a leave must not rejoin an emptied room).
+   * the tokens they refuse have expired (a token issued before a leave must not rejoin an emptied
+   * room), and the keys in `keep`.
    */
-  clearExceptLeaveMarkers(): void {
-    for (const [key] of this.#kv.list()) if (!key.startsWith(LEFT_PREFIX)) this.#kv.delete(key);
+  clearExceptLeaveMarkers(keep: readonly string[] = []): void {
+    for (const [key] of this.#kv.list()) {
+      if (!key.startsWith(LEFT_PREFIX) && !keep.includes(key)) this.#kv.delete(key);
+    }
   }
 }
 
