@@ -136,8 +136,9 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           '--inspector-port',
           String(await freePort()),
           '--show-interactive-dev-session=false',
+          // A caller that captures the output gets the Worker's own console lines too (wrangler's "log" level).
           '--log-level',
-          options.output === 'inherit' ? 'info' : 'warn',
+          options.output === 'inherit' ? 'info' : options.output ? 'log' : 'warn',
         ],
         { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
         outputOf('edge'),
