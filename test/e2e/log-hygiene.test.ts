@@ -72,12 +72,12 @@ describe('logs of a whole call', () => {
     await alice.connection
       .request('trickle_ice', { target: 'publisher', candidate: { candidate, sdpMid: '0' } })
       .catch((error: unknown) => error);
-    const refreshed = await (
+    const refreshed = (await (
       await fetch(`${stack.edgeUrl}/api/v1/rooms/${room.id}/token`, {
         method: 'POST',
         headers: { authorization: `Bearer ${alice.join.token}` },
       })
-    ).json();
+    ).json()) as { token: string };
     secrets.push(refreshed.token);
     expectReply(await alice.connection.request('leave', {}), 'ack');
     const left = await fetch(`${stack.edgeUrl}/api/v1/rooms/${room.id}/leave`, {
