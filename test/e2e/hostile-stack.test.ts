@@ -1,33 +1,67 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { expectReply, SignalingError } from '../../client/src/signaling-connection.ts';
 import { type RunningStack, startStack } from '../../scripts/stack.ts';
-import { createRoom, joinParticipant } from '../support/e2e-stack.ts';
+import { createRoom, joinParticipant, restJoin } from '../support/e2e-stack.ts';
 import { freePort } from '../support/ports.ts';
 import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
 /**
- * The logs of a whole call — every line the edge (`wrangler dev`) and the media node print, at
- * LOG_LEVEL=debug — contain no SDP, no token and no display or room name.
+ * Hostile input that only the real stack can show: raw bytes on a real socket (`wrangler dev`), and
+ * the logs of a whole call — every line the edge and the media node print, at LOG_LEVEL=debug —
+ * which contain no SDP, no token and no display or room name.
  */
-describe('logs of a whole call', () => {
-  let stack: RunningStack;
-  const logs: string[] = [];
+let stack: RunningStack;
+const logs: string[] = [];
 
-  beforeAll(async () => {
-    stack = await startStack({
-      edgeHost: '127.0.0.1',
-      edgePort: await freePort(),
-      mediaHost: '127.0.0.1',
-      mediaPort: await freePort(),
-      env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'debug' },
-      output: (line) => logs.push(line),
-    });
-  }, 120_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+beforeAll(async () => {
+  stack = await startStack({
+    edgeHost: '127.0.0.1',
+    edgePort: await freePort(),
+    mediaHost: '127.0.0.1',
+    mediaPort: await freePort(),
+    env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'debug' },
+    output: (line) => logs.push(line),
   });
+}, 120_000);
 
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe('raw bytes on a real signaling socket', () => {
+  it('a text frame that is not UTF-8 is refused, and the room goes on for the others', async () => {
+    const room = await createRoom(stack, 'bytes');
+    const bystander = await joinParticipant(stack, room.id, 'Bystander');
+    const join = await restJoin(stack, room.id, 'Mallory');
+    const socket = new WebSocket(join.ws_url, ['truegather.v1', join.token]);
+    const received: string[] = [];
+    socket.on('message', (data) => received.push(String(data)));
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    // `{"x":"` + bytes that are not UTF-8 + `"}`, sent as a TEXT frame (ws does not validate what it sends).
+    socket.send(Buffer.concat([Buffer.from('{"x":"'), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}')]), {
+      binary: false,
+    });
+    // The runtime fails the connection (1007, RFC 6455) or the room refuses the frame: either way no crash.
+    const outcome = await Promise.race([
+      closed.then((code) => `closed ${code}`),
+      waitFor(() => received.find((text) => text.includes('"error"')), { timeoutMs: 10_000, message: 'a refusal' }),
+    ]);
+    expect(outcome).toMatch(/closed 1007|invalid_json/);
+    socket.terminate();
+    // The bystander's room still answers.
+    const failure = await bystander.connection.request('unpublish', {}).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(SignalingError);
+    expect((failure as SignalingError).code).toBe('not_publishing');
+    bystander.connection.close();
+  });
+});
+
+describe('logs of a whole call', () => {
   it('holds no SDP, token or personal name', async () => {
     const secrets: string[] = [];
     const roomName = 'Quarterly Zanzibar Retro';
