@@ -146,7 +146,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     );
     await Promise.all([
       waitForHttp(`${edgeUrl}/health`, exits),
-      withMediaNode ? waitForHttp(`${mediaUrl}/health`, exits) : undefined,
+      withMediaNode ? waitForHttp(mediaHealthUrl(options.env, mediaUrl), exits) : undefined,
     ]);
   } catch (error) {
     await stop();
@@ -160,7 +160,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     children.delete(old);
     exits.delete(old);
     mediaNode = startMediaNode();
-    await waitForHttp(`${mediaUrl}/health`, exits);
+    await waitForHttp(mediaHealthUrl(options.env, mediaUrl), exits);
   };
   return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, restartMediaNode, stop };
 }
@@ -231,6 +231,16 @@ export function launch(
     child.stderr?.resume();
   }
   return child;
+}
+
+/**
+ * Where the media node answers /health: its own operator listener when MEDIA_OPERATOR_PORT gives it
+ * one (a fixed port: with 0 the stack could not know where to look), else the control API's.
+ */
+function mediaHealthUrl(env: StackOptions['env'], mediaUrl: string): string {
+  const port = env.MEDIA_OPERATOR_PORT;
+  if (!port) return `${mediaUrl}/health`;
+  return `http://${dialHost(env.MEDIA_OPERATOR_HOST ?? '127.0.0.1')}:${port}/health`;
 }
 
 /** Polls a health URL until it answers 200, failing fast when a child has exited. */

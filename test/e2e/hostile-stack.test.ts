@@ -13,17 +13,32 @@ import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.
  */
 let stack: RunningStack;
 const logs: string[] = [];
+/** The node's /health and /metrics on a listener of their own, as an operator would run it. */
+let operatorPort: number;
 
 beforeAll(async () => {
+  operatorPort = await freePort();
   stack = await startStack({
     edgeHost: '127.0.0.1',
     edgePort: await freePort(),
     mediaHost: '127.0.0.1',
     mediaPort: await freePort(),
-    env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'debug' },
+    env: {
+      MEDIA_RTC_LISTEN_IP: '127.0.0.1',
+      MEDIA_WORKERS: '1',
+      LOG_LEVEL: 'debug',
+      MEDIA_OPERATOR_PORT: String(operatorPort),
+    },
     output: (line) => logs.push(line),
   });
 }, 120_000);
+
+describe('the media node in the stack with an operator listener', () => {
+  it('serves /health there and not on the control address, which the edge still drives', async () => {
+    expect((await fetch(`http://127.0.0.1:${operatorPort}/health`)).status).toBe(200);
+    expect((await fetch(`${stack.mediaUrl}/health`)).status).toBe(404);
+  });
+});
 
 afterAll(async () => {
   await stack?.stop();
