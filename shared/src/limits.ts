@@ -19,6 +19,10 @@ export const LIMITS = {
   feedsPerRequestMax: 100,
   tokenMaxChars: 4096,
   iceServerUrlMaxChars: 512,
+  /** `send_data`: the message itself, in UTF-8 bytes. */
+  dataMaxBytes: 16 * 1024,
+  dataTopicMaxChars: 64,
+  dataRecipientsMax: 100,
 } as const;
 
 const encoder = new TextEncoder();

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorCodeSchema } from './errors.ts';
 import { IceCandidateSchema, IceServersSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
-import { LIMITS } from './limits.ts';
+import { LIMITS, utf8Length } from './limits.ts';
 import { DisplaySchema, PublisherSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 
@@ -20,6 +20,11 @@ export const FeedsSchema = z.array(ParticipantIdSchema).min(1).max(LIMITS.feedsP
 
 export const ParticipantSchema = z.object({ id: ParticipantIdSchema, display: z.string().max(LIMITS.displayMaxChars) });
 export type Participant = z.infer<typeof ParticipantSchema>;
+
+export const DataTopicSchema = z.string().min(1).max(LIMITS.dataTopicMaxChars);
+const DataSchema = z.string().refine((data) => utf8Length(data) <= LIMITS.dataMaxBytes, {
+  error: `must be at most ${LIMITS.dataMaxBytes} bytes of UTF-8`,
+});
 
 /** Payload schemas of client requests, by frame type. */
 export const ClientPayloadSchemas = {
@@ -39,6 +44,12 @@ export const ClientPayloadSchemas = {
   /** `{}`; a missing payload is taken as `{}`. */
   unpublish: z.strictObject({}).default({}),
   leave: z.strictObject({}).default({}),
+  /** App data beside the media: to everyone else, or only to the participants in `to`. */
+  send_data: z.strictObject({
+    data: DataSchema,
+    topic: DataTopicSchema.optional(),
+    to: z.array(ParticipantIdSchema).min(1).max(LIMITS.dataRecipientsMax).optional(),
+  }),
 } as const;
 
 export type ClientFrameType = keyof typeof ClientPayloadSchemas;
@@ -58,6 +69,7 @@ export const SubscribeAnswerFrameSchema = clientFrame('subscribe_answer');
 export const UnsubscribeFrameSchema = clientFrame('unsubscribe');
 export const UnpublishFrameSchema = clientFrame('unpublish');
 export const LeaveFrameSchema = clientFrame('leave');
+export const SendDataFrameSchema = clientFrame('send_data');
 
 export const ClientFrameSchema = z.discriminatedUnion('type', [
   JoinRoomFrameSchema,
@@ -68,6 +80,7 @@ export const ClientFrameSchema = z.discriminatedUnion('type', [
   UnsubscribeFrameSchema,
   UnpublishFrameSchema,
   LeaveFrameSchema,
+  SendDataFrameSchema,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { type: T }>;
@@ -101,6 +114,7 @@ export const ServerPayloadSchemas = {
   participant_joined: z.object({ participant: ParticipantSchema }),
   participant_left: z.object({ participant: ParticipantSchema }),
   trickle_ice: z.object({ target: IceTargetSchema, candidate: IceCandidateSchema.nullable() }),
+  data: z.object({ from: ParticipantIdSchema, data: DataSchema, topic: DataTopicSchema.optional() }),
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -120,6 +134,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('participant_joined'),
   serverFrame('participant_left'),
   serverFrame('trickle_ice'),
+  serverFrame('data'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

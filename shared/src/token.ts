@@ -14,8 +14,12 @@ export const GrantsSchema = z.strictObject({
   publish: z.boolean(),
   subscribe: z.boolean(),
   admin: z.boolean(),
+  /** `send_data`; tokens issued before the grant existed carry none, and keep the default. */
+  publish_data: z.boolean().default(true),
 });
 export type Grants = z.infer<typeof GrantsSchema>;
+/** Grants as written in a request or a token: those left out take their defaults. */
+export type GrantsInput = z.input<typeof GrantsSchema>;
 
 /** Claims of the participant token that `join` issues and the WebSocket and `leave` require. */
 export const TokenClaimsSchema = z.object({

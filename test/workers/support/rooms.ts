@@ -2,7 +2,7 @@ import { env, SELF } from 'cloudflare:test';
 import { SignJWT } from 'jose';
 import { newId } from '../../../shared/src/ids.ts';
 import type { JoinRoomResponse, Room, Stream } from '../../../shared/src/rest.ts';
-import type { Grants } from '../../../shared/src/token.ts';
+import type { GrantsInput } from '../../../shared/src/token.ts';
 import { issueParticipantToken } from '../../../workers/src/auth/participant-token.ts';
 import { edgeConfig } from '../../../workers/src/config.ts';
 import type { MediaNodeClient } from '../../../workers/src/media/media-node-client.ts';
@@ -36,7 +36,7 @@ export async function restJoin(roomId: string, display: string): Promise<JoinRoo
 /** A correctly signed token with chosen grants (REST join always grants publish and subscribe). */
 export async function tokenWithGrants(
   roomId: string,
-  grants: Grants,
+  grants: GrantsInput,
 ): Promise<{ token: string; participantId: string }> {
   const participantId = newId();
   const issued = await issueParticipantToken(edgeConfig(env).jwt, {

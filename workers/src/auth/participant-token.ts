@@ -1,7 +1,8 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { newId } from '../../../shared/src/ids.ts';
 import {
-  type Grants,
+  type GrantsInput,
+  GrantsSchema,
   TOKEN_ALGORITHM,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
@@ -24,7 +25,7 @@ export interface IssuedToken {
  */
 export async function issueParticipantToken(
   jwt: EdgeConfig['jwt'],
-  subject: { roomId: string; participantId: string; display: string; grants: Grants; sessionStartedAt?: number },
+  subject: { roomId: string; participantId: string; display: string; grants: GrantsInput; sessionStartedAt?: number },
 ): Promise<IssuedToken> {
   const iat = Math.floor(Date.now() / 1000);
   const authTime = subject.sessionStartedAt ?? iat;
@@ -34,7 +35,7 @@ export async function issueParticipantToken(
     sub: subject.participantId,
     room: subject.roomId,
     name: subject.display,
-    grants: subject.grants,
+    grants: GrantsSchema.parse(subject.grants),
     jti: newId(),
     iat,
     exp: Math.min(iat + jwt.expirySeconds, authTime + jwt.maxSessionSeconds),

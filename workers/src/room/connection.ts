@@ -16,6 +16,8 @@ export interface ConnectionAttachment {
   connectedAt: number;
   lastMessageAt: number;
   bucket: TokenBucket;
+  /** `send_data`'s own bucket (data-messages.ts); absent until the first data message. */
+  dataBucket?: TokenBucket;
   /** Consecutive frames refused by the rate limit. */
   refusals: number;
 }

@@ -3,6 +3,7 @@ import type { ClientFrameOf, ClientFrameType, ServerFrameType, ServerPayload } f
 import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { iceServersFor } from '../auth/turn-credentials.ts';
 import { type ConnectionAttachment, isOpen, RequestRefusedError, updateAttachment } from './connection.ts';
+import { sendData } from './data-messages.ts';
 import { encodeServerFrame } from './frames.ts';
 import type { RoomHandle } from './room-handle.ts';
 import { type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
@@ -199,4 +200,5 @@ export const frameHandlers: { [T in ClientFrameType]: FrameHandler<T> } = {
   unsubscribe,
   unpublish,
   leave,
+  send_data: sendData,
 };
