@@ -51,7 +51,7 @@ function mintToken(secret: string, roomId: string, participantId: string, displa
     sub: participantId,
     room: roomId,
     name: display,
-    grants: { publish: true, subscribe: true, admin: false, publish_data: true },
+    grants: { publish: true, subscribe: true, admin: false, publish_data: true, hidden: false },
     jti: newId(),
     iat: now,
     exp: now + 900,

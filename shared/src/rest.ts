@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { IceServersSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS } from './limits.ts';
+import { GrantsSchema } from './token.ts';
 
 const IsoTimestampSchema = z.iso.datetime();
 
@@ -42,6 +43,10 @@ export const RoomSchema = z.object({
 });
 export type Room = z.infer<typeof RoomSchema>;
 
+/** `POST /api/v1/rooms` answers the room and, for its creator, the room's admin token. */
+export const CreatedRoomSchema = RoomSchema.extend({ admin_token: z.string().max(LIMITS.tokenMaxChars) });
+export type CreatedRoom = z.infer<typeof CreatedRoomSchema>;
+
 export const StreamKindSchema = z.enum(['audio', 'video']);
 export type StreamKind = z.infer<typeof StreamKindSchema>;
 
@@ -69,7 +74,16 @@ export const RoomDetailsSchema = RoomSchema.extend({
 });
 export type RoomDetails = z.infer<typeof RoomDetailsSchema>;
 
-export const JoinRoomRequestSchema = z.strictObject({ display: DisplaySchema });
+/** Grants a join may ask for (with admin authorization only); those left out keep their defaults. */
+export const JoinGrantsSchema = z.strictObject({
+  publish: z.boolean().optional(),
+  subscribe: z.boolean().optional(),
+  publish_data: z.boolean().optional(),
+  admin: z.boolean().optional(),
+  hidden: z.boolean().optional(),
+});
+
+export const JoinRoomRequestSchema = z.strictObject({ display: DisplaySchema, grants: JoinGrantsSchema.optional() });
 export type JoinRoomRequest = z.infer<typeof JoinRoomRequestSchema>;
 
 export const JoinRoomResponseSchema = z.object({
@@ -92,6 +106,38 @@ export const RefreshTokenResponseSchema = z.object({
   expires_at: IsoTimestampSchema,
 });
 export type RefreshTokenResponse = z.infer<typeof RefreshTokenResponseSchema>;
+
+/** A participant as admins see it (`GET …/participants`, `PATCH …/participants/:pid`). */
+export const ParticipantDetailsSchema = z.object({
+  id: ParticipantIdSchema,
+  display: z.string().max(LIMITS.displayMaxChars),
+  joined_at: IsoTimestampSchema,
+  grants: GrantsSchema,
+  /** What it publishes (empty when nothing). */
+  streams: z.array(StreamSchema).max(8),
+});
+export type ParticipantDetails = z.infer<typeof ParticipantDetailsSchema>;
+
+export const ParticipantListSchema = z.object({ participants: z.array(ParticipantDetailsSchema) });
+export type ParticipantList = z.infer<typeof ParticipantListSchema>;
+
+/** `PATCH …/participants/:pid`: grants changed at once; the others stay. */
+export const UpdateParticipantRequestSchema = z.strictObject({
+  grants: z
+    .strictObject({
+      publish: z.boolean().optional(),
+      subscribe: z.boolean().optional(),
+      publish_data: z.boolean().optional(),
+    })
+    .refine((grants) => Object.keys(grants).length > 0, { error: 'name at least one grant' }),
+});
+export type UpdateParticipantRequest = z.infer<typeof UpdateParticipantRequestSchema>;
+
+export const RemoveParticipantResponseSchema = z.object({ removed: z.literal(true) });
+export type RemoveParticipantResponse = z.infer<typeof RemoveParticipantResponseSchema>;
+
+export const DeleteRoomResponseSchema = z.object({ deleted: z.literal(true) });
+export type DeleteRoomResponse = z.infer<typeof DeleteRoomResponseSchema>;
 
 export const LeaveRoomResponseSchema = z.object({ left: z.literal(true) });
 export type LeaveRoomResponse = z.infer<typeof LeaveRoomResponseSchema>;

@@ -21,6 +21,8 @@ export const CLOSE_CODES = {
   messageTooBig: 1009,
   /** A newer socket of the same participant took over (another tab): do not reconnect. */
   replaced: 4000,
+  /** An admin removed the participant: its tokens are refused from now on. */
+  removed: 4001,
 } as const;
 
 /** Closes after which a client must not reconnect: reconnecting would undo what the close meant. */
@@ -28,4 +30,5 @@ export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   CLOSE_CODES.normal,
   CLOSE_CODES.policyViolation,
   CLOSE_CODES.replaced,
+  CLOSE_CODES.removed,
 ]);

@@ -16,6 +16,8 @@ export const GrantsSchema = z.strictObject({
   admin: z.boolean(),
   /** `send_data`; tokens issued before the grant existed carry none, and keep the default. */
   publish_data: z.boolean().default(true),
+  /** Not listed to the others (no participant_joined/left, not in `joined`): recorders and bots. */
+  hidden: z.boolean().default(false),
 });
 export type Grants = z.infer<typeof GrantsSchema>;
 /** Grants as written in a request or a token: those left out take their defaults. */
@@ -36,6 +38,22 @@ export const TokenClaimsSchema = z.object({
   auth_time: z.number().int().optional(),
 });
 export type TokenClaims = z.infer<typeof TokenClaimsSchema>;
+
+/**
+ * The room's admin token, returned by room creation: its own audience, so that it is never taken for
+ * a participant token (nor one for it). It has no expiry of its own: it is good for as long as the
+ * room it names exists (room ids are never reused).
+ */
+export const ADMIN_TOKEN_AUDIENCE = 'truegather-room-admin';
+
+export const AdminTokenClaimsSchema = z.object({
+  iss: z.literal(TOKEN_ISSUER),
+  aud: z.literal(ADMIN_TOKEN_AUDIENCE),
+  room: RoomIdSchema,
+  jti: z.string().min(1).max(64),
+  iat: z.number().int(),
+});
+export type AdminTokenClaims = z.infer<typeof AdminTokenClaimsSchema>;
 
 /** Claims of the short-lived tokens the edge and the media node sign for each other. */
 export const MEDIA_NODE_AUDIENCE = 'media-node';

@@ -191,8 +191,11 @@ describe('token claims', () => {
     exp: now + 900,
   };
 
-  it('accepts the contract claims', () => {
-    expect(TokenClaimsSchema.parse(claims)).toEqual(claims);
+  it('accepts the contract claims; grants added since default for tokens that lack them', () => {
+    expect(TokenClaimsSchema.parse(claims)).toEqual({
+      ...claims,
+      grants: { ...claims.grants, publish_data: true, hidden: false },
+    });
   });
 
   it.each([

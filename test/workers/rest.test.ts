@@ -283,13 +283,26 @@ describe('GET /openapi.json', () => {
       '/api/v1/rooms/{id}',
       '/api/v1/rooms/{id}/join',
       '/api/v1/rooms/{id}/leave',
+      '/api/v1/rooms/{id}/participants',
+      '/api/v1/rooms/{id}/participants/{pid}',
+      '/api/v1/rooms/{id}/participants/{pid}/remove',
       '/api/v1/rooms/{id}/token',
       '/health',
     ]);
     expect(document.components.schemas.CreateRoomRequest.properties.name.maxLength).toBe(128);
     expect(document.paths['/api/v1/rooms'].post.responses['201'].content['application/json'].schema).toEqual({
-      $ref: '#/components/schemas/Room',
+      $ref: '#/components/schemas/CreatedRoom',
     });
+    // The admin routes, with the room admin credential and their schemas.
+    const room = document.paths['/api/v1/rooms/{id}'];
+    expect(Object.keys(room).sort()).toEqual(['delete', 'get']);
+    expect(room.delete.security).toEqual([{ roomAdmin: [] }]);
+    const participant = document.paths['/api/v1/rooms/{id}/participants/{pid}'];
+    expect(participant.patch.requestBody.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/UpdateParticipantRequest',
+    });
+    expect(document.components.schemas.JoinRoomRequest.properties.grants).toBeDefined();
+    expect(document.components.securitySchemes.roomAdmin.scheme).toBe('bearer');
   });
 });
 
@@ -304,7 +317,7 @@ describe('every answer', () => {
     const cases: [string, string, string][] = [
       ['PUT', '/api/v1/rooms', 'POST, OPTIONS'],
       ['GET', '/api/v1/rooms', 'POST, OPTIONS'],
-      ['DELETE', `/api/v1/rooms/${room.id}`, 'GET, HEAD, OPTIONS'],
+      ['PUT', `/api/v1/rooms/${room.id}`, 'GET, DELETE, HEAD, OPTIONS'],
       ['GET', `/api/v1/rooms/${room.id}/join`, 'POST, OPTIONS'],
       ['POST', '/health', 'GET, HEAD, OPTIONS'],
     ];

@@ -89,7 +89,7 @@ describe('GET /ws accepted upgrades', () => {
     const spoofed = encodeIdentity({
       roomId: room.id,
       participantId: bob.participant_id,
-      grants: { publish: true, subscribe: true, admin: true, publish_data: true },
+      grants: { publish: true, subscribe: true, admin: true, publish_data: true, hidden: false },
       issuedAt: Math.floor(Date.now() / 1000),
     });
     const response = await upgrade(room.id, ann.token, { headers: { 'X-TrueGather-Identity': spoofed } });

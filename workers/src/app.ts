@@ -9,6 +9,7 @@ import { accessLog, loadConfig } from './http/request-context.ts';
 import { healthRoutes } from './routes/health.ts';
 import { internalRoutes } from './routes/internal.ts';
 import { serveOpenApiDocument } from './routes/openapi.ts';
+import { roomAdminRoutes } from './routes/room-admin.ts';
 import { roomRoutes } from './routes/rooms.ts';
 import { wsRoutes } from './routes/ws.ts';
 
@@ -26,6 +27,7 @@ app.use(corsFromConfig);
 
 app.route('/', healthRoutes);
 app.route('/', roomRoutes);
+app.route('/', roomAdminRoutes);
 app.route('/', wsRoutes);
 app.route('/', internalRoutes);
 serveOpenApiDocument(app);

@@ -7,7 +7,7 @@ import { HttpError } from './errors.ts';
 const RETRY_AFTER_SECONDS = 60;
 
 /** Every kind of route that is limited; each has its own count per client. */
-export type RateLimitedRoute = 'create' | 'join' | 'leave' | 'token' | 'room' | 'ws' | 'health';
+export type RateLimitedRoute = 'create' | 'join' | 'leave' | 'token' | 'room' | 'admin' | 'ws' | 'health';
 
 /**
  * The bucket of clients the edge cannot tell apart (no address header at all): they share one count

@@ -6,7 +6,7 @@ import { type ConnectionAttachment, isOpen, RequestRefusedError, updateAttachmen
 import { sendData } from './data-messages.ts';
 import { encodeServerFrame } from './frames.ts';
 import type { RoomHandle } from './room-handle.ts';
-import { type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
+import { isListed, type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
 
 /** One client request on its way through a handler; `reply` may be called once. */
 export interface SignalingRequest<T extends ClientFrameType> {
@@ -48,14 +48,16 @@ async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>
   }
   // A participant whose record survives (reconnect within the grace period, or a replaced socket)
   // resumes: same identity, same publishing and subscriptions, and nobody is told it left or came.
+  // It keeps the room's grants, not its token's: an admin may have changed them since the token was issued.
   const existing = room.state.participant(participantId);
   const record: ParticipantRecord = existing
-    ? { ...existing, display: frame.payload.display, grants: attachment.grants, graceUntil: null }
+    ? { ...existing, display: frame.payload.display, graceUntil: null }
     : {
         id: participantId,
         display: frame.payload.display,
         grants: attachment.grants,
         joinOrder: room.state.takeJoinOrder(room.roomId),
+        joinedAt: Date.now(),
         publisher: null,
         subscription: null,
         graceUntil: null,
@@ -64,7 +66,7 @@ async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>
   updateAttachment(ws, (current) => {
     current.joined = true;
   });
-  if (!existing) {
+  if (!existing && isListed(record)) {
     room.broadcast(encodeServerFrame('participant_joined', { participant: participantOf(record) }), participantId);
   }
   const others = room.state.participants().filter((other) => other.id !== participantId);
@@ -75,7 +77,7 @@ async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>
       other.publisher?.ready ? [publisherOf({ ...other, publisher: other.publisher })] : [],
     ),
     ice_servers: iceServers,
-    participants: others.map(participantOf),
+    participants: others.filter(isListed).map(participantOf),
   });
   await room.scheduleAlarm();
 }

@@ -1,8 +1,13 @@
 import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../shared/src/errors.ts';
-import { ParticipantIdSchema } from '../../../shared/src/ids.ts';
+import { ParticipantIdSchema, RoomIdSchema } from '../../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../../shared/src/log.ts';
 import { type MediaEvent, MediaEventSchema } from '../../../shared/src/media-control.ts';
+import {
+  type ParticipantDetails,
+  type UpdateParticipantRequest,
+  UpdateParticipantRequestSchema,
+} from '../../../shared/src/rest.ts';
 import type { ClientFrame, ClientFrameType } from '../../../shared/src/signaling.ts';
 import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { type EdgeConfig, edgeConfig } from '../config.ts';
@@ -26,6 +31,7 @@ import { decodeClientFrame, encodeServerFrame } from './frames.ts';
 import { frameHandlers, type SignalingRequest } from './handlers.ts';
 import { decodeIdentity, IDENTITY_HEADER } from './identity.ts';
 import { queueMediaEvent } from './media-events.ts';
+import { participantDetailsOf, updateGrants } from './moderation.ts';
 import { fullBucket, SIGNALING_RATE_LIMIT, takeToken } from './rate-limit.ts';
 import {
   EMPTY_ROOM_LINGER_MS,
@@ -37,7 +43,7 @@ import {
   ROOM_REFRESH_MARGIN_MS,
   type RoomHandle,
 } from './room-handle.ts';
-import { mirrorOf, participantOf, type RoomMeta, RoomState } from './room-state.ts';
+import { isListed, mirrorOf, participantOf, type RoomMeta, RoomState } from './room-state.ts';
 import { StoreMirror } from './store-mirror.ts';
 
 /** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
@@ -51,7 +57,8 @@ const CONNECTION_HEADROOM = 16;
  * which see the room through {@link RoomHandle}. Storage, sockets and the alarm stay in this class.
  *
  * RPC for the rest of the edge: `leaveParticipant` (REST leave), `hasLeft` (token refresh),
- * `admits` and `mirror` (REST join and room details), `handleMediaEvent` (media node events).
+ * `admits` and `mirror` (REST join and room details), `handleMediaEvent` (media node events), and for
+ * the admin routes `participantDetails`, `removeParticipant`, `updateGrants` and `endRoom`.
  */
 export class RoomCoordinator extends DurableObject<Env> {
   /**
@@ -194,8 +201,8 @@ export class RoomCoordinator extends DurableObject<Env> {
     const record = this.#state.participant(participantId);
     // Deleted before any await: a concurrent subscribe to this publisher now fails with unknown_feed.
     this.#state.deleteParticipant(participantId);
-    if (reason === 'leave' || reason === 'rest_leave') {
-      // Leaving is final for this identity: tokens issued so far cannot bring it back.
+    if (reason === 'leave' || reason === 'rest_leave' || reason === 'removed') {
+      // Leaving (or being removed) is final for this identity: tokens issued so far cannot bring it back.
       const now = Date.now();
       this.#state.markLeft(participantId, now, now + this.#settings().jwt.expirySeconds * 1000);
     }
@@ -206,7 +213,9 @@ export class RoomCoordinator extends DurableObject<Env> {
       if (record.publisher?.ready) {
         this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
       }
-      this.#broadcast(encodeServerFrame('participant_left', { participant: participantOf(record) }), participantId);
+      if (isListed(record)) {
+        this.#broadcast(encodeServerFrame('participant_left', { participant: participantOf(record) }), participantId);
+      }
       if (record.publisher) this.#forgetFeed(participantId);
       // Both removals are idempotent and sent whenever the room used media: a control call that
       // timed out here may still have created the peer on the node, which must not outlive its owner.
@@ -280,6 +289,38 @@ export class RoomCoordinator extends DurableObject<Env> {
   async hasLeft(participantId: string, issuedAt: number): Promise<boolean> {
     const leftAt = this.#state.leftAt(ParticipantIdSchema.parse(participantId), Date.now());
     return leftAt !== undefined && issuedAt * 1000 <= leftAt;
+  }
+
+  // ---- RPC for the admin routes (routes/room-admin.ts has already checked the credential) ----
+
+  /** Everyone in the room, hidden participants included, as admins see them. */
+  async participantDetails(): Promise<ParticipantDetails[]> {
+    return this.#state.participants().map(participantDetailsOf);
+  }
+
+  /**
+   * Removes a participant for good: its socket closes with 4001 "removed", the others hear
+   * `participant_left`, and its tokens can neither reconnect nor be refreshed. False if not in the room.
+   */
+  async removeParticipant(participantId: string): Promise<boolean> {
+    const id = ParticipantIdSchema.parse(participantId);
+    if (!this.#state.participant(id)) return false;
+    await this.#exclusive(id, () => this.#depart(id, 'removed', { code: CLOSE_CODES.removed, reason: 'removed' }));
+    return true;
+  }
+
+  /** Changes a participant's grants at once (moderation.ts); null if not in the room. */
+  async updateGrants(participantId: string, grants: UpdateParticipantRequest['grants']) {
+    const id = ParticipantIdSchema.parse(participantId);
+    const parsed = UpdateParticipantRequestSchema.parse({ grants }).grants;
+    return this.#exclusive(id, () => updateGrants(this.#handle, id, parsed));
+  }
+
+  /** Ends the room now: every socket closes with 1000 "room closed", the media node and the store forget it. */
+  async endRoom(roomId: string): Promise<void> {
+    const id = RoomIdSchema.parse(roomId);
+    if (!this.#state.meta()) this.#state.updateMeta({ roomId: id });
+    await this.#closeRoom('room_deleted');
   }
 
   /** Whether REST join may issue a token for one more participant (the same cap join_room checks). */
@@ -610,7 +651,7 @@ export class RoomCoordinator extends DurableObject<Env> {
    * Ends the room on this object: sockets closed, all state wiped but the leave markers, the store's
    * mirror emptied (or, for a room the store dropped, every key deleted), the media node told.
    */
-  async #closeRoom(reason: 'room_empty' | 'room_expired'): Promise<void> {
+  async #closeRoom(reason: 'room_empty' | 'room_expired' | 'room_deleted'): Promise<void> {
     const meta = this.#meta();
     for (const ws of this.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
     // State goes first, before anything awaits the network: a client that connects while the media
@@ -618,7 +659,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     // pin stays until the node is told, so that the room is closed where it was, not placed anew.
     await this.ctx.storage.deleteAlarm();
     this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY]);
-    this.#storeMirror.changed(meta.roomId, { deleteRoom: reason === 'room_expired' });
+    this.#storeMirror.changed(meta.roomId, { deleteRoom: reason !== 'room_empty' });
     await this.#storeMirror.flush();
     if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));
     // Unless a new session began meanwhile (and uses the pin), nothing of the room is left behind.

@@ -17,6 +17,8 @@ export interface ParticipantRecord {
   grants: Grants;
   /** Position in the room's join order: lists of participants and publishers follow it. */
   joinOrder: number;
+  /** When it first joined (ms); a resume keeps it. */
+  joinedAt: number;
   publisher: PublisherState | null;
   /** The feeds the participant's subscriber peer connection carries; null while it has none. */
   subscription: string[] | null;
@@ -156,8 +158,11 @@ export class RoomState {
   }
 }
 
+/** Whether others are told about the participant (hidden ones are recorders and bots). */
+export const isListed = (record: ParticipantRecord): boolean => !record.grants.hidden;
+
 export const mirrorOf = (state: RoomState): RoomMirror => ({
-  participants: state.participants().map(participantOf),
+  participants: state.participants().filter(isListed).map(participantOf),
   publishers: state.publishers().map(publisherOf),
 });
 

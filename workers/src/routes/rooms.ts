@@ -3,6 +3,8 @@ import type { Context } from 'hono';
 import { ErrorEnvelopeSchema } from '../../../shared/src/errors.ts';
 import { newId, RoomIdSchema } from '../../../shared/src/ids.ts';
 import {
+  type CreatedRoom,
+  CreatedRoomSchema,
   CreateRoomRequestSchema,
   JoinRoomRequestSchema,
   type JoinRoomResponse,
@@ -11,12 +13,12 @@ import {
   LeaveRoomResponseSchema,
   type RefreshTokenResponse,
   RefreshTokenResponseSchema,
-  type Room,
   type RoomDetails,
   RoomDetailsSchema,
   RoomSchema,
 } from '../../../shared/src/rest.ts';
 import { bearerToken } from '../../../shared/src/service-token.ts';
+import { issueAdminToken } from '../auth/admin-token.ts';
 import { issueParticipantToken, verifyParticipantToken } from '../auth/participant-token.ts';
 import { iceServersFor } from '../auth/turn-credentials.ts';
 import { requireApiKey } from '../http/api-key.ts';
@@ -24,6 +26,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { HttpError } from '../http/errors.ts';
 import { readJsonBody } from '../http/json-body.ts';
 import { rateLimit } from '../http/rate-limit.ts';
+import { roomAdminRefusal } from '../http/room-admin.ts';
 import type { RoomCoordinator } from '../room/room-coordinator.ts';
 import { roomRepository } from '../store/index.ts';
 import { documented, registerSchema } from './documented.ts';
@@ -34,6 +37,12 @@ roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
   scheme: 'bearer',
   description: 'API_KEY, when the server sets one',
 });
+roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'roomAdmin', {
+  type: 'http',
+  scheme: 'bearer',
+  description:
+    "API_KEY, the room's admin_token (from room creation), or a participant token of the room with the admin grant",
+});
 roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'participantToken', {
   type: 'http',
   scheme: 'bearer',
@@ -42,10 +51,11 @@ roomRoutes.openAPIRegistry.registerComponent('securitySchemes', 'participantToke
 });
 
 /** Named components of the document (`$ref`s), used by the definitions below. */
-const register = <S extends z.ZodType>(name: string, schema: S): S => registerSchema(roomRoutes, name, schema);
-const Schemas = {
+export const register = <S extends z.ZodType>(name: string, schema: S): S => registerSchema(roomRoutes, name, schema);
+export const Schemas = {
   CreateRoomRequest: register('CreateRoomRequest', CreateRoomRequestSchema),
   Room: register('Room', RoomSchema),
+  CreatedRoom: register('CreatedRoom', CreatedRoomSchema),
   RoomDetails: register('RoomDetails', RoomDetailsSchema),
   JoinRoomRequest: register('JoinRoomRequest', JoinRoomRequestSchema),
   JoinRoomResponse: register('JoinRoomResponse', JoinRoomResponseSchema),
@@ -54,12 +64,12 @@ const Schemas = {
   ErrorEnvelope: register('ErrorEnvelope', ErrorEnvelopeSchema),
 };
 
-const json = <S extends z.ZodType>(schema: S, description: string) => ({
+export const json = <S extends z.ZodType>(schema: S, description: string) => ({
   description,
   content: { 'application/json': { schema } },
 });
-const error = (description: string) => json(Schemas.ErrorEnvelope, description);
-const RoomParamsSchema = z.object({ id: RoomIdSchema });
+export const error = (description: string) => json(Schemas.ErrorEnvelope, description);
+export const RoomParamsSchema = z.object({ id: RoomIdSchema });
 
 const createRoomRoute = createRoute({
   method: 'post',
@@ -69,7 +79,7 @@ const createRoomRoute = createRoute({
   security: [{}, { apiKey: [] }],
   request: { body: { required: true, content: { 'application/json': { schema: Schemas.CreateRoomRequest } } } },
   responses: {
-    201: json(Schemas.Room, 'The room; `Location` is its URL'),
+    201: json(Schemas.CreatedRoom, "The room and its admin_token (the creator's admin rights); `Location` is its URL"),
     400: error('Malformed JSON, empty body or invalid fields'),
     401: error('API_KEY is set and the request does not carry it'),
     413: error('Body larger than 16 KiB'),
@@ -96,7 +106,9 @@ const joinRoomRoute = createRoute({
   summary: 'Get a participant token and connection details for a room',
   description:
     'Issues an HS256 token valid for JWT_EXPIRY_SECONDS. The participant appears in the room once it ' +
-    'connects to `ws_url` with the token (query `token=` or a `Sec-WebSocket-Protocol` entry) and joins.',
+    'connects to `ws_url` with the token (query `token=` or a `Sec-WebSocket-Protocol` entry) and joins. ' +
+    'Open, unless the body asks for `grants`: that needs the room admin credential (else 403).',
+  security: [{}, { roomAdmin: [] }],
   request: {
     params: RoomParamsSchema,
     body: { required: true, content: { 'application/json': { schema: Schemas.JoinRoomRequest } } },
@@ -104,6 +116,7 @@ const joinRoomRoute = createRoute({
   responses: {
     200: json(Schemas.JoinRoomResponse, 'Token, ids, WebSocket URL and ICE servers'),
     400: error('Malformed JSON, empty body or invalid display name'),
+    403: error('`grants` asked for without the room admin credential'),
     404: error('No such room'),
     409: error('The room has MAX_PARTICIPANTS connected participants (`room_full`)'),
     413: error('Body larger than 16 KiB'),
@@ -149,20 +162,21 @@ const refreshTokenRoute = participantTokenRoute(
   'Missing, invalid or expired participant token, or a session older than MAX_SESSION_SECONDS',
 );
 
-const roomNotFound = () => new HttpError(404, 'not_found', 'room not found');
+export const roomNotFound = () => new HttpError(404, 'not_found', 'room not found');
 
 /** The `:id` of the path; a malformed id cannot name a room, so it is a 404 like any unknown id. */
-function roomIdParam(c: Context<AppEnv>): string {
+export function roomIdParam(c: Context<AppEnv>): string {
   const parsed = RoomIdSchema.safeParse(c.req.param('id'));
   if (!parsed.success) throw roomNotFound();
   return parsed.data;
 }
 
-const repository = (c: Context<AppEnv>) => roomRepository(c.env, c.get('config'));
+export const repository = (c: Context<AppEnv>) => roomRepository(c.env, c.get('config'));
 
 roomRoutes.post(documented(roomRoutes, createRoomRoute), rateLimit('create'), requireApiKey, async (c) => {
   const input = await readJsonBody(c, CreateRoomRequestSchema);
-  const room: Room = await repository(c).createRoom(input);
+  const stored = await repository(c).createRoom(input);
+  const room: CreatedRoom = { ...stored, admin_token: await issueAdminToken(c.get('config').jwt, stored.id) };
   c.get('logger').info('room created', { room_id: room.id, max_publishers: room.max_publishers });
   c.header('Location', `/api/v1/rooms/${room.id}`);
   return c.json(room, 201);
@@ -185,7 +199,10 @@ roomRoutes.get(documented(roomRoutes, getRoomRoute), rateLimit('room'), async (c
 
 roomRoutes.post(documented(roomRoutes, joinRoomRoute), rateLimit('join'), async (c) => {
   const roomId = roomIdParam(c);
-  const { display } = await readJsonBody(c, JoinRoomRequestSchema);
+  const { display, grants } = await readJsonBody(c, JoinRoomRequestSchema);
+  if (grants && (await roomAdminRefusal(c, roomId))) {
+    throw new HttpError(403, 'forbidden', 'asking for grants needs the room admin credential');
+  }
   const config = c.get('config');
   const rooms = repository(c);
   const room = await rooms.getRoom(roomId);
@@ -201,7 +218,7 @@ roomRoutes.post(documented(roomRoutes, joinRoomRoute), rateLimit('join'), async 
     roomId,
     participantId,
     display,
-    grants: { publish: true, subscribe: true, admin: false },
+    grants: { publish: true, subscribe: true, admin: false, ...grants },
   });
   const url = new URL(c.req.url);
   const wsUrl = new URL('/ws', url);
@@ -237,7 +254,7 @@ async function participantClaims(c: Context<AppEnv>) {
   return claims;
 }
 
-function roomCoordinator(c: Context<AppEnv>, roomId: string): DurableObjectStub<RoomCoordinator> {
+export function roomCoordinator(c: Context<AppEnv>, roomId: string): DurableObjectStub<RoomCoordinator> {
   return c.env.ROOMS.get(c.env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
 }
 

@@ -1,0 +1,38 @@
+import type { ParticipantDetails, UpdateParticipantRequest } from '../../../shared/src/rest.ts';
+import type { RoomHandle } from './room-handle.ts';
+import type { ParticipantRecord } from './room-state.ts';
+
+/** A participant as the admin routes show it: hidden ones included, with grants and published streams. */
+export const participantDetailsOf = (record: ParticipantRecord): ParticipantDetails => ({
+  id: record.id,
+  display: record.display,
+  joined_at: new Date(record.joinedAt).toISOString(),
+  grants: record.grants,
+  streams: record.publisher?.streams ?? [],
+});
+
+/**
+ * An admin's change of a participant's grants, in effect at once: the room's record is what every
+ * handler checks (and what a reconnect keeps). Revoking `publish` unpublishes, revoking `subscribe`
+ * closes the participant's receiving connection. Null when the participant is not in the room.
+ */
+export async function updateGrants(
+  room: RoomHandle,
+  participantId: string,
+  grants: UpdateParticipantRequest['grants'],
+): Promise<ParticipantDetails | null> {
+  const before = room.state.participant(participantId);
+  if (!before) return null;
+  room.state.updateParticipant(participantId, (record) => {
+    record.grants = { ...record.grants, ...grants };
+  });
+  if (grants.publish === false) await room.stopPublishing(participantId, { unpublishOnMediaNode: true });
+  if (grants.subscribe === false && before.subscription !== null) {
+    room.state.updateParticipant(participantId, (record) => {
+      record.subscription = null;
+    });
+    await room.media.closeSubscriber(room.roomId, participantId);
+  }
+  const after = room.state.participant(participantId);
+  return after ? participantDetailsOf(after) : null;
+}
