@@ -58,6 +58,14 @@ function frameArbitrary(context: RoomContext) {
     unsubscribe: fc.record({ feeds }),
     unpublish: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
     leave: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
+    send_data: fc.record(
+      {
+        data: fc.oneof(fc.string({ maxLength: 100 }), fc.jsonValue({ maxDepth: 1 })),
+        topic: fc.string({ maxLength: 70 }),
+        to: feeds,
+      },
+      { requiredKeys: ['data'] },
+    ),
   };
   const typed = fc.constantFrom(...(Object.keys(ClientPayloadSchemas) as ClientFrameType[])).chain((type) =>
     fc.record({
