@@ -24,6 +24,11 @@ export interface StackOptions {
   output?: 'inherit' | ((line: string) => void);
   /** Start the media node too (default true). */
   withMediaNode?: boolean;
+  /**
+   * Start the media node again when it dies (as an orchestrator would): after 1 s, doubling up to
+   * 30 s while it keeps dying young. `npm start` sets it.
+   */
+  superviseMediaNode?: boolean;
 }
 
 export interface RunningStack {
@@ -32,10 +37,17 @@ export interface RunningStack {
   secrets: { jwtSecret: string; mediaNodeSecret: string; generated: string[] };
   /** Kills the media node (no drain: as a crash would) and starts a fresh one on the same port. */
   restartMediaNode(): Promise<void>;
+  /** The running media node's process id (undefined while none runs). */
+  mediaNodePid(): number | undefined;
   stop(): Promise<void>;
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** A supervised media node is started again this long after it died, doubling while it keeps dying young. */
+const SUPERVISED_RESTART_MIN_MS = 1_000;
+const SUPERVISED_RESTART_MAX_MS = 30_000;
+/** A node that ran this long was healthy: its next restart waits the minimum again. */
+const SUPERVISED_HEALTHY_MS = 60_000;
 
 export function generateSecret(): string {
   return randomBytes(32).toString('base64url');
@@ -94,6 +106,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     return child;
   };
   const stop = async () => {
+    stopping = true;
+    clearTimeout(restartTimer);
     await Promise.all([...children].map((child) => terminate(child)));
     rmSync(secretsDir, { recursive: true, force: true });
   };
@@ -115,7 +129,35 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         outputOf('media-node'),
       ),
     );
-  let mediaNode = withMediaNode ? startMediaNode() : undefined;
+  let mediaNode: ChildProcess | undefined;
+  let stopping = false;
+  let restartDelayMs = SUPERVISED_RESTART_MIN_MS;
+  let restartTimer: NodeJS.Timeout | undefined;
+  const superviseMediaNode = () => {
+    const child = startMediaNode();
+    mediaNode = child;
+    const startedAt = Date.now();
+    if (!options.superviseMediaNode) return;
+    child.once('exit', (code, signal) => {
+      // Stopped on purpose (stop, restartMediaNode): nothing to do.
+      if (stopping || mediaNode !== child) return;
+      mediaNode = undefined;
+      children.delete(child);
+      exits.delete(child);
+      if (Date.now() - startedAt > SUPERVISED_HEALTHY_MS) restartDelayMs = SUPERVISED_RESTART_MIN_MS;
+      report(`media node exited (${code ?? signal}); starting it again in ${restartDelayMs / 1000} s`);
+      restartTimer = setTimeout(() => {
+        if (!stopping) superviseMediaNode();
+      }, restartDelayMs);
+      restartDelayMs = Math.min(restartDelayMs * 2, SUPERVISED_RESTART_MAX_MS);
+    });
+  };
+  const report = (line: string) => {
+    const { output } = options;
+    if (output === 'inherit') console.error(`[stack] ${line}`);
+    else output?.(`[stack] ${line}`);
+  };
+  if (withMediaNode) superviseMediaNode();
 
   try {
     track(
@@ -154,15 +196,26 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   }
 
   const restartMediaNode = async () => {
-    if (!mediaNode) throw new Error('this stack runs no media node');
+    if (!withMediaNode) throw new Error('this stack runs no media node');
+    clearTimeout(restartTimer);
     const old = mediaNode;
-    await terminate(old, 'SIGKILL');
-    children.delete(old);
-    exits.delete(old);
-    mediaNode = startMediaNode();
+    mediaNode = undefined;
+    if (old) {
+      await terminate(old, 'SIGKILL');
+      children.delete(old);
+      exits.delete(old);
+    }
+    superviseMediaNode();
     await waitForHttp(mediaHealthUrl(options.env, mediaUrl), exits);
   };
-  return { edgeUrl, mediaUrl, secrets: { jwtSecret, mediaNodeSecret, generated }, restartMediaNode, stop };
+  return {
+    edgeUrl,
+    mediaUrl,
+    secrets: { jwtSecret, mediaNodeSecret, generated },
+    restartMediaNode,
+    mediaNodePid: () => mediaNode?.pid,
+    stop,
+  };
 }
 
 function pick(env: Record<string, string | undefined>, names: readonly string[]): Record<string, string> {

@@ -53,6 +53,7 @@ const stack = await startStack({
   mediaPort: startEnv.MEDIA_PORT,
   env,
   output: 'inherit',
+  superviseMediaNode: true,
 });
 
 const store = env.UPSTASH_REDIS_REST_URL

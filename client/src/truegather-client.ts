@@ -14,6 +14,8 @@ import { TypedEmitter } from './typed-emitter.ts';
 
 /** How long a connection may stay `disconnected` before it is restarted (browsers call it failed after ~30 s). */
 const DISCONNECTED_GRACE_MS = 4_000;
+/** The longest wait between attempts to publish again after the media node lost this participant's publishing. */
+const REPUBLISH_MAX_RETRY_MS = 8_000;
 
 export interface RemoteTrack {
   publisherId: string;
@@ -183,6 +185,32 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     });
   }
 
+  /**
+   * Publishes the same stream again from a new connection, retrying while no media node answers
+   * (one that is restarting): after 1, 2, 4 and 8 s, then it reports the error.
+   */
+  #republish(): void {
+    const publishing = this.#publishing;
+    if (!publishing) return;
+    this.#publishing = undefined;
+    publishing.pc.close();
+    const attempt = async (retryInMs: number): Promise<void> => {
+      try {
+        await this.publish(publishing.stream);
+      } catch (error) {
+        const retryable = error instanceof SignalingError && error.code === 'media_unavailable';
+        if (!retryable || retryInMs > REPUBLISH_MAX_RETRY_MS || this.state === 'closed') throw error;
+        this.#publishing?.pc.close();
+        this.#publishing = undefined;
+        await new Promise((resolve) => setTimeout(resolve, retryInMs));
+        // Someone published or unpublished meanwhile: that choice stands.
+        if (this.#publishing) return;
+        await attempt(retryInMs * 2);
+      }
+    };
+    attempt(1_000).catch((error) => this.emit('error', error));
+  }
+
   async unpublish(): Promise<void> {
     const publishing = this.#publishing;
     if (!publishing) return;
@@ -256,6 +284,12 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         break;
       }
       case 'publisher_left':
+        // About this participant: the media node lost its publishing (it died or restarted). Publish
+        // again: the edge places the room on a node that answers.
+        if (frame.payload.publisher_id === this.#session?.participantId) {
+          this.#republish();
+          break;
+        }
         this.publishers.delete(frame.payload.publisher_id);
         this.#subscribedFeeds.delete(frame.payload.publisher_id);
         this.emit('publisher_left', { publisherId: frame.payload.publisher_id });

@@ -9,6 +9,7 @@ import {
   MEDIA_CONTROL_ROUTES,
   type OkResponse,
   PublishRequestSchema,
+  type RoomPeersResponse,
   SubscribeRequestSchema,
   SubscriberAnswerRequestSchema,
 } from '../../shared/src/media-control.ts';
@@ -25,6 +26,7 @@ export const CONTROL_BODY_MAX_BYTES = LIMITS.sdpMaxBytes + 16 * 1024;
 
 export interface RoomCommandRunner {
   run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>>;
+  peersOf(roomId: string): RoomPeersResponse;
 }
 
 export interface HealthReport {
@@ -138,6 +140,11 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     await deps.rooms.run('closeRoom', { roomId: param(c, 'room_id', RoomIdSchema) });
     return c.json(OK);
   });
+
+  // Answered from the main thread's record of the room's peers: a probe never waits on a worker.
+  app.on(routes.describeRoom.method, routes.describeRoom.path, (c) =>
+    c.json(deps.rooms.peersOf(param(c, 'room_id', RoomIdSchema))),
+  );
 
   app.notFound((c) => c.json(new MediaNodeError(404, 'not_found', 'no such route').toEnvelope(), 404));
 

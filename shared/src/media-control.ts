@@ -20,6 +20,7 @@ import { FeedsSchema, IceTargetSchema } from './signaling.ts';
  *   setSubscriberAnswer  POST   …/subscribers/:participant_id/answer SubscriberAnswerRequest → OkResponse
  *   closeSubscriber      DELETE …/subscribers/:participant_id        → OkResponse
  *   closeRoom            DELETE /v1/rooms/:room_id                   → OkResponse
+ *   describeRoom         GET    /v1/rooms/:room_id                   → RoomPeersResponse (the edge's node probe)
  * Events are POSTed as MediaEvent to the edge's EDGE_MEDIA_EVENTS_PATH.
  */
 export const MEDIA_CONTROL_ROUTES = {
@@ -30,7 +31,8 @@ export const MEDIA_CONTROL_ROUTES = {
   setSubscriberAnswer: { method: 'POST', path: '/v1/rooms/:room_id/subscribers/:participant_id/answer' },
   closeSubscriber: { method: 'DELETE', path: '/v1/rooms/:room_id/subscribers/:participant_id' },
   closeRoom: { method: 'DELETE', path: '/v1/rooms/:room_id' },
-} as const satisfies Record<string, { method: 'POST' | 'PUT' | 'DELETE'; path: string }>;
+  describeRoom: { method: 'GET', path: '/v1/rooms/:room_id' },
+} as const satisfies Record<string, { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: string }>;
 export type MediaControlOperation = keyof typeof MEDIA_CONTROL_ROUTES;
 
 /** A route's path with its `:room_id` and `:participant_id` filled in. */
@@ -76,6 +78,16 @@ export type SubscribeResponse = z.infer<typeof SubscribeResponseSchema>;
 
 export const SubscriberAnswerRequestSchema = z.strictObject({ sdp: SdpSchema });
 export type SubscriberAnswerRequest = z.infer<typeof SubscriberAnswerRequestSchema>;
+
+/**
+ * The peers a node holds for a room (none for a room it does not know). The room's coordinator
+ * compares it with its own records to notice a node that died, restarted or lost a worker thread.
+ */
+export const RoomPeersResponseSchema = z.object({
+  publishers: z.array(ParticipantIdSchema),
+  subscribers: z.array(ParticipantIdSchema),
+});
+export type RoomPeersResponse = z.infer<typeof RoomPeersResponseSchema>;
 
 export const OkResponseSchema = z.object({ ok: z.literal(true) });
 export type OkResponse = z.infer<typeof OkResponseSchema>;

@@ -10,7 +10,7 @@ import { freePort } from './ports.ts';
  */
 export async function startLoopbackStack(
   env: Record<string, string> = {},
-  options: Pick<StackOptions, 'withMediaNode'> = {},
+  options: Pick<StackOptions, 'withMediaNode' | 'superviseMediaNode' | 'output'> = {},
 ): Promise<RunningStack> {
   const [edgePort, mediaPort] = [await freePort(), await freePort()];
   return startStack({

@@ -141,6 +141,12 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   }
 
   /** Runs a control-API command on the worker its room is pinned to (pinning it first if needed). */
+  /** The peers this node holds for a room, as its worker last reported them (none for an unknown room). */
+  peersOf(roomId: string): { publishers: string[]; subscribers: string[] } {
+    const room = this.#rooms.get(roomId);
+    return { publishers: [...(room?.publishers ?? [])], subscribers: [...(room?.subscribers ?? [])] };
+  }
+
   async run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>> {
     const { roomId } = args as { roomId: string };
     let room = this.#rooms.get(roomId);

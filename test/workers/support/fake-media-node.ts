@@ -1,11 +1,18 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { Stream } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
-import { MediaCallError, type MediaNodeClient } from '../../../workers/src/media/media-node-client.ts';
+import {
+  MediaCallError,
+  type MediaNodeClient,
+  MediaNodeRefusedError,
+} from '../../../workers/src/media/media-node-client.ts';
 
 type Method = keyof MediaNodeClient;
+
+const failure = (code: ErrorCode | 'refused', method: Method) =>
+  code === 'refused' ? new MediaNodeRefusedError() : new MediaCallError(code, `fake media node refused ${method}`);
 
 export interface MediaCall {
   method: Method;
@@ -31,9 +38,10 @@ export class FakeMediaNode implements MediaNodeClient {
   /** `${roomId}/${participantId}` → feeds. */
   readonly subscribers = new Map<string, string[]>();
   readonly candidates: { participantId: string; target: IceTarget; candidate: IceCandidate | null }[] = [];
-  readonly #failures = new Map<Method, ErrorCode>();
+  readonly #failures = new Map<Method, ErrorCode | 'refused'>();
 
-  failNext(method: Method, code: ErrorCode): void {
+  /** The next call of `method` fails with `code` (`refused`: as a node whose connection is refused). */
+  failNext(method: Method, code: ErrorCode | 'refused'): void {
     this.#failures.set(method, code);
   }
 
@@ -46,7 +54,7 @@ export class FakeMediaNode implements MediaNodeClient {
     const code = this.#failures.get(call.method);
     if (code) {
       this.#failures.delete(call.method);
-      throw new MediaCallError(code, `fake media node refused ${call.method}`);
+      throw failure(code, call.method);
     }
   }
 
@@ -91,5 +99,17 @@ export class FakeMediaNode implements MediaNodeClient {
     for (const map of [this.publishers, this.subscribers]) {
       for (const key of map.keys()) if (key.startsWith(`${roomId}/`)) map.delete(key);
     }
+  }
+
+  /** Answers from the fake's maps; a probe is not recorded in {@link calls} (the alarm sends it on its own schedule). */
+  async describeRoom(roomId: string): Promise<RoomPeersResponse> {
+    const code = this.#failures.get('describeRoom');
+    if (code) {
+      this.#failures.delete('describeRoom');
+      throw failure(code, 'describeRoom');
+    }
+    const inRoom = (map: Map<string, unknown>) =>
+      [...map.keys()].filter((key) => key.startsWith(`${roomId}/`)).map((key) => key.slice(roomId.length + 1));
+    return { publishers: inRoom(this.publishers), subscribers: inRoom(this.subscribers) };
   }
 }

@@ -29,6 +29,7 @@ export class RoomCoordinator extends EdgeRoomCoordinator {
       unpublish: route('unpublish'),
       closeSubscriber: route('closeSubscriber'),
       closeRoom: route('closeRoom'),
+      describeRoom: route('describeRoom'),
     };
   };
 }

@@ -6,14 +6,17 @@ import {
   type MediaControlOperation,
   mediaControlPath,
   PublishResponseSchema,
+  RoomPeersResponseSchema,
   SubscribeResponseSchema,
 } from '../../../shared/src/media-control.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
-import { MediaCallError, type MediaNodeClient } from './media-node-client.ts';
+import { MediaCallError, type MediaNodeClient, MediaNodeRefusedError } from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
+/** The node answers a probe from memory: one that takes longer than this is not answering. */
+const PROBE_TIMEOUT_MS = 2_000;
 
 interface Placement {
   baseUrl(): Promise<string>;
@@ -65,6 +68,10 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     await this.#call('closeRoom', roomId);
   }
 
+  async describeRoom(roomId: string) {
+    return this.#call('describeRoom', roomId, undefined, RoomPeersResponseSchema, undefined, PROBE_TIMEOUT_MS);
+  }
+
   async #bearer(): Promise<string> {
     const now = Date.now();
     if (!this.#token || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
@@ -84,6 +91,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     participantId?: string,
     responseSchema?: S,
     body?: unknown,
+    timeoutMs = REQUEST_TIMEOUT_MS,
   ): Promise<z.output<S>> {
     const { method } = MEDIA_CONTROL_ROUTES[operation];
     const path = mediaControlPath(operation, roomId, participantId);
@@ -91,7 +99,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     // A timer cleared as soon as the call ends (AbortSignal.timeout would keep the room's Durable
     // Object awake until it fires).
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new DOMException('timed out', 'TimeoutError')), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => controller.abort(new DOMException('timed out', 'TimeoutError')), timeoutMs);
     let response: Response;
     let payload: unknown;
     try {
@@ -107,8 +115,9 @@ export class HttpMediaNodeClient implements MediaNodeClient {
       payload = await response.json().catch(() => undefined);
     } catch {
       // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
-      if (!controller.signal.aborted) await this.#placement.release(baseUrl);
-      throw new MediaCallError('media_unavailable', 'the media node is unreachable');
+      if (controller.signal.aborted) throw new MediaCallError('media_unavailable', 'the media node is unreachable');
+      await this.#placement.release(baseUrl);
+      throw new MediaNodeRefusedError();
     } finally {
       clearTimeout(timer);
     }

@@ -1,6 +1,6 @@
 import { CodedError } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 
 /**
@@ -26,10 +26,19 @@ export interface MediaNodeClient {
   /** Ends the participant's subscriber peer connection (a restart subscribes again afterwards). */
   closeSubscriber(roomId: string, participantId: string): Promise<void>;
   closeRoom(roomId: string): Promise<void>;
+  /** The peers the node holds for the room: the coordinator's probe of its node (answers quickly or fails). */
+  describeRoom(roomId: string): Promise<RoomPeersResponse>;
 }
 
 /** A media node failure with the signaling error code the client should see (`media_unavailable`, `bad_sdp`, …). */
 export class MediaCallError extends CodedError {}
+
+/** The node refused or reset the connection (not merely slow): it is gone, and the room's pin is released. */
+export class MediaNodeRefusedError extends MediaCallError {
+  constructor() {
+    super('media_unavailable', 'the media node is unreachable');
+  }
+}
 
 /** The client used when no media node can be reached: every operation fails with `media_unavailable`. */
 export function unavailableMediaNodeClient(reason: string): MediaNodeClient {
@@ -42,5 +51,6 @@ export function unavailableMediaNodeClient(reason: string): MediaNodeClient {
     unpublish: fail,
     closeSubscriber: fail,
     closeRoom: fail,
+    describeRoom: fail,
   };
 }

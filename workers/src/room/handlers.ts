@@ -138,6 +138,8 @@ async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
     fresh.subscription = offer.feeds;
   });
   request.reply('subscribe_offer', { sdp: offer.sdp });
+  // A subscription with feeds is media on the node: the alarm probes it.
+  await room.scheduleAlarm();
 }
 
 async function subscribe(room: RoomHandle, request: SignalingRequest<'subscribe'>): Promise<void> {

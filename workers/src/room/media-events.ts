@@ -10,7 +10,7 @@ type MediaEventHandler<T extends MediaEvent['type']> = (
 
 /** How the coordinator reacts to each media node event; events about departed participants are dropped. */
 const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = {
-  publisher_ready(room, event) {
+  async publisher_ready(room, event) {
     let changed = false;
     const record = room.state.updateParticipant(event.participant_id, (record) => {
       if (!record.publisher) return;
@@ -20,6 +20,8 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     if (!record?.publisher || !changed) return;
     const publisher = publisherOf({ ...record, publisher: record.publisher });
     room.broadcast(encodeServerFrame('publisher_joined', { publisher }), record.id);
+    // Media now lives on the node: the alarm starts probing it.
+    await room.scheduleAlarm();
   },
   async publisher_closed(room, event) {
     await room.stopPublishing(event.participant_id, { unpublishOnMediaNode: false });

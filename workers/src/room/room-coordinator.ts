@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers';
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import { ParticipantIdSchema, RoomIdSchema } from '../../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../../shared/src/log.ts';
-import { type MediaEvent, MediaEventSchema } from '../../../shared/src/media-control.ts';
+import { type MediaEvent, MediaEventSchema, type RoomPeersResponse } from '../../../shared/src/media-control.ts';
 import {
   type ParticipantDetails,
   type UpdateParticipantRequest,
@@ -13,7 +13,7 @@ import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { type EdgeConfig, edgeConfig } from '../config.ts';
 import type { Env } from '../env.ts';
 import { errorResponse } from '../http/errors.ts';
-import type { MediaNodeClient } from '../media/media-node-client.ts';
+import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
 import { MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
@@ -38,16 +38,20 @@ import {
   errorCodeOf,
   errorName,
   JOIN_TIMEOUT_MS,
+  MEDIA_PROBE_FAILURES_BEFORE_LOST,
+  MEDIA_PROBE_INTERVAL_MS,
   PING_TIMEOUT_MS,
   REAP_INTERVAL_MS,
   ROOM_REFRESH_MARGIN_MS,
   type RoomHandle,
 } from './room-handle.ts';
-import { isListed, mirrorOf, participantOf, type RoomMeta, RoomState } from './room-state.ts';
+import { isListed, mirrorOf, type ParticipantRecord, participantOf, type RoomMeta, RoomState } from './room-state.ts';
 import { StoreMirror } from './store-mirror.ts';
 
 /** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
 const CONNECTION_HEADROOM = 16;
+/** Consecutive media node probes that failed (storage key; gone with the room's state). */
+const MEDIA_PROBE_FAILURES_KEY = 'media-probe-failures';
 
 /**
  * One room's coordinator (one instance per room id, `idFromName`), and the single authority on its
@@ -266,6 +270,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     if (participants.length > 0 && refreshAt !== null) due.push(refreshAt);
     const mirrorRetryAt = this.#storeMirror.retryAt;
     if (mirrorRetryAt !== null) due.push(mirrorRetryAt);
+    if (this.#mediaOnNode(participants).length > 0) due.push(now + MEDIA_PROBE_INTERVAL_MS);
     const empty = participants.length === 0 && this.ctx.getWebSockets().length === 0;
     due.push(now + (empty ? EMPTY_ROOM_LINGER_MS : REAP_INTERVAL_MS));
     const next = Math.min(...due);
@@ -482,6 +487,8 @@ export class RoomCoordinator extends DurableObject<Env> {
       });
     }
 
+    await this.#probeMediaNode();
+
     const participants = this.#state.participants().length;
     const refreshAt = this.#roomRefreshAt();
     if (participants > 0 && refreshAt !== null && refreshAt <= now) {
@@ -572,6 +579,66 @@ export class RoomCoordinator extends DurableObject<Env> {
       this.#state.updateParticipant(record.id, (fresh) => {
         fresh.subscription = fresh.subscription?.filter((feed) => feed !== publisherId) ?? null;
       });
+    }
+  }
+
+  /** Participants whose media lives on the node: a publisher it reported ready, or a subscription with feeds. */
+  #mediaOnNode(participants = this.#state.participants()): ParticipantRecord[] {
+    return participants.filter((record) => record.publisher?.ready || (record.subscription?.length ?? 0) > 0);
+  }
+
+  /**
+   * Asks the room's media node which peers it holds, and treats what it lost as gone: a node that
+   * refuses connections (killed), fails {@link MEDIA_PROBE_FAILURES_BEFORE_LOST} probes in a row
+   * (hung), or no longer knows the room (restarted) lost everything; a node that misses some
+   * publishers (a worker thread died) lost those.
+   */
+  async #probeMediaNode(): Promise<void> {
+    const expected = this.#mediaOnNode();
+    if (expected.length === 0) return;
+    const kv = this.ctx.storage.kv;
+    let peers: RoomPeersResponse | null;
+    try {
+      peers = await this.#media().describeRoom(this.#meta().roomId);
+      kv.delete(MEDIA_PROBE_FAILURES_KEY);
+    } catch (error) {
+      const failures = (kv.get<number>(MEDIA_PROBE_FAILURES_KEY) ?? 0) + 1;
+      // A refused connection: that node is gone, no second chance.
+      const refused = error instanceof MediaNodeRefusedError;
+      this.#logger().warn('media node probe failed', { error: errorName(error), failures, refused });
+      if (!refused && failures < MEDIA_PROBE_FAILURES_BEFORE_LOST) {
+        kv.put(MEDIA_PROBE_FAILURES_KEY, failures);
+        return;
+      }
+      kv.delete(MEDIA_PROBE_FAILURES_KEY);
+      // The next call places the room again, on a node that answers.
+      kv.delete(MEDIA_NODE_PIN_KEY);
+      peers = null;
+    }
+    const roomLost = peers === null || (peers.publishers.length === 0 && peers.subscribers.length === 0);
+    const lostPublishers = this.#state
+      .participants()
+      .filter((record) =>
+        roomLost ? record.publisher !== null : record.publisher?.ready && !peers?.publishers.includes(record.id),
+      );
+    if (!roomLost && lostPublishers.length === 0) return;
+    this.#logger().warn('media node lost the room’s media', { room_lost: roomLost, publishers: lostPublishers.length });
+    for (const record of lostPublishers) {
+      this.#state.updateParticipant(record.id, (fresh) => {
+        fresh.publisher = null;
+      });
+      // Everyone hears it, the publisher too: that is its SDK's cue to publish again (on a live node).
+      this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: record.id }));
+      this.#forgetFeed(record.id);
+    }
+    if (roomLost) {
+      // Nothing the node held survives: the next subscribe starts a new subscriber, wherever the room is placed.
+      for (const record of this.#state.participants()) {
+        if (record.subscription === null) continue;
+        this.#state.updateParticipant(record.id, (fresh) => {
+          fresh.subscription = null;
+        });
+      }
     }
   }
 

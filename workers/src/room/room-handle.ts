@@ -15,6 +15,13 @@ export const JOIN_TIMEOUT_MS = 30_000;
 export const ROOM_REFRESH_MARGIN_MS = 60_000;
 /** An empty room's state is wiped after this, unless someone connects again. */
 export const EMPTY_ROOM_LINGER_MS = 60_000;
+/**
+ * How often the alarm asks the media node which peers it holds, while the room has media on it: a
+ * node that died, restarted or lost a worker is noticed within about this plus the probe's timeout.
+ */
+export const MEDIA_PROBE_INTERVAL_MS = 3_000;
+/** Probes that failed without refusing the connection (a slow or erroring node) before the node counts as lost. */
+export const MEDIA_PROBE_FAILURES_BEFORE_LOST = 2;
 
 /**
  * What frame handlers and media event handlers may do with their room: its state, its media node,
