@@ -55,6 +55,7 @@ describe('fuzzing the media node control API', () => {
       setSubscriberAnswer: fc.record({ sdp }),
       closeSubscriber: fc.constant(undefined),
       closeRoom: fc.constant(undefined),
+      describeRoom: fc.constant(undefined),
     };
     const operation = fc.constantFrom(...(Object.keys(MEDIA_CONTROL_ROUTES) as MediaControlOperation[]));
     const call = fc.oneof(
