@@ -70,6 +70,15 @@ describe('MediaNodePlacement', () => {
     });
   });
 
+  it('keeps away from a released node while the registry still lists it (its entry outlives it)', async () => {
+    const nodes = [node('http://a', 0, 100), node('http://b', 50, 100)];
+    await withPlacement({ registry: async () => nodes }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('http://a');
+      await placement.release('http://a');
+      expect(await placement.baseUrl()).toBe('http://b');
+    });
+  });
+
   it('falls back to MEDIA_NODE_URL when the registry is unreachable or empty, else media_unavailable', async () => {
     const down = async (): Promise<MediaNodeRegistration[]> => {
       throw new Error('registry down');

@@ -45,6 +45,15 @@ export class FakeMediaNode implements MediaNodeClient {
     this.#failures.set(method, code);
   }
 
+  readonly #holds = new Map<Method, Promise<void>>();
+
+  /** The next call of `method` waits until the returned function is called (a slow node). */
+  holdNext(method: Method): () => void {
+    let release = () => {};
+    this.#holds.set(method, new Promise<void>((resolve) => (release = resolve)));
+    return () => release();
+  }
+
   callsOf(method: Method): MediaCall[] {
     return this.calls.filter((call) => call.method === method);
   }
@@ -60,6 +69,9 @@ export class FakeMediaNode implements MediaNodeClient {
 
   async publish(roomId: string, participantId: string, sdp: string): Promise<PublishResponse> {
     this.#enter({ method: 'publish', roomId, participantId });
+    const hold = this.#holds.get('publish');
+    this.#holds.delete('publish');
+    await hold;
     const kinds = [...sdp.matchAll(/^m=(audio|video) /gm)].map((match) => match[1] as Stream['kind']);
     if (kinds.length === 0) throw new MediaCallError('bad_sdp', 'the offer has no audio or video section');
     const streams = kinds.map((kind, index) => ({ kind, mid: String(index) }));

@@ -5,6 +5,24 @@ import { MediaCallError } from './media-node-client.ts';
 
 /** Where the room's Durable Object keeps the pin (its storage, its key). */
 export const MEDIA_NODE_PIN_KEY = 'media-node-url';
+/** The node this room last lost, kept away from until its registry entry has expired. */
+const MEDIA_NODE_LOST_KEY = 'media-node-lost';
+/** A little over the registry's entry TTL (15 s): by then a dead node has left the registry. */
+const LOST_NODE_AVOID_MS = 20_000;
+
+interface LostNode {
+  url: string;
+  until: number;
+}
+
+/**
+ * The room lost its pinned node (refused connections, or found dead by the room's probe): the pin
+ * goes, and the next placement keeps away from that node while the registry may still list it.
+ */
+export function abandonNode(kv: SyncKvStorage, url: string, now = Date.now()): void {
+  if (kv.get<string>(MEDIA_NODE_PIN_KEY) === url) kv.delete(MEDIA_NODE_PIN_KEY);
+  kv.put(MEDIA_NODE_LOST_KEY, { url, until: now + LOST_NODE_AVOID_MS } satisfies LostNode);
+}
 
 /**
  * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU), and
@@ -35,15 +53,17 @@ export class MediaNodePlacement {
     return url;
   }
 
-  /** The pinned node did not answer: the next call places the room again. */
+  /** The pinned node did not answer: the next call places the room again, elsewhere. */
   async release(url: string): Promise<void> {
-    if ((await this.#storage.get<string>(MEDIA_NODE_PIN_KEY)) === url) await this.#storage.delete(MEDIA_NODE_PIN_KEY);
+    abandonNode(this.#storage.kv, url);
   }
 
   async #chooseFromRegistry(): Promise<string | undefined> {
     if (!this.#useRegistry) return undefined;
     try {
-      return chooseNode(await this.#repository().listMediaNodes());
+      const lost = this.#storage.kv.get<LostNode>(MEDIA_NODE_LOST_KEY);
+      const nodes = await this.#repository().listMediaNodes();
+      return chooseNode(lost && lost.until > Date.now() ? nodes.filter((node) => node.url !== lost.url) : nodes);
     } catch {
       // The registry is unreachable: MEDIA_NODE_URL, if set, still serves.
       return undefined;

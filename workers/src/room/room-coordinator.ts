@@ -15,7 +15,7 @@ import type { Env } from '../env.ts';
 import { errorResponse } from '../http/errors.ts';
 import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
-import { MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
+import { abandonNode, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
 import {
   type Connection,
@@ -32,7 +32,13 @@ import { frameHandlers, type SignalingRequest } from './handlers.ts';
 import { decodeIdentity, IDENTITY_HEADER } from './identity.ts';
 import { queueMediaEvent } from './media-events.ts';
 import { participantDetailsOf, updateGrants } from './moderation.ts';
-import { fullBucket, SIGNALING_RATE_LIMIT, takeToken } from './rate-limit.ts';
+import {
+  fullBucket,
+  MAX_SOCKETS_PER_PARTICIPANT,
+  SIGNALING_RATE_LIMIT,
+  takeToken,
+  UPGRADE_RATE_LIMIT,
+} from './rate-limit.ts';
 import {
   EMPTY_ROOM_LINGER_MS,
   errorCodeOf,
@@ -80,6 +86,8 @@ export class RoomCoordinator extends DurableObject<Env> {
   #baseLogger: Logger | undefined;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
   readonly #queues = new Map<string, Promise<void>>();
+  /** Frames waiting in each participant's queue (bounded by SIGNALING_RATE_LIMIT.maxQueued). */
+  readonly #queuedFrames = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -205,6 +213,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     const record = this.#state.participant(participantId);
     // Deleted before any await: a concurrent subscribe to this publisher now fails with unknown_feed.
     this.#state.deleteParticipant(participantId);
+    this.#state.deleteAllowance(participantId);
     if (reason === 'leave' || reason === 'rest_leave' || reason === 'removed') {
       // Leaving (or being removed) is final for this identity: tokens issued so far cannot bring it back.
       const now = Date.now();
@@ -368,14 +377,29 @@ export class RoomCoordinator extends DurableObject<Env> {
       return errorResponse(401, 'unauthorized', 'this participant has left the room; join it again');
     }
     const previous = this.ctx.getWebSockets(participantTag(identity.participantId));
-    if (
-      previous.length === 0 &&
-      this.ctx.getWebSockets().length >= this.#settings().maxParticipants + CONNECTION_HEADROOM
-    ) {
+    // Every open socket counts, replaced ones too: their peer may never complete the close.
+    if (previous.length >= MAX_SOCKETS_PER_PARTICIPANT) {
+      return rateLimited('this participant has too many open connections; close one first');
+    }
+    if (this.ctx.getWebSockets().length >= this.#settings().maxParticipants + CONNECTION_HEADROOM) {
       return errorResponse(409, 'room_full', 'the room has too many connections');
     }
-
     const now = Date.now();
+    // The allowances follow the participant, not the socket: reconnecting gets neither more upgrades
+    // nor a fresh frame allowance.
+    const allowance = this.#state.allowance(identity.participantId) ?? {
+      frames: fullBucket(now),
+      upgrades: fullBucket(now, UPGRADE_RATE_LIMIT),
+    };
+    const upgrade = takeToken(allowance.upgrades, now, UPGRADE_RATE_LIMIT);
+    allowance.upgrades = upgrade.bucket;
+    for (const old of previous) {
+      const bucket = readAttachment(old)?.bucket;
+      if (bucket && !readAttachment(old)?.replaced) allowance.frames = bucket;
+    }
+    this.#state.putAllowance(identity.participantId, allowance);
+    if (!upgrade.allowed) return rateLimited('this participant reconnects too often; retry later');
+
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     const attachment: ConnectionAttachment = {
@@ -385,7 +409,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       replaced: false,
       connectedAt: now,
       lastMessageAt: now,
-      bucket: fullBucket(now),
+      bucket: allowance.frames,
       refusals: 0,
     };
     this.ctx.acceptWebSocket(server, [participantTag(identity.participantId)]);
@@ -427,7 +451,16 @@ export class RoomCoordinator extends DurableObject<Env> {
       await this.#disconnect(ws);
       return;
     }
+    // A bounded queue: frames beyond it are refused now, not held in memory behind slow ones.
+    const queued = this.#queuedFrames.get(attachment.participantId) ?? 0;
+    if (queued >= SIGNALING_RATE_LIMIT.maxQueued) {
+      const requestId = decoded.ok ? decoded.frame.request_id : decoded.requestId;
+      sendError(ws, 'rate_limited', 'too many frames waiting: slow down', requestId);
+      return;
+    }
+    this.#queuedFrames.set(attachment.participantId, queued + 1);
     await this.#exclusive(attachment.participantId, async () => {
+      this.#frameDequeued(attachment.participantId);
       if (!allowed) {
         const requestId = decoded.ok ? decoded.frame.request_id : decoded.requestId;
         sendError(ws, 'rate_limited', 'too many frames: slow down', requestId);
@@ -558,6 +591,12 @@ export class RoomCoordinator extends DurableObject<Env> {
     return run;
   }
 
+  #frameDequeued(participantId: string): void {
+    const queued = (this.#queuedFrames.get(participantId) ?? 1) - 1;
+    if (queued > 0) this.#queuedFrames.set(participantId, queued);
+    else this.#queuedFrames.delete(participantId);
+  }
+
   /** Runs a media node call whose failure must not stop the caller (cleanup); failures are logged. */
   async #bestEffort(operation: string, call: () => Promise<unknown>): Promise<void> {
     try {
@@ -612,7 +651,8 @@ export class RoomCoordinator extends DurableObject<Env> {
       }
       kv.delete(MEDIA_PROBE_FAILURES_KEY);
       // The next call places the room again, on a node that answers.
-      kv.delete(MEDIA_NODE_PIN_KEY);
+      const pinned = kv.get<string>(MEDIA_NODE_PIN_KEY);
+      if (pinned) abandonNode(kv, pinned);
       peers = null;
     }
     const roomLost = peers === null || (peers.publishers.length === 0 && peers.subscribers.length === 0);
@@ -710,6 +750,9 @@ export class RoomCoordinator extends DurableObject<Env> {
     closeSocket(ws, CLOSE_CODES.normal, 'closed');
     // Without meta the room was closed and wiped: nothing to keep, nothing to schedule.
     if (!attachment || attachment.replaced || !this.#state.meta()) return;
+    // The next socket of this participant starts from what this one left of the frame allowance.
+    const allowance = this.#state.allowance(attachment.participantId);
+    if (allowance) this.#state.putAllowance(attachment.participantId, { ...allowance, frames: attachment.bucket });
     if (this.#state.participant(attachment.participantId)) await this.#startGrace(attachment.participantId);
     else await this.#scheduleAlarm();
   }
@@ -734,6 +777,13 @@ export class RoomCoordinator extends DurableObject<Env> {
     await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
     this.#logger().info('room closed', { reason });
   }
+}
+
+/** An upgrade refused for its rate: the client may retry after the bucket refilled a little. */
+function rateLimited(message: string): Response {
+  return errorResponse(429, 'rate_limited', message, undefined, {
+    'Retry-After': String(Math.ceil(1 / UPGRADE_RATE_LIMIT.refillPerSecond)),
+  });
 }
 
 function sendError(ws: WebSocket, code: ErrorCode, message: string, requestId?: string): void {

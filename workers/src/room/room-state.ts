@@ -2,6 +2,7 @@ import type { Publisher, Stream } from '../../../shared/src/rest.ts';
 import type { Participant } from '../../../shared/src/signaling.ts';
 import type { Grants } from '../../../shared/src/token.ts';
 import type { RoomMirror } from '../store/room-repository.ts';
+import type { TokenBucket } from './rate-limit.ts';
 
 export interface PublisherState {
   /** The streams negotiated in the answer; replaced by the media node's list at `publisher_ready`. */
@@ -41,6 +42,16 @@ export interface RoomMeta {
 const META_KEY = 'meta';
 const PARTICIPANT_PREFIX = 'participant:';
 const LEFT_PREFIX = 'left:';
+const ALLOWANCE_PREFIX = 'allowance:';
+
+/**
+ * What one participant may still send, whichever socket it uses: its frame bucket between sockets
+ * (the open socket's attachment holds the live one) and its upgrade bucket.
+ */
+export interface Allowance {
+  frames: TokenBucket;
+  upgrades: TokenBucket;
+}
 
 /** A participant who left on purpose, remembered while tokens issued before could still be valid. */
 interface LeftMarker {
@@ -123,6 +134,18 @@ export class RoomState {
 
   deleteParticipant(id: string): void {
     if (this.#kv.delete(PARTICIPANT_PREFIX + id)) this.#onParticipantsChanged();
+  }
+
+  allowance(id: string): Allowance | undefined {
+    return this.#kv.get<Allowance>(ALLOWANCE_PREFIX + id);
+  }
+
+  putAllowance(id: string, allowance: Allowance): void {
+    this.#kv.put(ALLOWANCE_PREFIX + id, allowance);
+  }
+
+  deleteAllowance(id: string): void {
+    this.#kv.delete(ALLOWANCE_PREFIX + id);
   }
 
   /** Remembers that a participant left at `at`, until `until` (when its tokens have all expired). */
