@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SIGNALING_RATE_LIMIT, UPGRADE_RATE_LIMIT } from '../../workers/src/room/rate-limit.ts';
+import { MAX_QUEUED_FRAMES, SIGNALING_RATE_LIMIT, UPGRADE_RATE_LIMIT } from '../../workers/src/room/rate-limit.ts';
 import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
 import { createRoom, joinMember, restJoin, useMediaNode } from './support/rooms.ts';
 import { SignalingSocket, upgrade } from './support/signaling-socket.ts';
@@ -52,15 +52,15 @@ describe('per-participant limits', () => {
     const release = fake.holdNext('publish');
     const publishing = ann.socket.request('publish_offer', { sdp: fakeSdp('slow') });
     const extra = 4;
-    const waiting = Array.from({ length: SIGNALING_RATE_LIMIT.maxQueued + extra }, () =>
+    const waiting = Array.from({ length: MAX_QUEUED_FRAMES + extra }, () =>
       ann.socket.request('trickle_ice', { target: 'subscriber', candidate: null }),
     );
     // The refusals arrive while the publish is still held: they were not queued.
-    const refused = await Promise.all(waiting.slice(SIGNALING_RATE_LIMIT.maxQueued));
+    const refused = await Promise.all(waiting.slice(MAX_QUEUED_FRAMES));
     for (const reply of refused) expect(reply).toMatchObject({ type: 'error', payload: { code: 'rate_limited' } });
     release();
     expect((await publishing).type).toBe('publish_answer');
-    for (const reply of await Promise.all(waiting.slice(0, SIGNALING_RATE_LIMIT.maxQueued))) {
+    for (const reply of await Promise.all(waiting.slice(0, MAX_QUEUED_FRAMES))) {
       expect(reply).toMatchObject({ type: 'error', payload: { code: 'bad_request' } });
     }
     ann.socket.close();

@@ -18,19 +18,15 @@ export interface RateLimit extends BucketLimit {
   burst: number;
   /** Consecutive refused frames after which the socket is closed with 1008. */
   refusalsBeforeClose: number;
-  /**
-   * Frames of one participant waiting behind its earlier ones (which may await the media node for
-   * seconds): beyond this they are refused with `rate_limited` rather than queued in memory.
-   */
-  maxQueued: number;
 }
 
-export const SIGNALING_RATE_LIMIT: RateLimit = {
-  burst: 40,
-  refillPerSecond: 20,
-  refusalsBeforeClose: 20,
-  maxQueued: 32,
-};
+export const SIGNALING_RATE_LIMIT: RateLimit = { burst: 40, refillPerSecond: 20, refusalsBeforeClose: 20 };
+
+/**
+ * Frames of one participant waiting behind its earlier ones (which may await the media node for
+ * seconds): beyond this they are refused with `rate_limited` rather than queued in memory.
+ */
+export const MAX_QUEUED_FRAMES = 32;
 
 /**
  * Socket upgrades of one participant (one token): a burst of 10, then one every 6 s. A client that

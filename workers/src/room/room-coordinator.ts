@@ -34,6 +34,7 @@ import { queueMediaEvent } from './media-events.ts';
 import { participantDetailsOf, updateGrants } from './moderation.ts';
 import {
   fullBucket,
+  MAX_QUEUED_FRAMES,
   MAX_SOCKETS_PER_PARTICIPANT,
   SIGNALING_RATE_LIMIT,
   takeToken,
@@ -86,7 +87,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   #baseLogger: Logger | undefined;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
   readonly #queues = new Map<string, Promise<void>>();
-  /** Frames waiting in each participant's queue (bounded by SIGNALING_RATE_LIMIT.maxQueued). */
+  /** Frames waiting in each participant's queue (bounded by MAX_QUEUED_FRAMES). */
   readonly #queuedFrames = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -394,8 +395,10 @@ export class RoomCoordinator extends DurableObject<Env> {
     const upgrade = takeToken(allowance.upgrades, now, UPGRADE_RATE_LIMIT);
     allowance.upgrades = upgrade.bucket;
     for (const old of previous) {
-      const bucket = readAttachment(old)?.bucket;
-      if (bucket && !readAttachment(old)?.replaced) allowance.frames = bucket;
+      const current = readAttachment(old);
+      if (!current || current.replaced) continue;
+      allowance.frames = current.bucket;
+      allowance.data = current.dataBucket;
     }
     this.#state.putAllowance(identity.participantId, allowance);
     if (!upgrade.allowed) return rateLimited('this participant reconnects too often; retry later');
@@ -410,6 +413,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       connectedAt: now,
       lastMessageAt: now,
       bucket: allowance.frames,
+      dataBucket: allowance.data,
       refusals: 0,
     };
     this.ctx.acceptWebSocket(server, [participantTag(identity.participantId)]);
@@ -453,7 +457,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     }
     // A bounded queue: frames beyond it are refused now, not held in memory behind slow ones.
     const queued = this.#queuedFrames.get(attachment.participantId) ?? 0;
-    if (queued >= SIGNALING_RATE_LIMIT.maxQueued) {
+    if (queued >= MAX_QUEUED_FRAMES) {
       const requestId = decoded.ok ? decoded.frame.request_id : decoded.requestId;
       sendError(ws, 'rate_limited', 'too many frames waiting: slow down', requestId);
       return;
@@ -752,7 +756,10 @@ export class RoomCoordinator extends DurableObject<Env> {
     if (!attachment || attachment.replaced || !this.#state.meta()) return;
     // The next socket of this participant starts from what this one left of the frame allowance.
     const allowance = this.#state.allowance(attachment.participantId);
-    if (allowance) this.#state.putAllowance(attachment.participantId, { ...allowance, frames: attachment.bucket });
+    if (allowance) {
+      const left = { frames: attachment.bucket, data: attachment.dataBucket };
+      this.#state.putAllowance(attachment.participantId, { ...allowance, ...left });
+    }
     if (this.#state.participant(attachment.participantId)) await this.#startGrace(attachment.participantId);
     else await this.#scheduleAlarm();
   }

@@ -50,6 +50,8 @@ const ALLOWANCE_PREFIX = 'allowance:';
  */
 export interface Allowance {
   frames: TokenBucket;
+  /** `send_data`'s bucket, once the participant sent data. */
+  data?: TokenBucket;
   upgrades: TokenBucket;
 }
 
