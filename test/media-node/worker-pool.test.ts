@@ -52,6 +52,40 @@ describe('media worker pool', () => {
     expect(answer).toEqual({ sdp: 'v=0\r\n', streams: [] });
   });
 
+  it('replaces a worker that stops answering (watchdog), reporting its peers closed', async () => {
+    const events: MediaEvent[] = [];
+    pool = new MediaWorkerPool({
+      workers: 1,
+      capacity: 10,
+      connectTimeoutMs: 30_000,
+      nodeId: 'node-test',
+      logLevel: 'error',
+      settings: { hostAddresses: ['127.0.0.1'] },
+      portRange: { min: 40_000, max: 40_099 },
+      logger: silent,
+      onEvent: (event) => events.push(event),
+      workerUrl: new URL('./fixtures/hanging-worker.ts', import.meta.url),
+      watchdogIntervalMs: 100,
+    });
+    await pool.start();
+    const roomId = newId();
+    const publisherId = newId();
+    await pool.run('publish', { roomId, participantId: publisherId, sdp: 'v=0' });
+
+    // The worker hangs on this command; the watchdog notices and terminates it, which refuses the command.
+    const hung = pool.run('closeRoom', { roomId });
+    await expect(hung).rejects.toMatchObject({ status: 503, code: 'service_unavailable' });
+    expect(events).toEqual([
+      { type: 'publisher_closed', room_id: roomId, participant_id: publisherId, reason: 'media worker failed' },
+    ]);
+    expect(pool.roomCount).toBe(0);
+    const answer = await waitFor(
+      () => pool!.run('publish', { roomId: newId(), participantId: newId(), sdp: 'v=0' }).catch(() => undefined),
+      { message: 'the replacement worker' },
+    );
+    expect(answer).toEqual({ sdp: 'v=0\r\n', streams: [] });
+  });
+
   it('starts workers beyond the first with their first room, and stops them once they hold none', async () => {
     pool = new MediaWorkerPool({
       workers: 2,

@@ -22,6 +22,13 @@ export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
 /** A worker other than the first that has held no room this long is stopped (its memory returns). */
 export const IDLE_WORKER_STOP_MS = 30_000;
+/**
+ * The watchdog pings every running worker this often, and a ping unanswered for as long counts as
+ * missed: a worker thread that misses {@link WATCHDOG_MISSES} in a row is stuck (an endless loop, a
+ * blocked native call) and is replaced, its peers reported closed as after a crash.
+ */
+export const WATCHDOG_INTERVAL_MS = 5_000;
+export const WATCHDOG_MISSES = 2;
 
 export interface PoolOptions {
   workers: number;
@@ -40,6 +47,8 @@ export interface PoolOptions {
   statsTimeoutMs?: number;
   /** How long a worker without rooms keeps running (a seam for tests); default {@link IDLE_WORKER_STOP_MS}. */
   idleWorkerStopMs?: number;
+  /** The watchdog's ping interval and timeout (a seam for tests); default {@link WATCHDOG_INTERVAL_MS}. */
+  watchdogIntervalMs?: number;
 }
 
 /** The workers' counters summed, plus the per-worker figures that make no sense summed. */
@@ -95,6 +104,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   readonly #retired = { forwardedPackets: 0, receivedPackets: 0, keyframeRequests: 0 };
   #draining = false;
   #stopping = false;
+  #watchdog: NodeJS.Timeout | undefined;
 
   constructor(options: PoolOptions) {
     super();
@@ -105,6 +115,33 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   /** Starts the first worker: a node whose worker cannot start fails at once, not at its first room. */
   async start(): Promise<void> {
     await this.#spawn(0);
+    this.#watchdog = setInterval(() => this.#watch(), this.#options.watchdogIntervalMs ?? WATCHDOG_INTERVAL_MS);
+    this.#watchdog.unref();
+  }
+
+  /** Pings every running worker; one that missed too many pings in a row is terminated (#onExit replaces it). */
+  #watch(): void {
+    const timeoutMs = this.#options.watchdogIntervalMs ?? WATCHDOG_INTERVAL_MS;
+    this.#threads.forEach((thread, index) => {
+      if (!thread || thread.pinging) return;
+      thread.pinging = true;
+      thread
+        .request('ping', {}, timeoutMs)
+        .then(
+          () => {
+            thread.missedPings = 0;
+          },
+          () => {
+            thread.missedPings += 1;
+            if (thread.missedPings < WATCHDOG_MISSES || this.#threads[index] !== thread || this.#stopping) return;
+            this.#options.logger.error('media worker stopped answering; replacing it', { worker: index });
+            void thread.terminate();
+          },
+        )
+        .finally(() => {
+          thread.pinging = false;
+        });
+    });
   }
 
   get draining(): boolean {
@@ -223,6 +260,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#watchdog);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
     this.#idleTimers.clear();
     await Promise.allSettled(this.#spawning.values());
@@ -396,6 +434,9 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
 class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
   readonly ready: Promise<void>;
   lastStats: WorkerStats | undefined;
+  /** The watchdog's bookkeeping: a ping is out, and how many in a row went unanswered. */
+  pinging = false;
+  missedPings = 0;
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;

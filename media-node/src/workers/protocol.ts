@@ -37,6 +37,8 @@ export type RoomCommandName = keyof RoomCommands;
 
 /** Operations on the worker itself. */
 export interface WorkerCommands {
+  /** The pool's watchdog: a worker that does not answer this in time is stuck, and replaced. */
+  ping: { args: Record<string, never>; result: null };
   stats: { args: Record<string, never>; result: WorkerStats };
   closeAllRooms: { args: Record<string, never>; result: null };
 }

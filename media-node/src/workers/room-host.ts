@@ -58,6 +58,7 @@ export class RoomHost {
       for (const room of this.#rooms.values()) room.close();
       return null;
     },
+    ping: () => null,
     stats: () => this.#collectStats(),
   };
 
