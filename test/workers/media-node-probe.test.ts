@@ -71,4 +71,28 @@ describe('the media node probe', () => {
     }
     for (const member of [ann, bob]) member.socket.close();
   });
+
+  it('a publisher the node closed by itself (publisher_closed) hears publisher_left too: its SDK publishes again', async () => {
+    const room = await createRoom();
+    const fake = new FakeMediaNode();
+    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
+    useMediaNode(room.id, fake);
+    await publishReady(room.id, ann, STREAMS, [bob.socket]);
+    await roomStub(room.id).handleMediaEvent({
+      type: 'publisher_closed',
+      room_id: room.id,
+      participant_id: ann.participantId,
+      reason: 'media worker failed',
+    });
+    for (const member of [ann, bob]) {
+      expect((await member.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);
+    }
+    // Ann unpublishing herself is no news to her: only Bob hears it.
+    await publishReady(room.id, ann, STREAMS, [bob.socket]);
+    await ann.socket.expectReply('unpublish', {}, 'ack');
+    expect((await bob.socket.nextOf('publisher_left')).payload.publisher_id).toBe(ann.participantId);
+    await roundTrip(ann.socket);
+    expect(ann.socket.untaken('publisher_left')).toEqual([]);
+    for (const member of [ann, bob]) member.socket.close();
+  });
 });

@@ -246,7 +246,8 @@ export class RoomCoordinator extends DurableObject<Env> {
 
   /**
    * Ends a participant's publishing: others hear `publisher_left` (if they were told it had
-   * joined), subscribers of its feed are renegotiated, the slot is free again.
+   * joined), and so does the publisher when the media node ended it; subscribers of its feed are
+   * renegotiated, the slot is free again.
    */
   async #stopPublishing(participantId: string, options: { unpublishOnMediaNode: boolean }): Promise<boolean> {
     let wasReady = false;
@@ -257,7 +258,16 @@ export class RoomCoordinator extends DurableObject<Env> {
       record.publisher = null;
     });
     if (!wasPublishing) return false;
-    if (wasReady) this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
+    const left = encodeServerFrame('publisher_left', { publisher_id: participantId });
+    if (options.unpublishOnMediaNode) {
+      if (wasReady) this.#broadcast(left, participantId);
+    } else if (wasReady) {
+      // The node ended it (its connection failed, its worker died): the publisher hears it too, and
+      // its SDK publishes again.
+      this.#broadcast(left);
+    } else {
+      this.#sendTo(participantId, left);
+    }
     this.#forgetFeed(participantId);
     if (options.unpublishOnMediaNode) {
       await this.#bestEffort('unpublish', () => this.#media().unpublish(this.#meta().roomId, participantId));
