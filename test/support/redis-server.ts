@@ -10,6 +10,10 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (its data is gone: nothing is persisted). */
   restart(): Promise<void>;
+  /** Freezes it (SIGSTOP), as a stalled host would: connections stay open and nothing answers. */
+  pause(): void;
+  /** Lets a paused server run on (SIGCONT). */
+  resume(): void;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -75,6 +79,8 @@ async function launch(port: number): Promise<ChildProcess> {
 async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
+  // A paused server would not act on SIGTERM.
+  child.kill('SIGCONT');
   child.kill('SIGTERM');
   await exited;
 }
@@ -94,6 +100,8 @@ export async function startRedisServer(): Promise<RedisServer> {
           await terminate(child);
           child = await launch(port);
         },
+        pause: () => child.kill('SIGSTOP'),
+        resume: () => child.kill('SIGCONT'),
       };
     } catch (error) {
       lastError = error;
