@@ -8,98 +8,157 @@ import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
 import { freePort } from '../support/ports.ts';
 import { type RedisServer, redisAvailableOrSkip, startRedisServer } from '../support/redis-server.ts';
-import { TestPublisher, waitFor } from '../support/werift-peers.ts';
+import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
 /**
- * Two media nodes in the registry (Redis through the local Upstash endpoint), one SIGKILLed mid-call
- * (#12 faults): the room notices, everyone hears publisher_left, the next publish_offer lands on the
- * healthy node, and nobody leaves the room.
+ * Several media nodes in the registry (Redis through the local Upstash endpoint), through the real
+ * stack (#12 faults). One SIGKILLed mid-call: the room notices, everyone hears publisher_left, the
+ * next publish_offer lands on a healthy node and nobody leaves. One SIGTERMed: it drains, new rooms go
+ * elsewhere, its live call goes on until the drain timeout, then moves to another node.
  */
-describe.runIf(redisAvailableOrSkip())('two media nodes, one killed mid-call', () => {
+
+/** Short enough for a test; the drain timeout ends a call that does not end by itself. */
+const DRAIN_TIMEOUT_SECONDS = 3;
+
+interface Node {
+  url: string;
+  kill(signal: 'SIGKILL' | 'SIGTERM'): void;
+}
+
+describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
   let redis: RedisServer;
   let endpoint: UpstashCompatServer;
   let stack: RunningStack;
-  let second: { url: string; process: ChildProcess };
+  const launched: ChildProcess[] = [];
+  const live: Node[] = [];
   const token = randomBytes(32).toString('base64url');
+  let upstash: Record<string, string>;
+
+  /** Another media node on a free port, registered like the stack's own. */
+  async function launchNode(id: string): Promise<Node> {
+    const port = await freePort();
+    const child = launchMediaNode(
+      {
+        ...upstash,
+        MEDIA_NODE_ID: id,
+        MEDIA_HOST: '127.0.0.1',
+        MEDIA_PORT: String(port),
+        MEDIA_NODE_SECRET: stack.secrets.mediaNodeSecret,
+        EDGE_URL: stack.edgeUrl,
+        MEDIA_RTC_LISTEN_IP: '127.0.0.1',
+        MEDIA_WORKERS: '1',
+        MEDIA_DRAIN_TIMEOUT_SECONDS: String(DRAIN_TIMEOUT_SECONDS),
+        LOG_LEVEL: 'warn',
+      },
+      undefined,
+    );
+    launched.push(child);
+    const node = { url: `http://127.0.0.1:${port}`, kill: (signal: NodeJS.Signals) => child.kill(signal) };
+    await waitFor(async () => (await fetch(`${node.url}/health`).catch(() => undefined))?.ok, {
+      timeoutMs: 30_000,
+      message: `media node ${id}`,
+    });
+    live.push(node);
+    return node;
+  }
 
   beforeAll(async () => {
     redis = await startRedisServer();
     endpoint = await startUpstashCompatServer({ redisUrl: redis.url, token, logLevel: 'error' });
-    const upstash = { UPSTASH_REDIS_REST_URL: endpoint.url, UPSTASH_REDIS_REST_TOKEN: token };
-    stack = await startLoopbackStack({ ...upstash, MEDIA_NODE_ID: 'node-a' });
-    const port = await freePort();
-    second = {
-      url: `http://127.0.0.1:${port}`,
-      process: launchMediaNode(
-        {
-          ...upstash,
-          MEDIA_NODE_ID: 'node-b',
-          MEDIA_HOST: '127.0.0.1',
-          MEDIA_PORT: String(port),
-          MEDIA_NODE_SECRET: stack.secrets.mediaNodeSecret,
-          EDGE_URL: stack.edgeUrl,
-          MEDIA_RTC_LISTEN_IP: '127.0.0.1',
-          MEDIA_WORKERS: '1',
-          LOG_LEVEL: 'warn',
-        },
-        undefined,
-      ),
-    };
-    await waitFor(async () => (await fetch(`${second.url}/health`).catch(() => undefined))?.ok, {
-      timeoutMs: 30_000,
-      message: 'the second media node',
+    upstash = { UPSTASH_REDIS_REST_URL: endpoint.url, UPSTASH_REDIS_REST_TOKEN: token };
+    stack = await startLoopbackStack({
+      ...upstash,
+      MEDIA_NODE_ID: 'node-a',
+      MEDIA_DRAIN_TIMEOUT_SECONDS: String(DRAIN_TIMEOUT_SECONDS),
     });
+    live.push({ url: stack.mediaUrl, kill: (signal) => process.kill(stack.mediaNodePid() as number, signal) });
+    await launchNode('node-b');
   }, 120_000);
 
   afterAll(async () => {
-    if (second) await terminate(second.process);
+    await Promise.all(launched.map((child) => terminate(child)));
     await stack?.stop();
     await endpoint?.close();
     await redis?.stop();
   });
 
-  const roomsOn = async (url: string) => ((await (await fetch(`${url}/health`)).json()) as { rooms: number }).rooms;
+  const health = async (node: Node) =>
+    (await (await fetch(`${node.url}/health`)).json()) as { rooms: number; status: string };
+  /** Rooms per live node, to tell which node a room went to by what changed. */
+  const roomCounts = async () =>
+    new Map(await Promise.all(live.map(async (node) => [node, (await health(node)).rooms] as const)));
+  /** The live node that took one more room since `before`, and the others. */
+  async function gained(before: Map<Node, number>): Promise<{ held: Node; others: Node[] }> {
+    const after = await roomCounts();
+    const held = live.find((node) => (after.get(node) ?? 0) > (before.get(node) ?? 0));
+    if (!held) throw new Error('no node took the room');
+    return { held, others: live.filter((node) => node !== held) };
+  }
+  const retire = (node: Node) => live.splice(live.indexOf(node), 1);
 
-  it('the next publish_offer lands on the healthy node; no participant leaves', async () => {
+  type Joined = Awaited<ReturnType<typeof joinParticipant>>;
+  const since = (participant: Joined, from: number) => participant.frames.slice(from);
+  const publisherLeft = (participant: Joined, from: number, id: string) =>
+    since(participant, from).some((frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === id);
+  const publisherJoined = (frames: ServerFrame[]) => frames.some((frame) => frame.type === 'publisher_joined');
+
+  /** Publishes from a new werift peer; a publish refused while the room moves is tried again, as the SDK does. */
+  async function publish(participant: Joined): Promise<TestPublisher> {
+    return waitFor(
+      async () => {
+        const publisher = await TestPublisher.create();
+        try {
+          const answer = expectReply(
+            await participant.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
+            'publish_answer',
+          );
+          await publisher.setAnswer(answer.payload.sdp);
+          return publisher;
+        } catch {
+          await publisher.close();
+          return undefined;
+        }
+      },
+      { timeoutMs: 20_000, intervalMs: 500, message: 'a publish_offer answered' },
+    );
+  }
+
+  async function receive(participant: Joined, feed: string): Promise<TestSubscriber> {
+    const subscriber = new TestSubscriber();
+    const offer = expectReply(await participant.connection.request('subscribe', { feeds: [feed] }), 'subscribe_offer');
+    expectReply(
+      await participant.connection.request('subscribe_answer', { sdp: await subscriber.answer(offer.payload.sdp) }),
+      'ack',
+    );
+    await waitFor(() => subscriber.packets('video') > 0, { timeoutMs: 20_000, message: 'video' });
+    return subscriber;
+  }
+
+  it('SIGKILL: the next publish_offer lands on the healthy node; no participant leaves', async () => {
     const room = await createRoom(stack, 'failover');
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
-    const publish = async () => {
-      const publisher = await TestPublisher.create();
-      const answer = expectReply(
-        await alice.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
-        'publish_answer',
-      );
-      await publisher.setAnswer(answer.payload.sdp);
-      return publisher;
-    };
-    const first = await publish();
-    const publisherJoined = (frames: ServerFrame[], from: number) =>
-      frames.slice(from).some((frame) => frame.type === 'publisher_joined');
-    await waitFor(() => publisherJoined(bob.frames, 0), { timeoutMs: 20_000, message: 'publisher_joined' });
+    const before = await roomCounts();
+    const first = await publish(alice);
+    await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
 
-    // Kill the node that holds the room, as a crash would.
-    const onFirst = (await roomsOn(stack.mediaUrl)) === 1;
-    const [dead, healthy] = onFirst ? [stack.mediaUrl, second.url] : [second.url, stack.mediaUrl];
+    const { held: dead, others } = await gained(before);
     const marks = { alice: alice.frames.length, bob: bob.frames.length };
     const killedAt = performance.now();
-    if (onFirst) process.kill(stack.mediaNodePid() as number, 'SIGKILL');
-    else await terminate(second.process, 'SIGKILL');
-    expect(await fetch(`${dead}/health`).catch(() => 'refused')).toBe('refused');
-
-    const leftFor = (frames: ServerFrame[], from: number) =>
-      frames.slice(from).some((frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === alice.id);
-    await waitFor(() => leftFor(alice.frames, marks.alice) && leftFor(bob.frames, marks.bob), {
+    dead.kill('SIGKILL');
+    retire(dead);
+    await waitFor(() => publisherLeft(alice, marks.alice, alice.id) && publisherLeft(bob, marks.bob, alice.id), {
       timeoutMs: 10_000,
       message: 'publisher_left for Alice, to both',
     });
     expect(performance.now() - killedAt).toBeLessThan(10_000);
 
-    // The registry still lists the dead node (its entry lives on for seconds), with no load: the room
+    // The registry still lists the dead node (its entry lives on for seconds), unloaded: the room
     // must not go back to it.
-    const again = await publish();
-    expect(await roomsOn(healthy)).toBe(1);
-    await waitFor(() => publisherJoined(bob.frames, marks.bob), {
+    const beforeAgain = await roomCounts();
+    const again = await publish(alice);
+    expect((await gained(beforeAgain)).held).toBe(others[0]);
+    await waitFor(() => publisherJoined(since(bob, marks.bob)), {
       timeoutMs: 20_000,
       message: 'publisher_joined again',
     });
@@ -110,5 +169,51 @@ describe.runIf(redisAvailableOrSkip())('two media nodes, one killed mid-call', (
     await Promise.all([first.close(), again.close()]);
     alice.connection.close();
     bob.connection.close();
-  }, 90_000);
+  }, 150_000);
+
+  it('SIGTERM: the node drains; new rooms go elsewhere, its call goes on, then moves', async () => {
+    await launchNode('node-c');
+    const room = await createRoom(stack, 'drain');
+    const alice = await joinParticipant(stack, room.id, 'Alice');
+    const bob = await joinParticipant(stack, room.id, 'Bob');
+    const before = await roomCounts();
+    const peers: { close(): Promise<void> }[] = [await publish(alice)];
+    await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
+    const subscriber = await receive(bob, alice.id);
+    peers.push(subscriber);
+
+    const { held: draining, others } = await gained(before);
+    const marks = { alice: alice.frames.length, bob: bob.frames.length };
+    draining.kill('SIGTERM');
+    await waitFor(async () => (await health(draining).catch(() => undefined))?.status === 'draining', {
+      message: 'the node to drain',
+    });
+    // The call goes on while the node drains.
+    const packets = subscriber.packets('video');
+    await waitFor(() => subscriber.packets('video') > packets + 10, { message: 'media during the drain' });
+    // A new room goes to another node.
+    const other = await createRoom(stack, 'elsewhere');
+    const carol = await joinParticipant(stack, other.id, 'Carol');
+    const beforeCarol = await roomCounts();
+    peers.push(await publish(carol));
+    expect(others).toContain((await gained(beforeCarol)).held);
+
+    // The drain timeout closes the call on the node: everyone hears it, and publishing again moves it.
+    await waitFor(() => publisherLeft(alice, marks.alice, alice.id) && publisherLeft(bob, marks.bob, alice.id), {
+      timeoutMs: (DRAIN_TIMEOUT_SECONDS + 10) * 1000,
+      message: 'publisher_left after the drain timeout',
+    });
+    retire(draining);
+    peers.push(await publish(alice));
+    await waitFor(() => publisherJoined(since(bob, marks.bob)), {
+      timeoutMs: 20_000,
+      message: 'publisher_joined again',
+    });
+    peers.push(await receive(bob, alice.id));
+    for (const participant of [alice, bob]) {
+      expect(participant.frames.filter((frame) => frame.type === 'participant_left')).toEqual([]);
+    }
+    await Promise.all(peers.map((peer) => peer.close()));
+    for (const participant of [alice, bob, carol]) participant.connection.close();
+  }, 150_000);
 });

@@ -121,12 +121,23 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     } finally {
       clearTimeout(timer);
     }
-    if (!response.ok) throw errorFromResponse(response.status, payload);
+    if (!response.ok) {
+      // A draining node takes no new rooms: a room it no longer holds (its calls ended, or the drain
+      // timed out and closed them) is placed on another node by the next call.
+      if (isDrainingRefusal(response.status, payload)) await this.#placement.release(baseUrl);
+      throw errorFromResponse(response.status, payload);
+    }
     if (!responseSchema) return undefined as z.output<S>;
     const parsed = responseSchema.safeParse(payload);
     if (!parsed.success) throw new MediaCallError('media_unavailable', 'the media node answered outside the contract');
     return parsed.data;
   }
+}
+
+function isDrainingRefusal(status: number, payload: unknown): boolean {
+  const envelope = ErrorEnvelopeSchema.safeParse(payload);
+  const details = envelope.success ? envelope.data.error.details : undefined;
+  return status === 503 && typeof details === 'object' && details !== null && 'draining' in details;
 }
 
 /** What a client may learn from a media node refusal: its own input was at fault. Anything else is the node's problem. */
