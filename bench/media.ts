@@ -175,7 +175,9 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
       await publisherLoad.send({ op: 'pause', paused: false });
       const stats = await allStats();
       const latencies = stats.subscribers
-        .map((subscriber, index) => (subscriber.firstPacketAt ?? Number.NaN) - subscribeStartedAt[index]!)
+        .map((subscriber, index) =>
+          subscriber.light ? Number.NaN : (subscriber.firstPacketAt ?? Number.NaN) - subscribeStartedAt[index]!,
+        )
         .filter((latency) => Number.isFinite(latency));
       const full = stats.subscribers.filter((subscriber) => !subscriber.light);
       const result: StepResult = {
@@ -209,14 +211,22 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
   async function addSubscribers(target: number): Promise<string | undefined> {
     const queue: number[] = [];
     for (let index = subscribeStartedAt.length; index < target; index++) queue.push(index);
+    const subscribe = async (index: number) => {
+      const load = loadFor(index);
+      subscribeStartedAt[index] = performance.timeOrigin + performance.now();
+      await sfu.subscribe((offer) => load.send<string>({ op: 'subscribe', offer, light: index >= FULL_SUBSCRIBERS }));
+    };
     const worker = async () => {
-      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
-        const load = loadFor(index);
-        subscribeStartedAt[index] = performance.timeOrigin + performance.now();
-        await sfu.subscribe((offer) => load.send<string>({ op: 'subscribe', offer, light: index >= FULL_SUBSCRIBERS }));
-      }
+      for (let index = queue.shift(); index !== undefined; index = queue.shift()) await subscribe(index);
     };
     try {
+      // The full subscribers one at a time, each waiting for its media: their `subscribe` → first RTP
+      // is the latency figure, free of the queueing of subscribers joining together.
+      while (queue.length > 0 && queue[0]! < FULL_SUBSCRIBERS) {
+        const index = queue.shift()!;
+        await subscribe(index);
+        await waitForMedia(index);
+      }
       await Promise.all(Array.from({ length: SUBSCRIBE_CONCURRENCY }, worker));
     } catch (error) {
       return `subscribing failed: ${error instanceof Error ? error.message : String(error)}`;
@@ -231,6 +241,17 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
         return `${waiting.length} of ${target} subscribers received no media in ${MEDIA_TIMEOUT_MS / 1000} s (${states.join(', ')})`;
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  /** Waits (up to the media timeout) for subscriber `index`'s first packet, polling its generator. */
+  async function waitForMedia(index: number): Promise<void> {
+    const load = loadFor(index);
+    const deadline = performance.now() + MEDIA_TIMEOUT_MS;
+    while (performance.now() < deadline) {
+      const { subscribers } = await load.send<LoadStats>({ op: 'stats' });
+      if (subscribers.some((subscriber, position) => position === index && subscriber.packets > 0)) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 

@@ -20,6 +20,13 @@ import type {
 /** A worker that has not answered a command this long is treated as stuck for that command. */
 export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
+/**
+ * A small young generation (V8's default grows to 16 MB semi-spaces): forwarding allocates fast and
+ * almost everything dies young, so scavenges stay cheap while the node keeps ~25 MB less resident
+ * (bench:media, 60 subscribers: no measurable CPU cost).
+ */
+const WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 3 };
+
 /** A worker other than the first that has held no room this long is stopped (its memory returns). */
 export const IDLE_WORKER_STOP_MS = 30_000;
 /**
@@ -443,7 +450,7 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
 
   constructor(url: URL, init: WorkerInit, logger: Logger, onMessage: (message: WorkerToMain) => void) {
     super();
-    this.#worker = new Worker(url, { workerData: init });
+    this.#worker = new Worker(url, { workerData: init, resourceLimits: WORKER_RESOURCE_LIMITS });
     this.ready = new Promise((resolve, reject) => {
       this.#worker.once('error', reject);
       this.#worker.on('message', (message: WorkerToMain) => {
