@@ -162,7 +162,11 @@ export function targets(report: BenchReport): Target[] {
       measured:
         loss300 === undefined
           ? `not reached (largest N completed: ${fmt(node?.largest_n_completed)})`
-          : `${loss300} % loss; loss first > 1 % at N = ${fmt(node?.first_n_with_loss_over_1_percent)}`,
+          : `${loss300} % loss; loss first > 1 % at ${
+              node?.first_n_with_loss_over_1_percent === undefined
+                ? `no N up to ${node?.largest_n_completed}`
+                : `N = ${node.first_n_with_loss_over_1_percent}`
+            }`,
       met: loss300 === undefined ? false : loss300 < 0.5,
     },
     {
