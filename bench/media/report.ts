@@ -311,6 +311,7 @@ export function chart(report: BenchReport): string {
       `<rect x="${60 + i * 190}" y="300" width="14" height="4" fill="${COLORS[name]}"/><text x="${80 + i * 190}" y="305">${SYSTEM_LABELS[name]}</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="820" height="320" font-family="sans-serif" font-size="11">
+<title>CPU µs per forwarded packet and RSS against the number of subscribers, per system</title>
 <rect width="820" height="320" fill="white"/>
 ${panel(0, 'CPU µs per forwarded packet', (s) => s.cpu_us_per_packet)}
 ${panel(410, 'RSS (MB)', (s) => s.rss_mb)}
