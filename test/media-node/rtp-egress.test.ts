@@ -19,8 +19,11 @@ import {
   SrtpSession,
   UdpTransport,
 } from 'werift';
+import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import { EgressLeg, type SenderBookkeeping, SrtpProtector } from '../../media-node/src/sfu/rtp-egress.ts';
 import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
+import { SourceTrack } from '../../media-node/src/sfu/source-track.ts';
+import type { Logger } from '../../shared/src/log.ts';
 import { waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -298,5 +301,46 @@ describe('SenderReportClock', () => {
     });
     expect(description?.type).toBe(202);
     expect(sender.lastSRtimestamp).toBe(0x03040506);
+  });
+});
+
+describe('SourceTrack fan-out', () => {
+  it('gives every sink its copy even when one throws (a socket closing under a leg)', () => {
+    const track = new MediaStreamTrack({ kind: 'video' });
+    const logged: string[] = [];
+    const logger: Logger = {
+      debug: (message) => logged.push(message),
+      info() {},
+      warn() {},
+      error() {},
+      child: () => logger,
+    };
+    const source = new SourceTrack({
+      publisherId: 'publisher',
+      kind: 'video',
+      mid: '0',
+      codec: VP8,
+      receiver: {} as never,
+      track,
+      stats: createForwardingStats(),
+      logger,
+    });
+    const received: number[] = [];
+    const failing = {
+      forward: () => {
+        throw new Error('Not running');
+      },
+      close() {},
+    };
+    const healthy = { forward: (packet: RtpPacket) => received.push(packet.header.sequenceNumber), close() {} };
+    source.attach(failing);
+    source.attach(healthy);
+    const packets = sourcePackets().slice(0, 3);
+    for (const packet of packets) track.onReceiveRtp.execute(packet.clone());
+    expect(received).toEqual(packets.map((packet) => packet.header.sequenceNumber));
+    expect(logged).toEqual(['forwarding a packet failed', 'forwarding a packet failed', 'forwarding a packet failed']);
+    // And the source keeps each packet for retransmissions.
+    expect(source.packetBySequenceNumber(packets[1]!.header.sequenceNumber)?.payload).toEqual(packets[1]!.payload);
+    source.close();
   });
 });

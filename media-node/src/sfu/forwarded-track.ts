@@ -90,13 +90,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const leg = this.#leg ?? this.#openLeg();
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
-      // A socket closing under a leg throws synchronously: that must not cost the subscribers after
-      // this one in the source's loop their copy.
-      try {
-        leg.forward(packet, this.source.arrivalNtp);
-      } catch (error) {
-        this.#onSendError(error);
-      }
+      // Throws synchronously when the socket closes under the leg: the source's loop catches it.
+      leg.forward(packet, this.source.arrivalNtp);
     } else {
       sender.sendRtp(packet).catch(this.#onSendError);
     }

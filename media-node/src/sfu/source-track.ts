@@ -108,7 +108,15 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.#arrivalNtp = ntpTime();
     this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = this.#sinks;
-    for (let index = 0; index < sinks.length; index++) sinks[index]!.forward(packet);
+    for (let index = 0; index < sinks.length; index++) {
+      // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
+      // it their copy of this packet.
+      try {
+        sinks[index]!.forward(packet);
+      } catch (error) {
+        this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
+      }
+    }
   };
 
   get arrivalNtp(): bigint {
