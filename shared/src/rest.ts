@@ -10,7 +10,7 @@ const IsoTimestampSchema = z.iso.datetime();
 const displayText = (max: number) => z.string().trim().min(1).max(max);
 
 /**
- * Characters a display name may not contain, because everyone else's screen renders it: controls
+ * Characters a display name or room name may not contain, because everyone else's screen renders it: controls
  * (U+0000 BEL ESC DEL, C1), format characters (bidi overrides and isolates such as U+202E, which
  * reorder what follows; zero-width and tag characters, which hide text), line/paragraph separators
  * and lone surrogates. Zero-width (non-)joiners stay allowed: emoji sequences and Indic/Persian
@@ -19,12 +19,16 @@ const displayText = (max: number) => z.string().trim().min(1).max(max);
  */
 const UNDISPLAYABLE = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 
-export const DisplaySchema = displayText(LIMITS.displayMaxChars).refine((display) => !UNDISPLAYABLE.test(display), {
-  error: 'must not contain control, bidi or other invisible format characters',
-});
+/** Display text that reaches other people's screens: trimmed, bounded, and free of UNDISPLAYABLE characters. */
+const renderedText = (max: number) =>
+  displayText(max).refine((text) => !UNDISPLAYABLE.test(text), {
+    error: 'must not contain control, bidi or other invisible format characters',
+  });
+
+export const DisplaySchema = renderedText(LIMITS.displayMaxChars);
 
 export const CreateRoomRequestSchema = z.strictObject({
-  name: displayText(LIMITS.roomNameMaxChars),
+  name: renderedText(LIMITS.roomNameMaxChars),
   max_publishers: z
     .number()
     .int()

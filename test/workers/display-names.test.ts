@@ -1,11 +1,12 @@
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
+import { RoomSchema } from '../../shared/src/rest.ts';
 import { createRoom, joinMember, restJoin, storedParticipants } from './support/rooms.ts';
 import { BASE_URL, SignalingSocket } from './support/signaling-socket.ts';
 
 /**
- * Display names reach every other participant's screen, so characters that reorder, hide or
+ * Display names and room names reach every other participant's screen, so characters that reorder, hide or
  * control what is rendered are refused (not stripped): 400 on REST, `invalid_payload` in join_room.
  */
 const HOSTILE_NAMES: [string, string][] = [
@@ -80,5 +81,31 @@ describe('display names', () => {
     expect(joined.payload.participant.display).toBe(display);
     member.socket.close();
     watcher.socket.close();
+  });
+});
+
+async function createRoomNamed(name: string): Promise<Response> {
+  return SELF.fetch(`${BASE_URL}/api/v1/rooms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+}
+
+describe('room names', () => {
+  it.each(HOSTILE_NAMES)('room creation refuses %s with 400, naming the field', async (_label, name) => {
+    const response = await createRoomNamed(name);
+    expect(response.status).toBe(400);
+    const body = ErrorEnvelopeSchema.parse(await response.json());
+    expect(body.error.code).toBe('validation_failed');
+    expect(JSON.stringify(body)).toMatch(/name/);
+  });
+
+  it.each(ACCEPTED_NAMES)('accepts %s and returns it unchanged', async (name) => {
+    const response = await createRoomNamed(name);
+    expect(response.status).toBe(201);
+    const created = RoomSchema.parse(await response.json());
+    const fetched = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${created.id}`);
+    expect(RoomSchema.parse(await fetched.json()).name).toBe(name);
   });
 });
