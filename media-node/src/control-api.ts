@@ -14,7 +14,7 @@ import {
   SubscriberAnswerRequestSchema,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
-import { MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
+import { ControlTokenClaimsSchema, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { asMediaNodeError, loggableError, MediaNodeError } from './errors.ts';
 import type { CommandArgs, CommandResult, RoomCommandName } from './workers/protocol.ts';
 
@@ -41,6 +41,8 @@ export interface HealthReport {
 
 export interface ControlApiDependencies {
   secret: Uint8Array;
+  /** This node's identity (mediaNodeIdentity of the URL the edge dials): control tokens must name it. */
+  identity: () => string;
   rooms: RoomCommandRunner;
   health: () => HealthReport;
   metrics: () => Promise<{ contentType: string; body: string }>;
@@ -79,8 +81,16 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     const token = bearerToken(c.req.header('authorization'));
     if (!token) throw new MediaNodeError(401, 'unauthorized', 'a Bearer service token is required');
     try {
-      // Only the edge signs control tokens (the node's own tokens carry its id as issuer).
-      await verifyServiceToken(token, deps.secret, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER);
+      // Only the edge signs control tokens (the node's own tokens carry its URL as issuer), and
+      // each names the node it was minted for: one minted for another node is refused here.
+      const claims = await verifyServiceToken(
+        token,
+        deps.secret,
+        MEDIA_NODE_AUDIENCE,
+        TOKEN_ISSUER,
+        ControlTokenClaimsSchema,
+      );
+      if (claims.node !== deps.identity()) throw new Error('control token minted for another node');
     } catch (error) {
       const expired = (error as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new MediaNodeError(

@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/src/log.ts';
 import { EDGE_MEDIA_EVENTS_PATH, type MediaEvent, MediaEventSchema } from '../../shared/src/media-control.ts';
-import { signServiceToken } from '../../shared/src/service-token.ts';
+import { bodyDigest, signServiceToken } from '../../shared/src/service-token.ts';
 import { EDGE_AUDIENCE } from '../../shared/src/token.ts';
 import { loggableError } from './errors.ts';
 
@@ -8,7 +8,8 @@ export interface EdgeEventSenderOptions {
   /** The edge's base URL; absent: events are dropped (a node without an edge, e.g. a benchmark). */
   edgeUrl: string | undefined;
   secret: Uint8Array;
-  nodeId: string;
+  /** This node's identity (its control URL, mediaNodeIdentity): the `iss` the edge checks against the room's pin. */
+  identity: () => string;
   logger: Logger;
   fetch?: typeof fetch;
   /** Pauses before each retry; the event is dropped after the last. */
@@ -21,7 +22,8 @@ export const MAX_QUEUED_EVENTS_PER_ROOM = 256;
 
 /**
  * POSTs media events to the edge (`/internal/media-events`, Bearer service token with the edge's
- * audience). Sending never blocks the caller: each room has its own queue, delivered in order, so
+ * audience, issued by this node's identity, bound to the event's room and to the SHA-256 of the exact
+ * body, with a fresh `jti` per request: the edge refuses a replay). Sending never blocks the caller: each room has its own queue, delivered in order, so
  * a slow answer for one room does not hold up another. Failures are retried briefly, then dropped.
  */
 export class EdgeEventSender {
@@ -106,13 +108,19 @@ export class EdgeEventSender {
 
   /** `rejected`: the edge answered 4xx, a retry would get the same answer. */
   async #post(event: MediaEvent): Promise<'delivered' | 'rejected' | 'failed'> {
-    const { edgeUrl, secret, nodeId, timeoutMs, logger } = this.#options;
+    const { edgeUrl, secret, identity, timeoutMs, logger } = this.#options;
     try {
-      const token = await signServiceToken(secret, { issuer: nodeId, audience: EDGE_AUDIENCE, lifetimeSeconds: 30 });
+      const body = JSON.stringify(event);
+      const token = await signServiceToken(secret, {
+        issuer: identity(),
+        audience: EDGE_AUDIENCE,
+        lifetimeSeconds: 30,
+        claims: { room: event.room_id, jti: crypto.randomUUID(), body_sha256: await bodyDigest(body) },
+      });
       const response = await this.#options.fetch(new URL(EDGE_MEDIA_EVENTS_PATH, edgeUrl), {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(event),
+        body,
         signal: AbortSignal.timeout(timeoutMs),
       });
       await response.body?.cancel();

@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import { Redis } from '@upstash/redis';
 import { ConfigError } from '../../shared/src/config.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
+import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { advertisesLoopbackByDefault, isWildcardHost, type MediaNodeConfig } from './config.ts';
 import { createControlApi, createOperatorApi, type HealthReport } from './control-api.ts';
 import { EdgeEventSender } from './edge-events.ts';
@@ -53,7 +54,14 @@ export async function startMediaNode(
     logger.warn('TURN_SERVER without TURN_SECRET: the media node does not use TURN itself');
   }
 
-  const events = new EdgeEventSender({ edgeUrl: config.edgeUrl, secret: config.secret, nodeId: config.nodeId, logger });
+  // The node is known by the URL the edge dials (mediaNodeIdentity). With MEDIA_PORT=0 that URL is
+  // known once the control API listens, which is before any control call or media event.
+  let url: string | undefined;
+  const identity = () => {
+    if (!url) throw new Error('the media node has no URL before it listens');
+    return mediaNodeIdentity(url);
+  };
+  const events = new EdgeEventSender({ edgeUrl: config.edgeUrl, secret: config.secret, identity, logger });
   const pool = new MediaWorkerPool({
     workers: config.workers,
     capacity: config.capacity,
@@ -78,13 +86,13 @@ export async function startMediaNode(
   });
   const operatorDeps = { health, metrics: () => metrics.render() };
   const app = createControlApi(
-    { secret: config.secret, rooms: pool, logger, ...operatorDeps },
+    { secret: config.secret, identity, rooms: pool, logger, ...operatorDeps },
     { operatorRoutes: !config.operator },
   );
 
   const server = await listen(app, config.host, config.port);
   const { port } = server.address() as AddressInfo;
-  const url = config.publicUrl ?? dialUrl(config.host, port);
+  url = config.publicUrl ?? dialUrl(config.host, port);
   // With MEDIA_OPERATOR_PORT, /health and /metrics answer on a listener of their own.
   let operatorServer: Awaited<ReturnType<typeof listen>> | undefined;
   let operatorUrl = url;
@@ -104,7 +112,14 @@ export async function startMediaNode(
         })
       : undefined);
   const registry = registryClient
-    ? new RegistryHeartbeat({ client: registryClient, nodeId: config.nodeId, url, status: health, logger })
+    ? new RegistryHeartbeat({
+        client: registryClient,
+        nodeId: config.nodeId,
+        url,
+        secret: config.secret,
+        status: health,
+        logger,
+      })
     : undefined;
   if (registry && advertisesLoopbackByDefault(config)) {
     // The edge dials what the registry says: a loopback URL only works when the edge runs on this host.

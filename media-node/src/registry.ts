@@ -4,6 +4,7 @@ import {
   MEDIA_NODE_REGISTRY_SET,
   type MediaNodeRegistration,
 } from '../../shared/src/media-control.ts';
+import { MEDIA_NODE_REGISTRATION_TTL_SECONDS, signRegistration } from '../../shared/src/media-node-trust.ts';
 import { loggableError } from './errors.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
@@ -12,8 +13,6 @@ export const HEARTBEAT_INTERVAL_MS = 5_000;
  * still comes on time; pass the same bound to the client as its abort signal.
  */
 export const REGISTRY_CALL_TIMEOUT_MS = 4_000;
-/** Three missed heartbeats and the node drops out of placement. */
-export const REGISTRATION_TTL_SECONDS = 15;
 
 /** The slice of `@upstash/redis`'s client the heartbeat uses (a seam for unit tests). */
 export interface RegistryClient {
@@ -39,6 +38,7 @@ export class RegistryHeartbeat {
   readonly #client: RegistryClient;
   readonly #nodeId: string;
   readonly #url: string;
+  readonly #secret: Uint8Array;
   readonly #status: () => NodeStatus;
   readonly #logger: Logger;
   readonly #intervalMs: number;
@@ -50,6 +50,8 @@ export class RegistryHeartbeat {
     client: RegistryClient;
     nodeId: string;
     url: string;
+    /** MEDIA_NODE_SECRET: entries are signed, and the edge ignores any that are not. */
+    secret: Uint8Array;
     status: () => NodeStatus;
     logger: Logger;
     intervalMs?: number;
@@ -58,6 +60,7 @@ export class RegistryHeartbeat {
     this.#client = options.client;
     this.#nodeId = options.nodeId;
     this.#url = options.url;
+    this.#secret = options.secret;
     this.#status = options.status;
     this.#logger = options.logger;
     this.#intervalMs = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
@@ -68,8 +71,9 @@ export class RegistryHeartbeat {
     return `${MEDIA_NODE_REGISTRY_KEY_PREFIX}${this.#nodeId}`;
   }
 
-  registration(): MediaNodeRegistration {
-    return { id: this.#nodeId, url: this.#url, ...this.#status(), updated_at: new Date().toISOString() };
+  registration(): Promise<MediaNodeRegistration> {
+    const entry = { id: this.#nodeId, url: this.#url, ...this.#status(), updated_at: new Date().toISOString() };
+    return signRegistration(entry, this.#secret);
   }
 
   /**
@@ -95,7 +99,9 @@ export class RegistryHeartbeat {
     try {
       await this.#bounded(
         Promise.all([
-          this.#client.set(this.key, JSON.stringify(this.registration()), { ex: REGISTRATION_TTL_SECONDS }),
+          this.registration().then((entry) =>
+            this.#client.set(this.key, JSON.stringify(entry), { ex: MEDIA_NODE_REGISTRATION_TTL_SECONDS }),
+          ),
           this.#client.sadd(MEDIA_NODE_REGISTRY_SET, this.#nodeId),
         ]),
       );

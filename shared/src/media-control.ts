@@ -126,6 +126,11 @@ export const MediaNodeRegistrationSchema = z.object({
   capacity: z.number().int().min(0),
   draining: z.boolean(),
   updated_at: z.iso.datetime(),
+  /**
+   * HMAC-SHA256 of the other fields with MEDIA_NODE_SECRET (media-node-trust.ts). The store lists
+   * entries as written; the edge places rooms only on those whose signature checks out.
+   */
+  signature: z.string().max(64).optional(),
 });
 export type MediaNodeRegistration = z.infer<typeof MediaNodeRegistrationSchema>;
 

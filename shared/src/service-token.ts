@@ -1,4 +1,5 @@
-import { jwtVerify, SignJWT } from 'jose';
+import { base64url, jwtVerify, SignJWT } from 'jose';
+import type { z } from 'zod';
 import { MEDIA_TOKEN_MAX_LIFETIME_SECONDS, ServiceTokenClaimsSchema, TOKEN_ALGORITHM } from './token.ts';
 
 /**
@@ -7,10 +8,10 @@ import { MEDIA_TOKEN_MAX_LIFETIME_SECONDS, ServiceTokenClaimsSchema, TOKEN_ALGOR
  */
 export async function signServiceToken(
   secret: Uint8Array,
-  options: { issuer: string; audience: string; lifetimeSeconds?: number },
+  options: { issuer: string; audience: string; lifetimeSeconds?: number; claims?: Record<string, string> },
 ): Promise<string> {
   const lifetime = Math.min(options.lifetimeSeconds ?? 30, MEDIA_TOKEN_MAX_LIFETIME_SECONDS);
-  return new SignJWT({})
+  return new SignJWT({ ...options.claims })
     .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT' })
     .setIssuer(options.issuer)
     .setAudience(options.audience)
@@ -26,7 +27,13 @@ const CLOCK_TOLERANCE_SECONDS = 5;
  * it), `exp` required and no more than 60 s after `iat`, and `iat` not in the future (otherwise the
  * 60 s bound would not bound how long a token works). Throws on any failure; callers answer 401.
  */
-export async function verifyServiceToken(token: string, secret: Uint8Array, audience: string, issuer?: string) {
+export async function verifyServiceToken<S extends typeof ServiceTokenClaimsSchema = typeof ServiceTokenClaimsSchema>(
+  token: string,
+  secret: Uint8Array,
+  audience: string,
+  issuer?: string,
+  schema?: S,
+): Promise<z.output<S>> {
   const { payload } = await jwtVerify(token, secret, {
     algorithms: [TOKEN_ALGORITHM],
     audience,
@@ -34,7 +41,7 @@ export async function verifyServiceToken(token: string, secret: Uint8Array, audi
     requiredClaims: ['exp', 'iat', 'iss'],
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
   });
-  const claims = ServiceTokenClaimsSchema.parse(payload);
+  const claims = (schema ?? ServiceTokenClaimsSchema).parse(payload) as z.output<S>;
   if (claims.exp - claims.iat > MEDIA_TOKEN_MAX_LIFETIME_SECONDS) {
     throw new Error('service token lifetime exceeds 60 s');
   }
@@ -46,4 +53,9 @@ export async function verifyServiceToken(token: string, secret: Uint8Array, audi
 export function bearerToken(header: string | null | undefined): string | undefined {
   const match = header?.match(/^Bearer\s+([^\s]+)$/i);
   return match?.[1];
+}
+
+/** base64url SHA-256 of a body, as a media event token's `body_sha256` claim carries it. */
+export async function bodyDigest(body: string): Promise<string> {
+  return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(body))));
 }

@@ -61,9 +61,24 @@ export const EDGE_AUDIENCE = 'truegather-edge-internal';
 export const MEDIA_TOKEN_MAX_LIFETIME_SECONDS = 60;
 
 export const ServiceTokenClaimsSchema = z.object({
-  iss: z.string().min(1).max(128),
+  /** The edge (TOKEN_ISSUER), or a media node by its identity (its control URL, media-node-trust.ts). */
+  iss: z.string().min(1).max(2048),
   aud: z.union([z.string(), z.array(z.string())]),
   iat: z.number().int(),
   exp: z.number().int(),
 });
 export type ServiceTokenClaims = z.infer<typeof ServiceTokenClaimsSchema>;
+
+/** Edge → node: `node` names the node it was minted for, which refuses tokens minted for another. */
+export const ControlTokenClaimsSchema = ServiceTokenClaimsSchema.extend({ node: z.string().min(1).max(2048) });
+
+/**
+ * Node → edge (`/internal/media-events`): bound to one room and one body (base64url SHA-256 of the
+ * exact bytes sent), and used once (`jti`, remembered by the room until the token expires).
+ */
+export const MediaEventTokenClaimsSchema = ServiceTokenClaimsSchema.extend({
+  room: RoomIdSchema,
+  jti: z.string().min(16).max(64),
+  body_sha256: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+});
+export type MediaEventTokenClaims = z.infer<typeof MediaEventTokenClaimsSchema>;

@@ -34,6 +34,19 @@ describe('media node control API: authentication, validation, errors', () => {
     ['a malformed token', async () => 'not-a-jwt'],
     ['a token signed with another secret', async () => node.token({ secret: randomBytes(32) })],
     ['a token for the edge audience', async () => node.token({ audience: EDGE_AUDIENCE })],
+    // Control tokens are bound to one node: what node A receives cannot be replayed against node B.
+    ['a token minted for another node', async () => node.token({ node: 'http://127.0.0.1:1/' })],
+    [
+      'a token naming no node',
+      async () =>
+        new SignJWT({})
+          .setProtectedHeader({ alg: 'HS256' })
+          .setIssuer('truegather-edge')
+          .setAudience(MEDIA_NODE_AUDIENCE)
+          .setIssuedAt()
+          .setExpirationTime('30s')
+          .sign(node.secret),
+    ],
     [
       'an expired token',
       async () =>

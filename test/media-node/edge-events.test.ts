@@ -5,20 +5,28 @@ import { EdgeEventSender } from '../../media-node/src/edge-events.ts';
 import { newId } from '../../shared/src/ids.ts';
 import { createLogger } from '../../shared/src/log.ts';
 import { EDGE_MEDIA_EVENTS_PATH, type MediaEvent } from '../../shared/src/media-control.ts';
-import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
-import { EDGE_AUDIENCE } from '../../shared/src/token.ts';
+import { bearerToken, bodyDigest, verifyServiceToken } from '../../shared/src/service-token.ts';
+import { EDGE_AUDIENCE, type MediaEventTokenClaims, MediaEventTokenClaimsSchema } from '../../shared/src/token.ts';
 
 const secret = new TextEncoder().encode('x'.repeat(32));
+const NODE = 'http://10.0.0.5:8081/';
 
 /** An edge stand-in whose answer per request is chosen by the test. */
 async function startEdge(answer: (event: MediaEvent, attempt: number) => number) {
   const received: MediaEvent[] = [];
+  const claims: MediaEventTokenClaims[] = [];
   const attempts = new Map<string, number>();
   const server: Server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const event = JSON.parse(Buffer.concat(chunks).toString()) as MediaEvent;
-    await verifyServiceToken(bearerToken(request.headers.authorization) ?? '', secret, EDGE_AUDIENCE);
+    const body = Buffer.concat(chunks).toString();
+    const event = JSON.parse(body) as MediaEvent;
+    const token = bearerToken(request.headers.authorization) ?? '';
+    const verified = await verifyServiceToken(token, secret, EDGE_AUDIENCE, NODE, MediaEventTokenClaimsSchema);
+    // Bound to this body and this room, as the edge requires.
+    expect(verified.body_sha256).toBe(await bodyDigest(body));
+    expect(verified.room).toBe(event.room_id);
+    claims.push(verified);
     expect(request.url).toBe(EDGE_MEDIA_EVENTS_PATH);
     const key = JSON.stringify(event);
     const attempt = (attempts.get(key) ?? 0) + 1;
@@ -31,6 +39,7 @@ async function startEdge(answer: (event: MediaEvent, attempt: number) => number)
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     received,
+    claims,
     attempts,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
@@ -56,7 +65,7 @@ describe('events to the edge', () => {
     const sender = new EdgeEventSender({
       edgeUrl: edge.url,
       secret,
-      nodeId: 'node-a',
+      identity: () => NODE,
       logger: createLogger('error'),
       retryDelaysMs: [10, 10],
     });
@@ -65,6 +74,10 @@ describe('events to the edge', () => {
     for (const event of events) sender.send(event);
     await sender.flush(5_000);
     expect(edge.received.map((event) => (event as { reason: string }).reason)).toEqual(['one', 'two', 'three']);
+    // Every request (retries too) carries a token used once: the edge refuses a jti it has seen.
+    const jtis = edge.claims.map((claim) => claim.jti);
+    expect(jtis).toHaveLength(6);
+    expect(new Set(jtis).size).toBe(6);
   });
 
   it('gives up on a 4xx at once and after the last retry otherwise, without blocking the caller', async () => {
@@ -73,7 +86,7 @@ describe('events to the edge', () => {
     const sender = new EdgeEventSender({
       edgeUrl: edge.url,
       secret,
-      nodeId: 'node-a',
+      identity: () => NODE,
       logger: createLogger('error'),
       retryDelaysMs: [10, 10],
     });
@@ -90,7 +103,7 @@ describe('events to the edge', () => {
     const sender = new EdgeEventSender({
       edgeUrl: 'http://127.0.0.1:9',
       secret,
-      nodeId: 'node-a',
+      identity: () => NODE,
       logger: createLogger('error'),
       retryDelaysMs: [5],
     });

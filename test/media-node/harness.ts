@@ -12,8 +12,14 @@ import {
   type PublishResponse,
   type SubscribeResponse,
 } from '../../shared/src/media-control.ts';
-import { bearerToken, signServiceToken, verifyServiceToken } from '../../shared/src/service-token.ts';
-import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
+import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
+import { bearerToken, bodyDigest, signServiceToken, verifyServiceToken } from '../../shared/src/service-token.ts';
+import {
+  EDGE_AUDIENCE,
+  MEDIA_NODE_AUDIENCE,
+  MediaEventTokenClaimsSchema,
+  TOKEN_ISSUER,
+} from '../../shared/src/token.ts';
 import { type TestPublisher, type TestSubscriber, waitFor } from '../support/werift-peers.ts';
 
 export type MediaEventOf<T extends MediaEvent['type']> = Extract<MediaEvent, { type: T }>;
@@ -24,13 +30,18 @@ export const isEvent =
   (event: MediaEvent): event is MediaEventOf<T> =>
     event.type === type && event.participant_id === participantId;
 
-/** What the edge would be: receives media events, checks their service token. */
+/**
+ * What the edge would be: receives media events, checks their service token as the edge does (bound
+ * to the body's digest and the event's room; issued by `issuer` once the node's URL is known).
+ */
 export class EdgeEventsReceiver {
   readonly events: MediaEvent[] = [];
   /** Requests refused because of their token or body. */
   readonly refused: number[] = [];
   readonly #server: Server;
   readonly #secret: Uint8Array;
+  /** The node's identity, once it listens: events must be issued by it. */
+  issuer: string | undefined;
 
   private constructor(secret: Uint8Array) {
     this.#secret = secret;
@@ -55,13 +66,22 @@ export class EdgeEventsReceiver {
 
   async #accept(path: string | undefined, authorization: string | undefined, body: string): Promise<number> {
     if (path !== EDGE_MEDIA_EVENTS_PATH) return 404;
+    let claims: { iss: string; room: string; body_sha256: string };
     try {
-      await verifyServiceToken(bearerToken(authorization) ?? '', this.#secret, EDGE_AUDIENCE);
+      claims = await verifyServiceToken(
+        bearerToken(authorization) ?? '',
+        this.#secret,
+        EDGE_AUDIENCE,
+        this.issuer,
+        MediaEventTokenClaimsSchema,
+      );
     } catch {
       return 401;
     }
+    if (claims.body_sha256 !== (await bodyDigest(body))) return 401;
     const parsed = MediaEventSchema.safeParse(JSON.parse(body));
     if (!parsed.success) return 400;
+    if (parsed.data.room_id !== claims.room) return 403;
     this.events.push(parsed.data);
     return 204;
   }
@@ -142,6 +162,7 @@ export class MediaNodeProcess {
         },
         { timeoutMs: 20_000, message: 'the media node to listen' },
       );
+      events.issuer = mediaNodeIdentity(String(listening.url));
       return new MediaNodeProcess(child, { url: String(listening.url), nodeId }, secret, events, logs);
     } catch (error) {
       await terminate(child, 'SIGKILL');
@@ -150,12 +171,15 @@ export class MediaNodeProcess {
     }
   }
 
-  /** A control-API token as the edge signs it; options make it wrong on purpose. */
-  token(options: { audience?: string; lifetimeSeconds?: number; secret?: Uint8Array } = {}): Promise<string> {
+  /** A control-API token as the edge signs it for this node; options make it wrong on purpose. */
+  token(
+    options: { audience?: string; lifetimeSeconds?: number; secret?: Uint8Array; node?: string } = {},
+  ): Promise<string> {
     return signServiceToken(options.secret ?? this.secret, {
       issuer: TOKEN_ISSUER,
       audience: options.audience ?? MEDIA_NODE_AUDIENCE,
       lifetimeSeconds: options.lifetimeSeconds,
+      claims: { node: options.node ?? mediaNodeIdentity(this.url) },
     });
   }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
 import { newId } from '../../shared/src/ids.ts';
 import { mediaControlPath } from '../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { hostileTokens } from '../support/hostile-tokens.ts';
 import { MediaNodeProcess } from './harness.ts';
@@ -32,7 +33,7 @@ describe('media node control API: hostile tokens', () => {
     node = await MediaNodeProcess.start();
     tokens = await hostileTokens({
       secret: node.secret,
-      claims: { iss: TOKEN_ISSUER, aud: MEDIA_NODE_AUDIENCE },
+      claims: { iss: TOKEN_ISSUER, aud: MEDIA_NODE_AUDIENCE, node: mediaNodeIdentity(node.url) },
       // The node's own direction (events to the edge): a token captured there must not work here.
       wrongAudience: EDGE_AUDIENCE,
       wrongIssuer: node.nodeId,

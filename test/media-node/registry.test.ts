@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from '@upstash/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REGISTRATION_TTL_SECONDS, type RegistryClient, RegistryHeartbeat } from '../../media-node/src/registry.ts';
+import { type RegistryClient, RegistryHeartbeat } from '../../media-node/src/registry.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
 import { newId } from '../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
@@ -11,6 +11,10 @@ import {
   MediaNodeRegistrationSchema,
   mediaControlPath,
 } from '../../shared/src/media-control.ts';
+import {
+  checkRegistration,
+  MEDIA_NODE_REGISTRATION_TTL_SECONDS as REGISTRATION_TTL_SECONDS,
+} from '../../shared/src/media-node-trust.ts';
 import { type RedisServer, redisServerInstalled, startRedisServer } from '../support/redis-server.ts';
 import { describeWithTool } from '../support/required-tools.ts';
 import { TestPublisher, waitFor } from '../support/werift-peers.ts';
@@ -37,6 +41,8 @@ class RecordingClient implements RegistryClient {
   }
 }
 
+const secret = randomBytes(32);
+
 describe('registry heartbeat (unit, injected client)', () => {
   it('writes a valid registration with a short TTL, reflects draining, survives failures and deregisters', async () => {
     const client = new RecordingClient();
@@ -45,6 +51,7 @@ describe('registry heartbeat (unit, injected client)', () => {
       client,
       nodeId: 'node-a',
       url: 'http://10.0.0.5:8081',
+      secret,
       status: () => status,
       logger: createLogger('error'),
       intervalMs: 60_000,
@@ -61,6 +68,11 @@ describe('registry heartbeat (unit, injected client)', () => {
       draining: false,
     });
     expect([...client.members]).toEqual(['node-a']);
+    // Signed with MEDIA_NODE_SECRET: the edge trusts it as written, and not once a field is changed.
+    const entry = MediaNodeRegistrationSchema.parse(JSON.parse(written.value));
+    expect(await checkRegistration(entry, secret, { allowHttp: false })).toBe('trusted');
+    expect(await checkRegistration({ ...entry, load: 0 }, secret, { allowHttp: false })).toBe('bad_signature');
+    expect(await checkRegistration(entry, new Uint8Array(32), { allowHttp: false })).toBe('bad_signature');
 
     status = { ...status, draining: true };
     await heartbeat.beat();
@@ -102,6 +114,7 @@ describe('registry heartbeat against an Upstash that hangs', () => {
       client,
       nodeId: 'node-hang',
       url: 'http://10.0.0.5:8081',
+      secret: new Uint8Array(32),
       status: () => ({ load: 0, capacity: 10, draining: false }),
       logger,
       intervalMs: 10,
@@ -146,6 +159,7 @@ describeWithTool(redisServerInstalled() ? 'redis-server' : undefined, 'REQUIRE_R
         const key = `${MEDIA_NODE_REGISTRY_KEY_PREFIX}${node.nodeId}`;
         const registration = MediaNodeRegistrationSchema.parse(await client.get(key));
         expect(registration).toMatchObject({ id: node.nodeId, url: node.url, load: 0, draining: false });
+        expect(await checkRegistration(registration, node.secret, { allowHttp: false })).toBe('trusted');
         expect(await client.smembers(MEDIA_NODE_REGISTRY_SET)).toContain(node.nodeId);
         const ttl = await client.ttl(key);
         expect(ttl).toBeGreaterThan(0);

@@ -11,6 +11,7 @@ import {
   SubscribeRequestSchema,
   SubscriberAnswerRequestSchema,
 } from '../../shared/src/media-control.ts';
+import { isTransportAllowed } from '../../shared/src/media-node-trust.ts';
 import {
   CreateRoomRequestSchema,
   JoinRoomRequestSchema,
@@ -19,6 +20,7 @@ import {
 } from '../../shared/src/rest.ts';
 import { ClientFrameSchema, FrameEnvelopeSchema, ServerFrameSchema } from '../../shared/src/signaling.ts';
 import { TokenClaimsSchema } from '../../shared/src/token.ts';
+import { EdgeEnvSchema } from '../../workers/src/env-schema.ts';
 
 const id = () => newId();
 const sdp = 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n';
@@ -253,5 +255,43 @@ describe('config parsing', () => {
   it('treats empty strings as unset', () => {
     expect(() => parseEnvironment(schema, { JWT_SECRET: '' })).toThrow(/JWT_SECRET: is required/);
     expect(parseEnvironment(schema, { JWT_SECRET: 'x'.repeat(32), PORT: '' }).PORT).toBe(8080);
+  });
+});
+
+describe('transport to a media node', () => {
+  const edgeEnv = (extra: Record<string, string>) => ({
+    JWT_SECRET: 'j'.repeat(32),
+    MEDIA_NODE_SECRET: 'm'.repeat(32),
+    ...extra,
+  });
+
+  it('refuses MEDIA_NODE_URL over http to a public address unless MEDIA_NODE_ALLOW_HTTP', () => {
+    expect(() => parseEnvironment(EdgeEnvSchema, edgeEnv({ MEDIA_NODE_URL: 'http://203.0.113.7:8081' }))).toThrow(
+      /MEDIA_NODE_URL: must be https/,
+    );
+    const allowed = edgeEnv({ MEDIA_NODE_URL: 'http://203.0.113.7:8081', MEDIA_NODE_ALLOW_HTTP: 'true' });
+    expect(parseEnvironment(EdgeEnvSchema, allowed).MEDIA_NODE_ALLOW_HTTP).toBe(true);
+    for (const url of ['https://media.example', 'http://127.0.0.1:8081', 'http://10.0.0.5:8081']) {
+      expect(parseEnvironment(EdgeEnvSchema, edgeEnv({ MEDIA_NODE_URL: url })).MEDIA_NODE_URL).toBe(url);
+    }
+  });
+
+  it.each([
+    ['http://127.0.0.1:8081', true],
+    ['http://localhost:8081', true],
+    ['http://172.16.0.1', true],
+    ['http://172.32.0.1', false],
+    ['http://192.168.1.2', true],
+    ['http://[::1]:8081', true],
+    ['http://[fd00::5]', true],
+    ['http://[::ffff:127.0.0.1]', true],
+    ['http://[::ffff:8.8.8.8]', false],
+    ['http://[2001:db8::1]', false],
+    ['http://8.8.8.8', false],
+    ['http://media.internal', false],
+    ['https://8.8.8.8', true],
+    ['ftp://127.0.0.1', false],
+  ])('%s is allowed without the flag: %s', (url, allowed) => {
+    expect(isTransportAllowed(url, false)).toBe(allowed);
   });
 });

@@ -1,6 +1,8 @@
 import { env, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../shared/src/log.ts';
 import type { MediaNodeRegistration } from '../../shared/src/media-control.ts';
+import { signRegistration } from '../../shared/src/media-node-trust.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
 import { MediaCallError } from '../../workers/src/media/media-node-client.ts';
 import { chooseNode, MediaNodePlacement } from '../../workers/src/media/media-node-placement.ts';
@@ -32,41 +34,102 @@ describe('chooseNode', () => {
 });
 
 describe('MediaNodePlacement', () => {
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  /** Entries as the nodes write them: signed with MEDIA_NODE_SECRET. */
+  const signed = (nodes: MediaNodeRegistration[]) => Promise.all(nodes.map((entry) => signRegistration(entry, secret)));
+
   /** Runs `body` with a placement on a fresh room object's storage and a registry the test controls. */
   async function withPlacement(
-    options: { staticUrl?: string; registry: () => Promise<MediaNodeRegistration[]> },
-    body: (placement: MediaNodePlacement) => Promise<void>,
+    options: { staticUrl?: string; allowHttp?: boolean; registry: () => Promise<MediaNodeRegistration[]> },
+    body: (placement: MediaNodePlacement, logs: string[]) => Promise<void>,
   ) {
     const config = {
       ...edgeConfig(env),
       upstash: { url: 'http://registry.test', token: 'x' },
-      mediaNode: { url: options.staticUrl, secret: new Uint8Array(32) },
+      mediaNode: { url: options.staticUrl, secret, allowHttp: options.allowHttp ?? false },
     };
     const repository = { listMediaNodes: options.registry } as unknown as RoomRepository;
+    const logs: string[] = [];
+    const logger = createLogger('warn', {});
+    const capture = {
+      ...logger,
+      warn: (message: string, fields?: object) => logs.push(`${message} ${JSON.stringify(fields)}`),
+    };
     const stub = env.ROOMS.get(env.ROOMS.newUniqueId());
     await runInDurableObject(stub, (_instance, state) =>
-      body(new MediaNodePlacement(state.storage, () => repository, config)),
+      body(
+        new MediaNodePlacement(
+          state.storage,
+          () => repository,
+          config,
+          () => capture,
+        ),
+        logs,
+      ),
     );
   }
 
+  it('gives no room to a forged entry (load 0, unsigned or signed with another secret), and logs each', async () => {
+    const real = (await signed([node('https://real.example', 50, 100)]))[0]!;
+    const forgedUnsigned = node('https://attacker.example', 0, 100);
+    const forgedWrongKey = await signRegistration(node('https://attacker2.example', 0, 100), new Uint8Array(32));
+    const tampered = { ...real, url: 'https://attacker3.example', load: 0 };
+    await withPlacement(
+      { registry: async () => [forgedUnsigned, forgedWrongKey, tampered, real] },
+      async (placement, logs) => {
+        expect(await placement.baseUrl()).toBe('https://real.example');
+        expect(logs).toHaveLength(3);
+        expect(logs.join('\n')).toMatch(/"verdict":"unsigned"/);
+        expect(logs.join('\n')).toMatch(/"verdict":"bad_signature"/);
+        expect(logs.join('\n')).toMatch(/"node_id":"https:\/\/attacker2.example"/);
+      },
+    );
+  });
+
+  it('gives no room to a replayed old entry', async () => {
+    const old = node('https://old.example', 0, 100);
+    old.updated_at = new Date(Date.now() - 60_000).toISOString();
+    const entries = await signed([old, node('https://live.example', 50, 100)]);
+    await withPlacement({ registry: async () => entries }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://live.example');
+    });
+  });
+
+  it('refuses plain http to a public address unless MEDIA_NODE_ALLOW_HTTP; loopback and private networks may', async () => {
+    const publicHttp = await signed([node('http://203.0.113.7:8081', 0, 100), node('https://tls.example', 90, 100)]);
+    await withPlacement({ registry: async () => publicHttp }, async (placement, logs) => {
+      expect(await placement.baseUrl()).toBe('https://tls.example');
+      expect(logs.join('\n')).toMatch(/"verdict":"insecure_url"/);
+    });
+    await withPlacement({ allowHttp: true, registry: async () => publicHttp }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('http://203.0.113.7:8081');
+    });
+    for (const local of ['http://127.0.0.1:8081', 'http://10.1.2.3:8081', 'http://192.168.0.9', 'http://[::1]:8081']) {
+      const entries = await signed([node(local, 0, 100), node('https://tls.example', 90, 100)]);
+      await withPlacement({ registry: async () => entries }, async (placement) => {
+        expect(await placement.baseUrl()).toBe(local);
+      });
+    }
+  });
+
   it('pins a room to the least-loaded node and keeps it there when a registry read misses that node', async () => {
-    let nodes = [node('http://a', 10, 100), node('http://b', 50, 100)];
-    await withPlacement({ registry: async () => nodes }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('http://a');
-      nodes = [node('http://b', 0, 100)];
-      expect(await placement.baseUrl()).toBe('http://a');
+    let nodes = [node('https://a', 10, 100), node('https://b', 50, 100)];
+    await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://a');
+      nodes = [node('https://b', 0, 100)];
+      expect(await placement.baseUrl()).toBe('https://a');
     });
   });
 
   it('places the room again once its node is released as unreachable', async () => {
-    let nodes = [node('http://a', 10, 100)];
-    await withPlacement({ registry: async () => nodes }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('http://a');
-      nodes = [node('http://a', 10, 100, true), node('http://b', 20, 100)];
-      await placement.release('http://other');
-      expect(await placement.baseUrl()).toBe('http://a');
-      await placement.release('http://a');
-      expect(await placement.baseUrl()).toBe('http://b');
+    let nodes = [node('https://a', 10, 100)];
+    await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://a');
+      nodes = [node('https://a', 10, 100, true), node('https://b', 20, 100)];
+      await placement.release('https://other');
+      expect(await placement.baseUrl()).toBe('https://a');
+      await placement.release('https://a');
+      expect(await placement.baseUrl()).toBe('https://b');
     });
   });
 

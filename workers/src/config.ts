@@ -13,8 +13,11 @@ export interface EdgeConfig {
   apiKey?: string;
   /** `'*'` or an explicit list of origins. */
   allowedOrigins: '*' | string[];
-  /** Absent: no media node is configured (signaling without media). */
-  mediaNode?: { url?: string; secret: Uint8Array };
+  /**
+   * Absent: no media node is configured (signaling without media). `allowHttp`: plain http to a node
+   * on a public address is accepted (MEDIA_NODE_ALLOW_HTTP); otherwise only loopback/private ones.
+   */
+  mediaNode?: { url?: string; secret: Uint8Array; allowHttp: boolean };
   maxParticipants: number;
   reconnectGraceSeconds: number;
   /** The header a trusted reverse proxy sets to the client's address (rate limiting); absent: CF-Connecting-IP. */
@@ -49,7 +52,11 @@ export function parseEdgeConfig(env: Env): EdgeConfig {
     apiKey: parsed.API_KEY,
     allowedOrigins: origins.length === 0 || origins.includes('*') ? '*' : origins,
     mediaNode: parsed.MEDIA_NODE_SECRET
-      ? { url: parsed.MEDIA_NODE_URL, secret: encoder.encode(parsed.MEDIA_NODE_SECRET) }
+      ? {
+          url: parsed.MEDIA_NODE_URL,
+          secret: encoder.encode(parsed.MEDIA_NODE_SECRET),
+          allowHttp: parsed.MEDIA_NODE_ALLOW_HTTP,
+        }
       : undefined,
     maxParticipants: parsed.MAX_PARTICIPANTS,
     reconnectGraceSeconds: parsed.RECONNECT_GRACE_SECONDS,

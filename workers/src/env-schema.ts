@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { IceUrlEnvSchema, LogLevelSchema, PositiveIntSchema, SecretSchema } from '../../shared/src/config.ts';
+import { isTransportAllowed } from '../../shared/src/media-node-trust.ts';
 
 /** The edge's variables and secrets, as wrangler hands them over: config.ts parses them once. */
 export const EdgeEnvSchema = z
@@ -19,6 +20,8 @@ export const EdgeEnvSchema = z
     ALLOWED_ORIGINS: z.string().default('*'),
     MEDIA_NODE_URL: z.url().optional(),
     MEDIA_NODE_SECRET: SecretSchema.optional(),
+    /** `true`: plain http to a media node on a public address is allowed (else https, or loopback/private). */
+    MEDIA_NODE_ALLOW_HTTP: z.stringbool().default(false),
     MAX_PARTICIPANTS: PositiveIntSchema(100, 10_000),
     RECONNECT_GRACE_SECONDS: PositiveIntSchema(20, 3600),
     CLIENT_IP_HEADER: z
@@ -36,6 +39,13 @@ export const EdgeEnvSchema = z
     }
     if (env.MEDIA_NODE_URL && !env.MEDIA_NODE_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['MEDIA_NODE_SECRET'], message: 'is required when MEDIA_NODE_URL is set' });
+    }
+    if (env.MEDIA_NODE_URL && !isTransportAllowed(env.MEDIA_NODE_URL, env.MEDIA_NODE_ALLOW_HTTP)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MEDIA_NODE_URL'],
+        message: 'must be https unless on loopback or a private network (or set MEDIA_NODE_ALLOW_HTTP=true)',
+      });
     }
   });
 

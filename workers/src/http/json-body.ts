@@ -56,6 +56,15 @@ export async function readJsonBody<S extends z.ZodType>(
   schema: S,
   maxBytes: number = LIMITS.restBodyMaxBytes,
 ): Promise<z.output<S>> {
+  return (await readJsonBodyText(c, schema, maxBytes)).data;
+}
+
+/** {@link readJsonBody}, with the exact text read (to check a digest a signature covers). */
+export async function readJsonBodyText<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+  maxBytes: number = LIMITS.restBodyMaxBytes,
+): Promise<{ data: z.output<S>; text: string }> {
   const { text, bytes } = await readCapped(c.req.raw);
   if (text.trim() === '') throw new HttpError(400, 'bad_request', 'request body is empty: send a JSON object');
   let json: unknown;
@@ -69,5 +78,5 @@ export async function readJsonBody<S extends z.ZodType>(
     throw new HttpError(400, 'validation_failed', 'request body is invalid', issueDetails(parsed.error));
   }
   if (bytes > maxBytes) throw tooLarge();
-  return parsed.data;
+  return { data: parsed.data, text };
 }

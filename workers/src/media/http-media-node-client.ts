@@ -9,6 +9,7 @@ import {
   RoomPeersResponseSchema,
   SubscribeResponseSchema,
 } from '../../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
@@ -22,7 +23,10 @@ interface Placement {
   baseUrl(): Promise<string>;
   release(url: string): Promise<void>;
 }
-/** Tokens live as long as the node accepts (60 s) and are reused for 30 s: one HMAC per half minute, not one per ICE candidate. */
+/**
+ * Tokens live as long as the node accepts (60 s) and are reused for 30 s with the same node: one HMAC
+ * per half minute, not one per ICE candidate.
+ */
 const TOKEN_REUSE_MS = 30_000;
 
 /**
@@ -33,7 +37,7 @@ const TOKEN_REUSE_MS = 30_000;
 export class HttpMediaNodeClient implements MediaNodeClient {
   readonly #secret: Uint8Array;
   readonly #placement: Placement;
-  #token: { value: string; mintedAt: number } | undefined;
+  #token: { value: string; mintedAt: number; node: string } | undefined;
 
   constructor(secret: Uint8Array, placement: Placement) {
     this.#secret = secret;
@@ -72,15 +76,21 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     return this.#call('describeRoom', roomId, undefined, RoomPeersResponseSchema, undefined, PROBE_TIMEOUT_MS);
   }
 
-  async #bearer(): Promise<string> {
+  /**
+   * A control token bound to the node it is sent to (`node` claim): a node that receives it, or
+   * whoever runs a node drawn into placement, cannot replay it against another node.
+   */
+  async #bearer(baseUrl: string): Promise<string> {
     const now = Date.now();
-    if (!this.#token || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
+    const node = mediaNodeIdentity(baseUrl);
+    if (!this.#token || this.#token.node !== node || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
       const value = await signServiceToken(this.#secret, {
         issuer: TOKEN_ISSUER,
         audience: MEDIA_NODE_AUDIENCE,
         lifetimeSeconds: MEDIA_TOKEN_MAX_LIFETIME_SECONDS,
+        claims: { node },
       });
-      this.#token = { value, mintedAt: now };
+      this.#token = { value, mintedAt: now, node };
     }
     return this.#token.value;
   }
@@ -106,7 +116,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
       response = await fetch(new URL(path, baseUrl), {
         method,
         headers: {
-          authorization: `Bearer ${await this.#bearer()}`,
+          authorization: `Bearer ${await this.#bearer(baseUrl)}`,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),

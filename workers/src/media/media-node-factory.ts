@@ -1,3 +1,4 @@
+import type { Logger } from '../../../shared/src/log.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { HttpMediaNodeClient } from './http-media-node-client.ts';
@@ -14,8 +15,9 @@ export function createMediaNodeClient(
   config: EdgeConfig,
   storage: DurableObjectStorage,
   repository: () => RoomRepository,
+  logger: () => Logger,
 ): MediaNodeClient {
   const mediaNode = config.mediaNode;
   if (!mediaNode) return unavailableMediaNodeClient('no media node is configured (MEDIA_NODE_SECRET is unset)');
-  return new HttpMediaNodeClient(mediaNode.secret, new MediaNodePlacement(storage, repository, config));
+  return new HttpMediaNodeClient(mediaNode.secret, new MediaNodePlacement(storage, repository, config, logger));
 }

@@ -1,4 +1,6 @@
+import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaNodeRegistration } from '../../../shared/src/media-control.ts';
+import { checkRegistration } from '../../../shared/src/media-node-trust.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaCallError } from './media-node-client.ts';
@@ -29,19 +31,30 @@ export function abandonNode(kv: SyncKvStorage, url: string, now = Date.now()): v
  * the pin is kept in the room's Durable Object storage. It is not moved because a registry read
  * missed the node (a late heartbeat must not split a room over two nodes); only a node that cannot
  * be reached releases it ({@link release}), and the next call places the room again: on the
- * least-loaded live, non-draining node of the registry, else on MEDIA_NODE_URL.
+ * least-loaded live, non-draining node of the registry, else on MEDIA_NODE_URL. Only registry entries
+ * signed with MEDIA_NODE_SECRET, fresh, and on https (or a loopback/private address, or with
+ * MEDIA_NODE_ALLOW_HTTP) count: whoever can write to Redis cannot draw rooms to a node of theirs.
  */
 export class MediaNodePlacement {
   readonly #storage: DurableObjectStorage;
   readonly #repository: () => RoomRepository;
   readonly #staticUrl: string | undefined;
   readonly #useRegistry: boolean;
+  readonly #trust: { secret: Uint8Array; allowHttp: boolean } | undefined;
+  readonly #logger: () => Logger;
 
-  constructor(storage: DurableObjectStorage, repository: () => RoomRepository, config: EdgeConfig) {
+  constructor(
+    storage: DurableObjectStorage,
+    repository: () => RoomRepository,
+    config: EdgeConfig,
+    logger: () => Logger,
+  ) {
     this.#storage = storage;
     this.#repository = repository;
     this.#staticUrl = config.mediaNode?.url;
     this.#useRegistry = config.upstash !== undefined;
+    this.#trust = config.mediaNode && { secret: config.mediaNode.secret, allowHttp: config.mediaNode.allowHttp };
+    this.#logger = logger;
   }
 
   async baseUrl(): Promise<string> {
@@ -59,15 +72,27 @@ export class MediaNodePlacement {
   }
 
   async #chooseFromRegistry(): Promise<string | undefined> {
-    if (!this.#useRegistry) return undefined;
+    if (!this.#useRegistry || !this.#trust) return undefined;
+    let entries: MediaNodeRegistration[];
     try {
-      const lost = this.#storage.kv.get<LostNode>(MEDIA_NODE_LOST_KEY);
-      const nodes = await this.#repository().listMediaNodes();
-      return chooseNode(lost && lost.until > Date.now() ? nodes.filter((node) => node.url !== lost.url) : nodes);
+      entries = await this.#repository().listMediaNodes();
     } catch {
       // The registry is unreachable: MEDIA_NODE_URL, if set, still serves.
       return undefined;
     }
+    const trusted = await this.#trusted(entries, this.#trust);
+    const lost = this.#storage.kv.get<LostNode>(MEDIA_NODE_LOST_KEY);
+    return chooseNode(lost && lost.until > Date.now() ? trusted.filter((node) => node.url !== lost.url) : trusted);
+  }
+
+  async #trusted(entries: MediaNodeRegistration[], trust: { secret: Uint8Array; allowHttp: boolean }) {
+    const trusted: MediaNodeRegistration[] = [];
+    for (const entry of entries) {
+      const verdict = await checkRegistration(entry, trust.secret, { allowHttp: trust.allowHttp });
+      if (verdict === 'trusted') trusted.push(entry);
+      else this.#logger().warn('ignoring a media node registry entry', { verdict, node_id: entry.id });
+    }
+    return trusted;
   }
 }
 

@@ -13,6 +13,7 @@ import { CLOSE_CODES } from '../../../shared/src/signaling-socket.ts';
 import { type EdgeConfig, edgeConfig } from '../config.ts';
 import type { Env } from '../env.ts';
 import { errorResponse } from '../http/errors.ts';
+import { type MediaEventOrigin, MediaEventOriginCheck, type MediaEventVerdict } from '../media/media-event-origin.ts';
 import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
 import { abandonNode, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
@@ -83,6 +84,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   readonly #state: RoomState;
   readonly #handle: RoomHandle;
   readonly #storeMirror: StoreMirror;
+  readonly #eventOrigins: MediaEventOriginCheck;
   #config: EdgeConfig | undefined;
   #baseLogger: Logger | undefined;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
@@ -105,6 +107,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       logger: () => this.#logger(),
     });
     this.#handle = this.#createHandle();
+    this.#eventOrigins = new MediaEventOriginCheck(ctx.storage.kv);
   }
 
   /** The narrow view handlers get; the class's own members stay private (and out of RPC). */
@@ -148,7 +151,12 @@ export class RoomCoordinator extends DurableObject<Env> {
 
   #media(): MediaNodeClient {
     const create = (this.constructor as typeof RoomCoordinator).createMediaNodeClient;
-    this.#mediaNode ??= create(this.#settings(), this.ctx.storage, () => this.#repository());
+    this.#mediaNode ??= create(
+      this.#settings(),
+      this.ctx.storage,
+      () => this.#repository(),
+      () => this.#logger(),
+    );
     return this.#mediaNode;
   }
 
@@ -370,6 +378,23 @@ export class RoomCoordinator extends DurableObject<Env> {
       return;
     }
     queueMediaEvent(this.#handle, parsed, (participantId, task) => this.#exclusive(participantId, task));
+  }
+
+  /**
+   * A media event as the node POSTs it (routes/internal.ts, token already verified and bound to this
+   * room and body): accepted only from the node this room is pinned to and once per token, then
+   * handled as {@link handleMediaEvent}. Events for a room not open here are refused likewise.
+   */
+  async handleNodeEvent(event: MediaEvent, origin: MediaEventOrigin): Promise<MediaEventVerdict> {
+    const parsed = MediaEventSchema.parse(event);
+    const verdict =
+      this.#state.meta()?.roomId === parsed.room_id ? this.#eventOrigins.admit(origin, Date.now()) : 'other_node';
+    if (verdict !== 'accepted') {
+      this.#logger().warn('media event refused', { type: parsed.type, verdict });
+      return verdict;
+    }
+    await this.handleMediaEvent(parsed);
+    return verdict;
   }
 
   // ---- The connection lifecycle ----
