@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
 import { newId } from '../../shared/src/ids.ts';
 import { mediaControlPath } from '../../shared/src/media-control.ts';
-import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { signServiceToken } from '../../shared/src/service-token.ts';
+import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
 import { TestPublisher, TestSubscriber } from '../support/werift-peers.ts';
 import { MediaNodeProcess, publishThrough, subscribeThrough } from './harness.ts';
 
@@ -38,14 +39,7 @@ describe('media node control API: authentication, validation, errors', () => {
     ['a token minted for another node', async () => node.token({ node: 'http://127.0.0.1:1/' })],
     [
       'a token naming no node',
-      async () =>
-        new SignJWT({})
-          .setProtectedHeader({ alg: 'HS256' })
-          .setIssuer('truegather-edge')
-          .setAudience(MEDIA_NODE_AUDIENCE)
-          .setIssuedAt()
-          .setExpirationTime('30s')
-          .sign(node.secret),
+      async () => signServiceToken(node.secret, { issuer: TOKEN_ISSUER, audience: MEDIA_NODE_AUDIENCE }),
     ],
     [
       'an expired token',
