@@ -12,14 +12,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { startStack } from '../scripts/stack.ts';
 import { newId } from '../shared/src/ids.ts';
 import type { Room } from '../shared/src/rest.ts';
 import type { ServerFrame } from '../shared/src/signaling.ts';
-import { TOKEN_ALGORITHM, TOKEN_AUDIENCE, TOKEN_ISSUER, type TokenClaims } from '../shared/src/token.ts';
 import { freePort } from '../test/support/ports.ts';
+import { mintParticipantToken } from './participant-token.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,29 +35,6 @@ interface Target {
   edgeUrl: string;
   roomId: string;
   jwtSecret: string;
-}
-
-/**
- * A participant token as REST join issues it (shared/src/token.ts claims), signed here with the
- * secret this run generated: REST join is rate limited per client (100/min), and the benchmark
- * measures signaling, not token issuance.
- */
-function mintToken(secret: string, roomId: string, participantId: string, display: string): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  const claims: TokenClaims = {
-    iss: TOKEN_ISSUER,
-    aud: TOKEN_AUDIENCE,
-    sub: participantId,
-    room: roomId,
-    name: display,
-    grants: { publish: true, subscribe: true, admin: false, publish_data: true, hidden: false },
-    jti: newId(),
-    iat: now,
-    exp: now + 900,
-  };
-  return new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT' })
-    .sign(new TextEncoder().encode(secret));
 }
 
 /** A signaling client that timestamps every frame on arrival. */
@@ -79,7 +55,12 @@ class Client {
 
   static async connect(target: Target, display: string): Promise<Client> {
     const participantId = newId();
-    const token = await mintToken(target.jwtSecret, target.roomId, participantId, display);
+    const token = await mintParticipantToken(new TextEncoder().encode(target.jwtSecret), {
+      roomId: target.roomId,
+      participantId,
+      display,
+      lifetimeSeconds: 900,
+    });
     const url = `${target.edgeUrl.replace(/^http/, 'ws')}/ws?room_id=${target.roomId}`;
     const ws = new WebSocket(url, ['truegather.v1', token]);
     await new Promise<void>((resolve, reject) => {

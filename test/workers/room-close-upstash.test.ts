@@ -2,11 +2,9 @@ import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { Redis } from '@upstash/redis/cloudflare';
 import { expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
-import {
-  MEDIA_NODE_REGISTRY_KEY_PREFIX,
-  MEDIA_NODE_REGISTRY_SET,
-  type MediaNodeRegistration,
-} from '../../shared/src/media-control.ts';
+import { MEDIA_NODE_REGISTRY_KEY_PREFIX, MEDIA_NODE_REGISTRY_SET } from '../../shared/src/media-control.ts';
+import { signRegistration } from '../../shared/src/media-node-trust.ts';
+import { edgeConfig } from '../../workers/src/config.ts';
 import type { Env } from '../../workers/src/env.ts';
 import { MEDIA_NODE_PIN_KEY } from '../../workers/src/media/media-node-placement.ts';
 import type { RoomCoordinator } from '../../workers/src/room/room-coordinator.ts';
@@ -20,14 +18,17 @@ it('closes a room on the node it is pinned to, and leaves no pin behind', async 
   // A registered "node" that answers HTTP but refuses every control call: the room gets pinned to it
   // (only an unreachable node releases a pin), and nothing else of the room depends on it.
   const redis = new Redis({ url: edgeEnv.UPSTASH_REDIS_REST_URL!, token: edgeEnv.UPSTASH_REDIS_REST_TOKEN! });
-  const node: MediaNodeRegistration = {
-    id: `refusing-${newId()}`,
-    url: edgeEnv.UPSTASH_REDIS_REST_URL!,
-    load: 0,
-    capacity: 1_000,
-    draining: false,
-    updated_at: new Date().toISOString(),
-  };
+  const node = await signRegistration(
+    {
+      id: `refusing-${newId()}`,
+      url: edgeEnv.UPSTASH_REDIS_REST_URL!,
+      load: 0,
+      capacity: 1_000,
+      draining: false,
+      updated_at: new Date().toISOString(),
+    },
+    edgeConfig(edgeEnv).mediaNode!.secret,
+  );
   await redis.sadd(MEDIA_NODE_REGISTRY_SET, node.id);
   await redis.set(`${MEDIA_NODE_REGISTRY_KEY_PREFIX}${node.id}`, JSON.stringify(node), { ex: 60 });
 
