@@ -15,12 +15,12 @@
  *
  *   npm run soak -- --clients 300 --rooms 30 --duration 300
  */
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from '@upstash/redis';
+import { createClient } from 'redis';
 import WebSocket from 'ws';
 import { expectReply, SignalingConnection } from '../client/src/signaling-connection.ts';
 import { freePort, generateSecret, startStack } from '../scripts/stack.ts';
@@ -211,6 +211,10 @@ class RoomRun {
     this.#media = MEDIA_EVERY > 0 && index % MEDIA_EVERY === 0;
   }
 
+  get id(): string {
+    return this.#room.id;
+  }
+
   get subscribers(): number {
     return [...this.members.values()].filter((member) => member.subscriber).length;
   }
@@ -367,21 +371,20 @@ function memory(): { media_node_mb: number; workerd_mb: number } {
   };
 }
 
-/** Room objects written since `since`, and the keys each still holds. */
-function durableObjectLeftovers(since: number): { objects: number; keys: string[] } {
+/** The keys left in the Durable Object storage of each room (miniflare keeps one SQLite file per object, with its name). */
+function durableObjectLeftovers(roomIds: Set<string>): { objects: number; keys: string[] } {
   let objects = 0;
   const keys: string[] = [];
   for (const file of readdirSync(durableObjectDir)) {
     if (!file.endsWith('.sqlite')) continue;
-    const path = join(durableObjectDir, file);
-    const written = Math.max(statSync(path).mtimeMs, statSync(`${path}-wal`, { throwIfNoEntry: false })?.mtimeMs ?? 0);
-    if (written < since) continue;
-    objects++;
-    const db = new DatabaseSync(path, { readOnly: true });
+    const db = new DatabaseSync(join(durableObjectDir, file), { readOnly: true });
     try {
+      const names = db.prepare('SELECT name FROM __miniflare_do_name').all();
+      if (!names.some((row) => roomIds.has(String(row.name)))) continue;
+      objects++;
       for (const row of db.prepare('SELECT key FROM _cf_KV').all()) keys.push(String(row.key).split(':')[0] ?? '');
     } catch {
-      // An object that never stored anything has no table.
+      // An object that never stored anything has no tables.
     } finally {
       db.close();
     }
@@ -396,10 +399,11 @@ async function main(): Promise<void> {
   const redis = await startRedisServer();
   const upstashToken = generateSecret();
   const endpoint = await startUpstashCompatServer({ redisUrl: redis.url, token: upstashToken, logLevel: 'error' });
-  const direct = new Redis({ url: endpoint.url, token: upstashToken, automaticDeserialization: false });
+  // KEYS is not among the commands the Upstash endpoint serves: ask redis-server itself.
+  const direct = createClient({ url: redis.url });
+  await direct.connect();
   const serverErrors: string[] = [];
   const [edgePort, mediaPort] = [await freePort(), await freePort()];
-  const runStartedAt = Date.now();
   const stack = await startStack({
     edgeHost: '127.0.0.1',
     edgePort,
@@ -454,13 +458,14 @@ async function main(): Promise<void> {
     const roomKeys = async () => (await direct.keys('room:*')).length;
     const mediaRooms = async () =>
       ((await (await fetch(`${stack.mediaUrl}/health`)).json()) as { rooms: number }).rooms;
-    let leftovers = { redisRoomKeys: -1, objects: durableObjectLeftovers(runStartedAt), nodeRooms: -1 };
+    const roomIds = new Set(rooms.map((room) => room.id));
+    let leftovers = { redisRoomKeys: -1, objects: durableObjectLeftovers(roomIds), nodeRooms: -1 };
     try {
       await waitFor(
         async () => {
           leftovers = {
             redisRoomKeys: await roomKeys(),
-            objects: durableObjectLeftovers(runStartedAt),
+            objects: durableObjectLeftovers(roomIds),
             nodeRooms: await mediaRooms(),
           };
           return leftovers.redisRoomKeys === 0 && leftovers.objects.keys.length === 0 && leftovers.nodeRooms === 0;
@@ -532,6 +537,7 @@ async function main(): Promise<void> {
   } finally {
     await stack.stop();
     await endpoint.close();
+    await direct.quit();
     await redis.stop();
   }
 }
