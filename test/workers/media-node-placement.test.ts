@@ -134,11 +134,11 @@ describe('MediaNodePlacement', () => {
   });
 
   it('keeps away from a released node while the registry still lists it (its entry outlives it)', async () => {
-    const nodes = [node('http://a', 0, 100), node('http://b', 50, 100)];
-    await withPlacement({ registry: async () => nodes }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('http://a');
-      await placement.release('http://a');
-      expect(await placement.baseUrl()).toBe('http://b');
+    const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
+    await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://a');
+      await placement.release('https://a');
+      expect(await placement.baseUrl()).toBe('https://b');
     });
   });
 
