@@ -1,14 +1,20 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReply } from '../../client/src/signaling-connection.ts';
 import { launchMediaNode, type RunningStack, terminate } from '../../scripts/stack.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
-import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
+import {
+  createRoom,
+  type JoinedParticipant,
+  joinParticipant,
+  publishFrom,
+  receiveFrom,
+  startLoopbackStack,
+} from '../support/e2e-stack.ts';
 import { freePort } from '../support/ports.ts';
 import { type RedisServer, redisAvailableOrSkip, startRedisServer } from '../support/redis-server.ts';
-import { TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { waitFor } from '../support/werift-peers.ts';
 
 /**
  * Several media nodes in the registry (Redis through the local Upstash endpoint), through the real
@@ -96,50 +102,17 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
   }
   const retire = (node: Node) => live.splice(live.indexOf(node), 1);
 
-  type Joined = Awaited<ReturnType<typeof joinParticipant>>;
-  const since = (participant: Joined, from: number) => participant.frames.slice(from);
-  const publisherLeft = (participant: Joined, from: number, id: string) =>
+  const since = (participant: JoinedParticipant, from: number) => participant.frames.slice(from);
+  const publisherLeft = (participant: JoinedParticipant, from: number, id: string) =>
     since(participant, from).some((frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === id);
   const publisherJoined = (frames: ServerFrame[]) => frames.some((frame) => frame.type === 'publisher_joined');
-
-  /** Publishes from a new werift peer; a publish refused while the room moves is tried again, as the SDK does. */
-  async function publish(participant: Joined): Promise<TestPublisher> {
-    return waitFor(
-      async () => {
-        const publisher = await TestPublisher.create();
-        try {
-          const answer = expectReply(
-            await participant.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
-            'publish_answer',
-          );
-          await publisher.setAnswer(answer.payload.sdp);
-          return publisher;
-        } catch {
-          await publisher.close();
-          return undefined;
-        }
-      },
-      { timeoutMs: 20_000, intervalMs: 500, message: 'a publish_offer answered' },
-    );
-  }
-
-  async function receive(participant: Joined, feed: string): Promise<TestSubscriber> {
-    const subscriber = new TestSubscriber();
-    const offer = expectReply(await participant.connection.request('subscribe', { feeds: [feed] }), 'subscribe_offer');
-    expectReply(
-      await participant.connection.request('subscribe_answer', { sdp: await subscriber.answer(offer.payload.sdp) }),
-      'ack',
-    );
-    await waitFor(() => subscriber.packets('video') > 0, { timeoutMs: 20_000, message: 'video' });
-    return subscriber;
-  }
 
   it('SIGKILL: the next publish_offer lands on the healthy node; no participant leaves', async () => {
     const room = await createRoom(stack, 'failover');
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
     const before = await roomCounts();
-    const first = await publish(alice);
+    const first = await publishFrom(alice, 20_000);
     await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
 
     const { held: dead, others } = await gained(before);
@@ -156,7 +129,7 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     // The registry still lists the dead node (its entry lives on for seconds), unloaded: the room
     // must not go back to it.
     const beforeAgain = await roomCounts();
-    const again = await publish(alice);
+    const again = await publishFrom(alice, 20_000);
     expect((await gained(beforeAgain)).held).toBe(others[0]);
     await waitFor(() => publisherJoined(since(bob, marks.bob)), {
       timeoutMs: 20_000,
@@ -177,9 +150,9 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
     const before = await roomCounts();
-    const peers: { close(): Promise<void> }[] = [await publish(alice)];
+    const peers: { close(): Promise<void> }[] = [await publishFrom(alice, 20_000)];
     await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
-    const subscriber = await receive(bob, alice.id);
+    const subscriber = await receiveFrom(bob, alice.id);
     peers.push(subscriber);
 
     const { held: draining, others } = await gained(before);
@@ -195,7 +168,7 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     const other = await createRoom(stack, 'elsewhere');
     const carol = await joinParticipant(stack, other.id, 'Carol');
     const beforeCarol = await roomCounts();
-    peers.push(await publish(carol));
+    peers.push(await publishFrom(carol, 20_000));
     expect(others).toContain((await gained(beforeCarol)).held);
 
     // The drain timeout closes the call on the node: everyone hears it, and publishing again moves it.
@@ -204,12 +177,12 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
       message: 'publisher_left after the drain timeout',
     });
     retire(draining);
-    peers.push(await publish(alice));
+    peers.push(await publishFrom(alice, 20_000));
     await waitFor(() => publisherJoined(since(bob, marks.bob)), {
       timeoutMs: 20_000,
       message: 'publisher_joined again',
     });
-    peers.push(await receive(bob, alice.id));
+    peers.push(await receiveFrom(bob, alice.id));
     for (const participant of [alice, bob]) {
       expect(participant.frames.filter((frame) => frame.type === 'participant_left')).toEqual([]);
     }

@@ -1,9 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectReply } from '../../client/src/signaling-connection.ts';
 import type { RunningStack } from '../../scripts/stack.ts';
 import type { ServerFrame, ServerFrameType } from '../../shared/src/signaling.ts';
-import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
-import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import {
+  createRoom,
+  type JoinedParticipant,
+  joinParticipant,
+  publishFrom,
+  receiveFrom,
+  startLoopbackStack,
+} from '../support/e2e-stack.ts';
+import { PeerSet, waitFor } from '../support/werift-peers.ts';
 
 /**
  * A media node killed mid-call (#12 item 4), through the real stack as `npm start` runs it: the
@@ -23,11 +29,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-type Joined = Awaited<ReturnType<typeof joinParticipant>>;
-
 /** The first frame of `type` at or after index `from` of the participant's frames that matches. */
 function nextFrame<T extends ServerFrameType>(
-  participant: Joined,
+  participant: JoinedParticipant,
   type: T,
   from: number,
   {
@@ -44,37 +48,14 @@ function nextFrame<T extends ServerFrameType>(
   );
 }
 
-/** Publishes from a new werift peer; resolves once the answer is applied. */
-async function publish(participant: Joined): Promise<TestPublisher> {
-  const publisher = peers.track(await TestPublisher.create());
-  const answer = expectReply(
-    await participant.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
-    'publish_answer',
-  );
-  await publisher.setAnswer(answer.payload.sdp);
-  return publisher;
-}
-
-/** Subscribes to `feed` from a new werift peer and waits for video from it. */
-async function receive(participant: Joined, feed: string): Promise<TestSubscriber> {
-  const subscriber = peers.track(new TestSubscriber());
-  const offer = expectReply(await participant.connection.request('subscribe', { feeds: [feed] }), 'subscribe_offer');
-  expectReply(
-    await participant.connection.request('subscribe_answer', { sdp: await subscriber.answer(offer.payload.sdp) }),
-    'ack',
-  );
-  await waitFor(() => subscriber.packets('video') > 0, { timeoutMs: 20_000, message: 'video from the publisher' });
-  return subscriber;
-}
-
 describe('a media node killed mid-call', () => {
   it('everyone hears publisher_left within 10 s; the node comes back and the call resumes on it', async () => {
     const room = await createRoom(stack, 'node loss');
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
-    await publish(alice);
+    peers.track(await publishFrom(alice));
     await nextFrame(bob, 'publisher_joined', 0);
-    await receive(bob, alice.id);
+    peers.track(await receiveFrom(bob, alice.id));
 
     const killedPid = stack.mediaNodePid();
     expect(killedPid).toBeDefined();
@@ -103,9 +84,9 @@ describe('a media node killed mid-call', () => {
     );
 
     // Publishing again and subscribing again work, on the new node; media flows.
-    await publish(alice);
+    peers.track(await publishFrom(alice));
     await nextFrame(bob, 'publisher_joined', bobMark);
-    await receive(bob, alice.id);
+    peers.track(await receiveFrom(bob, alice.id));
 
     // Nobody left the room.
     for (const participant of [alice, bob]) {

@@ -5,9 +5,9 @@ import { expectReply } from '../../client/src/signaling-connection.ts';
 import type { RunningStack } from '../../scripts/stack.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
 import { ErrorEnvelopeSchema } from '../../shared/src/errors.ts';
-import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
+import { createRoom, joinParticipant, publishFrom, startLoopbackStack } from '../support/e2e-stack.ts';
 import { type RedisServer, redisAvailableOrSkip, startRedisServer } from '../support/redis-server.ts';
-import { TestPublisher, waitFor } from '../support/werift-peers.ts';
+import { waitFor } from '../support/werift-peers.ts';
 
 /**
  * Redis stalled mid-call (SIGSTOP: connections stay open, nothing answers), through the real stack
@@ -42,12 +42,7 @@ describe.runIf(redisAvailableOrSkip())('Redis stalled mid-call', () => {
     const room = await createRoom(stack, 'stall');
     const ann = await joinParticipant(stack, room.id, 'Ann');
     const bob = await joinParticipant(stack, room.id, 'Bob');
-    const publisher = await TestPublisher.create();
-    const answer = expectReply(
-      await ann.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
-      'publish_answer',
-    );
-    await publisher.setAnswer(answer.payload.sdp);
+    const publisher = await publishFrom(ann);
     await waitFor(() => bob.frames.some((frame) => frame.type === 'publisher_joined'), {
       timeoutMs: 20_000,
       message: 'publisher_joined',

@@ -3,6 +3,7 @@ import { type RunningStack, type StackOptions, startStack } from '../../scripts/
 import type { JoinRoomResponse, Room } from '../../shared/src/rest.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { freePort } from './ports.ts';
+import { TestPublisher, TestSubscriber, waitFor } from './werift-peers.ts';
 
 /**
  * The real stack on free loopback ports, for end-to-end tests: `wrangler dev` plus a media node that
@@ -50,4 +51,45 @@ export async function joinParticipant(stack: RunningStack, roomId: string, displ
   await connection.open();
   const joined = expectReply(await connection.request('join_room', { room_id: roomId, display }), 'joined');
   return { id: join.participant_id, join, connection, joined, frames };
+}
+
+export type JoinedParticipant = Awaited<ReturnType<typeof joinParticipant>>;
+
+/**
+ * Publishes from a new werift peer and applies the answer. A refusal while the room moves between
+ * media nodes is tried again (as the SDK does) for up to `retryForMs`; with 0, it is thrown.
+ */
+export async function publishFrom(participant: JoinedParticipant, retryForMs = 0): Promise<TestPublisher> {
+  const attempt = async () => {
+    const publisher = await TestPublisher.create();
+    try {
+      const answer = expectReply(
+        await participant.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
+        'publish_answer',
+      );
+      await publisher.setAnswer(answer.payload.sdp);
+      return publisher;
+    } catch (error) {
+      await publisher.close();
+      throw error;
+    }
+  };
+  if (retryForMs === 0) return attempt();
+  return waitFor(() => attempt().catch(() => undefined), {
+    timeoutMs: retryForMs,
+    intervalMs: 500,
+    message: 'a publish_offer answered',
+  });
+}
+
+/** Subscribes to `feed` from a new werift peer and waits for video from it. */
+export async function receiveFrom(participant: JoinedParticipant, feed: string): Promise<TestSubscriber> {
+  const subscriber = new TestSubscriber();
+  const offer = expectReply(await participant.connection.request('subscribe', { feeds: [feed] }), 'subscribe_offer');
+  expectReply(
+    await participant.connection.request('subscribe_answer', { sdp: await subscriber.answer(offer.payload.sdp) }),
+    'ack',
+  );
+  await waitFor(() => subscriber.packets('video') > 0, { timeoutMs: 20_000, message: 'video from the publisher' });
+  return subscriber;
 }

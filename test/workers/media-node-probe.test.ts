@@ -13,14 +13,20 @@ const STREAMS = [
  * The room's alarm probes its media node (describeRoom) while media lives on it, and treats what the
  * node lost as gone (#12 items 4 and 10): everyone, the publisher too, hears publisher_left.
  */
+/** Ann publishes through a fake node (ready), Bob receives her. */
+async function callWithPublisher() {
+  const room = await createRoom();
+  const fake = new FakeMediaNode();
+  const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
+  useMediaNode(room.id, fake);
+  await publishReady(room.id, ann, STREAMS, [bob.socket]);
+  await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+  return { room, fake, ann, bob };
+}
+
 describe('the media node probe', () => {
   it('a publisher the node no longer holds (its worker died) is announced gone, and its slot is free', async () => {
-    const room = await createRoom();
-    const fake = new FakeMediaNode();
-    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
-    useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, STREAMS, [bob.socket]);
-    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    const { room, fake, ann, bob } = await callWithPublisher();
 
     fake.publishers.delete(`${room.id}/${ann.participantId}`);
     await runDurableObjectAlarm(roomStub(room.id));
@@ -33,12 +39,7 @@ describe('the media node probe', () => {
   });
 
   it('a node that fails one probe keeps the room; a second failure in a row counts it lost', async () => {
-    const room = await createRoom();
-    const fake = new FakeMediaNode();
-    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
-    useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, STREAMS, [bob.socket]);
-    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    const { room, fake, ann, bob } = await callWithPublisher();
 
     fake.failNext('describeRoom', 'media_unavailable');
     await runDurableObjectAlarm(roomStub(room.id));
@@ -58,11 +59,7 @@ describe('the media node probe', () => {
   });
 
   it('a node that refuses the connection (killed) is lost at the first probe', async () => {
-    const room = await createRoom();
-    const fake = new FakeMediaNode();
-    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
-    useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, STREAMS, [bob.socket]);
+    const { room, fake, ann, bob } = await callWithPublisher();
 
     fake.failNext('describeRoom', 'refused');
     await runDurableObjectAlarm(roomStub(room.id));
@@ -73,11 +70,7 @@ describe('the media node probe', () => {
   });
 
   it('a publisher the node closed by itself (publisher_closed) hears publisher_left too: its SDK publishes again', async () => {
-    const room = await createRoom();
-    const fake = new FakeMediaNode();
-    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
-    useMediaNode(room.id, fake);
-    await publishReady(room.id, ann, STREAMS, [bob.socket]);
+    const { room, ann, bob } = await callWithPublisher();
     await roomStub(room.id).handleMediaEvent({
       type: 'publisher_closed',
       room_id: room.id,
