@@ -1,5 +1,12 @@
 import { type ChildProcess, fork } from 'node:child_process';
 
+interface BenchRequest<Command> {
+  id: number;
+  command: Command;
+}
+
+type BenchReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+
 /** A bench child process (load generator, UDP floor) driven by request/response over IPC. */
 export class BenchChild<Command extends { op: string }> {
   readonly #child: ChildProcess;
@@ -8,7 +15,7 @@ export class BenchChild<Command extends { op: string }> {
 
   constructor(script: URL, args: string[] = []) {
     this.#child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#child.on('message', (message: { id: number; ok: boolean; result?: unknown; error?: string }) => {
+    this.#child.on('message', (message: BenchReply) => {
       const pending = this.#pending.get(message.id);
       this.#pending.delete(message.id);
       if (message.ok) pending?.resolve(message.result);
@@ -41,7 +48,7 @@ export class BenchChild<Command extends { op: string }> {
           reject(error);
         },
       });
-      this.#child.send({ id, command });
+      this.#child.send({ id, command } satisfies BenchRequest<Command>);
     });
   }
 
@@ -53,4 +60,15 @@ export class BenchChild<Command extends { op: string }> {
     await exited;
     clearTimeout(killer);
   }
+}
+
+/** The child's side of {@link BenchChild}: runs each command from the parent and sends back its result or error. */
+export function serveBenchCommands<Command>(execute: (command: Command) => Promise<unknown>): void {
+  process.on('message', (message: BenchRequest<Command>) => {
+    const reply = (answer: BenchReply) => process.send!(answer);
+    execute(message.command).then(
+      (result) => reply({ id: message.id, ok: true, result }),
+      (error: unknown) => reply({ id: message.id, ok: false, error: String(error) }),
+    );
+  });
 }

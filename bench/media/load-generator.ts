@@ -9,6 +9,7 @@
  */
 import type { RTCPeerConnection } from 'werift';
 import { type PeerIceOptions, TestPublisher, TestSubscriber, waitFor } from '../../test/support/werift-peers.ts';
+import { serveBenchCommands } from './child.ts';
 
 /** argv[2]: a local address other than 127.0.0.1 for ICE (when the SFU is Janus). */
 const iceAddress = process.argv[2];
@@ -129,9 +130,4 @@ async function execute(command: LoadCommand): Promise<unknown> {
   }
 }
 
-process.on('message', (message: { id: number; command: LoadCommand }) => {
-  execute(message.command).then(
-    (result) => process.send!({ id: message.id, ok: true, result }),
-    (error: unknown) => process.send!({ id: message.id, ok: false, error: String(error) }),
-  );
-});
+serveBenchCommands(execute);

@@ -6,6 +6,7 @@
  *   load      — the source (the publisher's packet rate and sizes) and the subscriber sockets.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { serveBenchCommands } from './child.ts';
 
 export type FloorCommand =
   | { op: 'bind' }
@@ -80,9 +81,4 @@ async function execute(command: FloorCommand): Promise<unknown> {
   }
 }
 
-process.on('message', (message: { id: number; command: FloorCommand }) => {
-  execute(message.command).then(
-    (result) => process.send!({ id: message.id, ok: true, result }),
-    (error: unknown) => process.send!({ id: message.id, ok: false, error: String(error) }),
-  );
-});
+serveBenchCommands(execute);

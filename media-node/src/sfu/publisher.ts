@@ -1,12 +1,7 @@
-import { EventEmitter } from 'node:events';
-import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
-import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { Logger } from '../../../shared/src/log.ts';
+import type { RTCRtpTransceiver } from 'werift';
 import type { Stream } from '../../../shared/src/rest.ts';
 import { badSdp, notFound } from '../errors.ts';
-import type { ForwardingStats } from './forwarding-stats.ts';
-import { PeerLifecycle } from './peer-lifecycle.ts';
-import { addRemoteCandidate } from './remote-candidates.ts';
+import { MediaPeer } from './media-peer.ts';
 import {
   announceHostCandidates,
   fingerprintOf,
@@ -14,7 +9,6 @@ import {
   sdpShapeProblem,
   withoutMdnsCandidates,
 } from './sdp-text.ts';
-import { SerialQueue } from './serial-queue.ts';
 import { SourceTrack } from './source-track.ts';
 
 /**
@@ -35,51 +29,14 @@ interface PublisherEvents {
  * A participant's ingress peer connection (audio, video and an optional screen track), answering
  * the browser's offers. Each received track becomes a {@link SourceTrack}.
  */
-export class Publisher extends EventEmitter<PublisherEvents> {
-  readonly participantId: string;
-  readonly #pc: RTCPeerConnection;
-  readonly #lifecycle: PeerLifecycle;
-  readonly #stats: ForwardingStats;
-  readonly #logger: Logger;
-  readonly #announcedIp: string | undefined;
-  readonly #negotiations = new SerialQueue();
+export class Publisher extends MediaPeer<PublisherEvents> {
   readonly #tracks = new Map<RTCRtpTransceiver, SourceTrack>();
   #fingerprint: string | undefined;
   #readyAnnounced = false;
   #readyTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: {
-    participantId: string;
-    peerConnection: RTCPeerConnection;
-    announcedIp: string | undefined;
-    stats: ForwardingStats;
-    logger: Logger;
-    connectTimeoutMs: number;
-    /** Releases the connection's ports once its sockets are closed. */
-    onReleased: () => void;
-  }) {
-    super();
-    this.participantId = options.participantId;
-    this.#pc = options.peerConnection;
-    this.#stats = options.stats;
-    this.#logger = options.logger;
-    this.#announcedIp = options.announcedIp;
-    this.#lifecycle = new PeerLifecycle(this.#pc, this.#logger, {
-      connectTimeoutMs: options.connectTimeoutMs,
-      onClosed: (reason, byRemote) => {
-        this.#closeTracks();
-        this.emit('closed', reason, byRemote);
-      },
-      onReleased: options.onReleased,
-    });
-  }
-
   get tracks(): SourceTrack[] {
     return [...this.#tracks.values()];
-  }
-
-  get closed(): boolean {
-    return this.#lifecycle.closed;
   }
 
   /** The fingerprint of the browser's DTLS certificate: a different one means a new connection. */
@@ -97,17 +54,17 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   /** Applies a browser offer (the first one or a renegotiation) and returns the answer. */
   negotiate(offerSdp: string): Promise<{ sdp: string; streams: Stream[] }> {
-    return this.#negotiations.run(async () => {
+    return this.negotiations.run(async () => {
       if (this.closed) throw notFound('publisher');
       const problem = sdpShapeProblem(offerSdp, { media: true, maxMediaSections: MAX_MEDIA_SECTIONS });
       if (problem) throw badSdp(problem);
       try {
-        await this.#pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });
-        await this.#pc.setLocalDescription(await this.#pc.createAnswer());
+        await this.pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
       } catch (error) {
         // A renegotiation that failed half-way leaves the connection in an unknown state: it ends,
         // and the edge hears of it (a failed first negotiation is the caller's to clean up).
-        if (this.#fingerprint !== undefined && this.#pc.signalingState !== 'stable') {
+        if (this.#fingerprint !== undefined && this.pc.signalingState !== 'stable') {
           this.close('renegotiation failed', true);
         }
         // Whatever werift cannot answer comes from the offer it was given.
@@ -118,20 +75,16 @@ export class Publisher extends EventEmitter<PublisherEvents> {
       if (this.#tracks.size === 0) {
         throw badSdp('no audio or video track with a supported codec (Opus, VP8, H.264)');
       }
-      this.#lifecycle.expectConnection();
-      const answer = this.#pc.localDescription?.sdp ?? '';
-      return { sdp: announceHostCandidates(answer, this.#announcedIp), streams: this.streams };
+      this.lifecycle.expectConnection();
+      const answer = this.pc.localDescription?.sdp ?? '';
+      return { sdp: announceHostCandidates(answer, this.announcedIp), streams: this.streams };
     });
-  }
-
-  addIceCandidate(candidate: IceCandidate | null): Promise<void> {
-    return addRemoteCandidate(this.#pc, candidate);
   }
 
   /** Makes the tracks match what the last negotiation receives: new m-lines start, dropped ones end. */
   #syncTracks(): void {
     let changed = false;
-    for (const transceiver of this.#pc.getTransceivers()) {
+    for (const transceiver of this.pc.getTransceivers()) {
       const receiving = isReceiving(transceiver);
       const existing = this.#tracks.get(transceiver);
       if (existing && !receiving) {
@@ -159,8 +112,8 @@ export class Publisher extends EventEmitter<PublisherEvents> {
       codec: transceiver.codecs[0]!,
       receiver: transceiver.receiver,
       track: transceiver.receiver.track,
-      stats: this.#stats,
-      logger: this.#logger,
+      stats: this.stats,
+      logger: this.logger,
     });
     source.once('flowing', () => this.#checkReady());
     return source;
@@ -184,15 +137,11 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     this.emit('ready', this.streams);
   }
 
-  #closeTracks(): void {
+  protected override onClosed(reason: string, byRemote: boolean): void {
     clearTimeout(this.#readyTimer);
     for (const track of this.#tracks.values()) track.close();
     this.#tracks.clear();
-  }
-
-  /** Closes the connection; `byRemote` tells the room to report it to the edge. */
-  close(reason: string, byRemote = false): void {
-    this.#lifecycle.close(reason, byRemote);
+    this.emit('closed', reason, byRemote);
   }
 }
 

@@ -105,22 +105,9 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     publisher.on('ready', (streams) =>
       this.emit('event', { type: 'publisher_ready', room_id: this.id, participant_id: participantId, streams }),
     );
-    publisher.once('closed', (reason, byRemote) => {
-      if (this.#publishers.get(participantId) === publisher) this.#publishers.delete(participantId);
-      if (byRemote) {
-        this.emit('event', { type: 'publisher_closed', room_id: this.id, participant_id: participantId, reason });
-      }
-      this.#peersChanged();
-    });
+    publisher.once('closed', (reason, byRemote) => this.#peerClosed('publisher', publisher, reason, byRemote));
     this.#peersChanged();
-    try {
-      const answer = await publisher.negotiate(offerSdp);
-      await this.#applyEarlyCandidates(participantId, 'publisher', publisher);
-      return answer;
-    } catch (error) {
-      publisher.close('negotiation failed');
-      throw error;
-    }
+    return this.#firstNegotiation('publisher', publisher, () => publisher.negotiate(offerSdp));
   }
 
   unpublish(participantId: string): void {
@@ -130,19 +117,10 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   /** Creates the subscriber if needed and returns an offer for exactly `feeds`. */
   async subscribe(participantId: string, feeds: readonly string[]): Promise<SubscribeResponse> {
     this.#assertOpen();
-    let subscriber = this.#subscribers.get(participantId);
-    if (!subscriber) {
-      subscriber = this.#createSubscriber(participantId);
-      try {
-        const offer = await subscriber.update(feeds);
-        await this.#applyEarlyCandidates(participantId, 'subscriber', subscriber);
-        return offer;
-      } catch (error) {
-        subscriber.close('negotiation failed');
-        throw error;
-      }
-    }
-    return subscriber.update(feeds);
+    const existing = this.#subscribers.get(participantId);
+    if (existing) return existing.update(feeds);
+    const subscriber = this.#createSubscriber(participantId);
+    return this.#firstNegotiation('subscriber', subscriber, () => subscriber.update(feeds));
   }
 
   setSubscriberAnswer(participantId: string, answerSdp: string): Promise<void> {
@@ -180,15 +158,20 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     subscriber.on('offer', ({ sdp, feeds }) =>
       this.emit('event', { type: 'subscriber_offer', room_id: this.id, participant_id: participantId, sdp, feeds }),
     );
-    subscriber.once('closed', (reason, byRemote) => {
-      if (this.#subscribers.get(participantId) === subscriber) this.#subscribers.delete(participantId);
-      if (byRemote) {
-        this.emit('event', { type: 'subscriber_closed', room_id: this.id, participant_id: participantId, reason });
-      }
-      this.#peersChanged();
-    });
+    subscriber.once('closed', (reason, byRemote) => this.#peerClosed('subscriber', subscriber, reason, byRemote));
     this.#peersChanged();
     return subscriber;
+  }
+
+  /** Forgets a closed peer (unless a newer connection took its place) and reports a close the edge did not ask for. */
+  #peerClosed(role: IceTarget, peer: Publisher | Subscriber, reason: string, byRemote: boolean): void {
+    const peers: Map<string, Publisher | Subscriber> = role === 'publisher' ? this.#publishers : this.#subscribers;
+    const participantId = peer.participantId;
+    if (peers.get(participantId) === peer) peers.delete(participantId);
+    if (byRemote) {
+      this.emit('event', { type: `${role}_closed`, room_id: this.id, participant_id: participantId, reason });
+    }
+    this.#peersChanged();
   }
 
   /** A peer connection with its own block of ports, released when werift has closed it. */
@@ -218,6 +201,25 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     if (early.candidates.length < EARLY_CANDIDATES_PER_PEER) early.candidates.push(candidate);
     this.#earlyCandidates.set(key, early);
     this.#peersChanged();
+  }
+
+  /**
+   * A new peer's first negotiation: the candidates trickled before the peer existed apply once it
+   * has negotiated; a failure ends the peer.
+   */
+  async #firstNegotiation<Result>(
+    target: IceTarget,
+    peer: Publisher | Subscriber,
+    negotiate: () => Promise<Result>,
+  ): Promise<Result> {
+    try {
+      const result = await negotiate();
+      await this.#applyEarlyCandidates(peer.participantId, target, peer);
+      return result;
+    } catch (error) {
+      peer.close('negotiation failed');
+      throw error;
+    }
   }
 
   async #applyEarlyCandidates(

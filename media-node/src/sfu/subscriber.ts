@@ -1,12 +1,7 @@
-import { EventEmitter } from 'node:events';
-import { MediaStream, type RTCPeerConnection } from 'werift';
-import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { Logger } from '../../../shared/src/log.ts';
+import { MediaStream } from 'werift';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
 import { ForwardedTrack } from './forwarded-track.ts';
-import type { ForwardingStats } from './forwarding-stats.ts';
-import { PeerLifecycle } from './peer-lifecycle.ts';
-import { addRemoteCandidate } from './remote-candidates.ts';
+import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import {
   announceHostCandidates,
   fingerprintOf,
@@ -16,7 +11,6 @@ import {
   withoutMdnsCandidates,
 } from './sdp-text.ts';
 import type { SenderReportClock } from './sender-reports.ts';
-import { SerialQueue } from './serial-queue.ts';
 import type { SourceTrack } from './source-track.ts';
 
 export interface SubscriberOffer {
@@ -40,16 +34,9 @@ export type FeedTracks = (publisherId: string) => readonly SourceTrack[];
  * changes by itself (its publisher leaves or adds a track), the node renegotiates on its own and
  * emits `offer` — after the pending offer, if any, has been answered.
  */
-export class Subscriber extends EventEmitter<SubscriberEvents> {
-  readonly participantId: string;
-  readonly #pc: RTCPeerConnection;
-  readonly #lifecycle: PeerLifecycle;
+export class Subscriber extends MediaPeer<SubscriberEvents> {
   readonly #feedTracks: FeedTracks;
-  readonly #stats: ForwardingStats;
   readonly #senderReports: SenderReportClock;
-  readonly #logger: Logger;
-  readonly #announcedIp: string | undefined;
-  readonly #negotiations = new SerialQueue();
   readonly #forwarded = new Map<SourceTrack, ForwardedTrack>();
   /** One msid stream per feed: its id is the publisher's participant id. */
   readonly #streams = new Map<string, MediaStream>();
@@ -60,40 +47,10 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
   #offerOutdated = false;
   #refreshScheduled = false;
 
-  constructor(options: {
-    participantId: string;
-    peerConnection: RTCPeerConnection;
-    feedTracks: FeedTracks;
-    announcedIp: string | undefined;
-    stats: ForwardingStats;
-    senderReports: SenderReportClock;
-    logger: Logger;
-    connectTimeoutMs: number;
-    onReleased: () => void;
-  }) {
-    super();
-    this.participantId = options.participantId;
-    this.#pc = options.peerConnection;
+  constructor(options: MediaPeerOptions & { feedTracks: FeedTracks; senderReports: SenderReportClock }) {
+    super(options);
     this.#feedTracks = options.feedTracks;
-    this.#stats = options.stats;
     this.#senderReports = options.senderReports;
-    this.#logger = options.logger;
-    this.#announcedIp = options.announcedIp;
-    this.#lifecycle = new PeerLifecycle(this.#pc, this.#logger, {
-      connectTimeoutMs: options.connectTimeoutMs,
-      onConnected: () => this.#requestKeyframes(),
-      onClosed: (reason, byRemote) => {
-        for (const track of this.#forwarded.values()) track.close('subscriber closed');
-        this.#forwarded.clear();
-        this.#awaitingKeyframe.clear();
-        this.emit('closed', reason, byRemote);
-      },
-      onReleased: options.onReleased,
-    });
-  }
-
-  get closed(): boolean {
-    return this.#lifecycle.closed;
   }
 
   get wantedFeeds(): readonly string[] {
@@ -112,10 +69,10 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
    * refused with 409.
    */
   update(feeds: readonly string[]): Promise<SubscriberOffer> {
-    return this.#negotiations.run(async () => {
+    return this.negotiations.run(async () => {
       if (this.closed) throw notFound('subscriber');
-      if (this.#pc.signalingState === 'have-local-offer') {
-        await this.#pc.setLocalDescription({ type: 'rollback' });
+      if (this.pc.signalingState === 'have-local-offer') {
+        await this.pc.setLocalDescription({ type: 'rollback' });
       }
       this.#wantedFeeds = [...new Set(feeds)];
       this.#applyWantedFeeds();
@@ -124,41 +81,37 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
   }
 
   setAnswer(answerSdp: string): Promise<void> {
-    return this.#negotiations.run(async () => {
+    return this.negotiations.run(async () => {
       if (this.closed) throw notFound('subscriber');
-      if (this.#pc.signalingState !== 'have-local-offer') throw conflict('no offer is waiting for an answer');
+      if (this.pc.signalingState !== 'have-local-offer') throw conflict('no offer is waiting for an answer');
       const problem = sdpShapeProblem(answerSdp, { media: false });
       if (problem) throw badSdp(problem);
-      const offered = midsOf(this.#pc.localDescription?.sdp ?? '');
+      const offered = midsOf(this.pc.localDescription?.sdp ?? '');
       if (midsOf(answerSdp).join(' ') !== offered.join(' ')) {
         throw conflict('the answer does not match the current offer (was it superseded?)');
       }
       // An established connection cannot continue with another browser connection (a client that
       // reconnected): the subscriber has to be removed and created again. The node never restarts
       // ICE, so a new ICE ufrag (or DTLS fingerprint) in an answer means a new connection.
-      const current = this.#pc.remoteDescription?.sdp ?? '';
+      const current = this.pc.remoteDescription?.sdp ?? '';
       const changed = (read: (sdp: string) => string | undefined) =>
         read(current) !== undefined && read(current) !== read(answerSdp);
       if (changed(iceUfragOf) || changed(fingerprintOf)) {
         throw conflict('the answer comes from another peer connection: remove the subscriber and subscribe again');
       }
       try {
-        await this.#pc.setRemoteDescription({ type: 'answer', sdp: withoutMdnsCandidates(answerSdp) });
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: withoutMdnsCandidates(answerSdp) });
       } catch (error) {
         throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
       }
       // The connect timeout started with the offer; an answer without any m-line has nothing to connect.
-      if (offered.length === 0) this.#lifecycle.expectNoConnection();
+      if (offered.length === 0) this.lifecycle.expectNoConnection();
       for (const track of this.#forwarded.values()) {
         if (track.markNegotiated()) this.#awaitingKeyframe.add(track);
       }
-      if (this.#lifecycle.connected) this.#requestKeyframes();
+      if (this.lifecycle.connected) this.#requestKeyframes();
       if (this.#offerOutdated) this.#scheduleRefresh();
     });
-  }
-
-  addIceCandidate(candidate: IceCandidate | null): Promise<void> {
-    return addRemoteCandidate(this.#pc, candidate);
   }
 
   /**
@@ -174,10 +127,10 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
     this.#refreshScheduled = true;
     setImmediate(() => {
       this.#refreshScheduled = false;
-      this.#negotiations
+      this.negotiations
         .run(() => this.#renegotiateByItself())
         .catch((error: unknown) => {
-          this.#logger.warn('renegotiating a subscriber failed', { error: loggableError(error) });
+          this.logger.warn('renegotiating a subscriber failed', { error: loggableError(error) });
         });
     });
   }
@@ -186,7 +139,7 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
     if (this.closed) return;
     const changed = this.#applyWantedFeeds() || this.#offerOutdated;
     if (!changed) return;
-    if (this.#pc.signalingState !== 'stable') {
+    if (this.pc.signalingState !== 'stable') {
       // The pending offer is answered first; setAnswer schedules this again.
       this.#offerOutdated = true;
       return;
@@ -223,11 +176,11 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
     }
     const track = new ForwardedTrack({
       source,
-      peerConnection: this.#pc,
+      peerConnection: this.pc,
       stream,
-      stats: this.#stats,
+      stats: this.stats,
       senderReports: this.#senderReports,
-      logger: this.#logger,
+      logger: this.logger,
     });
     track.once('closed', () => {
       // Closed from the source side (publisher left, track ended): the m-line must go.
@@ -241,12 +194,23 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
 
   async #offer(): Promise<SubscriberOffer> {
     this.#offerOutdated = false;
-    await this.#pc.setLocalDescription(await this.#pc.createOffer());
+    await this.pc.setLocalDescription(await this.pc.createOffer());
     // From the offer on, not the answer: a subscriber whose offer is never answered would otherwise
     // hold its ports and a share of MEDIA_CAPACITY forever.
-    this.#lifecycle.expectConnection();
-    const sdp = this.#pc.localDescription?.sdp ?? '';
-    return { sdp: announceHostCandidates(sdp, this.#announcedIp), feeds: this.carriedFeeds };
+    this.lifecycle.expectConnection();
+    const sdp = this.pc.localDescription?.sdp ?? '';
+    return { sdp: announceHostCandidates(sdp, this.announcedIp), feeds: this.carriedFeeds };
+  }
+
+  protected override onConnected(): void {
+    this.#requestKeyframes();
+  }
+
+  protected override onClosed(reason: string, byRemote: boolean): void {
+    for (const track of this.#forwarded.values()) track.close('subscriber closed');
+    this.#forwarded.clear();
+    this.#awaitingKeyframe.clear();
+    this.emit('closed', reason, byRemote);
   }
 
   /**
@@ -258,9 +222,5 @@ export class Subscriber extends EventEmitter<SubscriberEvents> {
       if (!track.closed) track.source.requestKeyframe();
     }
     this.#awaitingKeyframe.clear();
-  }
-
-  close(reason: string, byRemote = false): void {
-    this.#lifecycle.close(reason, byRemote);
   }
 }
