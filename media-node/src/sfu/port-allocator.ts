@@ -1,3 +1,5 @@
+import { randomInt } from 'node:crypto';
+
 /**
  * Hands each peer connection its own block of UDP ports from this worker's slice of
  * MEDIA_RTC_MIN_PORT..MEDIA_RTC_MAX_PORT.
@@ -18,7 +20,7 @@ export class PortAllocator {
   readonly #blockSize: number;
   readonly #blockCount: number;
   readonly #used = new Set<number>();
-  #cursor = 0;
+  #cursor: number;
 
   constructor(slice: { min: number; max: number }, blockSize: number) {
     this.#min = slice.min;
@@ -26,6 +28,11 @@ export class PortAllocator {
     // another process holds the first.
     this.#blockSize = Math.max(2, blockSize);
     this.#blockCount = Math.floor((slice.max - slice.min + 1) / this.#blockSize);
+    // A random first block: media nodes sharing a host and range (a node draining while its
+    // successor starts, or parallel test stacks) would otherwise all hand out the lowest block first
+    // and fight over its ports; a connection whose whole block is taken by another process gathers
+    // no candidate and fails.
+    this.#cursor = randomInt(Math.max(1, this.#blockCount));
   }
 
   get capacity(): number {

@@ -1,6 +1,6 @@
 import type { RTCRtpTransceiver } from 'werift';
 import type { Stream } from '../../../shared/src/rest.ts';
-import { badSdp, notFound } from '../errors.ts';
+import { badSdp, notFound, unavailable } from '../errors.ts';
 import { MediaPeer } from './media-peer.ts';
 import {
   announceHostCandidates,
@@ -70,6 +70,10 @@ export class Publisher extends MediaPeer<PublisherEvents> {
         // Whatever werift cannot answer comes from the offer it was given.
         throw badSdp(error instanceof Error ? error.message : 'rejected by the WebRTC stack');
       }
+      // The connection can fail while werift gathers candidates (e.g. every port of its block is
+      // held by another process): that is the node's failure, not the offer's, and the closed
+      // transceivers must not be mistaken for an offer without a usable track.
+      if (this.closed) throw unavailable('the peer connection failed while negotiating');
       this.#fingerprint = fingerprintOf(offerSdp);
       this.#syncTracks();
       if (this.#tracks.size === 0) {
