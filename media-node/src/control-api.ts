@@ -7,6 +7,7 @@ import type { Logger } from '../../shared/src/log.ts';
 import {
   AddIceCandidateRequestSchema,
   MEDIA_CONTROL_ROUTES,
+  MuteRequestSchema,
   type OkResponse,
   PublishRequestSchema,
   type RoomPeersResponse,
@@ -143,6 +144,12 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
 
   app.on(routes.closeSubscriber.method, routes.closeSubscriber.path, async (c) => {
     await deps.rooms.run('closeSubscriber', peerParams(c));
+    return c.json(OK);
+  });
+
+  app.on(routes.mute.method, routes.mute.path, async (c) => {
+    const body = await parseBody(c, MuteRequestSchema);
+    await deps.rooms.run('mute', { ...peerParams(c), kind: body.kind, muted: body.muted });
     return c.json(OK);
   });
 

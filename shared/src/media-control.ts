@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
-import { StreamSchema } from './rest.ts';
+import { MuteRequestSchema, StreamSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 import { FeedsSchema, IceTargetSchema } from './signaling.ts';
 
@@ -19,6 +19,7 @@ import { FeedsSchema, IceTargetSchema } from './signaling.ts';
  *   subscribe            PUT    …/subscribers/:participant_id        SubscribeRequest → SubscribeResponse
  *   setSubscriberAnswer  POST   …/subscribers/:participant_id/answer SubscriberAnswerRequest → OkResponse
  *   closeSubscriber      DELETE …/subscribers/:participant_id        → OkResponse
+ *   mute                 PUT    …/publishers/:participant_id/mute    MuteRequest → OkResponse
  *   closeRoom            DELETE /v1/rooms/:room_id                   → OkResponse
  *   describeRoom         GET    /v1/rooms/:room_id                   → RoomPeersResponse (the edge's node probe)
  * Events are POSTed as MediaEvent to the edge's EDGE_MEDIA_EVENTS_PATH.
@@ -31,6 +32,7 @@ export const MEDIA_CONTROL_ROUTES = {
   setSubscriberAnswer: { method: 'POST', path: '/v1/rooms/:room_id/subscribers/:participant_id/answer' },
   closeSubscriber: { method: 'DELETE', path: '/v1/rooms/:room_id/subscribers/:participant_id' },
   closeRoom: { method: 'DELETE', path: '/v1/rooms/:room_id' },
+  mute: { method: 'PUT', path: '/v1/rooms/:room_id/publishers/:participant_id/mute' },
   describeRoom: { method: 'GET', path: '/v1/rooms/:room_id' },
 } as const satisfies Record<string, { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: string }>;
 export type MediaControlOperation = keyof typeof MEDIA_CONTROL_ROUTES;
@@ -88,6 +90,14 @@ export const RoomPeersResponseSchema = z.object({
   subscribers: z.array(ParticipantIdSchema),
 });
 export type RoomPeersResponse = z.infer<typeof RoomPeersResponseSchema>;
+
+export type { MuteRequest } from './rest.ts';
+/**
+ * Stops (or resumes) forwarding the publisher's tracks of one kind; the publisher keeps sending.
+ * The node keeps the state for tracks that a renegotiation adds, not across a new connection: the
+ * edge repeats it after such a publish.
+ */
+export { MuteRequestSchema };
 
 export const OkResponseSchema = z.object({ ok: z.literal(true) });
 export type OkResponse = z.infer<typeof OkResponseSchema>;

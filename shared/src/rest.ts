@@ -58,6 +58,8 @@ export const StreamSchema = z.object({
   kind: StreamKindSchema,
   mid: z.string().max(64).optional(),
   codec: z.string().max(64).optional(),
+  /** Set by the room (`mute`, admin mute): the node forwards nothing of a muted stream. */
+  muted: z.boolean().optional(),
 });
 export type Stream = z.infer<typeof StreamSchema>;
 
@@ -69,12 +71,10 @@ export const PublisherSchema = z.object({
 });
 export type Publisher = z.infer<typeof PublisherSchema>;
 
-export const PublisherSummarySchema = PublisherSchema.pick({ id: true, display: true });
-export type PublisherSummary = z.infer<typeof PublisherSummarySchema>;
-
 export const RoomDetailsSchema = RoomSchema.extend({
   participants: z.number().int().min(0),
-  publishers: z.array(PublisherSummarySchema),
+  /** With their streams and muted state (`streams` is an addition to the seed's `{id, display}`). */
+  publishers: z.array(PublisherSchema),
 });
 export type RoomDetails = z.infer<typeof RoomDetailsSchema>;
 
@@ -136,6 +136,10 @@ export const UpdateParticipantRequestSchema = z.strictObject({
     .refine((grants) => Object.keys(grants).length > 0, { error: 'name at least one grant' }),
 });
 export type UpdateParticipantRequest = z.infer<typeof UpdateParticipantRequestSchema>;
+
+/** `mute` frame and admin mute route: mute (or unmute) the participant's published tracks of one kind. */
+export const MuteRequestSchema = z.strictObject({ kind: StreamKindSchema, muted: z.boolean() });
+export type MuteRequest = z.infer<typeof MuteRequestSchema>;
 
 export const RemoveParticipantResponseSchema = z.object({ removed: z.literal(true) });
 export type RemoveParticipantResponse = z.infer<typeof RemoveParticipantResponseSchema>;

@@ -3,7 +3,7 @@ import { ErrorCodeSchema } from './errors.ts';
 import { IceCandidateSchema, IceServersSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS, utf8Length } from './limits.ts';
-import { DisplaySchema, PublisherSchema } from './rest.ts';
+import { DisplaySchema, MuteRequestSchema, PublisherSchema, StreamKindSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 
 /**
@@ -50,6 +50,8 @@ export const ClientPayloadSchemas = {
     topic: DataTopicSchema.optional(),
     to: z.array(ParticipantIdSchema).min(1).max(LIMITS.dataRecipientsMax).optional(),
   }),
+  /** Mutes or unmutes the sender's own published tracks of one kind. */
+  mute: MuteRequestSchema,
 } as const;
 
 export type ClientFrameType = keyof typeof ClientPayloadSchemas;
@@ -70,6 +72,7 @@ export const UnsubscribeFrameSchema = clientFrame('unsubscribe');
 export const UnpublishFrameSchema = clientFrame('unpublish');
 export const LeaveFrameSchema = clientFrame('leave');
 export const SendDataFrameSchema = clientFrame('send_data');
+export const MuteFrameSchema = clientFrame('mute');
 
 export const ClientFrameSchema = z.discriminatedUnion('type', [
   JoinRoomFrameSchema,
@@ -81,6 +84,7 @@ export const ClientFrameSchema = z.discriminatedUnion('type', [
   UnpublishFrameSchema,
   LeaveFrameSchema,
   SendDataFrameSchema,
+  MuteFrameSchema,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { type: T }>;
@@ -115,6 +119,13 @@ export const ServerPayloadSchemas = {
   participant_left: z.object({ participant: ParticipantSchema }),
   trickle_ice: z.object({ target: IceTargetSchema, candidate: IceCandidateSchema.nullable() }),
   data: z.object({ from: ParticipantIdSchema, data: DataSchema, topic: DataTopicSchema.optional() }),
+  /** To everyone, the muted participant included; `by: "admin"` also when an admin lifts a lock. */
+  track_muted: z.object({
+    publisher_id: ParticipantIdSchema,
+    kind: StreamKindSchema,
+    muted: z.boolean(),
+    by: z.enum(['self', 'admin']),
+  }),
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -135,6 +146,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('participant_left'),
   serverFrame('trickle_ice'),
   serverFrame('data'),
+  serverFrame('track_muted'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

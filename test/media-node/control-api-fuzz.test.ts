@@ -56,6 +56,10 @@ describe('fuzzing the media node control API', () => {
       closeSubscriber: fc.constant(undefined),
       closeRoom: fc.constant(undefined),
       describeRoom: fc.constant(undefined),
+      mute: fc.record({
+        kind: fc.constantFrom('audio', 'video', 'screen'),
+        muted: fc.oneof(fc.boolean(), fc.string()),
+      }),
     };
     const operation = fc.constantFrom(...(Object.keys(MEDIA_CONTROL_ROUTES) as MediaControlOperation[]));
     const call = fc.oneof(

@@ -58,6 +58,7 @@ function frameArbitrary(context: RoomContext) {
     unsubscribe: fc.record({ feeds }),
     unpublish: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
     leave: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
+    mute: fc.record({ kind: fc.constantFrom('audio', 'video', 'screen'), muted: fc.oneof(fc.boolean(), fc.string()) }),
     send_data: fc.record(
       {
         data: fc.oneof(fc.string({ maxLength: 100 }), fc.jsonValue({ maxDepth: 1 })),

@@ -102,7 +102,14 @@ describe('GET /api/v1/rooms/:id', () => {
     await alice.socket.expectReply('publish_offer', { sdp: fakeSdp('Alice offer') }, 'publish_answer');
     const details = await getRoomDetails(room.id);
     expect(details.participants).toBe(2);
-    expect(details.publishers).toEqual([{ id: alice.participantId, display: 'Alice' }]);
+    expect(details.publishers.map(({ id, display }) => ({ id, display }))).toEqual([
+      { id: alice.participantId, display: 'Alice' },
+    ]);
+    // With the streams the answer negotiated, and their muted state.
+    expect(details.publishers[0].streams.map(({ kind, muted }) => `${kind}:${muted}`)).toEqual([
+      'audio:false',
+      'video:false',
+    ]);
     for (const member of [alice, bob]) member.socket.close();
   });
 
@@ -285,6 +292,7 @@ describe('GET /openapi.json', () => {
       '/api/v1/rooms/{id}/leave',
       '/api/v1/rooms/{id}/participants',
       '/api/v1/rooms/{id}/participants/{pid}',
+      '/api/v1/rooms/{id}/participants/{pid}/mute',
       '/api/v1/rooms/{id}/participants/{pid}/remove',
       '/api/v1/rooms/{id}/token',
       '/health',

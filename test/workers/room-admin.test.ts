@@ -122,7 +122,7 @@ describe('moderation', () => {
     const participants = await listParticipants(room);
     expect(participants.map((p) => p.display)).toEqual(['Ann', 'Recorder', 'Bob']);
     const [annDetails, recorderDetails] = participants;
-    expect(annDetails.streams).toEqual([{ kind: 'audio', mid: '0' }]);
+    expect(annDetails.streams).toEqual([{ kind: 'audio', mid: '0', muted: false }]);
     expect(annDetails.grants).toEqual({
       publish: true,
       subscribe: true,

@@ -1,5 +1,5 @@
 import type { RTCRtpTransceiver } from 'werift';
-import type { Stream } from '../../../shared/src/rest.ts';
+import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
 import { badSdp, notFound, unavailable } from '../errors.ts';
 import { MediaPeer } from './media-peer.ts';
 import {
@@ -31,6 +31,8 @@ interface PublisherEvents {
  */
 export class Publisher extends MediaPeer<PublisherEvents> {
   readonly #tracks = new Map<RTCRtpTransceiver, SourceTrack>();
+  /** Kinds the edge muted: tracks a renegotiation adds start muted too. */
+  readonly #mutedKinds = new Set<StreamKind>();
   #fingerprint: string | undefined;
   #readyAnnounced = false;
   #readyTimer: NodeJS.Timeout | undefined;
@@ -50,6 +52,13 @@ export class Publisher extends MediaPeer<PublisherEvents> {
       mid: track.mid,
       codec: canonicalMimeType(track.codec.mimeType),
     }));
+  }
+
+  /** Stops (or resumes) forwarding this publisher's tracks of `kind` to every subscriber. */
+  mute(kind: StreamKind, muted: boolean): void {
+    if (muted) this.#mutedKinds.add(kind);
+    else this.#mutedKinds.delete(kind);
+    for (const track of this.#tracks.values()) if (track.kind === kind) track.setMuted(muted);
   }
 
   /** Applies a browser offer (the first one or a renegotiation) and returns the answer. */
@@ -120,6 +129,7 @@ export class Publisher extends MediaPeer<PublisherEvents> {
       logger: this.logger,
     });
     source.once('flowing', () => this.#checkReady());
+    if (this.#mutedKinds.has(source.kind)) source.setMuted(true);
     return source;
   }
 

@@ -3,6 +3,7 @@ import type { RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
@@ -108,6 +109,13 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     publisher.once('closed', (reason, byRemote) => this.#peerClosed('publisher', publisher, reason, byRemote));
     this.#peersChanged();
     return this.#firstNegotiation('publisher', publisher, () => publisher.negotiate(offerSdp));
+  }
+
+  /** Stops or resumes forwarding a publisher's tracks of one kind (see Publisher.mute). */
+  mute(participantId: string, kind: StreamKind, muted: boolean): void {
+    const publisher = this.#publishers.get(participantId);
+    if (!publisher) throw notFound('publisher');
+    publisher.mute(kind, muted);
   }
 
   unpublish(participantId: string): void {

@@ -59,6 +59,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   #deferredKeyframeRequest: NodeJS.Timeout | undefined;
   #flowing = false;
   #closed = false;
+  /** Muted by the room: packets still arrive (and count as flowing) but reach no subscriber. */
+  #muted = false;
   readonly #history: (RtpPacket | undefined)[] = [];
   /** The NTP time of the last packet's arrival (werift's format): every leg's SR counters use it. */
   #arrivalNtp = 0n;
@@ -107,6 +109,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     packet.header.extension = false;
     this.#arrivalNtp = ntpTime();
     this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
+    if (this.#muted) return;
     const sinks = this.#sinks;
     for (let index = 0; index < sinks.length; index++) {
       // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
@@ -128,6 +131,17 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     const packet = this.#history[sequenceNumber & (SOURCE_HISTORY_SIZE - 1)];
     return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
   };
+
+  get muted(): boolean {
+    return this.#muted;
+  }
+
+  /** Stops or resumes the fan-out; a video track that resumes asks for a keyframe, so viewers recover at once. */
+  setMuted(muted: boolean): void {
+    if (this.#muted === muted) return;
+    this.#muted = muted;
+    if (!muted) this.requestKeyframe();
+  }
 
   attach(sink: RtpSink): void {
     if (this.#closed) throw new Error('source track is closed');

@@ -1,6 +1,7 @@
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import type { SerializedMediaError } from '../errors.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
@@ -32,6 +33,7 @@ export interface RoomCommands {
   setSubscriberAnswer: { args: { roomId: string; participantId: string; sdp: string }; result: null };
   closeSubscriber: { args: { roomId: string; participantId: string }; result: null };
   closeRoom: { args: { roomId: string }; result: null };
+  mute: { args: { roomId: string; participantId: string; kind: StreamKind; muted: boolean }; result: null };
 }
 export type RoomCommandName = keyof RoomCommands;
 

@@ -50,6 +50,10 @@ export class RoomHost {
       this.#rooms.get(roomId)?.closeSubscriber(participantId);
       return null;
     },
+    mute: ({ roomId, participantId, kind, muted }) => {
+      this.#room(roomId, false).mute(participantId, kind, muted);
+      return null;
+    },
     closeRoom: ({ roomId }) => {
       this.#rooms.get(roomId)?.close();
       return null;

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
-import type { Stream } from '../../../shared/src/rest.ts';
+import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import {
   MediaCallError,
@@ -104,6 +104,11 @@ export class FakeMediaNode implements MediaNodeClient {
   async closeSubscriber(roomId: string, participantId: string): Promise<void> {
     this.#enter({ method: 'closeSubscriber', roomId, participantId });
     this.subscribers.delete(`${roomId}/${participantId}`);
+  }
+
+  async mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean): Promise<void> {
+    this.#enter({ method: 'mute', roomId, participantId, detail: { kind, muted } });
+    if (!this.publishers.has(`${roomId}/${participantId}`)) throw new MediaCallError('not_found', 'no publisher');
   }
 
   async closeRoom(roomId: string): Promise<void> {

@@ -30,6 +30,7 @@ export class RoomCoordinator extends EdgeRoomCoordinator {
       closeSubscriber: route('closeSubscriber'),
       closeRoom: route('closeRoom'),
       describeRoom: route('describeRoom'),
+      mute: route('mute'),
     };
   };
 }

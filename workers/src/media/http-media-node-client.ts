@@ -4,12 +4,14 @@ import type { IceCandidate } from '../../../shared/src/ice.ts';
 import {
   MEDIA_CONTROL_ROUTES,
   type MediaControlOperation,
+  type MuteRequest,
   mediaControlPath,
   PublishResponseSchema,
   RoomPeersResponseSchema,
   SubscribeResponseSchema,
 } from '../../../shared/src/media-control.ts';
 import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
+import type { StreamKind } from '../../../shared/src/rest.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
@@ -74,6 +76,11 @@ export class HttpMediaNodeClient implements MediaNodeClient {
 
   async describeRoom(roomId: string) {
     return this.#call('describeRoom', roomId, undefined, RoomPeersResponseSchema, undefined, PROBE_TIMEOUT_MS);
+  }
+
+  async mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean) {
+    const body: MuteRequest = { kind, muted };
+    await this.#call('mute', roomId, participantId, undefined, body);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { CodedError } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 
 /**
@@ -28,6 +29,8 @@ export interface MediaNodeClient {
   closeRoom(roomId: string): Promise<void>;
   /** The peers the node holds for the room: the coordinator's probe of its node (answers quickly or fails). */
   describeRoom(roomId: string): Promise<RoomPeersResponse>;
+  /** Stops (muted) or resumes forwarding the participant's published tracks of one kind. */
+  mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean): Promise<void>;
 }
 
 /** A media node failure with the signaling error code the client should see (`media_unavailable`, `bad_sdp`, …). */
@@ -52,5 +55,6 @@ export function unavailableMediaNodeClient(reason: string): MediaNodeClient {
     closeSubscriber: fail,
     closeRoom: fail,
     describeRoom: fail,
+    mute: fail,
   };
 }

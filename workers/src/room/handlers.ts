@@ -5,6 +5,7 @@ import { iceServersFor } from '../auth/turn-credentials.ts';
 import { type ConnectionAttachment, isOpen, RequestRefusedError, updateAttachment } from './connection.ts';
 import { sendData } from './data-messages.ts';
 import { encodeServerFrame } from './frames.ts';
+import { applyMute, reapplyMutes } from './mute.ts';
 import type { RoomHandle } from './room-handle.ts';
 import { isListed, type ParticipantRecord, participantOf, publisherOf } from './room-state.ts';
 
@@ -110,6 +111,7 @@ async function publishOffer(room: RoomHandle, request: SignalingRequest<'publish
   room.state.updateParticipant(record.id, (fresh) => {
     fresh.publisher = { streams: answer.streams, ready: fresh.publisher?.ready ?? false };
   });
+  await reapplyMutes(room, record.id);
   request.reply('publish_answer', { sdp: answer.sdp });
 }
 
@@ -188,6 +190,12 @@ async function unpublish(room: RoomHandle, request: SignalingRequest<'unpublish'
   request.reply('ack', {});
 }
 
+async function mute(room: RoomHandle, request: SignalingRequest<'mute'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  await applyMute(room, record.id, request.frame.payload.kind, request.frame.payload.muted, 'self');
+  request.reply('ack', {});
+}
+
 async function leave(room: RoomHandle, request: SignalingRequest<'leave'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   request.reply('ack', {});
@@ -205,4 +213,5 @@ export const frameHandlers: { [T in ClientFrameType]: FrameHandler<T> } = {
   unpublish,
   leave,
   send_data: sendData,
+  mute,
 };

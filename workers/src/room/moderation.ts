@@ -1,6 +1,6 @@
 import type { ParticipantDetails, UpdateParticipantRequest } from '../../../shared/src/rest.ts';
 import type { RoomHandle } from './room-handle.ts';
-import type { ParticipantRecord } from './room-state.ts';
+import { type ParticipantRecord, publisherOf } from './room-state.ts';
 
 /** A participant as the admin routes show it: hidden ones included, with grants and published streams. */
 export const participantDetailsOf = (record: ParticipantRecord): ParticipantDetails => ({
@@ -8,7 +8,7 @@ export const participantDetailsOf = (record: ParticipantRecord): ParticipantDeta
   display: record.display,
   joined_at: new Date(record.joinedAt).toISOString(),
   grants: record.grants,
-  streams: record.publisher?.streams ?? [],
+  streams: record.publisher ? publisherOf({ ...record, publisher: record.publisher }).streams : [],
 });
 
 /**

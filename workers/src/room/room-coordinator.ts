@@ -1,9 +1,11 @@
 import { DurableObject } from 'cloudflare:workers';
-import type { ErrorCode } from '../../../shared/src/errors.ts';
+import { CodedError, type ErrorCode } from '../../../shared/src/errors.ts';
 import { ParticipantIdSchema, RoomIdSchema } from '../../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../../shared/src/log.ts';
 import { type MediaEvent, MediaEventSchema, type RoomPeersResponse } from '../../../shared/src/media-control.ts';
 import {
+  type MuteRequest,
+  MuteRequestSchema,
   type ParticipantDetails,
   type UpdateParticipantRequest,
   UpdateParticipantRequestSchema,
@@ -33,6 +35,7 @@ import { frameHandlers, type SignalingRequest } from './handlers.ts';
 import { decodeIdentity, IDENTITY_HEADER } from './identity.ts';
 import { queueMediaEvent } from './media-events.ts';
 import { participantDetailsOf, updateGrants } from './moderation.ts';
+import { applyMute } from './mute.ts';
 import {
   fullBucket,
   MAX_QUEUED_FRAMES,
@@ -70,7 +73,7 @@ const MEDIA_PROBE_FAILURES_KEY = 'media-probe-failures';
  *
  * RPC for the rest of the edge: `leaveParticipant` (REST leave), `hasLeft` (token refresh),
  * `admits` and `mirror` (REST join and room details), `handleMediaEvent` (media node events), and for
- * the admin routes `participantDetails`, `removeParticipant`, `updateGrants` and `endRoom`.
+ * the admin routes `participantDetails`, `removeParticipant`, `updateGrants`, `muteParticipant` and `endRoom`.
  */
 export class RoomCoordinator extends DurableObject<Env> {
   /**
@@ -347,6 +350,29 @@ export class RoomCoordinator extends DurableObject<Env> {
     const id = ParticipantIdSchema.parse(participantId);
     const parsed = UpdateParticipantRequestSchema.parse({ grants }).grants;
     return this.#exclusive(id, () => updateGrants(this.#handle, id, parsed));
+  }
+
+  /**
+   * An admin's mute (mute.ts has the rules). The media node's refusal comes back as its code, which
+   * RPC would not carry as an error class: the route answers it.
+   */
+  async muteParticipant(
+    participantId: string,
+    request: MuteRequest,
+  ): Promise<{ participant: ParticipantDetails } | { refused: ErrorCode } | null> {
+    const id = ParticipantIdSchema.parse(participantId);
+    const { kind, muted } = MuteRequestSchema.parse(request);
+    return this.#exclusive(id, async () => {
+      if (!this.#state.participant(id)) return null;
+      try {
+        await applyMute(this.#handle, id, kind, muted, 'admin');
+      } catch (error) {
+        if (error instanceof CodedError) return { refused: error.code };
+        throw error;
+      }
+      const record = this.#state.participant(id);
+      return record ? { participant: participantDetailsOf(record) } : null;
+    });
   }
 
   /** Ends the room now: every socket closes with 1000 "room closed", the media node and the store forget it. */

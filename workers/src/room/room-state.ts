@@ -1,4 +1,4 @@
-import type { Publisher, Stream } from '../../../shared/src/rest.ts';
+import type { Publisher, Stream, StreamKind } from '../../../shared/src/rest.ts';
 import type { Participant } from '../../../shared/src/signaling.ts';
 import type { Grants } from '../../../shared/src/token.ts';
 import type { RoomMirror } from '../store/room-repository.ts';
@@ -25,7 +25,22 @@ export interface ParticipantRecord {
   subscription: string[] | null;
   /** Set while the participant has no socket: removed at this time unless it reconnects. */
   graceUntil: number | null;
+  /** Kinds the participant or an admin muted; absent means unmuted. Kept across republishing. */
+  mutes?: Partial<Record<StreamKind, MuteState>>;
 }
+
+/**
+ * A kind's mute. `locked` is an admin's: while it holds, the participant cannot unmute. Lifting it
+ * leaves the kind muted: only the participant unmutes itself.
+ */
+export interface MuteState {
+  muted: boolean;
+  locked: boolean;
+}
+
+export const UNMUTED: MuteState = { muted: false, locked: false };
+
+export const muteOf = (record: ParticipantRecord, kind: StreamKind): MuteState => record.mutes?.[kind] ?? UNMUTED;
 
 export interface RoomMeta {
   roomId: string;
@@ -196,5 +211,5 @@ export const participantOf = (record: ParticipantRecord): Participant => ({ id: 
 export const publisherOf = (record: ParticipantRecord & { publisher: PublisherState }): Publisher => ({
   id: record.id,
   display: record.display,
-  streams: record.publisher.streams,
+  streams: record.publisher.streams.map((stream) => ({ ...stream, muted: muteOf(record, stream.kind).muted })),
 });

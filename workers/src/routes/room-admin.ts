@@ -3,6 +3,7 @@ import { ParticipantIdSchema } from '../../../shared/src/ids.ts';
 import {
   type DeleteRoomResponse,
   DeleteRoomResponseSchema,
+  MuteRequestSchema,
   ParticipantDetailsSchema,
   type ParticipantList,
   ParticipantListSchema,
@@ -39,6 +40,7 @@ const Schemas = {
   UpdateParticipantRequest: register('UpdateParticipantRequest', UpdateParticipantRequestSchema),
   RemoveParticipantResponse: register('RemoveParticipantResponse', RemoveParticipantResponseSchema),
   DeleteRoomResponse: register('DeleteRoomResponse', DeleteRoomResponseSchema),
+  MuteRequest: register('MuteRequest', MuteRequestSchema),
 };
 
 const ParticipantParamsSchema = RoomParamsSchema.extend({ pid: ParticipantIdSchema });
@@ -94,6 +96,27 @@ const updateParticipantRoute = createRoute({
   },
 });
 
+const muteParticipantRoute = createRoute({
+  method: 'post',
+  path: '/api/v1/rooms/{id}/participants/{pid}/mute',
+  summary: "Mute a participant's tracks of one kind (a lock it cannot lift), or lift that lock",
+  description:
+    'Everyone gets `track_muted` with `by: "admin"`. `muted: false` only lifts the lock: the kind stays ' +
+    'muted until the participant unmutes itself (nobody is unmuted against their will).',
+  security: [{ roomAdmin: [] }],
+  request: {
+    params: ParticipantParamsSchema,
+    body: { required: true, content: { 'application/json': { schema: Schemas.MuteRequest } } },
+  },
+  responses: {
+    200: json(Schemas.ParticipantDetails, 'The participant, its streams with their muted state'),
+    400: error('Malformed JSON or invalid kind'),
+    ...adminRefusals,
+    404: error('No such room, or no such participant in it'),
+    503: error('The media node could not apply it (`media_unavailable`); nothing changed'),
+  },
+});
+
 const deleteRoomRoute = createRoute({
   method: 'delete',
   path: '/api/v1/rooms/{id}',
@@ -146,6 +169,19 @@ roomAdminRoutes.patch(documented(roomAdminRoutes, updateParticipantRoute), rateL
   if (!updated) throw participantNotFound();
   c.get('logger').info('participant grants changed', { room_id: roomId, participant_id: participantId });
   return c.json(updated, 200);
+});
+
+roomAdminRoutes.post(documented(roomAdminRoutes, muteParticipantRoute), rateLimit('admin'), async (c) => {
+  const roomId = await administeredRoom(c);
+  const participantId = participantIdParam(c);
+  const request = await readJsonBody(c, MuteRequestSchema);
+  const outcome = await roomCoordinator(c, roomId).muteParticipant(participantId, request);
+  if (!outcome) throw participantNotFound();
+  if ('refused' in outcome) {
+    throw new HttpError(503, 'media_unavailable', 'the media node could not apply the mute; nothing changed');
+  }
+  c.get('logger').info('participant muted by an admin', { room_id: roomId, participant_id: participantId });
+  return c.json(outcome.participant, 200);
 });
 
 roomAdminRoutes.delete(documented(roomAdminRoutes, deleteRoomRoute), rateLimit('admin'), async (c) => {

@@ -192,7 +192,7 @@ roomRoutes.get(documented(roomRoutes, getRoomRoute), rateLimit('room'), async (c
   const details: RoomDetails = {
     ...room,
     participants: live.participants.length,
-    publishers: live.publishers.map(({ id, display }) => ({ id, display })),
+    publishers: live.publishers,
   };
   return c.json(details, 200);
 });
