@@ -1,6 +1,6 @@
 import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
 import { type RunningStack, type StackOptions, startStack } from '../../scripts/stack.ts';
-import type { JoinRoomResponse, Room } from '../../shared/src/rest.ts';
+import type { CreatedRoom, JoinRoomResponse } from '../../shared/src/rest.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { freePort } from './ports.ts';
 import { TestPublisher, TestSubscriber, waitFor } from './werift-peers.ts';
@@ -34,8 +34,8 @@ async function post<T>(url: string, body: unknown): Promise<T> {
   return (await response.json()) as T;
 }
 
-export function createRoom(stack: RunningStack, name = 'e2e'): Promise<Room> {
-  return post<Room>(`${stack.edgeUrl}/api/v1/rooms`, { name });
+export function createRoom(stack: RunningStack, name = 'e2e'): Promise<CreatedRoom> {
+  return post<CreatedRoom>(`${stack.edgeUrl}/api/v1/rooms`, { name });
 }
 
 export function restJoin(stack: RunningStack, roomId: string, display: string): Promise<JoinRoomResponse> {

@@ -108,8 +108,9 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     packet.header.extensions = NO_EXTENSIONS;
     packet.header.extension = false;
     this.#arrivalNtp = ntpTime();
-    this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
+    // Before the history too: a NACK after unmuting must not retransmit what was said or shown muted.
     if (this.#muted) return;
+    this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = this.#sinks;
     for (let index = 0; index < sinks.length; index++) {
       // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
