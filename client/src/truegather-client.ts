@@ -1,7 +1,8 @@
 import type { IceServer } from '../../shared/src/ice.ts';
-import type { JoinRoomResponse, Publisher } from '../../shared/src/rest.ts';
+import type { JoinRoomRequest, JoinRoomResponse, Publisher, StreamKind } from '../../shared/src/rest.ts';
 import { fingerprintOf } from '../../shared/src/sdp-fingerprint.ts';
 import type { IceTarget, Participant, ServerFrame } from '../../shared/src/signaling.ts';
+import { RoomAdmin } from './room-admin.ts';
 import {
   type ConnectionState,
   expectReply,
@@ -30,7 +31,18 @@ export interface ClientEvents extends Record<string, unknown> {
   publisher_joined: Publisher;
   publisher_left: { publisherId: string };
   track: RemoteTrack;
+  /** App data another participant sent with `sendData` (to everyone, or to this participant). */
+  data: { from: string; data: string; topic?: string };
+  /** A publisher's tracks of one kind were muted or unmuted (this participant's own included). */
+  track_muted: { publisherId: string; kind: StreamKind; muted: boolean; by: 'self' | 'admin' };
   error: Error;
+}
+
+export interface SendDataOptions {
+  /** Lets receivers tell messages apart, e.g. `chat` (≤ 64 characters). */
+  topic?: string;
+  /** Only these participants receive it (1–100 ids); everyone else in the room by default. */
+  to?: string[];
 }
 
 export interface JoinOptions {
@@ -43,6 +55,10 @@ export interface JoinOptions {
   reconnect?: ReconnectPolicy;
   /** `relay` forces TURN. */
   iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Grants to ask for (e.g. `{admin: true}` for a host, `{hidden: true}` for a recorder); needs `adminCredential`. */
+  grants?: JoinRoomRequest['grants'];
+  /** The room's `admin_token` (its creator has it), which authorizes `grants`. */
+  adminCredential?: string;
   fetch?: typeof fetch;
   WebSocket?: typeof WebSocket;
 }
@@ -89,8 +105,11 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     const fetchImpl = this.#options.fetch ?? fetch;
     const response = await fetchImpl(`${this.#options.baseUrl}/api/v1/rooms/${encodeURIComponent(this.roomId)}/join`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ display: this.display }),
+      headers: {
+        'content-type': 'application/json',
+        ...(this.#options.adminCredential ? { authorization: `Bearer ${this.#options.adminCredential}` } : {}),
+      },
+      body: JSON.stringify({ display: this.display, grants: this.#options.grants } satisfies JoinRoomRequest),
     });
     const body = await response.json();
     if (!response.ok) {
@@ -211,6 +230,46 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     attempt(1_000).catch((error) => this.emit('error', error));
   }
 
+  /**
+   * Sends app data (≤ 16 KiB of UTF-8) beside the media; resolves once the server accepted it.
+   * Needs the `publish_data` grant; the server limits the rate per connection (`rate_limited`).
+   */
+  async sendData(data: string, options: SendDataOptions = {}): Promise<void> {
+    expectReply(await this.#connection.request('send_data', { data, ...options }), 'ack');
+  }
+
+  /**
+   * Mutes this participant's published tracks of `kind`: the server stops forwarding them. The local
+   * tracks follow every `track_muted` about this participant (an admin's mute too): disabled while muted.
+   */
+  async mute(kind: StreamKind): Promise<void> {
+    expectReply(await this.#connection.request('mute', { kind, muted: true }), 'ack');
+  }
+
+  /** Unmutes `kind`; rejects with a SignalingError `forbidden` while an admin's lock holds. */
+  async unmute(kind: StreamKind): Promise<void> {
+    expectReply(await this.#connection.request('mute', { kind, muted: false }), 'ack');
+  }
+
+  #enableLocal(kind: StreamKind, enabled: boolean): void {
+    for (const track of this.#publishing?.stream.getTracks() ?? []) if (track.kind === kind) track.enabled = enabled;
+  }
+
+  /**
+   * The room's admin routes, authorized by this participant's token (kept fresh): they answer 403
+   * unless the token carries the `admin` grant.
+   */
+  get admin(): RoomAdmin {
+    const session = this.#session;
+    if (!session) throw new Error('not joined yet');
+    return new RoomAdmin({
+      baseUrl: this.#options.baseUrl,
+      roomId: this.roomId,
+      credential: () => session.tokens.token,
+      fetch: this.#options.fetch,
+    });
+  }
+
   async unpublish(): Promise<void> {
     const publishing = this.#publishing;
     if (!publishing) return;
@@ -300,6 +359,20 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       case 'trickle_ice': {
         const pc = frame.payload.target === 'publisher' ? this.#publishing?.pc : this.#subscriber;
         if (pc && frame.payload.candidate) pc.addIceCandidate(frame.payload.candidate).catch(() => undefined);
+        break;
+      }
+      case 'data':
+        this.emit('data', frame.payload);
+        break;
+      case 'track_muted': {
+        const { publisher_id: publisherId, kind, muted, by } = frame.payload;
+        const publisher = this.publishers.get(publisherId);
+        if (publisher) {
+          const streams = publisher.streams.map((stream) => (stream.kind === kind ? { ...stream, muted } : stream));
+          this.publishers.set(publisherId, { ...publisher, streams });
+        }
+        if (this.#session?.participantId === publisherId) this.#enableLocal(kind, !muted);
+        this.emit('track_muted', { publisherId, kind, muted, by });
         break;
       }
       case 'error':

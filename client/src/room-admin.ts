@@ -1,0 +1,91 @@
+import type {
+  DeleteRoomResponse,
+  MuteRequest,
+  ParticipantDetails,
+  ParticipantList,
+  RemoveParticipantResponse,
+  StreamKind,
+  UpdateParticipantRequest,
+} from '../../shared/src/rest.ts';
+
+export interface RoomAdminOptions {
+  /** The edge's base URL, e.g. `http://localhost:8080`. */
+  baseUrl: string;
+  roomId: string;
+  /**
+   * The admin credential, read on every call: the room's `admin_token`, a participant token with the
+   * `admin` grant (kept fresh by the client), or the server's API_KEY (server side only).
+   */
+  credential: () => string;
+  fetch?: typeof fetch;
+}
+
+/** A refused admin call: the HTTP status and the contract's error code. */
+export class RoomAdminError extends Error {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'RoomAdminError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * A room's moderation over REST (the admin routes of `/openapi.json`): list, mute, re-grant and
+ * remove participants, end the room.
+ */
+export class RoomAdmin {
+  readonly #options: RoomAdminOptions;
+
+  constructor(options: RoomAdminOptions) {
+    this.#options = options;
+  }
+
+  /** Everyone in the room (hidden participants too), with grants and published streams. */
+  async participants(): Promise<ParticipantDetails[]> {
+    return (await this.#call<ParticipantList>('GET', '/participants')).participants;
+  }
+
+  /** Mutes a participant's tracks of `kind` under an admin lock; `muted: false` only lifts the lock. */
+  mute(participantId: string, kind: StreamKind, muted = true): Promise<ParticipantDetails> {
+    const body: MuteRequest = { kind, muted };
+    return this.#call('POST', `/participants/${encodeURIComponent(participantId)}/mute`, body);
+  }
+
+  /** Changes grants at once: revoking `publish` unpublishes, revoking `subscribe` ends the subscription. */
+  updateGrants(participantId: string, grants: UpdateParticipantRequest['grants']): Promise<ParticipantDetails> {
+    const body: UpdateParticipantRequest = { grants };
+    return this.#call('PATCH', `/participants/${encodeURIComponent(participantId)}`, body);
+  }
+
+  /** Removes a participant for good (its socket closes with 4001, its tokens stop working). */
+  async remove(participantId: string): Promise<void> {
+    await this.#call<RemoveParticipantResponse>('POST', `/participants/${encodeURIComponent(participantId)}/remove`);
+  }
+
+  /** Ends the room for everyone. */
+  async endRoom(): Promise<void> {
+    await this.#call<DeleteRoomResponse>('DELETE', '');
+  }
+
+  async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const { baseUrl, roomId, credential } = this.#options;
+    const fetchImpl = this.#options.fetch ?? fetch;
+    const response = await fetchImpl(`${baseUrl}/api/v1/rooms/${encodeURIComponent(roomId)}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${credential()}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await response.json().catch(() => undefined)) as { error?: { code?: string; message?: string } };
+    if (!response.ok) {
+      throw new RoomAdminError(response.status, json?.error?.code ?? 'internal_error', json?.error?.message ?? '');
+    }
+    return json as T;
+  }
+}
