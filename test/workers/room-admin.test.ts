@@ -2,7 +2,6 @@ import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import {
   type CreatedRoom,
-  CreatedRoomSchema,
   type JoinRoomRequest,
   type JoinRoomResponse,
   JoinRoomResponseSchema,
@@ -12,7 +11,7 @@ import {
 import { fetchWithEnv } from './rest-support.ts';
 import { roundTrip } from './support/barrier.ts';
 import { FakeMediaNode } from './support/fake-media-node.ts';
-import { joinMember, publishReady, restJoin, tokenWithGrants, useMediaNode } from './support/rooms.ts';
+import { createAdminRoom, joinMember, publishReady, restJoin, tokenWithGrants, useMediaNode } from './support/rooms.ts';
 import { BASE_URL, SignalingSocket, upgrade } from './support/signaling-socket.ts';
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -23,12 +22,6 @@ function call(method: string, path: string, headers: Record<string, string> = {}
     headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-}
-
-async function createAdminRoom(): Promise<CreatedRoom> {
-  const response = await call('POST', '/api/v1/rooms', {}, { name: 'moderated' });
-  expect(response.status).toBe(201);
-  return CreatedRoomSchema.parse(await response.json());
 }
 
 async function errorCode(response: Response): Promise<string> {

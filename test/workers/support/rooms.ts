@@ -1,7 +1,13 @@
 import { env, SELF } from 'cloudflare:test';
 import { SignJWT } from 'jose';
 import { newId } from '../../../shared/src/ids.ts';
-import type { JoinRoomResponse, Room, Stream } from '../../../shared/src/rest.ts';
+import {
+  type CreatedRoom,
+  CreatedRoomSchema,
+  type JoinRoomResponse,
+  type Room,
+  type Stream,
+} from '../../../shared/src/rest.ts';
 import type { GrantsInput } from '../../../shared/src/token.ts';
 import { issueParticipantToken } from '../../../workers/src/auth/participant-token.ts';
 import { edgeConfig } from '../../../workers/src/config.ts';
@@ -20,6 +26,17 @@ export async function createRoom(maxPublishers = 10): Promise<Room> {
   });
   if (response.status !== 201) throw new Error(`createRoom: ${response.status} ${await response.text()}`);
   return response.json();
+}
+
+/** Creates a room and keeps what its creator gets: the room's admin_token. */
+export async function createAdminRoom(): Promise<CreatedRoom> {
+  const response = await SELF.fetch(`${BASE_URL}/api/v1/rooms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'moderated' }),
+  });
+  if (response.status !== 201) throw new Error(`createAdminRoom: ${response.status} ${await response.text()}`);
+  return CreatedRoomSchema.parse(await response.json());
 }
 
 /** REST join: a token and participant id for `display`. */
