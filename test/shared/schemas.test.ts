@@ -80,7 +80,11 @@ describe('REST bodies', () => {
     expect(JoinRoomResponseSchema.safeParse({ ...join, room_id: '../etc/passwd' }).success).toBe(false);
     const room = { id: id(), name: 'r', max_publishers: 10, created_at: iso, expires_at: iso };
     expect(
-      RoomDetailsSchema.parse({ ...room, participants: 2, publishers: [{ id: id(), display: 'A' }] }),
+      RoomDetailsSchema.parse({
+        ...room,
+        participants: 2,
+        publishers: [{ id: id(), display: 'A', streams: [{ kind: 'audio', mid: '0', muted: true }] }],
+      }),
     ).toBeTruthy();
     expect(RoomDetailsSchema.safeParse({ ...room, participants: -1, publishers: [] }).success).toBe(false);
   });
