@@ -43,6 +43,19 @@ describe('a misconfigured edge', () => {
   });
 });
 
+describe('webhook settings', () => {
+  it.each([
+    ['a URL without a secret', { WEBHOOK_URL: 'https://app.example/hooks' }],
+    ['a secret without a URL', { WEBHOOK_SECRET: `whsec_${'A'.repeat(44)}` }],
+    ['a secret that is not whsec_ base64', { WEBHOOK_URL: 'https://app.example/hooks', WEBHOOK_SECRET: 'plain' }],
+  ])('refuses to serve with %s', async (_label, overrides) => {
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+    await expectError(await fetchWithEnv(overrides, '/health'), 500, 'internal_error');
+    const lines = logged.mock.calls.map(([line]) => JSON.parse(String(line)));
+    expect(lines).toContainEqual(expect.objectContaining({ variables: expect.stringMatching(/WEBHOOK_SECRET/) }));
+  });
+});
+
 describe('API_KEY', () => {
   const apiKey = 'server-to-server-key-0123456789';
 

@@ -20,6 +20,8 @@ export interface EdgeConfig {
   mediaNode?: { url?: string; secret: Uint8Array; allowHttp: boolean };
   maxParticipants: number;
   reconnectGraceSeconds: number;
+  /** Absent: no webhooks are produced. */
+  webhooks?: { url: string; secret: string };
   /** The header a trusted reverse proxy sets to the client's address (rate limiting); absent: CF-Connecting-IP. */
   clientIpHeader?: string;
 }
@@ -61,6 +63,10 @@ export function parseEdgeConfig(env: Env): EdgeConfig {
     maxParticipants: parsed.MAX_PARTICIPANTS,
     reconnectGraceSeconds: parsed.RECONNECT_GRACE_SECONDS,
     clientIpHeader: parsed.CLIENT_IP_HEADER?.toLowerCase(),
+    webhooks:
+      parsed.WEBHOOK_URL && parsed.WEBHOOK_SECRET
+        ? { url: parsed.WEBHOOK_URL, secret: parsed.WEBHOOK_SECRET }
+        : undefined,
   };
 }
 

@@ -24,6 +24,12 @@ export const EdgeEnvSchema = z
     MEDIA_NODE_ALLOW_HTTP: z.stringbool().default(false),
     MAX_PARTICIPANTS: PositiveIntSchema(100, 10_000),
     RECONNECT_GRACE_SECONDS: PositiveIntSchema(20, 3600),
+    WEBHOOK_URL: z.url().optional(),
+    /** Standard Webhooks secret: `whsec_` and base64 of at least 24 random bytes. */
+    WEBHOOK_SECRET: z
+      .string()
+      .regex(/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/, 'must be whsec_ followed by base64 (at least 24 bytes)')
+      .optional(),
     CLIENT_IP_HEADER: z
       .string()
       .regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a header name such as X-Real-IP')
@@ -35,6 +41,13 @@ export const EdgeEnvSchema = z
         code: 'custom',
         path: ['UPSTASH_REDIS_REST_TOKEN'],
         message: 'UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together',
+      });
+    }
+    if (Boolean(env.WEBHOOK_URL) !== Boolean(env.WEBHOOK_SECRET)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['WEBHOOK_SECRET'],
+        message: 'WEBHOOK_URL and WEBHOOK_SECRET must be set together',
       });
     }
     if (env.MEDIA_NODE_URL && !env.MEDIA_NODE_SECRET) {

@@ -1,3 +1,4 @@
+import type { WebhookMessage } from '../../shared/src/webhooks.ts';
 import type { EdgeVariable } from './env-schema.ts';
 
 /**
@@ -12,4 +13,6 @@ export interface Env extends Partial<Record<EdgeVariable, string>> {
   API_RATE_LIMITER?: RateLimit;
   /** Per-client rate limiter of `/ws` upgrades (wrangler.toml `ratelimits`); absent, upgrades are not limited. */
   WS_RATE_LIMITER?: RateLimit;
+  /** Webhook deliveries (wrangler.toml `queues`): rooms produce, the Worker's `queue` handler POSTs. */
+  WEBHOOKS?: Queue<WebhookMessage>;
 }

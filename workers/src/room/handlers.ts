@@ -67,6 +67,13 @@ async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>
   updateAttachment(ws, (current) => {
     current.joined = true;
   });
+  if (!existing) {
+    if (!room.state.meta()?.started) {
+      room.state.updateMeta({ roomId: room.roomId, started: true });
+      room.webhook('room.started');
+    }
+    room.webhook('participant.joined', { participant: participantOf(record) });
+  }
   if (!existing && isListed(record)) {
     room.broadcast(encodeServerFrame('participant_joined', { participant: participantOf(record) }), participantId);
   }

@@ -1,7 +1,7 @@
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { encodeServerFrame } from './frames.ts';
 import { errorName, type RoomHandle } from './room-handle.ts';
-import { publisherOf } from './room-state.ts';
+import { participantOf, publisherOf } from './room-state.ts';
 
 type MediaEventHandler<T extends MediaEvent['type']> = (
   room: RoomHandle,
@@ -20,6 +20,7 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     if (!record?.publisher || !changed) return;
     const publisher = publisherOf({ ...record, publisher: record.publisher });
     room.broadcast(encodeServerFrame('publisher_joined', { publisher }), record.id);
+    room.webhook('track.published', { participant: participantOf(record), streams: publisher.streams });
     // Media now lives on the node: the alarm starts probing it.
     await room.scheduleAlarm();
   },

@@ -2,7 +2,7 @@ import type { StreamKind } from '../../../shared/src/rest.ts';
 import { RequestRefusedError } from './connection.ts';
 import { encodeServerFrame } from './frames.ts';
 import type { RoomHandle } from './room-handle.ts';
-import { type MuteState, muteOf } from './room-state.ts';
+import { type MuteState, muteOf, participantOf } from './room-state.ts';
 
 export type MutedBy = 'self' | 'admin';
 
@@ -39,6 +39,7 @@ export async function applyMute(
     fresh.mutes = { ...fresh.mutes, [kind]: next };
   });
   room.broadcast(encodeServerFrame('track_muted', { publisher_id: participantId, kind, muted: next.muted, by }));
+  room.webhook('track.muted', { participant: participantOf(record), kind, muted: next.muted, by });
   return next;
 }
 

@@ -7,6 +7,7 @@ import {
   type MuteRequest,
   MuteRequestSchema,
   type ParticipantDetails,
+  type Stream,
   type UpdateParticipantRequest,
   UpdateParticipantRequestSchema,
 } from '../../../shared/src/rest.ts';
@@ -58,6 +59,7 @@ import {
 } from './room-handle.ts';
 import { isListed, mirrorOf, type ParticipantRecord, participantOf, type RoomMeta, RoomState } from './room-state.ts';
 import { StoreMirror } from './store-mirror.ts';
+import { WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY, WebhookOutbox } from './webhook-outbox.ts';
 
 /** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
 const CONNECTION_HEADROOM = 16;
@@ -88,6 +90,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   readonly #handle: RoomHandle;
   readonly #storeMirror: StoreMirror;
   readonly #eventOrigins: MediaEventOriginCheck;
+  readonly #webhooks: WebhookOutbox;
   #config: EdgeConfig | undefined;
   #baseLogger: Logger | undefined;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
@@ -106,6 +109,12 @@ export class RoomCoordinator extends DurableObject<Env> {
       kv: ctx.storage.kv,
       repository: () => this.#repository(),
       snapshot: () => mirrorOf(this.#state),
+      retryAt: (at) => this.#alarmNoLaterThan(at),
+      logger: () => this.#logger(),
+    });
+    this.#webhooks = new WebhookOutbox({
+      kv: ctx.storage.kv,
+      queue: () => (this.#settings().webhooks ? this.env.WEBHOOKS : undefined),
       retryAt: (at) => this.#alarmNoLaterThan(at),
       logger: () => this.#logger(),
     });
@@ -141,6 +150,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       depart: (participantId, reason, closeWith) => this.#depart(participantId, reason, closeWith),
       stopPublishing: (participantId, options) => this.#stopPublishing(participantId, options),
       scheduleAlarm: () => this.#scheduleAlarm(),
+      webhook: (type, data) => this.#webhooks.record(type, this.#meta().roomId, data),
     };
   }
 
@@ -235,9 +245,15 @@ export class RoomCoordinator extends DurableObject<Env> {
       for (const { ws } of this.#connections(participantId)) closeSocket(ws, closeWith.code, closeWith.reason);
     }
     if (record) {
+      const participant = participantOf(record);
       if (record.publisher?.ready) {
         this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: participantId }), participantId);
+        this.#webhooks.record('track.unpublished', this.#meta().roomId, {
+          participant,
+          streams: record.publisher.streams,
+        });
       }
+      this.#webhooks.record('participant.left', this.#meta().roomId, { participant, reason });
       if (isListed(record)) {
         this.#broadcast(encodeServerFrame('participant_left', { participant: participantOf(record) }), participantId);
       }
@@ -263,8 +279,10 @@ export class RoomCoordinator extends DurableObject<Env> {
   async #stopPublishing(participantId: string, options: { unpublishOnMediaNode: boolean }): Promise<boolean> {
     let wasReady = false;
     let wasPublishing = false;
+    let streamsBefore: Stream[] = [];
     this.#state.updateParticipant(participantId, (record) => {
       wasPublishing = record.publisher !== null;
+      streamsBefore = record.publisher?.streams ?? [];
       wasReady = record.publisher?.ready ?? false;
       record.publisher = null;
     });
@@ -278,6 +296,13 @@ export class RoomCoordinator extends DurableObject<Env> {
       this.#broadcast(left);
     } else {
       this.#sendTo(participantId, left);
+    }
+    const record = this.#state.participant(participantId);
+    if (wasReady && record) {
+      this.#webhooks.record('track.unpublished', this.#meta().roomId, {
+        participant: participantOf(record),
+        streams: streamsBefore,
+      });
     }
     this.#forgetFeed(participantId);
     if (options.unpublishOnMediaNode) {
@@ -299,6 +324,8 @@ export class RoomCoordinator extends DurableObject<Env> {
     for (const record of participants) if (record.graceUntil !== null) due.push(record.graceUntil);
     const refreshAt = this.#roomRefreshAt();
     if (participants.length > 0 && refreshAt !== null) due.push(refreshAt);
+    const webhookRetryAt = this.#webhooks.retryAt;
+    if (webhookRetryAt !== null) due.push(webhookRetryAt);
     const mirrorRetryAt = this.#storeMirror.retryAt;
     if (mirrorRetryAt !== null) due.push(mirrorRetryAt);
     if (this.#mediaOnNode(participants).length > 0) due.push(now + MEDIA_PROBE_INTERVAL_MS);
@@ -552,6 +579,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     const now = Date.now();
     const nextLeaveExpiry = this.#state.pruneLeft(now);
     await this.#storeMirror.flush();
+    await this.#webhooks.flush();
     const meta = this.#state.meta();
     if (!meta) {
       // A closed room: only leave markers (and perhaps an unsent mirror) remain, until they expire.
@@ -761,7 +789,9 @@ export class RoomCoordinator extends DurableObject<Env> {
 
   /** After a close: the alarm comes back for a mirror retry or a leave marker's expiry, and then for nothing. */
   async #scheduleAfterClose(nextLeaveExpiry: number | null): Promise<void> {
-    const due = [nextLeaveExpiry, this.#storeMirror.retryAt].filter((at): at is number => at !== null);
+    const due = [nextLeaveExpiry, this.#storeMirror.retryAt, this.#webhooks.retryAt].filter(
+      (at): at is number => at !== null,
+    );
     // No later than: a session that began since the close may have set an earlier alarm.
     if (due.length > 0) await this.#alarmNoLaterThan(Math.min(...due));
   }
@@ -836,7 +866,10 @@ export class RoomCoordinator extends DurableObject<Env> {
     // node is being told must find an empty room, not have its fresh join wiped afterwards. The node
     // pin stays until the node is told, so that the room is closed where it was, not placed anew.
     await this.ctx.storage.deleteAlarm();
-    this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY]);
+    this.#webhooks.record('room.finished', meta.roomId, { reason });
+    // The webhook outbox and sequence outlive the close: room.finished must still go out, and a
+    // later session of the same room goes on numbering where this one stopped.
+    this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY, WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY]);
     this.#storeMirror.changed(meta.roomId, { deleteRoom: reason !== 'room_empty' });
     await this.#storeMirror.flush();
     if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));

@@ -1,5 +1,6 @@
 import { CodedError, type ErrorCode } from '../../../shared/src/errors.ts';
 import type { Logger } from '../../../shared/src/log.ts';
+import type { WebhookData, WebhookEventType } from '../../../shared/src/webhooks.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { MediaNodeClient } from '../media/media-node-client.ts';
 import { StoreUnavailableError } from '../store/index.ts';
@@ -52,6 +53,8 @@ export interface RoomHandle {
   depart(participantId: string, reason: string, closeWith: { code: number; reason: string } | null): Promise<void>;
   stopPublishing(participantId: string, options: { unpublishOnMediaNode: boolean }): Promise<boolean>;
   scheduleAlarm(): Promise<void>;
+  /** Records a webhook event of this room (numbered and queued; nothing when webhooks are off). */
+  webhook(type: WebhookEventType, data?: Omit<WebhookData, 'room_id' | 'seq'>): void;
 }
 
 /** The signaling error code a failure maps to; anything unexpected is an internal error. */

@@ -52,6 +52,8 @@ export interface RoomMeta {
   joins: number;
   /** The room record's max_publishers, read from the store at the first join. */
   maxPublishers: number | null;
+  /** Whether this session of the room announced `room.started` (a webhook). */
+  started?: boolean;
 }
 
 const META_KEY = 'meta';

@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectReply } from '../../client/src/signaling-connection.ts';
+import type { RunningStack } from '../../scripts/stack.ts';
+import { type WebhookEvent, WebhookEventSchema } from '../../shared/src/webhooks.ts';
+import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
+import { TestPublisher, waitFor } from '../support/werift-peers.ts';
+
+/**
+ * Webhooks through the real stack: `wrangler dev` runs the Cloudflare Queue (miniflare), the rooms
+ * produce, the Worker's consumer POSTs to a local receiver, which verifies every request with the
+ * off-the-shelf `standardwebhooks` package, as an app server would.
+ */
+
+const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
+
+/** The app's receiver: verifies signatures; answers 500 while `failures` remain. */
+class Receiver {
+  readonly events: WebhookEvent[] = [];
+  readonly ids: string[] = [];
+  unverified = 0;
+  failures = 0;
+  refused = 0;
+  readonly #server: Server;
+  readonly #verifier = new Webhook(SECRET);
+
+  constructor() {
+    this.#server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        if (this.failures > 0) {
+          this.failures -= 1;
+          this.refused += 1;
+          response.writeHead(500).end();
+          return;
+        }
+        const body = Buffer.concat(chunks).toString('utf8');
+        try {
+          const verified = this.#verifier.verify(body, request.headers as Record<string, string>);
+          this.events.push(WebhookEventSchema.parse(verified));
+          this.ids.push(String(request.headers['webhook-id']));
+          response.writeHead(204).end();
+        } catch {
+          this.unverified += 1;
+          response.writeHead(400).end();
+        }
+      });
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/webhooks`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** The room's events, once deduplicated (at least once) and put in order by `seq`. */
+  ofRoom(roomId: string): WebhookEvent[] {
+    const bySeq = new Map<number, WebhookEvent>();
+    for (const event of this.events) if (event.data.room_id === roomId) bySeq.set(event.data.seq, event);
+    return [...bySeq.values()].sort((a, b) => a.data.seq - b.data.seq);
+  }
+}
+
+let stack: RunningStack;
+const receiver = new Receiver();
+
+beforeAll(async () => {
+  const url = await receiver.listen();
+  stack = await startLoopbackStack({ WEBHOOK_URL: url, WEBHOOK_SECRET: SECRET });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await receiver.close();
+});
+
+const endRoom = (roomId: string, adminToken: string) =>
+  fetch(`${stack.edgeUrl}/api/v1/rooms/${roomId}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
+
+describe('webhooks through a Cloudflare Queue to a local receiver', () => {
+  it('delivers every event type, signed, numbered in the room’s order', async () => {
+    const room = await createRoom(stack, 'webhooks');
+    const alice = await joinParticipant(stack, room.id, 'Alice');
+    const publisher = await TestPublisher.create();
+    const answer = expectReply(
+      await alice.connection.request('publish_offer', { sdp: await publisher.createOffer() }),
+      'publish_answer',
+    );
+    await publisher.setAnswer(answer.payload.sdp);
+    await waitFor(() => receiver.ofRoom(room.id).some((event) => event.type === 'track.published'), {
+      timeoutMs: 20_000,
+      message: 'track.published',
+    });
+    expectReply(await alice.connection.request('mute', { kind: 'audio', muted: true }), 'ack');
+    expectReply(await alice.connection.request('unpublish', {}), 'ack');
+    expectReply(await alice.connection.request('leave', {}), 'ack');
+    expect((await endRoom(room.id, room.admin_token)).status).toBe(200);
+
+    const expected = [
+      'room.started',
+      'participant.joined',
+      'track.published',
+      'track.muted',
+      'track.unpublished',
+      'participant.left',
+      'room.finished',
+    ];
+    const events = await waitFor(
+      () => (receiver.ofRoom(room.id).length >= expected.length ? receiver.ofRoom(room.id) : undefined),
+      {
+        timeoutMs: 30_000,
+        message: 'every event type',
+      },
+    );
+    expect(events.map((event) => event.type)).toEqual(expected);
+    expect(events.map((event) => event.data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(events[1]?.data.participant).toEqual({ id: alice.id, display: 'Alice' });
+    expect(events[2]?.data.streams?.map((stream) => stream.kind).sort()).toEqual(['audio', 'video']);
+    expect(events[3]?.data).toMatchObject({ kind: 'audio', muted: true, by: 'self' });
+    expect(events[6]?.data.reason).toBe('room_deleted');
+    expect(receiver.unverified).toBe(0);
+    await publisher.close();
+  }, 90_000);
+
+  it('a receiver that fails for a while still gets every event afterwards, in the room’s sequence', async () => {
+    const room = await createRoom(stack, 'webhooks retried');
+    receiver.failures = 4;
+    const people = [];
+    for (const display of ['Ann', 'Bob', 'Cid']) people.push(await joinParticipant(stack, room.id, display));
+    for (const person of people) expectReply(await person.connection.request('leave', {}), 'ack');
+    expect((await endRoom(room.id, room.admin_token)).status).toBe(200);
+
+    const total = 1 + 3 + 3 + 1;
+    const events = await waitFor(
+      () => (receiver.ofRoom(room.id).length >= total ? receiver.ofRoom(room.id) : undefined),
+      {
+        timeoutMs: 60_000,
+        message: 'every event after the outage',
+      },
+    );
+    expect(receiver.refused).toBeGreaterThanOrEqual(4);
+    expect(events.map((event) => event.data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(events.map((event) => event.type)).toEqual([
+      'room.started',
+      'participant.joined',
+      'participant.joined',
+      'participant.joined',
+      'participant.left',
+      'participant.left',
+      'participant.left',
+      'room.finished',
+    ]);
+    expect(events.slice(1, 4).map((event) => event.data.participant?.display)).toEqual(['Ann', 'Bob', 'Cid']);
+    expect(receiver.unverified).toBe(0);
+  }, 90_000);
+});
