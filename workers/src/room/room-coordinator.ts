@@ -866,7 +866,8 @@ export class RoomCoordinator extends DurableObject<Env> {
     // node is being told must find an empty room, not have its fresh join wiped afterwards. The node
     // pin stays until the node is told, so that the room is closed where it was, not placed anew.
     await this.ctx.storage.deleteAlarm();
-    this.#webhooks.record('room.finished', meta.roomId, { reason });
+    // Only a session that started finishes (ending a room nobody ever joined is not an event).
+    if (meta.started) this.#webhooks.record('room.finished', meta.roomId, { reason });
     // The webhook outbox and sequence outlive the close: room.finished must still go out, and a
     // later session of the same room goes on numbering where this one stopped.
     this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY, WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY]);
