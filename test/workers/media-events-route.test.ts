@@ -92,7 +92,11 @@ describe('POST /internal/media-events', () => {
     const response = await postEvent(body, await eventToken(body, { room: room.id }));
     expect(response.status).toBe(200);
     const frame = await bob.socket.nextOf('publisher_joined');
-    expect(frame.payload.publisher).toEqual({ id: ann.participantId, display: 'Ann', streams: ready.streams });
+    expect(frame.payload.publisher).toEqual({
+      id: ann.participantId,
+      display: 'Ann',
+      streams: ready.streams.map((stream) => ({ ...stream, muted: false })),
+    });
   });
 
   /**

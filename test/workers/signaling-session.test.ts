@@ -105,7 +105,11 @@ describe('publishing and subscribing through the media node', () => {
     expect(answer.payload.sdp).toContain(`answer for ${ann.participantId}`);
     await mediaEvent(room.id, { type: 'publisher_ready', participant_id: ann.participantId, streams: STREAMS });
     const announced = await bob.socket.nextOf('publisher_joined');
-    expect(announced.payload.publisher).toEqual({ id: ann.participantId, display: 'Ann', streams: STREAMS });
+    expect(announced.payload.publisher).toEqual({
+      id: ann.participantId,
+      display: 'Ann',
+      streams: STREAMS.map((stream) => ({ ...stream, muted: false })),
+    });
     await roundTrip(ann.socket);
     expect(ann.socket.untaken('publisher_joined')).toEqual([]);
 
