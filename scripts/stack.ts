@@ -94,7 +94,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     ...pick(options.env, EDGE_VARIABLES),
     JWT_SECRET: jwtSecret,
     MEDIA_NODE_SECRET: mediaNodeSecret,
-    MEDIA_NODE_URL: withMediaNode ? mediaUrl : options.env.MEDIA_NODE_URL,
+    // The node signs its events with the URL it advertises; the edge must know it by that same URL.
+    MEDIA_NODE_URL: withMediaNode ? (options.env.MEDIA_PUBLIC_URL ?? mediaUrl) : options.env.MEDIA_NODE_URL,
   };
   writeFileSync(edgeEnvFile, toEnvFile(edgeVars), { mode: 0o600 });
 

@@ -2,6 +2,7 @@ import type { IceServer } from '../../shared/src/ice.ts';
 import type { JoinRoomRequest, JoinRoomResponse, Publisher, StreamKind } from '../../shared/src/rest.ts';
 import { fingerprintOf } from '../../shared/src/sdp-fingerprint.ts';
 import type { IceTarget, Participant, ServerFrame } from '../../shared/src/signaling.ts';
+import type { Grants } from '../../shared/src/token.ts';
 import { RoomAdmin } from './room-admin.ts';
 import {
   type ConnectionState,
@@ -33,8 +34,17 @@ export interface ClientEvents extends Record<string, unknown> {
   track: RemoteTrack;
   /** App data another participant sent with `sendData` (to everyone, or to this participant). */
   data: { from: string; data: string; topic?: string };
-  /** A publisher's tracks of one kind were muted or unmuted (this participant's own included). */
-  track_muted: { publisherId: string; kind: StreamKind; muted: boolean; by: 'self' | 'admin' };
+  /**
+   * A publisher's tracks of one kind were muted or unmuted (this participant's own included).
+   * `locked`: an admin's lock holds, so the participant cannot unmute; an admin lifting it sends
+   * `locked: false` with `muted` unchanged.
+   */
+  track_muted: { publisherId: string; kind: StreamKind; muted: boolean; by: 'self' | 'admin'; locked: boolean };
+  /**
+   * An admin changed this participant's grants; they apply at once. A revoked `publish` or
+   * `subscribe` has already ended that connection on the server, and the SDK closes its side.
+   */
+  grants_updated: { grants: Grants };
   error: Error;
 }
 
@@ -365,14 +375,29 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         this.emit('data', frame.payload);
         break;
       case 'track_muted': {
-        const { publisher_id: publisherId, kind, muted, by } = frame.payload;
+        const { publisher_id: publisherId, kind, muted, by, locked } = frame.payload;
         const publisher = this.publishers.get(publisherId);
         if (publisher) {
           const streams = publisher.streams.map((stream) => (stream.kind === kind ? { ...stream, muted } : stream));
           this.publishers.set(publisherId, { ...publisher, streams });
         }
         if (this.#session?.participantId === publisherId) this.#enableLocal(kind, !muted);
-        this.emit('track_muted', { publisherId, kind, muted, by });
+        this.emit('track_muted', { publisherId, kind, muted, by, locked });
+        break;
+      }
+      case 'grants_updated': {
+        const { grants } = frame.payload;
+        // The server already ended what was revoked: close this side without publishing again.
+        if (!grants.publish) {
+          this.#publishing?.pc.close();
+          this.#publishing = undefined;
+        }
+        if (!grants.subscribe) {
+          this.#subscriber?.close();
+          this.#subscriber = undefined;
+          this.#subscribedFeeds.clear();
+        }
+        this.emit('grants_updated', { grants });
         break;
       }
       case 'error':

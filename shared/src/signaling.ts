@@ -5,6 +5,7 @@ import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS, utf8Length } from './limits.ts';
 import { DisplaySchema, MuteRequestSchema, PublisherSchema, StreamKindSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
+import { GrantsSchema } from './token.ts';
 
 /**
  * Signaling frames are JSON text `{type, request_id?, payload}`. A client request that carries a
@@ -125,7 +126,17 @@ export const ServerPayloadSchemas = {
     kind: StreamKindSchema,
     muted: z.boolean(),
     by: z.enum(['self', 'admin']),
+    /**
+     * Whether an admin's lock holds: while it does, the participant cannot unmute. An admin lifting
+     * the lock sends `locked: false` with `muted` unchanged, so the participant knows it may unmute.
+     */
+    locked: z.boolean(),
   }),
+  /**
+   * To the participant alone, when an admin changed its grants (they apply at once). A revoked
+   * `publish` has already ended its publishing; the SDK stops instead of publishing again.
+   */
+  grants_updated: z.object({ grants: GrantsSchema }),
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -147,6 +158,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('trickle_ice'),
   serverFrame('data'),
   serverFrame('track_muted'),
+  serverFrame('grants_updated'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

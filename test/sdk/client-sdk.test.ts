@@ -45,14 +45,28 @@ describe('the client SDK against the real edge', () => {
     expect((await host.admin.participants()).map((p) => p.display)).toEqual(['Host', 'Guest']);
     const locked = guest.once('track_muted');
     await host.admin.mute(guest.participantId, 'audio');
-    expect(await locked).toEqual({ publisherId: guest.participantId, kind: 'audio', muted: true, by: 'admin' });
+    expect(await locked).toEqual({
+      publisherId: guest.participantId,
+      kind: 'audio',
+      muted: true,
+      by: 'admin',
+      locked: true,
+    });
     await expect(guest.unmute('audio')).rejects.toMatchObject({ code: 'forbidden' });
     await host.admin.mute(guest.participantId, 'audio', false);
     const unmuted = host.once('track_muted');
     await guest.unmute('audio');
-    expect(await unmuted).toEqual({ publisherId: guest.participantId, kind: 'audio', muted: false, by: 'self' });
+    expect(await unmuted).toEqual({
+      publisherId: guest.participantId,
+      kind: 'audio',
+      muted: false,
+      by: 'self',
+      locked: false,
+    });
 
+    const grantsUpdated = guest.once('grants_updated');
     await host.admin.updateGrants(guest.participantId, { publish_data: false });
+    expect((await grantsUpdated).grants).toMatchObject({ publish_data: false, publish: true });
     await expect(guest.sendData('x')).rejects.toBeInstanceOf(SignalingError);
     // The guest has no admin grant: its admin calls are refused.
     await expect(guest.admin.participants()).rejects.toMatchObject({ status: 403, code: 'forbidden' });

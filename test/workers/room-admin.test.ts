@@ -169,6 +169,13 @@ describe('moderation', () => {
       streams: [],
     });
     expect((await ann.socket.nextOf('publisher_left')).payload.publisher_id).toBe(bob.participantId);
+    // Bob himself is told his grants, not that his publishing was lost (which his SDK would redo).
+    expect((await bob.socket.nextOf('grants_updated')).payload.grants).toMatchObject({
+      publish: false,
+      publish_data: false,
+      subscribe: true,
+    });
+    expect(bob.socket.untaken('publisher_left')).toEqual([]);
     expect(fake.callsOf('unpublish').map((c) => c.participantId)).toContain(bob.participantId);
     const refusedData = await bob.socket.request('send_data', { data: 'x' });
     expect(refusedData).toMatchObject({ type: 'error', payload: { code: 'forbidden' } });

@@ -39,7 +39,7 @@ describe('mute', () => {
     const { room, fake, ann, bob } = await annPublishingToBob();
 
     await ann.socket.expectReply('mute', { kind: 'audio', muted: true }, 'ack');
-    const expected = { publisher_id: ann.participantId, kind: 'audio', muted: true, by: 'self' };
+    const expected = { publisher_id: ann.participantId, kind: 'audio', muted: true, by: 'self', locked: false };
     for (const socket of [ann.socket, bob.socket])
       expect((await socket.nextOf('track_muted')).payload).toEqual(expected);
     expect(fake.callsOf('mute')).toEqual([
@@ -63,19 +63,24 @@ describe('mute', () => {
     const muted = await adminMute(room.id, room.admin_token, ann.participantId, { kind: 'video', muted: true });
     expect(muted.status).toBe(200);
     expect(ParticipantDetailsSchema.parse(await muted.json()).streams.map((s) => s.muted)).toEqual([false, true]);
-    const event = { publisher_id: ann.participantId, kind: 'video', muted: true, by: 'admin' };
+    const event = { publisher_id: ann.participantId, kind: 'video', muted: true, by: 'admin', locked: true };
     for (const socket of [ann.socket, bob.socket]) expect((await socket.nextOf('track_muted')).payload).toEqual(event);
 
     // Under the lock: forbidden, and nothing changes (no call to the node, no event).
     expect(codeOf(await ann.socket.request('mute', { kind: 'video', muted: false }))).toBe('forbidden');
     // Muting it again, or the other kind, stays allowed.
     await ann.socket.expectReply('mute', { kind: 'video', muted: true }, 'ack');
-    expect((await bob.socket.nextOf('track_muted')).payload).toMatchObject({ kind: 'video', muted: true, by: 'self' });
+    expect((await bob.socket.nextOf('track_muted')).payload).toMatchObject({
+      kind: 'video',
+      muted: true,
+      by: 'self',
+      locked: true,
+    });
 
-    // The admin lifts the lock: still muted, until Ann unmutes herself.
+    // The admin lifts the lock: still muted, until Ann unmutes herself; the event says she may.
     const lifted = await adminMute(room.id, room.admin_token, ann.participantId, { kind: 'video', muted: false });
     expect(lifted.status).toBe(200);
-    expect((await bob.socket.nextOf('track_muted')).payload).toEqual({ ...event, muted: true });
+    expect((await bob.socket.nextOf('track_muted')).payload).toEqual({ ...event, muted: true, locked: false });
     expect(await mutedOf(room.id)).toEqual(['audio:false', 'video:true']);
     expect(fake.callsOf('mute').map((call) => call.detail)).toEqual([{ kind: 'video', muted: true }]);
     await ann.socket.expectReply('mute', { kind: 'video', muted: false }, 'ack');

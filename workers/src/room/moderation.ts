@@ -1,4 +1,5 @@
 import type { ParticipantDetails, UpdateParticipantRequest } from '../../../shared/src/rest.ts';
+import { encodeServerFrame } from './frames.ts';
 import type { RoomHandle } from './room-handle.ts';
 import { type ParticipantRecord, publisherOf } from './room-state.ts';
 
@@ -34,5 +35,7 @@ export async function updateGrants(
     await room.media.closeSubscriber(room.roomId, participantId);
   }
   const after = room.state.participant(participantId);
-  return after ? participantDetailsOf(after) : null;
+  if (!after) return null;
+  room.sendTo(participantId, encodeServerFrame('grants_updated', { grants: after.grants }));
+  return participantDetailsOf(after);
 }

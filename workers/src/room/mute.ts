@@ -38,7 +38,9 @@ export async function applyMute(
   room.state.updateParticipant(participantId, (fresh) => {
     fresh.mutes = { ...fresh.mutes, [kind]: next };
   });
-  room.broadcast(encodeServerFrame('track_muted', { publisher_id: participantId, kind, muted: next.muted, by }));
+  room.broadcast(
+    encodeServerFrame('track_muted', { publisher_id: participantId, kind, muted: next.muted, by, locked: next.locked }),
+  );
   room.webhook('track.muted', { participant: participantOf(record), kind, muted: next.muted, by });
   return next;
 }
