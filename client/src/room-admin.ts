@@ -8,21 +8,26 @@ import type {
   UpdateParticipantRequest,
 } from '../../shared/src/rest.ts';
 
+/** Options of a `RoomAdmin`: which room, on which edge, with which credential. */
 export interface RoomAdminOptions {
   /** The edge's base URL, e.g. `http://localhost:8080`. */
   baseUrl: string;
+  /** The room to administer. */
   roomId: string;
   /**
    * The admin credential, read on every call: the room's `admin_token`, a participant token with the
    * `admin` grant (kept fresh by the client), or the server's API_KEY (server side only).
    */
   credential: () => string;
+  /** The `fetch` used for the calls (default: the global one). */
   fetch?: typeof fetch;
 }
 
 /** A refused admin call: the HTTP status and the contract's error code. */
 export class RoomAdminError extends Error {
+  /** The HTTP status, e.g. 401, 403, 404. */
   readonly status: number;
+  /** The contract's error code, e.g. `forbidden`, `not_found`. */
   readonly code: string;
 
   constructor(status: number, code: string, message: string) {

@@ -11,6 +11,7 @@ import { TypedEmitter } from './typed-emitter.ts';
 
 /** An `error` reply, or a request that could not complete (`connection_lost`, `timeout`). */
 export class SignalingError extends Error {
+  /** The server's error code (see the README's list), or `connection_lost` / `timeout` on this side. */
   readonly code: ErrorCode | 'connection_lost' | 'timeout';
 
   constructor(code: SignalingError['code'], message: string) {
@@ -20,15 +21,20 @@ export class SignalingError extends Error {
   }
 }
 
+/** Where the signaling socket stands; `closed` is final (left, removed, replaced, room ended, or reconnecting gave up). */
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
+/** Reconnection after an unexpected drop: exponential backoff from `initialDelayMs`, capped at `maxDelayMs`. */
 export interface ReconnectPolicy {
   /** Total time to keep trying: the server keeps a dropped participant for its grace period (20 s by default). */
   giveUpAfterMs: number;
+  /** The wait before the first attempt. */
   initialDelayMs: number;
+  /** The longest wait between two attempts. */
   maxDelayMs: number;
 }
 
+/** Try for 20 s (the server's default grace period), 250 ms doubling to 4 s apart. */
 export const DEFAULT_RECONNECT: ReconnectPolicy = { giveUpAfterMs: 20_000, initialDelayMs: 250, maxDelayMs: 4_000 };
 
 /**
@@ -43,13 +49,28 @@ type Pending = {
   timer: ReturnType<typeof setTimeout>;
 };
 
-interface ConnectionEvents extends Record<string, unknown> {
+/** The events a `SignalingConnection` emits. */
+export interface ConnectionEvents extends Record<string, unknown> {
+  /** The socket's state changed. */
   state: ConnectionState;
   /** Server events (frames without request_id) and replies nobody waits for. */
   frame: ServerFrame;
   /** A new socket is open after a drop: the owner re-sends join_room to resume. */
   reopened: undefined;
+  /** The socket closed for good, with the server's close code (see `CLOSE_CODES`) and reason. */
   closed: { code: number; reason: string };
+}
+
+/** Options of a `SignalingConnection`. */
+export interface SignalingConnectionOptions {
+  /** The `ws_url` that `POST …/join` answered. */
+  url: string;
+  /** The participant token; it travels as the second WebSocket subprotocol, never in the URL. */
+  token: string;
+  /** Reconnection after an unexpected drop (default `DEFAULT_RECONNECT`). */
+  reconnect?: ReconnectPolicy;
+  /** The WebSocket class to use (default: the global one). */
+  WebSocket?: typeof WebSocket;
 }
 
 /**
@@ -66,7 +87,7 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
   readonly #policy: ReconnectPolicy;
   readonly #WebSocketImpl: typeof WebSocket;
 
-  constructor(options: { url: string; token: string; reconnect?: ReconnectPolicy; WebSocket?: typeof WebSocket }) {
+  constructor(options: SignalingConnectionOptions) {
     super();
     this.#url = options.url;
     this.#token = options.token;

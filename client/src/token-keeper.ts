@@ -1,13 +1,20 @@
 import type { RefreshTokenResponse } from '../../shared/src/rest.ts';
 
+/** Options of a `TokenKeeper`. */
 export interface TokenKeeperOptions {
+  /** The edge's base URL, e.g. `http://localhost:8080`. */
   baseUrl: string;
+  /** The room the token is for. */
   roomId: string;
+  /** The participant token to keep fresh. */
   token: string;
+  /** When `token` expires (`expires_at` of the join or the last refresh). */
   expiresAt: Date;
   /** Called with each fresh token (the signaling connection reconnects with it). */
   onToken: (token: string) => void;
+  /** Called when a refresh fails (it is retried while the current token is still valid). */
   onError?: (error: Error) => void;
+  /** The `fetch` used for refreshes (default: the global one). */
   fetch?: typeof fetch;
 }
 

@@ -19,18 +19,35 @@ const DISCONNECTED_GRACE_MS = 4_000;
 /** The longest wait between attempts to publish again after the media node lost this participant's publishing. */
 const REPUBLISH_MAX_RETRY_MS = 8_000;
 
+/** A track received from another participant. */
 export interface RemoteTrack {
+  /** The participant who publishes it (also `stream.id`: the server names each forwarded stream after its publisher). */
   publisherId: string;
+  /** The received audio or video track. */
   track: MediaStreamTrack;
+  /** The publisher's stream this track belongs to: attach it to a `<video>` element's `srcObject`. */
   stream: MediaStream;
 }
 
+/** The events a `TrueGatherClient` emits; subscribe with `client.on(event, handler)`. */
 export interface ClientEvents extends Record<string, unknown> {
+  /**
+   * The signaling connection's state changed: `open` once joined, `reconnecting` after a drop (the
+   * client resumes within the server's grace period), `closed` for good (left, removed, room ended).
+   */
   state: ConnectionState;
+  /** Someone joined the room (hidden participants are never announced). */
   participant_joined: Participant;
+  /** Someone left the room, was removed, or dropped and did not come back in time. */
   participant_left: Participant;
+  /**
+   * A participant's media flows (or its streams changed); the client subscribes to it by itself unless
+   * `autoSubscribe` is false. `streams[].muted` says which kinds are muted.
+   */
   publisher_joined: Publisher;
+  /** A publisher stopped publishing or left; its tracks end. */
   publisher_left: { publisherId: string };
+  /** A remote track arrived on the subscribing connection. */
   track: RemoteTrack;
   /** App data another participant sent with `sendData` (to everyone, or to this participant). */
   data: { from: string; data: string; topic?: string };
@@ -45,9 +62,11 @@ export interface ClientEvents extends Record<string, unknown> {
    * `subscribe` has already ended that connection on the server, and the SDK closes its side.
    */
   grants_updated: { grants: Grants };
+  /** Something failed in the background (a renegotiation, a token refresh, a server `error` event). */
   error: Error;
 }
 
+/** Options of `sendData`. */
 export interface SendDataOptions {
   /** Lets receivers tell messages apart, e.g. `chat` (≤ 64 characters). */
   topic?: string;
@@ -55,21 +74,27 @@ export interface SendDataOptions {
   to?: string[];
 }
 
+/** Options of a `TrueGatherClient`: which room to join, as whom, and how. */
 export interface JoinOptions {
   /** The edge's base URL, e.g. `http://localhost:8080`. */
   baseUrl: string;
+  /** The room to join: the `id` from `POST /api/v1/rooms` (the invitation). */
   roomId: string;
+  /** The name others see (1–64 characters; control and bidi-override characters are refused). */
   display: string;
   /** Subscribe to every publisher, present and future (default true). */
   autoSubscribe?: boolean;
+  /** How long and how often to reconnect after a dropped socket (default `DEFAULT_RECONNECT`: 20 s, the server's grace period). */
   reconnect?: ReconnectPolicy;
-  /** `relay` forces TURN. */
+  /** ICE transport policy of both peer connections (default `all`); `relay` forces TURN. */
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** Grants to ask for (e.g. `{admin: true}` for a host, `{hidden: true}` for a recorder); needs `adminCredential`. */
   grants?: JoinRoomRequest['grants'];
   /** The room's `admin_token` (its creator has it), which authorizes `grants`. */
   adminCredential?: string;
+  /** The `fetch` used for REST calls (default: the global one). */
   fetch?: typeof fetch;
+  /** The WebSocket class used for signaling (default: the global one; e.g. the `ws` package in older Node). */
   WebSocket?: typeof WebSocket;
 }
 
