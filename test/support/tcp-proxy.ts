@@ -2,15 +2,24 @@ import { connect, createServer, type Socket } from 'node:net';
 
 /**
  * A loopback TCP proxy whose connections can be cut at will: the way to drop a client's WebSocket
- * abruptly (no close frame, as a network switch would) and watch it reconnect, or to make a server
- * unreachable for a while.
+ * abruptly (no close frame, as a network switch would) and watch it reconnect, to make a server
+ * unreachable for a while, or to make it hang.
  */
 export async function startTcpProxy(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
   let refusing = false;
+  let stalling = false;
   const server = createServer((client) => {
     if (refusing) {
       client.destroy();
+      return;
+    }
+    if (stalling) {
+      // Accepted, and then nothing: no upstream, no answer.
+      sockets.add(client);
+      client.once('close', () => sockets.delete(client));
+      client.on('error', () => client.destroy());
+      client.pause();
       return;
     }
     const upstream = connect(target.port, target.host);
@@ -36,6 +45,18 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     refuse(): void {
       refusing = true;
       for (const socket of sockets) socket.destroy();
+    },
+    /**
+     * Keeps every connection open but forwards nothing either way, and holds new ones likewise: the
+     * target hangs for whoever goes through the proxy (a black-holed path, a hung control API), while
+     * what it does by itself (heartbeats) goes on.
+     */
+    stall(): void {
+      stalling = true;
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
     },
     accept(): void {
       refusing = false;

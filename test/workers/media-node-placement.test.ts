@@ -5,7 +5,7 @@ import type { MediaNodeRegistration } from '../../shared/src/media-control.ts';
 import { signRegistration } from '../../shared/src/media-node-trust.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
 import { MediaCallError } from '../../workers/src/media/media-node-client.ts';
-import { chooseNode, MediaNodePlacement } from '../../workers/src/media/media-node-placement.ts';
+import { chooseNode, MediaNodePlacement, SUSPECT_NODE_TTL_MS } from '../../workers/src/media/media-node-placement.ts';
 import type { RoomRepository } from '../../workers/src/store/room-repository.ts';
 
 const node = (url: string, load: number, capacity: number, draining = false): MediaNodeRegistration => ({
@@ -38,9 +38,24 @@ describe('MediaNodePlacement', () => {
   /** Entries as the nodes write them: signed with MEDIA_NODE_SECRET. */
   const signed = (nodes: MediaNodeRegistration[]) => Promise.all(nodes.map((entry) => signRegistration(entry, secret)));
 
+  /** Suspicions as the store keeps them, shared by every placement of a test (as by every room). */
+  class SuspectNodes {
+    readonly marks = new Map<string, number>();
+    readonly repository = {
+      markMediaNodeSuspect: async (url: string, ttlMs: number) => void this.marks.set(url, ttlMs),
+      listSuspectMediaNodes: async (urls: string[]) => urls.filter((url) => this.marks.has(url)),
+      clearMediaNodeSuspect: async (url: string) => void this.marks.delete(url),
+    };
+  }
+
   /** Runs `body` with a placement on a fresh room object's storage and a registry the test controls. */
   async function withPlacement(
-    options: { staticUrl?: string; allowHttp?: boolean; registry: () => Promise<MediaNodeRegistration[]> },
+    options: {
+      staticUrl?: string;
+      allowHttp?: boolean;
+      registry: () => Promise<MediaNodeRegistration[]>;
+      suspects?: SuspectNodes;
+    },
     body: (placement: MediaNodePlacement, logs: string[]) => Promise<void>,
   ) {
     const config = {
@@ -48,7 +63,10 @@ describe('MediaNodePlacement', () => {
       upstash: { url: 'http://registry.test', token: 'x' },
       mediaNode: { url: options.staticUrl, secret, allowHttp: options.allowHttp ?? false },
     };
-    const repository = { listMediaNodes: options.registry } as unknown as RoomRepository;
+    const repository = {
+      listMediaNodes: options.registry,
+      ...(options.suspects ?? new SuspectNodes()).repository,
+    } as unknown as RoomRepository;
     const logs: string[] = [];
     const logger = createLogger('warn', {});
     const capture = {
@@ -140,6 +158,62 @@ describe('MediaNodePlacement', () => {
       await placement.release('https://a');
       expect(await placement.baseUrl()).toBe('https://b');
     });
+  });
+
+  it('leaves a node after two calls in a row time out, and marks it suspect for every room; an answer resets the count', async () => {
+    const suspects = new SuspectNodes();
+    const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
+    await withPlacement({ registry: () => signed(nodes), suspects }, async (placement, logs) => {
+      expect(await placement.baseUrl()).toBe('https://a');
+      await placement.timedOut('https://a');
+      await placement.answered('https://a');
+      await placement.timedOut('https://a');
+      expect(await placement.baseUrl()).toBe('https://a');
+      expect(suspects.marks.size).toBe(0);
+
+      await placement.timedOut('https://a');
+      expect(suspects.marks).toEqual(new Map([['https://a', SUSPECT_NODE_TTL_MS]]));
+      expect(logs.join('\n')).toMatch(/media node stopped answering/);
+      expect(await placement.baseUrl()).toBe('https://b');
+    });
+    // Another room, which never called node a, passes it over too.
+    await withPlacement({ registry: () => signed(nodes), suspects }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://b');
+    });
+  });
+
+  it('places a room on a suspect node only when no other is left, and its first answer clears the suspicion', async () => {
+    const suspects = new SuspectNodes();
+    await suspects.repository.markMediaNodeSuspect('https://a', SUSPECT_NODE_TTL_MS);
+    await withPlacement(
+      { registry: () => signed([node('https://a', 0, 100), node('https://b', 100, 100)]), suspects },
+      async (placement) => {
+        expect(await placement.baseUrl()).toBe('https://a');
+        expect(suspects.marks.has('https://a')).toBe(true);
+        await placement.answered('https://a');
+        expect(suspects.marks.has('https://a')).toBe(false);
+      },
+    );
+    // A room on a node that was not suspect when it was placed clears nobody's suspicion.
+    await withPlacement({ registry: () => signed([node('https://c', 0, 100)]), suspects }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://c');
+      await suspects.repository.markMediaNodeSuspect('https://c', SUSPECT_NODE_TTL_MS);
+      await placement.answered('https://c');
+      expect(suspects.marks.has('https://c')).toBe(true);
+    });
+  });
+
+  it('places rooms as before when the store cannot say which nodes are suspect', async () => {
+    const suspects = new SuspectNodes();
+    suspects.repository.listSuspectMediaNodes = async () => {
+      throw new Error('store down');
+    };
+    await withPlacement(
+      { registry: () => signed([node('https://a', 0, 100), node('https://b', 50, 100)]), suspects },
+      async (placement) => {
+        expect(await placement.baseUrl()).toBe('https://a');
+      },
+    );
   });
 
   it('falls back to MEDIA_NODE_URL when the registry is unreachable or empty, else media_unavailable', async () => {

@@ -47,7 +47,9 @@ describe('embedded store', () => {
     expect(alarm).toBe(Date.parse(extended!.expires_at));
   });
 
-  it('has no media node registry', async () => {
+  it('has no media node registry, so no suspect node to steer placement by', async () => {
     expect(await repo(60).listMediaNodes()).toEqual([]);
+    await repo(60).markMediaNodeSuspect('http://10.0.0.1:8081', 30_000);
+    expect(await repo(60).listSuspectMediaNodes(['http://10.0.0.1:8081'])).toEqual([]);
   });
 });

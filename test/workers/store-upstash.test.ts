@@ -10,7 +10,7 @@ import {
 import { edgeConfig } from '../../workers/src/config.ts';
 import type { Env } from '../../workers/src/env.ts';
 import { roomRepository } from '../../workers/src/store/index.ts';
-import { roomKeys } from '../../workers/src/store/upstash-room-repository.ts';
+import { roomKeys, suspectNodeKey } from '../../workers/src/store/upstash-room-repository.ts';
 
 /** What only the Upstash store has: key layout and expiry in Redis, and the media node registry. */
 
@@ -58,6 +58,24 @@ describe('Upstash store', () => {
     expect(nodes).toContainEqual(live);
     expect(nodes.map((node) => node.id)).not.toContain('x');
     expect(nodes.map((node) => node.id)).not.toContain(expired);
+  });
+
+  it('keeps a suspect media node for the TTL given, shared by every repository, until cleared', async () => {
+    const [hung, healthy] = [`http://10.0.0.1:${8000 + Math.floor(Math.random() * 1000)}`, 'http://10.0.0.2:8081'];
+    await repo().markMediaNodeSuspect(hung, 30_000);
+    expect(await repo().listSuspectMediaNodes([healthy, hung])).toEqual([hung]);
+    const ttl = Number(await redis.pttl(suspectNodeKey(hung)));
+    expect(ttl).toBeGreaterThan(25_000);
+    expect(ttl).toBeLessThanOrEqual(30_000);
+    await repo().clearMediaNodeSuspect(hung);
+    expect(await repo().listSuspectMediaNodes([healthy, hung])).toEqual([]);
+    expect(await repo().listSuspectMediaNodes([])).toEqual([]);
+  });
+
+  it('forgets a suspicion when its TTL ends', async () => {
+    const url = `http://10.0.0.3:${8000 + Math.floor(Math.random() * 1000)}`;
+    await repo().markMediaNodeSuspect(url, 50);
+    await expect.poll(() => repo().listSuspectMediaNodes([url]), { timeout: 5_000 }).toEqual([]);
   });
 
   it('answers an empty registry with no nodes', async () => {

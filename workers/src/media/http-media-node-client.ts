@@ -21,9 +21,12 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /** The node answers a probe from memory: one that takes longer than this is not answering. */
 const PROBE_TIMEOUT_MS = 2_000;
 
+/** Where the room's calls go, and what it learns from each call's outcome (MediaNodePlacement). */
 interface Placement {
   baseUrl(): Promise<string>;
   release(url: string): Promise<void>;
+  answered(url: string): Promise<void>;
+  timedOut(url: string): Promise<void>;
 }
 /**
  * Tokens live as long as the node accepts (60 s) and are reused for 30 s with the same node: one HMAC
@@ -33,8 +36,9 @@ const TOKEN_REUSE_MS = 30_000;
 
 /**
  * The media node's control API over HTTP, each call signed with a short-lived service token.
- * One client serves one room; `placement` says which node that room is on, and forgets a node that
- * cannot be reached so that the room is placed again.
+ * One client serves one room; `placement` says which node that room is on, and hears how each call
+ * went: it forgets a node that refuses connections, or that keeps timing out, so that the room is
+ * placed again.
  */
 export class HttpMediaNodeClient implements MediaNodeClient {
   readonly #secret: Uint8Array;
@@ -131,13 +135,18 @@ export class HttpMediaNodeClient implements MediaNodeClient {
       });
       payload = await response.json().catch(() => undefined);
     } catch {
+      if (controller.signal.aborted) {
+        // Slow, perhaps hung: placement counts it, and a node that keeps timing out is left.
+        await this.#placement.timedOut(baseUrl);
+        throw new MediaCallError('media_unavailable', 'the media node did not answer in time');
+      }
       // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
-      if (controller.signal.aborted) throw new MediaCallError('media_unavailable', 'the media node is unreachable');
       await this.#placement.release(baseUrl);
       throw new MediaNodeRefusedError();
     } finally {
       clearTimeout(timer);
     }
+    await this.#placement.answered(baseUrl);
     if (!response.ok) {
       // A draining node takes no new rooms: a room it no longer holds (its calls ended, or the drain
       // timed out and closed them) is placed on another node by the next call.

@@ -1,6 +1,6 @@
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaNodeRegistration } from '../../../shared/src/media-control.ts';
-import { checkRegistration } from '../../../shared/src/media-node-trust.ts';
+import { checkRegistration, mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaCallError } from './media-node-client.ts';
@@ -11,10 +11,32 @@ export const MEDIA_NODE_PIN_KEY = 'media-node-url';
 const MEDIA_NODE_LOST_KEY = 'media-node-lost';
 /** A little over the registry's entry TTL (15 s): by then a dead node has left the registry. */
 const LOST_NODE_AVOID_MS = 20_000;
+/** Consecutive calls to the pinned node that got no answer in time (storage key, this room's count). */
+const MEDIA_NODE_TIMEOUTS_KEY = 'media-node-timeouts';
+/** The node this room was placed on although it was suspect (no other was left): its first answer clears it. */
+const PLACED_ON_SUSPECT_KEY = 'media-node-placed-on-suspect';
+/**
+ * Calls in a row without an answer after which a room leaves its node as if it were dead and marks it
+ * suspect for every room: a node that keeps heartbeating but whose control API (or the path to it)
+ * hangs would otherwise keep getting new rooms. Probes run every 3 s with a 2 s timeout, so a room
+ * with media on the node gives up on it within about 10 s.
+ */
+export const MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT = 2;
+/**
+ * How long a suspicion keeps new rooms off a node: twice the registry's entry TTL. Rooms still on the
+ * node renew it as they give up on it; a room placed there because no other node was left clears it
+ * at its first answer. A node that still hangs afterwards takes a new room, and is marked again.
+ */
+export const SUSPECT_NODE_TTL_MS = 30_000;
 
 interface LostNode {
   url: string;
   until: number;
+}
+
+interface NodeTimeouts {
+  url: string;
+  count: number;
 }
 
 /**
@@ -26,6 +48,13 @@ export function abandonNode(kv: SyncKvStorage, url: string, now = Date.now()): v
   kv.put(MEDIA_NODE_LOST_KEY, { url, until: now + LOST_NODE_AVOID_MS } satisfies LostNode);
 }
 
+/** The room ended: nothing of its placement stays in its storage (pin, lost node, tallies). */
+export function forgetPlacement(kv: SyncKvStorage): void {
+  for (const key of [MEDIA_NODE_PIN_KEY, MEDIA_NODE_LOST_KEY, MEDIA_NODE_TIMEOUTS_KEY, PLACED_ON_SUSPECT_KEY]) {
+    kv.delete(key);
+  }
+}
+
 /**
  * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU), and
  * the pin is kept in the room's Durable Object storage. It is not moved because a registry read
@@ -34,6 +63,10 @@ export function abandonNode(kv: SyncKvStorage, url: string, now = Date.now()): v
  * least-loaded live, non-draining node of the registry, else on MEDIA_NODE_URL. Only registry entries
  * signed with MEDIA_NODE_SECRET, fresh, and on https (or a loopback/private address, or with
  * MEDIA_NODE_ALLOW_HTTP) count: whoever can write to Redis cannot draw rooms to a node of theirs.
+ *
+ * Placement also keeps the room's tally of its node's answers: calls that time out
+ * {@link MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT} times in a row release the pin and mark the node suspect
+ * in the store, where every room's placement sees it and passes the node over unless no other is left.
  */
 export class MediaNodePlacement {
   readonly #storage: DurableObjectStorage;
@@ -66,9 +99,50 @@ export class MediaNodePlacement {
     return url;
   }
 
-  /** The pinned node did not answer: the next call places the room again, elsewhere. */
+  /** The pinned node refused the connection, or drains: the next call places the room again, elsewhere. */
   async release(url: string): Promise<void> {
     abandonNode(this.#storage.kv, url);
+  }
+
+  /** The node answered a call (whatever the status): it is responsive. */
+  async answered(url: string): Promise<void> {
+    const kv = this.#storage.kv;
+    if (kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY)) kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
+    if (kv.get<string>(PLACED_ON_SUSPECT_KEY) !== url) return;
+    kv.delete(PLACED_ON_SUSPECT_KEY);
+    try {
+      await this.#repository().clearMediaNodeSuspect(url);
+      this.#logger().info('media node answers again: no longer suspect', { node: mediaNodeIdentity(url) });
+    } catch {
+      // The suspicion then expires by itself.
+    }
+  }
+
+  /**
+   * A call to the node got no answer in time. One more in a row than the room tolerates, and the room
+   * leaves the node as a dead one, and tells every room's placement through the store.
+   */
+  async timedOut(url: string): Promise<void> {
+    const kv = this.#storage.kv;
+    const previous = kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY);
+    const count = previous?.url === url ? previous.count + 1 : 1;
+    if (count < MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT) {
+      kv.put(MEDIA_NODE_TIMEOUTS_KEY, { url, count } satisfies NodeTimeouts);
+      return;
+    }
+    kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
+    if (kv.get<string>(PLACED_ON_SUSPECT_KEY) === url) kv.delete(PLACED_ON_SUSPECT_KEY);
+    abandonNode(kv, url);
+    this.#logger().warn('media node stopped answering: leaving it, and marking it suspect', {
+      node: mediaNodeIdentity(url),
+      timeouts: count,
+    });
+    try {
+      await this.#repository().markMediaNodeSuspect(url, SUSPECT_NODE_TTL_MS);
+    } catch {
+      // The store is down: this room keeps away from the node all the same (abandonNode).
+      this.#logger().warn('could not record a suspect media node: the store is unavailable');
+    }
   }
 
   async #chooseFromRegistry(): Promise<string | undefined> {
@@ -82,7 +156,21 @@ export class MediaNodePlacement {
     }
     const trusted = await this.#trusted(entries, this.#trust);
     const lost = this.#storage.kv.get<LostNode>(MEDIA_NODE_LOST_KEY);
-    return chooseNode(lost && lost.until > Date.now() ? trusted.filter((node) => node.url !== lost.url) : trusted);
+    const candidates = lost && lost.until > Date.now() ? trusted.filter((node) => node.url !== lost.url) : trusted;
+    const suspects = new Set(await this.#suspects(candidates));
+    const url = chooseNode(candidates.filter((node) => !suspects.has(node.url))) ?? chooseNode(candidates);
+    // Only suspects were left: this room tries one, and its first answer clears the suspicion.
+    if (url !== undefined && suspects.has(url)) this.#storage.kv.put(PLACED_ON_SUSPECT_KEY, url);
+    return url;
+  }
+
+  /** The candidates some room found unresponsive lately; none when the store cannot say. */
+  async #suspects(candidates: MediaNodeRegistration[]): Promise<string[]> {
+    try {
+      return await this.#repository().listSuspectMediaNodes(candidates.map((node) => node.url));
+    } catch {
+      return [];
+    }
   }
 
   async #trusted(entries: MediaNodeRegistration[], trust: { secret: Uint8Array; allowHttp: boolean }) {

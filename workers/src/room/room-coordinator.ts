@@ -19,7 +19,7 @@ import { errorResponse } from '../http/errors.ts';
 import { type MediaEventOrigin, MediaEventOriginCheck, type MediaEventVerdict } from '../media/media-event-origin.ts';
 import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node-client.ts';
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
-import { abandonNode, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
+import { abandonNode, forgetPlacement, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
 import {
   type Connection,
@@ -729,23 +729,25 @@ export class RoomCoordinator extends DurableObject<Env> {
     const expected = this.#mediaOnNode();
     if (expected.length === 0) return;
     const kv = this.ctx.storage.kv;
+    const pinned = kv.get<string>(MEDIA_NODE_PIN_KEY);
     let peers: RoomPeersResponse | null;
     try {
       peers = await this.#media().describeRoom(this.#meta().roomId);
       kv.delete(MEDIA_PROBE_FAILURES_KEY);
     } catch (error) {
       const failures = (kv.get<number>(MEDIA_PROBE_FAILURES_KEY) ?? 0) + 1;
-      // A refused connection: that node is gone, no second chance.
+      // A refused connection: that node is gone, no second chance. Nor for a node the room's placement
+      // already left (it kept timing out, and is now suspect for every room).
       const refused = error instanceof MediaNodeRefusedError;
-      this.#logger().warn('media node probe failed', { error: errorName(error), failures, refused });
-      if (!refused && failures < MEDIA_PROBE_FAILURES_BEFORE_LOST) {
+      const left = pinned !== undefined && kv.get<string>(MEDIA_NODE_PIN_KEY) !== pinned;
+      this.#logger().warn('media node probe failed', { error: errorName(error), failures, refused, left });
+      if (!refused && !left && failures < MEDIA_PROBE_FAILURES_BEFORE_LOST) {
         kv.put(MEDIA_PROBE_FAILURES_KEY, failures);
         return;
       }
       kv.delete(MEDIA_PROBE_FAILURES_KEY);
       // The next call places the room again, on a node that answers.
-      const pinned = kv.get<string>(MEDIA_NODE_PIN_KEY);
-      if (pinned) abandonNode(kv, pinned);
+      if (pinned && !left) abandonNode(kv, pinned);
       peers = null;
     }
     const roomLost = peers === null || (peers.publishers.length === 0 && peers.subscribers.length === 0);
@@ -875,7 +877,7 @@ export class RoomCoordinator extends DurableObject<Env> {
     await this.#storeMirror.flush();
     if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));
     // Unless a new session began meanwhile (and uses the pin), nothing of the room is left behind.
-    if (!this.#state.meta()) this.ctx.storage.kv.delete(MEDIA_NODE_PIN_KEY);
+    if (!this.#state.meta()) forgetPlacement(this.ctx.storage.kv);
     await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
     this.#logger().info('room closed', { reason });
   }

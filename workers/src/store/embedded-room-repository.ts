@@ -26,8 +26,12 @@ export function embeddedRoomRepository(
     touchRoom: (roomId) => instance(roomId).touchRoom(expiry()),
     deleteRoom: (roomId) => instance(roomId).deleteRoom(),
     writeMirror: (roomId, mirror) => instance(roomId).writeMirror(mirror, expiry()),
-    // Media nodes register in Redis; without Upstash there is no registry to read.
+    // Media nodes register in Redis; without Upstash there is no registry to read, and so no choice
+    // of node for a suspicion to steer (MEDIA_NODE_URL serves every room).
     listMediaNodes: async () => [],
+    markMediaNodeSuspect: async () => {},
+    listSuspectMediaNodes: async () => [],
+    clearMediaNodeSuspect: async () => {},
     async ping() {
       await instance(HEALTH_INSTANCE).ping();
     },

@@ -36,6 +36,17 @@ export interface RoomRepository {
   /** Live media nodes from the registry (Upstash only; the embedded store returns []). */
   listMediaNodes(): Promise<MediaNodeRegistration[]>;
 
+  /**
+   * Records that a media node (by its control URL) stopped answering one room's calls: placement
+   * keeps new rooms off it for `ttlMs` while it may still heartbeat. Shared by every room of the
+   * edge; with the registry, so Upstash only (the embedded store has no choice of node to steer).
+   */
+  markMediaNodeSuspect(url: string, ttlMs: number): Promise<void>;
+  /** Which of these nodes are suspect now. */
+  listSuspectMediaNodes(urls: string[]): Promise<string[]>;
+  /** A room's call to a suspect node was answered: it is not suspect any more. */
+  clearMediaNodeSuspect(url: string): Promise<void>;
+
   /** A cheap round trip to the backing store, for /health. Throws when it is unreachable. */
   ping(): Promise<void>;
 }

@@ -30,6 +30,9 @@ export function withStoreErrors(repository: RoomRepository): RoomRepository {
     deleteRoom: guard(repository.deleteRoom.bind(repository)),
     writeMirror: guard(repository.writeMirror.bind(repository)),
     listMediaNodes: guard(repository.listMediaNodes.bind(repository)),
+    markMediaNodeSuspect: guard(repository.markMediaNodeSuspect.bind(repository)),
+    listSuspectMediaNodes: guard(repository.listSuspectMediaNodes.bind(repository)),
+    clearMediaNodeSuspect: guard(repository.clearMediaNodeSuspect.bind(repository)),
     ping: guard(repository.ping.bind(repository)),
   };
 }

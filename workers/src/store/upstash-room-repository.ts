@@ -6,6 +6,7 @@ import {
   type MediaNodeRegistration,
   MediaNodeRegistrationSchema,
 } from '../../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import { type Room, RoomSchema } from '../../../shared/src/rest.ts';
 import { type Expiry, expiryAfter, newRoom } from './room-records.ts';
 import type { RoomRepository } from './room-repository.ts';
@@ -52,6 +53,12 @@ for i = 4 + 2 * participants, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], A
 refresh()
 return 1`,
 } as const;
+
+/**
+ * A media node one room found unresponsive: `media-node-suspect:<control URL>`, a plain key whose TTL
+ * is the suspicion's life (any room may renew or clear it; nothing to prune).
+ */
+export const suspectNodeKey = (url: string) => `media-node-suspect:${mediaNodeIdentity(url)}`;
 
 /** Bounds one repository call, retries included, so a hung endpoint cannot hold a request open. */
 const CALL_TIMEOUT_MS = 5000;
@@ -136,6 +143,17 @@ export function upstashRoomRepository(options: { url: string; token: string }, r
       // A node's entry expires shortly after its last heartbeat; ids whose entry is gone are dead nodes.
       const entries: unknown[] = await redis.mget(...ids.map((id) => `${MEDIA_NODE_REGISTRY_KEY_PREFIX}${id}`));
       return entries.flatMap((entry) => parseStored(MediaNodeRegistrationSchema, entry) ?? []);
+    },
+    async markMediaNodeSuspect(url, ttlMs) {
+      await redis.set(suspectNodeKey(url), new Date().toISOString(), { px: ttlMs });
+    },
+    async listSuspectMediaNodes(urls) {
+      if (urls.length === 0) return [];
+      const marks: unknown[] = await redis.mget(...urls.map(suspectNodeKey));
+      return urls.filter((_, index) => marks[index] !== null && marks[index] !== undefined);
+    },
+    async clearMediaNodeSuspect(url) {
+      await redis.del(suspectNodeKey(url));
     },
     async ping() {
       await redis.ping();
