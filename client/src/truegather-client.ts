@@ -62,8 +62,21 @@ export interface ClientEvents extends Record<string, unknown> {
    * `subscribe` has already ended that connection on the server, and the SDK closes its side.
    */
   grants_updated: { grants: Grants };
+  /**
+   * Who speaks now, loudest first (empty when nobody does); `level` is 0 (silence) … 1. Sent when the
+   * set or order of speakers changes, at most 4 times a second, and once right after joining while
+   * someone speaks. This participant can be among them.
+   */
+  activeSpeakers: { speakers: ActiveSpeaker[] };
   /** Something failed in the background (a renegotiation, a token refresh, a server `error` event). */
   error: Error;
+}
+
+/** One entry of the `activeSpeakers` event. */
+export interface ActiveSpeaker {
+  participantId: string;
+  /** The speaker's smoothed audio level: 0 (silence) … 1 (full scale), linear. */
+  level: number;
 }
 
 /** Options of `sendData`. */
@@ -425,6 +438,14 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         this.emit('grants_updated', { grants });
         break;
       }
+      case 'active_speakers':
+        this.emit('activeSpeakers', {
+          speakers: frame.payload.speakers.map(({ participant_id: participantId, level }) => ({
+            participantId,
+            level,
+          })),
+        });
+        break;
       case 'error':
         this.emit('error', new SignalingError(frame.payload.code, frame.payload.message));
         break;

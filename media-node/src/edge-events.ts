@@ -52,6 +52,7 @@ export class EdgeEventSender {
     }
     const queue = this.#queues.get(event.room_id);
     if (queue) {
+      if (parsed.data.type === 'active_speakers') dropWaitingSpeakerReport(queue);
       if (queue.length >= MAX_QUEUED_EVENTS_PER_ROOM) {
         const dropped = queue.shift();
         this.#options.logger.warn('media event queue full; dropping the oldest', {
@@ -94,7 +95,11 @@ export class EdgeEventSender {
 
   async #deliver(event: MediaEvent): Promise<void> {
     const { retryDelaysMs, logger } = this.#options;
-    const fields = { type: event.type, room_id: event.room_id, participant_id: event.participant_id };
+    const fields = {
+      type: event.type,
+      room_id: event.room_id,
+      participant_id: 'participant_id' in event ? event.participant_id : undefined,
+    };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.#post(event);
       if (outcome === 'delivered') return;
@@ -133,4 +138,14 @@ export class EdgeEventSender {
       return 'failed';
     }
   }
+}
+
+/**
+ * A speaker report only says who speaks now: one still waiting behind a slow delivery is superseded
+ * by the newer one, so that a backlog never reaches the room as a burst of stale reports. The queue's
+ * head is being delivered and stays.
+ */
+function dropWaitingSpeakerReport(queue: MediaEvent[]): void {
+  const waiting = queue.findIndex((queued, index) => index > 0 && queued.type === 'active_speakers');
+  if (waiting > 0) queue.splice(waiting, 1);
 }

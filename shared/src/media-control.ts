@@ -3,7 +3,7 @@ import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { MuteRequestSchema, StreamSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
-import { FeedsSchema, IceTargetSchema } from './signaling.ts';
+import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema } from './signaling.ts';
 
 /**
  * The media node's control API (edge → media node) and its events (media node → edge). Both
@@ -125,6 +125,12 @@ export const MediaEventSchema = z.discriminatedUnion('type', [
     target: IceTargetSchema,
     candidate: IceCandidateSchema.nullable(),
   }),
+  /**
+   * About the room, not one participant: the publishers the node hears speaking, loudest first (the
+   * node's ActiveSpeakerObserver). Sent only on a change of the set or order, at most 4 times a
+   * second; the edge relays it as `active_speakers`.
+   */
+  z.object({ type: z.literal('active_speakers'), room_id: RoomIdSchema, speakers: ActiveSpeakersSchema }),
 ]);
 export type MediaEvent = z.infer<typeof MediaEventSchema>;
 

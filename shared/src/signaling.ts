@@ -27,6 +27,15 @@ const DataSchema = z.string().refine((data) => utf8Length(data) <= LIMITS.dataMa
   error: `must be at most ${LIMITS.dataMaxBytes} bytes of UTF-8`,
 });
 
+/**
+ * One entry of `active_speakers`: a participant the media node hears speaking, with its smoothed
+ * audio level (linear amplitude, 0 silence … 1 full scale), as LiveKit's SDKs report it.
+ */
+export const ActiveSpeakerSchema = z.object({ participant_id: ParticipantIdSchema, level: z.number().min(0).max(1) });
+export type ActiveSpeaker = z.infer<typeof ActiveSpeakerSchema>;
+/** Every publisher of a room may speak at once: a room has at most maxPublishersMax. */
+export const ActiveSpeakersSchema = z.array(ActiveSpeakerSchema).max(LIMITS.maxPublishersMax);
+
 /** Payload schemas of client requests, by frame type. */
 export const ClientPayloadSchemas = {
   join_room: z.strictObject({ room_id: RoomIdSchema, display: DisplaySchema }),
@@ -137,6 +146,11 @@ export const ServerPayloadSchemas = {
    * `publish` has already ended its publishing; the SDK stops instead of publishing again.
    */
   grants_updated: z.object({ grants: GrantsSchema }),
+  /**
+   * Who speaks now, loudest first (empty: nobody). To everyone, when the set or the order changes,
+   * at most 4 times a second per room; hidden participants are never named.
+   */
+  active_speakers: z.object({ speakers: ActiveSpeakersSchema }),
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -159,6 +173,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('data'),
   serverFrame('track_muted'),
   serverFrame('grants_updated'),
+  serverFrame('active_speakers'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

@@ -1,28 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningStack } from '../../scripts/stack.ts';
+import { chromiumPath, launchChromium } from '../support/chromium.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
-import { describeWithTool, findExecutable, requireTool } from '../support/required-tools.ts';
+import { describeWithTool } from '../support/required-tools.ts';
 import { waitFor } from '../support/werift-peers.ts';
-
-const chromiumPath = findExecutable(process.env.CHROMIUM_PATH ?? 'chromium', 'chromium-browser', 'google-chrome');
-
-/** Flags measured in ../shared/notes/werift.md: fake devices, loopback ICE, no background network. */
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 /** Inbound media of the page's subscriber connection, read through the SDK's getStats(). */
 async function inboundMedia(page: Page) {
@@ -48,9 +31,8 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('browser call on the demo page
   let browser: Browser;
 
   beforeAll(async () => {
-    const executablePath = requireTool(chromiumPath, 'chromium', 'REQUIRE_BROWSER');
     stack = await startLoopbackStack();
-    browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {

@@ -58,6 +58,35 @@ describe('events to the edge', () => {
     for (const stop of stops.splice(0)) await stop();
   });
 
+  it('a speaker report waiting behind a slow delivery is superseded by the newer one; other events stay', async () => {
+    // The first delivery fails once (so the rest queue behind its retry).
+    const edge = await startEdge((event, attempt) => (event.type === 'publisher_closed' && attempt === 1 ? 503 : 204));
+    stops.push(edge.close);
+    const sender = new EdgeEventSender({
+      edgeUrl: edge.url,
+      secret,
+      identity: () => NODE,
+      logger: createLogger('error'),
+      retryDelaysMs: [50],
+    });
+    const roomId = newId();
+    const report = (level: number): MediaEvent => ({
+      type: 'active_speakers',
+      room_id: roomId,
+      speakers: [{ participant_id: newId(), level }],
+    });
+    sender.send(closedEvent(roomId, 'first'));
+    sender.send(report(0.1));
+    sender.send(closedEvent(roomId, 'between'));
+    sender.send(report(0.2));
+    sender.send(report(0.3));
+    await sender.flush(5_000);
+    const delivered = edge.received.map((event) =>
+      event.type === 'active_speakers' ? event.speakers[0]!.level : (event as { reason: string }).reason,
+    );
+    expect(delivered).toEqual(['first', 'between', 0.3]);
+  });
+
   it('delivers each room in order with a service token for the edge audience, retrying failures', async () => {
     // The first attempt of every event fails with 503: each is retried, order is kept.
     const edge = await startEdge((_, attempt) => (attempt === 1 ? 503 : 204));

@@ -28,7 +28,7 @@ export type MediaEventOf<T extends MediaEvent['type']> = Extract<MediaEvent, { t
 export const isEvent =
   <T extends MediaEvent['type']>(type: T, participantId: string) =>
   (event: MediaEvent): event is MediaEventOf<T> =>
-    event.type === type && event.participant_id === participantId;
+    event.type === type && 'participant_id' in event && event.participant_id === participantId;
 
 /**
  * What the edge would be: receives media events, checks their service token as the edge does (bound

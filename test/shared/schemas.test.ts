@@ -240,6 +240,19 @@ describe('media-node control bodies', () => {
     expect(MediaEventSchema.safeParse({ type: 'reboot', ...base }).success).toBe(false);
     expect(MediaEventSchema.safeParse({ type: 'publisher_closed', ...base }).success).toBe(false);
   });
+
+  it('a speaker report names participants with a level in 0..1, at most one per possible publisher', () => {
+    const report = (speakers: unknown) =>
+      MediaEventSchema.safeParse({ type: 'active_speakers', room_id: id(), speakers });
+    expect(report([]).success).toBe(true);
+    expect(report([{ participant_id: id(), level: 0.25 }]).success).toBe(true);
+    expect(report([{ participant_id: id(), level: 1.5 }]).success).toBe(false);
+    expect(report([{ participant_id: id(), level: -0.1 }]).success).toBe(false);
+    expect(report([{ participant_id: 'nope', level: 0.5 }]).success).toBe(false);
+    expect(report(Array.from({ length: 101 }, () => ({ participant_id: id(), level: 0.1 }))).success).toBe(false);
+    const frame = { type: 'active_speakers', payload: { speakers: [{ participant_id: id(), level: 0.5 }] } };
+    expect(ServerFrameSchema.safeParse(frame).success).toBe(true);
+  });
 });
 
 describe('config parsing', () => {

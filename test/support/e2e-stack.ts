@@ -3,7 +3,7 @@ import { type RunningStack, type StackOptions, startStack } from '../../scripts/
 import type { CreatedRoom, JoinRoomResponse } from '../../shared/src/rest.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { freePort } from './ports.ts';
-import { TestPublisher, TestSubscriber, waitFor } from './werift-peers.ts';
+import { TestPublisher, type TestPublisherOptions, TestSubscriber, waitFor } from './werift-peers.ts';
 
 /**
  * The real stack on free loopback ports, for end-to-end tests: `wrangler dev` plus a media node that
@@ -59,9 +59,13 @@ export type JoinedParticipant = Awaited<ReturnType<typeof joinParticipant>>;
  * Publishes from a new werift peer and applies the answer. A refusal while the room moves between
  * media nodes is tried again (as the SDK does) for up to `retryForMs`; with 0, it is thrown.
  */
-export async function publishFrom(participant: JoinedParticipant, retryForMs = 0): Promise<TestPublisher> {
+export async function publishFrom(
+  participant: JoinedParticipant,
+  retryForMs = 0,
+  options: TestPublisherOptions = {},
+): Promise<TestPublisher> {
   const attempt = async () => {
-    const publisher = await TestPublisher.create();
+    const publisher = await TestPublisher.create(options);
     try {
       const answer = expectReply(
         await participant.connection.request('publish_offer', { sdp: await publisher.createOffer() }),

@@ -3,9 +3,14 @@ import {
   RTCPeerConnection,
   type RTCPeerConnectionConfig,
   RTCRtpCodecParameters,
+  type RTCRtpTransceiver,
+  RTP_EXTENSION_URI,
   type RtpPacket,
+  serializeAudioLevelIndication,
+  useAudioLevelIndication,
   useNACK,
   usePLI,
+  useSdesMid,
   VP8_PAYLOAD_DESCRIPTOR_LENGTH,
   Vp8RtpPayload,
 } from 'werift';
@@ -38,6 +43,12 @@ export interface TestPublisherOptions {
   videoCodec?: 'vp8' | 'h264';
   /** Drop this share of outgoing packets (RTP and RTCP), to exercise NACK/retransmission. */
   lossPercent?: number;
+  /**
+   * Offer the RFC 6464 audio level extension and put this level (−dBov: 0 loudest, 127 silence) on
+   * every audio packet, as browsers do; {@link TestPublisher.audioLevel} changes it. Without it, no
+   * level is offered or sent.
+   */
+  audioLevel?: number;
   ice?: PeerIceOptions;
 }
 
@@ -67,6 +78,8 @@ export class TestPublisher {
   readonly sentPackets: Record<MediaKind, number> = { audio: 0, video: 0 };
   /** While paused, the dummy source's packets are dropped (connections stay up): idle-cost measurements. */
   paused = false;
+  /** The audio level sent on each audio packet, when the extension is offered (see TestPublisherOptions). */
+  audioLevel: number | undefined;
   readonly #navigator: Navigator;
 
   private constructor(options: TestPublisherOptions) {
@@ -87,7 +100,11 @@ export class TestPublisher {
         video: [videoCodec],
       },
       debug: { outboundPacketLoss: keptPercent(options.lossPercent) },
+      ...(options.audioLevel === undefined
+        ? {}
+        : { headerExtensions: { audio: [useSdesMid(), useAudioLevelIndication()], video: [useSdesMid()] } }),
     });
+    this.audioLevel = options.audioLevel;
     this.#navigator = new Navigator({
       dummyMedia: { enabled: true, video: { keyframeIntervalFrames: options.keyframeIntervalFrames ?? 30 } },
     });
@@ -109,6 +126,7 @@ export class TestPublisher {
       source.onReceiveRtp.subscribe((packet) => {
         if (this.paused) return;
         this.sentPackets[source.kind as MediaKind]++;
+        if (source.kind === 'audio') this.#setAudioLevel(transceiver, packet);
         sent.writeRtp(source.kind === 'video' ? keyframes.apply(packet) : packet);
       });
       if (source.kind === 'video') {
@@ -118,6 +136,15 @@ export class TestPublisher {
         });
       }
     }
+  }
+
+  /** werift's sender copies a packet's own extensions by id: the level goes in under the negotiated one. */
+  #setAudioLevel(transceiver: RTCRtpTransceiver, packet: RtpPacket): void {
+    const id = transceiver.headerExtensions.find(
+      (extension) => extension.uri === RTP_EXTENSION_URI.audioLevelIndication,
+    )?.id;
+    if (this.audioLevel === undefined || id === undefined) return;
+    packet.header.extensions = [{ id, payload: serializeAudioLevelIndication(this.audioLevel) }];
   }
 
   /** Adds a second video track (a screen share); renegotiate with {@link createOffer} afterwards. */

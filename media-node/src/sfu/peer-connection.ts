@@ -5,6 +5,7 @@ import {
   RTCRtpCodecParameters,
   type RTCRtpHeaderExtensionParameters,
   useAbsSendTime,
+  useAudioLevelIndication,
   useFIR,
   useNACK,
   usePLI,
@@ -56,7 +57,10 @@ function supportedCodecs(feedback: {
   };
 }
 
-/** Ingress: TWCC feedback lets the browser's congestion control adapt the publisher's bitrate. */
+/**
+ * Ingress: TWCC feedback lets the browser's congestion control adapt the publisher's bitrate; the
+ * RFC 6464 audio level on audio feeds the speaker detection (read by SourceTrack, not forwarded).
+ */
 const ingressCodecs = () =>
   supportedCodecs({
     video: () => [useNACK(), usePLI(), useFIR(), useTWCC()],
@@ -66,13 +70,15 @@ const ingressHeaderExtensions = (): {
   audio: RTCRtpHeaderExtensionParameters[];
   video: RTCRtpHeaderExtensionParameters[];
 } => ({
-  audio: [useSdesMid(), useAbsSendTime(), useTransportWideCC()],
+  audio: [useSdesMid(), useAbsSendTime(), useTransportWideCC(), useAudioLevelIndication()],
   video: [useSdesMid(), useAbsSendTime(), useTransportWideCC()],
 });
 
 /**
  * Egress: NACK (answered from the sender's history), PLI/FIR (relayed to the publisher, throttled).
- * No bandwidth estimation extensions: the forwarder cannot adapt a single-layer stream anyway.
+ * No bandwidth estimation extensions: the forwarder cannot adapt a single-layer stream anyway. No
+ * audio level either: the node keeps the publishers' levels to itself (`active_speakers` tells the
+ * room who speaks), and the fast path writes the MID alone.
  */
 const egressCodecs = () =>
   supportedCodecs({

@@ -1,4 +1,4 @@
-import type { RTCRtpTransceiver } from 'werift';
+import { type RTCRtpTransceiver, RTP_EXTENSION_URI } from 'werift';
 import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
 import { badSdp, notFound, unavailable } from '../errors.ts';
 import { MediaPeer } from './media-peer.ts';
@@ -127,6 +127,10 @@ export class Publisher extends MediaPeer<PublisherEvents> {
       track: transceiver.receiver.track,
       stats: this.stats,
       logger: this.logger,
+      // The answer keeps the offer's id for each extension it accepts (peer-connection.ts offers it for audio).
+      audioLevelExtensionId: transceiver.headerExtensions.find(
+        (extension) => extension.uri === RTP_EXTENSION_URI.audioLevelIndication,
+      )?.id,
     });
     source.once('flowing', () => this.#checkReady());
     if (this.#mutedKinds.has(source.kind)) source.setMuted(true);

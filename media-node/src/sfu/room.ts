@@ -6,6 +6,7 @@ import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../sh
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
+import { ActiveSpeakerObserver, type SpeakerClock } from './active-speakers.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { createPeerConnection, type PeerRole } from './peer-connection.ts';
 import type { PortAllocator } from './port-allocator.ts';
@@ -42,6 +43,8 @@ export interface RoomDependencies {
   stats: ForwardingStats;
   /** The worker's one timer for the RTCP sender reports of every forwarded track. */
   senderReports: SenderReportClock;
+  /** The worker's one timer for the speaker detection of every room. */
+  speakerClock: SpeakerClock;
   logger: Logger;
   connectTimeoutMs: number;
 }
@@ -63,6 +66,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   readonly #publishers = new Map<string, Publisher>();
   readonly #subscribers = new Map<string, Subscriber>();
   readonly #earlyCandidates = new Map<string, EarlyCandidates>();
+  readonly #speakers: ActiveSpeakerObserver;
   #idleTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -71,6 +75,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.id = id;
     this.#deps = deps;
     this.#logger = deps.logger.child({ room_id: id });
+    this.#speakers = new ActiveSpeakerObserver(deps.speakerClock);
+    this.#speakers.on('speakers', (speakers) => this.emit('event', { type: 'active_speakers', room_id: id, speakers }));
   }
 
   get closed(): boolean {
@@ -102,7 +108,10 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     // The new publisher takes the place first, so the room never looks empty in between.
     this.#publishers.set(participantId, publisher);
     existing?.close('replaced by a new connection');
-    publisher.on('track', () => this.#refreshSubscribersOf(participantId));
+    publisher.on('track', (source) => {
+      this.#speakers.add(source);
+      this.#refreshSubscribersOf(participantId);
+    });
     publisher.on('ready', (streams) =>
       this.emit('event', { type: 'publisher_ready', room_id: this.id, participant_id: participantId, streams }),
     );
@@ -284,6 +293,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    this.#speakers.close();
     for (const publisher of this.#publishers.values()) publisher.close('room closed');
     for (const subscriber of this.#subscribers.values()) subscriber.close('room closed');
     this.#publishers.clear();

@@ -8,6 +8,7 @@ import {
 } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
+import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 
 /** At most one keyframe request per second reaches a publisher's track, as mediasoup does. */
@@ -16,7 +17,8 @@ export const KEYFRAME_REQUEST_INTERVAL_MS = 1_000;
 /**
  * Incoming header extensions are dropped: their ids follow the publisher's negotiation, and the
  * egress sender copies unknown ids back into the packet, where a subscriber reads them with its own
- * id map (werift then delivered nothing). Frozen, so that no code path can fill the shared array.
+ * id map (werift then delivered nothing). The publisher's audio level in particular is read here and
+ * never forwarded: subscribers do not negotiate it. Frozen, so that no code path can fill the shared array.
  */
 const NO_EXTENSIONS: RtpPacket['header']['extensions'] = Object.freeze([]) as never;
 
@@ -64,6 +66,10 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   readonly #history: (RtpPacket | undefined)[] = [];
   /** The NTP time of the last packet's arrival (werift's format): every leg's SR counters use it. */
   #arrivalNtp = 0n;
+  /** The negotiated id of the RFC 6464 audio level extension (audio tracks that carry it). */
+  readonly #audioLevelId: number | undefined;
+  /** The speaker detection's meter of this track, when the publisher sends audio levels. */
+  readonly audioLevel: AudioLevelMeter | undefined;
 
   constructor(options: {
     publisherId: string;
@@ -74,6 +80,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     track: MediaStreamTrack;
     stats: ForwardingStats;
     logger: Logger;
+    /** The id the publisher's answer gave `urn:ietf:params:rtp-hdrext:ssrc-audio-level`, if any. */
+    audioLevelExtensionId?: number;
   }) {
     super();
     this.publisherId = options.publisherId;
@@ -84,6 +92,10 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.#stats = options.stats;
     this.#logger = options.logger;
     this.#mediaSsrc = options.track.ssrc;
+    if (options.kind === 'audio' && options.audioLevelExtensionId !== undefined) {
+      this.#audioLevelId = options.audioLevelExtensionId;
+      this.audioLevel = new AudioLevelMeter();
+    }
     const { unSubscribe } = options.track.onReceiveRtp.subscribe(this.#onRtp);
     this.#unsubscribe = unSubscribe;
   }
@@ -105,11 +117,14 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
       this.#mediaSsrc = packet.header.ssrc;
       this.emit('flowing');
     }
+    const meter = this.audioLevel;
+    const level = meter ? readAudioLevel(packet.header.extensions, this.#audioLevelId!) : NO_AUDIO_LEVEL;
     packet.header.extensions = NO_EXTENSIONS;
     packet.header.extension = false;
     this.#arrivalNtp = ntpTime();
     // Before the history too: a NACK after unmuting must not retransmit what was said or shown muted.
     if (this.#muted) return;
+    meter?.observe(level);
     this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = this.#sinks;
     for (let index = 0; index < sinks.length; index++) {
@@ -141,6 +156,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   setMuted(muted: boolean): void {
     if (this.#muted === muted) return;
     this.#muted = muted;
+    // What was said before the mute must not keep the track among the speakers.
+    if (muted) this.audioLevel?.reset();
     if (!muted) this.requestKeyframe();
   }
 

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { notFound } from '../errors.ts';
+import { SpeakerClock } from '../sfu/active-speakers.ts';
 import { createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { PortAllocator } from '../sfu/port-allocator.ts';
 import { MediaRoom } from '../sfu/room.ts';
@@ -20,6 +21,7 @@ export class RoomHost {
   readonly #ports: PortAllocator;
   readonly #stats = createForwardingStats();
   readonly #senderReports = new SenderReportClock();
+  readonly #speakerClock = new SpeakerClock();
   readonly #rooms = new Map<string, MediaRoom>();
   #lastUtilization = performance.eventLoopUtilization();
 
@@ -86,6 +88,7 @@ export class RoomHost {
       ports: this.#ports,
       stats: this.#stats,
       senderReports: this.#senderReports,
+      speakerClock: this.#speakerClock,
       logger: this.#logger,
       connectTimeoutMs: this.#init.connectTimeoutMs,
     });

@@ -87,6 +87,7 @@ async function joinRoom(room: RoomHandle, request: SignalingRequest<'join_room'>
     ice_servers: iceServers,
     participants: others.filter(isListed).map(participantOf),
   });
+  room.speakers.catchUp(participantId);
   await room.scheduleAlarm();
 }
 

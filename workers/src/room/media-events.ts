@@ -43,12 +43,16 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     const frame = encodeServerFrame('trickle_ice', { target: event.target, candidate: event.candidate });
     room.sendTo(event.participant_id, frame);
   },
+  active_speakers(room, event) {
+    room.speakers.report(event.speakers);
+  },
 };
 
 /**
  * Queues a media event behind the participant's in-flight requests, so that a candidate or offer
  * never overtakes the reply it belongs to. Does not wait for it: the media node may emit events while
- * one of its own control calls from this room is still in flight.
+ * one of its own control calls from this room is still in flight. An event about the whole room
+ * (active_speakers) waits for nobody.
  */
 export function queueMediaEvent(
   room: RoomHandle,
@@ -56,7 +60,7 @@ export function queueMediaEvent(
   exclusive: (participantId: string, task: () => Promise<void>) => Promise<void>,
 ): void {
   const handler = mediaEventHandlers[event.type] as MediaEventHandler<MediaEvent['type']>;
-  exclusive(event.participant_id, async () => handler(room, event)).catch((error) =>
-    room.logger.warn('media event failed', { type: event.type, error: errorName(error) }),
-  );
+  const run = async () => handler(room, event);
+  const done = 'participant_id' in event ? exclusive(event.participant_id, run) : run();
+  done.catch((error) => room.logger.warn('media event failed', { type: event.type, error: errorName(error) }));
 }

@@ -21,6 +21,7 @@ import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node
 import { createMediaNodeClient } from '../media/media-node-factory.ts';
 import { abandonNode, forgetPlacement, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
+import { ActiveSpeakersRelay, visibleSpeakers } from './active-speakers.ts';
 import {
   type Connection,
   type ConnectionAttachment,
@@ -91,6 +92,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   readonly #storeMirror: StoreMirror;
   readonly #eventOrigins: MediaEventOriginCheck;
   readonly #webhooks: WebhookOutbox;
+  readonly #speakers: ActiveSpeakersRelay;
   #config: EdgeConfig | undefined;
   #baseLogger: Logger | undefined;
   /** Tails of the per-participant work queues; transient by nature (nothing is pending across hibernation). */
@@ -117,6 +119,11 @@ export class RoomCoordinator extends DurableObject<Env> {
       queue: () => (this.#settings().webhooks ? this.env.WEBHOOKS : undefined),
       retryAt: (at) => this.#alarmNoLaterThan(at),
       logger: () => this.#logger(),
+    });
+    this.#speakers = new ActiveSpeakersRelay({
+      visible: (speakers) => visibleSpeakers(this.#state, speakers),
+      broadcast: (text) => this.#broadcast(text),
+      sendTo: (participantId, text) => this.#sendTo(participantId, text),
     });
     this.#handle = this.#createHandle();
     this.#eventOrigins = new MediaEventOriginCheck(ctx.storage.kv);
@@ -151,6 +158,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       stopPublishing: (participantId, options) => this.#stopPublishing(participantId, options),
       scheduleAlarm: () => this.#scheduleAlarm(),
       webhook: (type, data) => this.#webhooks.record(type, this.#meta().roomId, data),
+      speakers: this.#speakers,
     };
   }
 
@@ -422,7 +430,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   /**
    * Turns a media node event into frames: publisher_ready → `publisher_joined`, publisher_closed →
    * `publisher_left` and renegotiation, subscriber_offer → `subscribe_offer`, ice_candidate →
-   * `trickle_ice`. Resolves once the event is queued; its frames follow the participant's in-flight replies.
+   * `trickle_ice`, active_speakers → `active_speakers`. Resolves once the event is queued; its frames follow the participant's in-flight replies.
    */
   async handleMediaEvent(event: MediaEvent): Promise<void> {
     const parsed = MediaEventSchema.parse(event);
@@ -864,6 +872,7 @@ export class RoomCoordinator extends DurableObject<Env> {
   async #closeRoom(reason: 'room_empty' | 'room_expired' | 'room_deleted'): Promise<void> {
     const meta = this.#meta();
     for (const ws of this.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
+    this.#speakers.close();
     // State goes first, before anything awaits the network: a client that connects while the media
     // node is being told must find an empty room, not have its fresh join wiped afterwards. The node
     // pin stays until the node is told, so that the room is closed where it was, not placed anew.

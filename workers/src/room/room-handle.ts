@@ -4,6 +4,7 @@ import type { WebhookData, WebhookEventType } from '../../../shared/src/webhooks
 import type { EdgeConfig } from '../config.ts';
 import type { MediaNodeClient } from '../media/media-node-client.ts';
 import { StoreUnavailableError } from '../store/index.ts';
+import type { ActiveSpeakersRelay } from './active-speakers.ts';
 import type { RoomState } from './room-state.ts';
 
 /** How often the alarm looks for dead sockets while any are connected. */
@@ -55,6 +56,8 @@ export interface RoomHandle {
   scheduleAlarm(): Promise<void>;
   /** Records a webhook event of this room (numbered and queued; nothing when webhooks are off). */
   webhook(type: WebhookEventType, data?: Omit<WebhookData, 'room_id' | 'seq'>): void;
+  /** Relays the media node's speaker reports to the room as `active_speakers`. */
+  readonly speakers: ActiveSpeakersRelay;
 }
 
 /** The signaling error code a failure maps to; anything unexpected is an internal error. */
