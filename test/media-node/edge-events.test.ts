@@ -45,6 +45,10 @@ async function startEdge(answer: (event: MediaEvent, attempt: number) => number)
   };
 }
 
+/** A sender as the node makes one, to `edgeUrl`, pausing `retryDelaysMs` before its retries. */
+const senderTo = (edgeUrl: string, retryDelaysMs: number[]) =>
+  new EdgeEventSender({ edgeUrl, secret, identity: () => NODE, logger: createLogger('error'), retryDelaysMs });
+
 const closedEvent = (roomId: string, reason: string): MediaEvent => ({
   type: 'publisher_closed',
   room_id: roomId,
@@ -62,13 +66,7 @@ describe('events to the edge', () => {
     // The first delivery fails once (so the rest queue behind its retry).
     const edge = await startEdge((event, attempt) => (event.type === 'publisher_closed' && attempt === 1 ? 503 : 204));
     stops.push(edge.close);
-    const sender = new EdgeEventSender({
-      edgeUrl: edge.url,
-      secret,
-      identity: () => NODE,
-      logger: createLogger('error'),
-      retryDelaysMs: [50],
-    });
+    const sender = senderTo(edge.url, [50]);
     const roomId = newId();
     const report = (level: number): MediaEvent => ({
       type: 'active_speakers',
@@ -91,13 +89,7 @@ describe('events to the edge', () => {
     // The first attempt of every event fails with 503: each is retried, order is kept.
     const edge = await startEdge((_, attempt) => (attempt === 1 ? 503 : 204));
     stops.push(edge.close);
-    const sender = new EdgeEventSender({
-      edgeUrl: edge.url,
-      secret,
-      identity: () => NODE,
-      logger: createLogger('error'),
-      retryDelaysMs: [10, 10],
-    });
+    const sender = senderTo(edge.url, [10, 10]);
     const roomId = newId();
     const events = ['one', 'two', 'three'].map((reason) => closedEvent(roomId, reason));
     for (const event of events) sender.send(event);
@@ -112,13 +104,7 @@ describe('events to the edge', () => {
   it('gives up on a 4xx at once and after the last retry otherwise, without blocking the caller', async () => {
     const edge = await startEdge((event) => ((event as { reason: string }).reason === 'bad' ? 400 : 500));
     stops.push(edge.close);
-    const sender = new EdgeEventSender({
-      edgeUrl: edge.url,
-      secret,
-      identity: () => NODE,
-      logger: createLogger('error'),
-      retryDelaysMs: [10, 10],
-    });
+    const sender = senderTo(edge.url, [10, 10]);
     const started = performance.now();
     sender.send(closedEvent(newId(), 'bad'));
     sender.send(closedEvent(newId(), 'down'));
@@ -129,13 +115,7 @@ describe('events to the edge', () => {
   });
 
   it('keeps going when the edge is unreachable', async () => {
-    const sender = new EdgeEventSender({
-      edgeUrl: 'http://127.0.0.1:9',
-      secret,
-      identity: () => NODE,
-      logger: createLogger('error'),
-      retryDelaysMs: [5],
-    });
+    const sender = senderTo('http://127.0.0.1:9', [5]);
     sender.send(closedEvent(newId(), 'lost'));
     const started = performance.now();
     await sender.flush(3_000);
