@@ -1,8 +1,9 @@
-import { type RemoteTrack, TrueGatherClient } from '../src/index.ts';
+import { type RemoteTrack, SignalingError, type StreamKind, TrueGatherClient } from '../src/index.ts';
 
 /**
- * The demo page: create or join a room by link, camera and microphone toggles, one tile per
- * participant who publishes, leave. Built from the SDK only.
+ * The demo page: create or join a room by link, camera and microphone toggles (the room's mute, so
+ * everyone sees the badge), one tile per participant who publishes, a chat panel (`send_data`, topic `chat`), and for the room's creator host controls: mute and remove
+ * per tile, end the meeting. Built from the SDK only.
  */
 const $ = <T extends Element>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -14,11 +15,24 @@ const lobbyError = $<HTMLElement>('[data-testid=lobby-error]');
 const roomTitle = $<HTMLElement>('[data-testid=room-title]');
 const createForm = $<HTMLFormElement>('[data-testid=create-form]');
 const joinForm = $<HTMLFormElement>('[data-testid=join-form]');
+const chatForm = $<HTMLFormElement>('[data-testid=chat-form]');
+const chatMessages = $<HTMLOListElement>('[data-testid=chat-messages]');
+const endMeeting = $<HTMLButtonElement>('[data-testid=end-meeting]');
 const tileTemplate = $<HTMLTemplateElement>('#tile-template');
+
+/** The chat's topic on `send_data`: other apps' data in the same room is not shown as chat. */
+const CHAT_TOPIC = 'chat';
 
 const baseUrl = window.location.origin;
 let client: TrueGatherClient | undefined;
 let localStream: MediaStream | undefined;
+/**
+ * The admin tokens of the rooms this page created (POST /api/v1/rooms answers it to the creator
+ * only). Kept in memory, never stored: joining one of these rooms makes this page its host.
+ */
+const createdRooms = new Map<string, string>();
+/** Participants whose microphone is under this host's lock. */
+const lockedMics = new Set<string>();
 
 /** A room link is `/?room=<id>`; the join form takes a link or a bare id. */
 function roomIdFrom(input: string): string {
@@ -39,8 +53,16 @@ async function apiError(response: Response): Promise<string> {
   return body.error?.message ?? `HTTP ${response.status}`;
 }
 
+function displayOf(id: string): string {
+  return client?.publishers.get(id)?.display ?? client?.participants.get(id)?.display ?? '…';
+}
+
+function findTile(id: string): HTMLElement | null {
+  return tiles.querySelector<HTMLElement>(`[data-participant="${CSS.escape(id)}"]`);
+}
+
 function tileFor(id: string, name: string, local = false): HTMLElement {
-  const existing = tiles.querySelector<HTMLElement>(`[data-participant="${CSS.escape(id)}"]`);
+  const existing = findTile(id);
   if (existing) return existing;
   const tile = (tileTemplate.content.firstElementChild as HTMLElement).cloneNode(true) as HTMLElement;
   tile.dataset.participant = id;
@@ -49,18 +71,63 @@ function tileFor(id: string, name: string, local = false): HTMLElement {
   (tile.querySelector('.name') as HTMLElement).textContent = local ? `${name} (you)` : name;
   const video = tile.querySelector('video') as HTMLVideoElement;
   video.muted = local;
+  if (!local && client && createdRooms.has(client.roomId)) bindHostControls(tile, id);
+  for (const stream of client?.publishers.get(id)?.streams ?? [])
+    showMuted(id, stream.kind, stream.muted === true, tile);
   tiles.append(tile);
   return tile;
 }
 
 function showRemoteTrack({ publisherId, stream }: RemoteTrack): void {
-  const name = client?.publishers.get(publisherId)?.display ?? client?.participants.get(publisherId)?.display ?? '…';
-  const video = tileFor(publisherId, name).querySelector('video') as HTMLVideoElement;
+  const video = tileFor(publisherId, displayOf(publisherId)).querySelector('video') as HTMLVideoElement;
   if (video.srcObject !== stream) video.srcObject = stream;
 }
 
 function removeTile(id: string): void {
-  tiles.querySelector(`[data-participant="${CSS.escape(id)}"]`)?.remove();
+  findTile(id)?.remove();
+}
+
+/** The tile's mute badge for `kind`; the local toggles follow this participant's own state (an admin's mute too). */
+function showMuted(id: string, kind: StreamKind, muted: boolean, tile = findTile(id)): void {
+  const badge = tile?.querySelector<HTMLElement>(`[data-testid=badge-${kind}]`);
+  if (badge) badge.hidden = !muted;
+  if (client?.participantId === id) setToggle(kind === 'audio' ? micToggle : cameraToggle, !muted);
+}
+
+/** Host controls on another participant's tile: lock or unlock their microphone, remove them. */
+function bindHostControls(tile: HTMLElement, id: string): void {
+  const controls = tile.querySelector('.host-controls') as HTMLElement;
+  const mute = controls.querySelector('[data-testid=host-mute]') as HTMLButtonElement;
+  controls.hidden = false;
+  mute.textContent = lockedMics.has(id) ? 'Unlock mic' : 'Mute';
+  mute.addEventListener('click', () => {
+    // Lifting the lock does not unmute anyone: the participant unmutes themselves.
+    void client?.admin.mute(id, 'audio', !lockedMics.has(id)).catch(showError);
+  });
+  (controls.querySelector('[data-testid=host-remove]') as HTMLButtonElement).addEventListener('click', () => {
+    void client?.admin.remove(id).catch(showError);
+  });
+}
+
+function showLock(id: string, locked: boolean): void {
+  if (locked) lockedMics.add(id);
+  else lockedMics.delete(id);
+  const mute = findTile(id)?.querySelector<HTMLButtonElement>('[data-testid=host-mute]');
+  if (mute) mute.textContent = locked ? 'Unlock mic' : 'Mute';
+}
+
+function appendChat(from: string, text: string): void {
+  const item = document.createElement('li');
+  const author = document.createElement('span');
+  author.className = 'from';
+  author.textContent = from;
+  item.append(author, text);
+  chatMessages.append(item);
+  item.scrollIntoView({ block: 'end' });
+}
+
+function showError(error: unknown): void {
+  status.textContent = error instanceof Error ? error.message : String(error);
 }
 
 async function enterRoom(roomId: string, display: string): Promise<void> {
@@ -70,46 +137,80 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
   const room = (await roomResponse.json()) as { name: string };
 
   localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
-  client = new TrueGatherClient({ baseUrl, roomId, display });
-  client.on('track', showRemoteTrack);
-  client.on('publisher_left', ({ publisherId }) => removeTile(publisherId));
-  client.on('participant_left', ({ id }) => removeTile(id));
-  client.on('state', (state) => {
+  const adminToken = createdRooms.get(roomId);
+  const session = new TrueGatherClient({
+    baseUrl,
+    roomId,
+    display,
+    ...(adminToken ? { grants: { admin: true }, adminCredential: adminToken } : {}),
+  });
+  client = session;
+  session.on('track', showRemoteTrack);
+  session.on('publisher_left', ({ publisherId }) => removeTile(publisherId));
+  session.on('participant_left', ({ id }) => removeTile(id));
+  session.on('track_muted', ({ publisherId, kind, muted, locked }) => {
+    showMuted(publisherId, kind, muted);
+    if (kind === 'audio') showLock(publisherId, locked);
+  });
+  session.on('data', ({ from, data, topic }) => {
+    if (topic === CHAT_TOPIC) appendChat(displayOf(from), data);
+  });
+  session.on('state', (state) => {
     status.textContent = state === 'open' ? 'Connected' : state === 'reconnecting' ? 'Reconnecting…' : state;
-    if (state === 'closed') leaveRoom();
+    // Closed by the server: the host removed this participant or ended the meeting.
+    if (state === 'closed' && client === session) leaveRoom('The call has ended');
   });
-  client.on('error', (error) => {
-    status.textContent = error.message;
-  });
-  await client.join();
+  session.on('error', showError);
+  await session.join();
   history.replaceState(null, '', inviteLink(roomId));
   roomTitle.textContent = room.name;
   lobby.hidden = true;
   call.hidden = false;
-  (tileFor(client.participantId, display, true).querySelector('video') as HTMLVideoElement).srcObject = localStream;
+  endMeeting.hidden = !adminToken;
+  (tileFor(session.participantId, display, true).querySelector('video') as HTMLVideoElement).srcObject = localStream;
   status.textContent = 'Connected';
-  await client.publish(localStream);
+  await session.publish(localStream);
 }
 
-function leaveRoom(): void {
+function leaveRoom(message = 'Left the room'): void {
   const leaving = client;
   client = undefined;
   for (const track of localStream?.getTracks() ?? []) track.stop();
   localStream = undefined;
   tiles.replaceChildren();
+  chatMessages.replaceChildren();
+  lockedMics.clear();
+  for (const toggle of [micToggle, cameraToggle]) setToggle(toggle, true);
   call.hidden = true;
   lobby.hidden = false;
-  status.textContent = 'Left the room';
+  status.textContent = message;
   if (leaving && leaving.state !== 'closed') void leaving.leave().catch(() => undefined);
 }
 
-function bindToggle(testid: string, kind: 'video' | 'audio', label: string): void {
-  const button = $<HTMLButtonElement>(`[data-testid=${testid}]`);
-  button.addEventListener('click', () => {
-    const on = button.getAttribute('aria-pressed') !== 'true';
-    for (const track of localStream?.getTracks() ?? []) if (track.kind === kind) track.enabled = on;
-    button.setAttribute('aria-pressed', String(on));
-    button.textContent = `${label} ${on ? 'on' : 'off'}`;
+interface Toggle {
+  button: HTMLButtonElement;
+  kind: StreamKind;
+  label: string;
+}
+
+const cameraToggle: Toggle = { button: $('[data-testid=toggle-camera]'), kind: 'video', label: 'Camera' };
+const micToggle: Toggle = { button: $('[data-testid=toggle-mic]'), kind: 'audio', label: 'Mic' };
+
+function setToggle({ button, label }: Toggle, on: boolean): void {
+  button.setAttribute('aria-pressed', String(on));
+  button.textContent = `${label} ${on ? 'on' : 'off'}`;
+}
+
+/** Mutes through the room (the server stops forwarding, everyone sees the badge); the button follows track_muted. */
+function bindToggle(toggle: Toggle): void {
+  toggle.button.addEventListener('click', () => {
+    if (!client) return;
+    const on = toggle.button.getAttribute('aria-pressed') !== 'true';
+    const change = on ? client.unmute(toggle.kind) : client.mute(toggle.kind);
+    change.catch((error) => {
+      const locked = error instanceof SignalingError && error.code === 'forbidden';
+      showError(locked ? 'The host muted you: only the host can lift it' : error);
+    });
   });
 }
 
@@ -135,7 +236,8 @@ createForm.addEventListener('submit', (event) => {
       body: JSON.stringify({ name }),
     });
     if (!response.ok) throw new Error(await apiError(response));
-    const room = (await response.json()) as { id: string };
+    const room = (await response.json()) as { id: string; admin_token: string };
+    createdRooms.set(room.id, room.admin_token);
     (joinForm.elements.namedItem('room') as HTMLInputElement).value = inviteLink(room.id);
     (joinForm.elements.namedItem('display') as HTMLInputElement).focus();
   });
@@ -149,12 +251,31 @@ joinForm.addEventListener('submit', (event) => {
   });
 });
 
-$<HTMLButtonElement>('[data-testid=leave]').addEventListener('click', leaveRoom);
+chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = chatForm.elements.namedItem('message') as HTMLInputElement;
+  const text = input.value.trim();
+  const sender = client;
+  if (!text || !sender) return;
+  // The server never echoes a sender's own message: it is shown once the server accepted it.
+  sender
+    .sendData(text, { topic: CHAT_TOPIC })
+    .then(() => {
+      appendChat(`${sender.display} (you)`, text);
+      input.value = '';
+    })
+    .catch(showError);
+});
+
+$<HTMLButtonElement>('[data-testid=leave]').addEventListener('click', () => leaveRoom());
+endMeeting.addEventListener('click', () => {
+  void client?.admin.endRoom().catch(showError);
+});
 $<HTMLButtonElement>('[data-testid=copy-link]').addEventListener('click', () => {
   if (client) void navigator.clipboard?.writeText(inviteLink(client.roomId));
 });
-bindToggle('toggle-camera', 'video', 'Camera');
-bindToggle('toggle-mic', 'audio', 'Mic');
+bindToggle(cameraToggle);
+bindToggle(micToggle);
 
 const linkedRoom = new URLSearchParams(window.location.search).get('room');
 if (linkedRoom) {
