@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectReply } from '../../client/src/signaling-connection.ts';
 import type { RunningStack } from '../../scripts/stack.ts';
 import { type WebhookEvent, WebhookEventSchema } from '../../shared/src/webhooks.ts';
 import { createRoom, joinParticipant, startLoopbackStack } from '../support/e2e-stack.ts';
+import { WebhookEndpoint } from '../support/webhook-endpoint.ts';
 import { TestPublisher, waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -18,47 +18,29 @@ import { TestPublisher, waitFor } from '../support/werift-peers.ts';
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
 /** The app's receiver: verifies signatures; answers 500 while `failures` remain. */
-class Receiver {
+class Receiver extends WebhookEndpoint {
   readonly events: WebhookEvent[] = [];
   readonly ids: string[] = [];
   unverified = 0;
   failures = 0;
   refused = 0;
-  readonly #server: Server;
   readonly #verifier = new Webhook(SECRET);
 
-  constructor() {
-    this.#server = createServer((request, response) => {
-      const chunks: Buffer[] = [];
-      request.on('data', (chunk: Buffer) => chunks.push(chunk));
-      request.on('end', () => {
-        if (this.failures > 0) {
-          this.failures -= 1;
-          this.refused += 1;
-          response.writeHead(500).end();
-          return;
-        }
-        const body = Buffer.concat(chunks).toString('utf8');
-        try {
-          const verified = this.#verifier.verify(body, request.headers as Record<string, string>);
-          this.events.push(WebhookEventSchema.parse(verified));
-          this.ids.push(String(request.headers['webhook-id']));
-          response.writeHead(204).end();
-        } catch {
-          this.unverified += 1;
-          response.writeHead(400).end();
-        }
-      });
-    });
-  }
-
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/webhooks`;
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+  protected answer(body: string, headers: IncomingHttpHeaders): number {
+    if (this.failures > 0) {
+      this.failures -= 1;
+      this.refused += 1;
+      return 500;
+    }
+    try {
+      const verified = this.#verifier.verify(body, headers as Record<string, string>);
+      this.events.push(WebhookEventSchema.parse(verified));
+      this.ids.push(String(headers['webhook-id']));
+      return 204;
+    } catch {
+      this.unverified += 1;
+      return 400;
+    }
   }
 
   /** The room's events, once deduplicated (at least once) and put in order by `seq`. */

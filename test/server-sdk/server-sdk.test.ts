@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
 import type { RunningStack } from '../../scripts/stack.ts';
@@ -13,6 +12,7 @@ import {
   WebhookVerificationError,
 } from '../../server-sdk/src/index.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
+import { WebhookEndpoint } from '../support/webhook-endpoint.ts';
 import { waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -25,32 +25,19 @@ const API_KEY = randomBytes(24).toString('base64url');
 const WEBHOOK_SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
 /** The app's webhook endpoint: raw body and headers of every request, verified by the SDK. */
-class AppServer {
+class AppServer extends WebhookEndpoint {
   readonly events: WebhookEvent[] = [];
-  readonly requests: { body: string; headers: Record<string, string | string[] | undefined> }[] = [];
+  readonly requests: { body: string; headers: IncomingHttpHeaders }[] = [];
   readonly #receiver = new WebhookReceiver(WEBHOOK_SECRET);
-  readonly #server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      this.requests.push({ body, headers: request.headers });
-      try {
-        this.events.push(this.#receiver.receive(body, request.headers));
-        response.writeHead(204).end();
-      } catch {
-        response.writeHead(400).end();
-      }
-    });
-  });
 
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/webhooks`;
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+  protected answer(body: string, headers: IncomingHttpHeaders): number {
+    this.requests.push({ body, headers });
+    try {
+      this.events.push(this.#receiver.receive(body, headers));
+      return 204;
+    } catch {
+      return 400;
+    }
   }
 }
 
