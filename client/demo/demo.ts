@@ -1,8 +1,15 @@
-import { type RemoteTrack, SignalingError, type StreamKind, TrueGatherClient } from '../src/index.ts';
+import {
+  type ActiveSpeaker,
+  type RemoteTrack,
+  SignalingError,
+  type StreamKind,
+  TrueGatherClient,
+} from '../src/index.ts';
 
 /**
  * The demo page: create or join a room by link, camera and microphone toggles (the room's mute, so
- * everyone sees the badge), one tile per participant who publishes, a chat panel (`send_data`, topic `chat`), and for the room's creator host controls: mute and remove
+ * everyone sees the badge), one tile per participant who publishes, the speaking tiles highlighted, a
+ * chat panel (`send_data`, topic `chat`), and for the room's creator host controls: mute and remove
  * per tile, end the meeting. Built from the SDK only.
  */
 const $ = <T extends Element>(selector: string) => document.querySelector<T>(selector)!;
@@ -33,6 +40,8 @@ let localStream: MediaStream | undefined;
 const createdRooms = new Map<string, string>();
 /** Participants whose microphone is under this host's lock. */
 const lockedMics = new Set<string>();
+/** Who speaks now (the last `activeSpeakers`): a tile created later starts highlighted. */
+let speaking = new Set<string>();
 
 /** A room link is `/?room=<id>`; the join form takes a link or a bare id. */
 function roomIdFrom(input: string): string {
@@ -68,6 +77,7 @@ function tileFor(id: string, name: string, local = false): HTMLElement {
   tile.dataset.participant = id;
   tile.dataset.testid = local ? 'tile-local' : 'tile-remote';
   tile.classList.toggle('local', local);
+  tile.classList.toggle('speaking', speaking.has(id));
   (tile.querySelector('.name') as HTMLElement).textContent = local ? `${name} (you)` : name;
   const video = tile.querySelector('video') as HTMLVideoElement;
   video.muted = local;
@@ -92,6 +102,14 @@ function showMuted(id: string, kind: StreamKind, muted: boolean, tile = findTile
   const badge = tile?.querySelector<HTMLElement>(`[data-testid=badge-${kind}]`);
   if (badge) badge.hidden = !muted;
   if (client?.participantId === id) setToggle(kind === 'audio' ? micToggle : cameraToggle, !muted);
+}
+
+/** Highlights the tiles of who speaks now (this participant's own included), from `activeSpeakers`. */
+function showSpeakers(speakers: ActiveSpeaker[]): void {
+  speaking = new Set(speakers.map((speaker) => speaker.participantId));
+  for (const tile of tiles.querySelectorAll<HTMLElement>('[data-participant]')) {
+    tile.classList.toggle('speaking', speaking.has(tile.dataset.participant ?? ''));
+  }
 }
 
 /** Host controls on another participant's tile: lock or unlock their microphone, remove them. */
@@ -152,6 +170,7 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
     showMuted(publisherId, kind, muted);
     if (kind === 'audio') showLock(publisherId, locked);
   });
+  session.on('activeSpeakers', ({ speakers }) => showSpeakers(speakers));
   session.on('data', ({ from, data, topic }) => {
     if (topic === CHAT_TOPIC) appendChat(displayOf(from), data);
   });
@@ -180,6 +199,7 @@ function leaveRoom(message = 'Left the room'): void {
   tiles.replaceChildren();
   chatMessages.replaceChildren();
   lockedMics.clear();
+  speaking = new Set();
   for (const toggle of [micToggle, cameraToggle]) setToggle(toggle, true);
   call.hidden = true;
   lobby.hidden = false;

@@ -127,6 +127,8 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('active speakers with a Chromi
       async () => (await sdkEvents(page)).some((event) => event.speakers.some((s) => s.participantId === aliceId)),
       { message: 'the activeSpeakers SDK event on the speaking page' },
     );
+    // The demo page highlights the speaking tile (Alice's own here).
+    await page.locator('[data-testid=tile-local].speaking').waitFor({ timeout: 10_000 });
 
     // The silent publisher is announced and flowing, and two more windows of its packets pass: never named.
     await waitFor(
@@ -153,6 +155,7 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('active speakers with a Chromi
       },
     );
     for (const frame of speakerFrames(viewer.frames)) expect(named(frame)).not.toContain(silent.id);
+    await page.locator('[data-testid=tile-local].speaking').waitFor({ state: 'detached', timeout: 10_000 });
 
     for (const participant of [silent, viewer]) participant.connection.close();
     await context.close();
