@@ -24,5 +24,12 @@ export type {
 export { DEFAULT_RECONNECT, SignalingConnection, SignalingError } from './signaling-connection.ts';
 export type { TokenKeeperOptions } from './token-keeper.ts';
 export { TokenKeeper } from './token-keeper.ts';
-export type { ActiveSpeaker, ClientEvents, JoinOptions, RemoteTrack, SendDataOptions } from './truegather-client.ts';
+export type {
+  ActiveSpeaker,
+  ClientEvents,
+  JoinOptions,
+  PublishOptions,
+  RemoteTrack,
+  SendDataOptions,
+} from './truegather-client.ts';
 export { TrueGatherClient } from './truegather-client.ts';

@@ -79,6 +79,35 @@ export interface ActiveSpeaker {
   level: number;
 }
 
+/** How `publish()` sends video. */
+export interface PublishOptions {
+  /**
+   * Three simulcast layers (¼, ½ and full resolution) of each camera track, so that every viewer
+   * gets the one that fits its tile and link. Default: on for cameras, off for screen shares.
+   */
+  simulcast?: boolean;
+}
+
+/**
+ * The camera layers `publish()` offers, lowest first (the order the server falls back to when it
+ * cannot read a layer's resolution). Bitrates as common SFU SDKs choose for 720p.
+ */
+const CAMERA_SIMULCAST_ENCODINGS: RTCRtpEncodingParameters[] = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_500_000 },
+];
+
+/** A screen share's track says which surface it captures; a camera's does not. */
+const isScreenCapture = (track: MediaStreamTrack) => 'displaySurface' in track.getSettings();
+
+/** What this participant asked of one feed's video (`update_subscription`), re-sent to a new subscriber connection. */
+interface FeedPreference {
+  max_width?: number;
+  max_height?: number;
+  paused?: boolean;
+}
+
 /** Options of `sendData`. */
 export interface SendDataOptions {
   /** Lets receivers tell messages apart, e.g. `chat` (≤ 64 characters). */
@@ -124,9 +153,10 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   #session: { participantId: string; connection: SignalingConnection; tokens: TokenKeeper } | undefined;
   #iceServers: IceServer[] = [];
   readonly #options: JoinOptions;
-  #publishing: { pc: RTCPeerConnection; stream: MediaStream } | undefined;
+  #publishing: { pc: RTCPeerConnection; stream: MediaStream; options: PublishOptions } | undefined;
   #subscriber: RTCPeerConnection | undefined;
   readonly #subscribedFeeds = new Set<string>();
+  readonly #feedPreferences = new Map<string, FeedPreference>();
   /** Offers are applied one at a time: renegotiations must not interleave. */
   #offerChain: Promise<void> = Promise.resolve();
   /** Peer connections whose candidates may be trickled now, and the flush for those still queued. */
@@ -214,15 +244,22 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     };
   }
 
-  /** Publishes every track of `stream` on one sendonly peer connection. */
-  async publish(stream: MediaStream): Promise<void> {
+  /** Publishes every track of `stream` on one sendonly peer connection; cameras as simulcast by default. */
+  async publish(stream: MediaStream, options: PublishOptions = {}): Promise<void> {
     if (this.#publishing) await this.unpublish();
     const pc = this.#newPeerConnection('publisher');
-    for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-    this.#publishing = { pc, stream };
+    for (const track of stream.getTracks()) {
+      const simulcast = track.kind === 'video' && (options.simulcast ?? !isScreenCapture(track));
+      pc.addTransceiver(track, {
+        direction: 'sendonly',
+        streams: [stream],
+        ...(simulcast ? { sendEncodings: CAMERA_SIMULCAST_ENCODINGS } : {}),
+      });
+    }
+    this.#publishing = { pc, stream, options };
     // A broken publishing connection is replaced whole: the media node behind it may be a new one.
     this.#recoverWhenBroken(pc, async () => {
-      if (this.#publishing?.pc === pc) await this.publish(stream);
+      if (this.#publishing?.pc === pc) await this.publish(stream, options);
     });
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -263,7 +300,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     publishing.pc.close();
     const attempt = async (retryInMs: number): Promise<void> => {
       try {
-        await this.publish(publishing.stream);
+        await this.publish(publishing.stream, publishing.options);
       } catch (error) {
         const retryable = error instanceof SignalingError && error.code === 'media_unavailable';
         if (!retryable || retryInMs > REPUBLISH_MAX_RETRY_MS || this.state === 'closed') throw error;
@@ -335,8 +372,41 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     await this.#applyOffer(reply.payload.sdp);
   }
 
+  /**
+   * Asks for the smallest layer of `publisherId`'s video that covers `width` × `height` (a tile's
+   * size in device pixels); the server switches at the layer's next keyframe. Without arguments:
+   * no cap (the largest layer the server can send).
+   */
+  async setPreferredSize(publisherId: string, width?: number, height?: number): Promise<void> {
+    const { paused } = this.#feedPreferences.get(publisherId) ?? {};
+    await this.#updateSubscription(publisherId, {
+      max_width: width === undefined ? undefined : Math.max(0, Math.round(width)),
+      max_height: height === undefined ? undefined : Math.max(0, Math.round(height)),
+      paused,
+    });
+  }
+
+  /** Stops `publisherId`'s video for this participant (a hidden tile) without renegotiating; audio keeps flowing. */
+  async pauseVideo(publisherId: string): Promise<void> {
+    await this.#updateSubscription(publisherId, { ...this.#feedPreferences.get(publisherId), paused: true });
+  }
+
+  /** Resumes `publisherId`'s video, from its next keyframe (which the server asks for). */
+  async resumeVideo(publisherId: string): Promise<void> {
+    await this.#updateSubscription(publisherId, { ...this.#feedPreferences.get(publisherId), paused: false });
+  }
+
+  async #updateSubscription(feed: string, preference: FeedPreference): Promise<void> {
+    this.#feedPreferences.set(feed, preference);
+    const payload = { feed, ...preference };
+    expectReply(await this.#connection.request('update_subscription', payload), 'ack');
+  }
+
   async unsubscribe(feeds: string[]): Promise<void> {
-    for (const feed of feeds) this.#subscribedFeeds.delete(feed);
+    for (const feed of feeds) {
+      this.#subscribedFeeds.delete(feed);
+      this.#feedPreferences.delete(feed);
+    }
     const reply = expectReply(await this.#connection.request('unsubscribe', { feeds }), 'subscribe_offer');
     await this.#applyOffer(reply.payload.sdp);
   }
@@ -399,6 +469,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         }
         this.publishers.delete(frame.payload.publisher_id);
         this.#subscribedFeeds.delete(frame.payload.publisher_id);
+        this.#feedPreferences.delete(frame.payload.publisher_id);
         this.emit('publisher_left', { publisherId: frame.payload.publisher_id });
         break;
       case 'subscribe_offer':
@@ -463,12 +534,21 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         this.#subscriber.close();
         this.#subscriber = undefined;
       }
+      const fresh = this.#subscriber === undefined;
       const pc = this.#subscriber ?? this.#createSubscriber();
       await pc.setRemoteDescription({ type: 'offer', sdp });
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       await this.#connection.request('subscribe_answer', { sdp: answer.sdp ?? '' });
       this.#flushCandidates.get(pc)?.();
+      // The server's new subscriber connection starts with no preference: tell it each one again.
+      if (fresh) {
+        for (const [feed, preference] of this.#feedPreferences) {
+          if (this.#subscribedFeeds.has(feed)) {
+            this.#updateSubscription(feed, preference).catch((error) => this.emit('error', error));
+          }
+        }
+      }
     });
     this.#offerChain = step.catch(() => undefined);
     return step;

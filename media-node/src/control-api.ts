@@ -13,6 +13,7 @@ import {
   type RoomPeersResponse,
   SubscribeRequestSchema,
   SubscriberAnswerRequestSchema,
+  UpdateSubscriptionRequestSchema,
 } from '../../shared/src/media-control.ts';
 import { bearerToken, verifyServiceToken } from '../../shared/src/service-token.ts';
 import { ControlTokenClaimsSchema, MEDIA_NODE_AUDIENCE, TOKEN_ISSUER } from '../../shared/src/token.ts';
@@ -150,6 +151,13 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
   app.on(routes.mute.method, routes.mute.path, async (c) => {
     const body = await parseBody(c, MuteRequestSchema);
     await deps.rooms.run('mute', { ...peerParams(c), kind: body.kind, muted: body.muted });
+    return c.json(OK);
+  });
+
+  app.on(routes.updateSubscription.method, routes.updateSubscription.path, async (c) => {
+    const body = await parseBody(c, UpdateSubscriptionRequestSchema);
+    const preference = { maxWidth: body.max_width, maxHeight: body.max_height, paused: body.paused };
+    await deps.rooms.run('updateSubscription', { ...peerParams(c), feed: body.feed, preference });
     return c.json(OK);
   });
 

@@ -3,7 +3,7 @@ import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { MuteRequestSchema, StreamSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
-import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema } from './signaling.ts';
+import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema, UpdateSubscriptionSchema } from './signaling.ts';
 
 /**
  * The media node's control API (edge → media node) and its events (media node → edge). Both
@@ -20,6 +20,7 @@ import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema } from './signaling.
  *   setSubscriberAnswer  POST   …/subscribers/:participant_id/answer SubscriberAnswerRequest → OkResponse
  *   closeSubscriber      DELETE …/subscribers/:participant_id        → OkResponse
  *   mute                 PUT    …/publishers/:participant_id/mute    MuteRequest → OkResponse
+ *   updateSubscription   PUT    …/subscribers/:participant_id/subscription UpdateSubscriptionRequest → OkResponse
  *   closeRoom            DELETE /v1/rooms/:room_id                   → OkResponse
  *   describeRoom         GET    /v1/rooms/:room_id                   → RoomPeersResponse (the edge's node probe)
  * Events are POSTed as MediaEvent to the edge's EDGE_MEDIA_EVENTS_PATH.
@@ -33,6 +34,7 @@ export const MEDIA_CONTROL_ROUTES = {
   closeSubscriber: { method: 'DELETE', path: '/v1/rooms/:room_id/subscribers/:participant_id' },
   closeRoom: { method: 'DELETE', path: '/v1/rooms/:room_id' },
   mute: { method: 'PUT', path: '/v1/rooms/:room_id/publishers/:participant_id/mute' },
+  updateSubscription: { method: 'PUT', path: '/v1/rooms/:room_id/subscribers/:participant_id/subscription' },
   describeRoom: { method: 'GET', path: '/v1/rooms/:room_id' },
 } as const satisfies Record<string, { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: string }>;
 export type MediaControlOperation = keyof typeof MEDIA_CONTROL_ROUTES;
@@ -98,6 +100,10 @@ export type { MuteRequest } from './rest.ts';
  * edge repeats it after such a publish.
  */
 export { MuteRequestSchema };
+
+/** The `update_subscription` frame's payload, as is: one feed's layer preference for this subscriber. */
+export const UpdateSubscriptionRequestSchema = UpdateSubscriptionSchema;
+export type UpdateSubscriptionRequest = z.infer<typeof UpdateSubscriptionRequestSchema>;
 
 export const OkResponseSchema = z.object({ ok: z.literal(true) });
 export type OkResponse = z.infer<typeof OkResponseSchema>;

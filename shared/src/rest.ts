@@ -54,10 +54,26 @@ export type CreatedRoom = z.infer<typeof CreatedRoomSchema>;
 export const StreamKindSchema = z.enum(['audio', 'video']);
 export type StreamKind = z.infer<typeof StreamKindSchema>;
 
+/** The largest frame side a layer may announce (VP8 and H.264 allow 16383). */
+export const MAX_VIDEO_DIMENSION = 16_383;
+
+/**
+ * One simulcast layer of a video stream: its rid (RFC 8851, the publisher's choice) and, once a
+ * keyframe has announced it, its resolution. Listed in the publisher's order.
+ */
+export const StreamLayerSchema = z.object({
+  rid: z.string().min(1).max(16),
+  width: z.number().int().min(1).max(MAX_VIDEO_DIMENSION).optional(),
+  height: z.number().int().min(1).max(MAX_VIDEO_DIMENSION).optional(),
+});
+export type StreamLayer = z.infer<typeof StreamLayerSchema>;
+
 export const StreamSchema = z.object({
   kind: StreamKindSchema,
   mid: z.string().max(64).optional(),
   codec: z.string().max(64).optional(),
+  /** Present when the stream is simulcast (2–3 layers); a viewer gets one of them (`update_subscription`). */
+  layers: z.array(StreamLayerSchema).min(2).max(3).optional(),
   /** Set by the room (`mute`, admin mute): the node forwards nothing of a muted stream. */
   muted: z.boolean().optional(),
 });

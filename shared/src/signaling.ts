@@ -3,7 +3,7 @@ import { ErrorCodeSchema } from './errors.ts';
 import { IceCandidateSchema, IceServersSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS, utf8Length } from './limits.ts';
-import { DisplaySchema, MuteRequestSchema, PublisherSchema, StreamKindSchema } from './rest.ts';
+import { DisplaySchema, MAX_VIDEO_DIMENSION, MuteRequestSchema, PublisherSchema, StreamKindSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 import { GrantsSchema } from './token.ts';
 
@@ -23,6 +23,19 @@ export const ParticipantSchema = z.object({ id: ParticipantIdSchema, display: z.
 export type Participant = z.infer<typeof ParticipantSchema>;
 
 export const DataTopicSchema = z.string().min(1).max(LIMITS.dataTopicMaxChars);
+/**
+ * What this viewer wants of one subscribed feed's video: the node forwards the smallest layer that
+ * covers `max_width` × `max_height` (an absent one does not constrain; both absent: no cap), or
+ * nothing while `paused` (audio keeps flowing). Each update replaces the feed's previous one.
+ */
+export const UpdateSubscriptionSchema = z.strictObject({
+  feed: ParticipantIdSchema,
+  max_width: z.number().int().min(0).max(MAX_VIDEO_DIMENSION).optional(),
+  max_height: z.number().int().min(0).max(MAX_VIDEO_DIMENSION).optional(),
+  paused: z.boolean().optional(),
+});
+export type UpdateSubscription = z.infer<typeof UpdateSubscriptionSchema>;
+
 const DataSchema = z.string().refine((data) => utf8Length(data) <= LIMITS.dataMaxBytes, {
   error: `must be at most ${LIMITS.dataMaxBytes} bytes of UTF-8`,
 });
@@ -62,6 +75,8 @@ export const ClientPayloadSchemas = {
   }),
   /** Mutes or unmutes the sender's own published tracks of one kind. */
   mute: MuteRequestSchema,
+  /** Which layer of a subscribed feed's video this viewer gets, or none (paused); replied `ack`. */
+  update_subscription: UpdateSubscriptionSchema,
 } as const;
 
 export type ClientFrameType = keyof typeof ClientPayloadSchemas;
@@ -83,6 +98,7 @@ export const UnpublishFrameSchema = clientFrame('unpublish');
 export const LeaveFrameSchema = clientFrame('leave');
 export const SendDataFrameSchema = clientFrame('send_data');
 export const MuteFrameSchema = clientFrame('mute');
+export const UpdateSubscriptionFrameSchema = clientFrame('update_subscription');
 
 export const ClientFrameSchema = z.discriminatedUnion('type', [
   JoinRoomFrameSchema,
@@ -95,6 +111,7 @@ export const ClientFrameSchema = z.discriminatedUnion('type', [
   LeaveFrameSchema,
   SendDataFrameSchema,
   MuteFrameSchema,
+  UpdateSubscriptionFrameSchema,
 ]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { type: T }>;

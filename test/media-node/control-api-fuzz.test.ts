@@ -60,6 +60,15 @@ describe('fuzzing the media node control API', () => {
         kind: fc.constantFrom('audio', 'video', 'screen'),
         muted: fc.oneof(fc.boolean(), fc.string()),
       }),
+      updateSubscription: fc.record(
+        {
+          feed: fc.oneof(peerId, fc.string({ maxLength: 8 })),
+          max_width: fc.oneof(fc.integer({ min: -1, max: 20_000 }), fc.double()),
+          max_height: fc.integer({ min: -1, max: 20_000 }),
+          paused: fc.oneof(fc.boolean(), fc.string()),
+        },
+        { requiredKeys: [] },
+      ),
     };
     const operation = fc.constantFrom(...(Object.keys(MEDIA_CONTROL_ROUTES) as MediaControlOperation[]));
     const call = fc.oneof(

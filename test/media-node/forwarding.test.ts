@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RTCPeerConnection } from 'werift';
 import { newId } from '../../shared/src/ids.ts';
+import { mediaControlPath } from '../../shared/src/media-control.ts';
 import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
 
@@ -104,6 +105,38 @@ describe('media node forwarding (werift peers on loopback)', () => {
       expect(relayed[index]! - relayed[index - 1]!).toBeGreaterThanOrEqual(950);
     }
     expect(late.activeTracks().find((t) => t.kind === 'video')!.keyframes).toBeGreaterThanOrEqual(2);
+  });
+
+  it('pauses one feed’s video for one viewer (audio flows), and resumes at a keyframe with no sequence gap', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const viewerId = newId();
+    const publisher = peers.track(await TestPublisher.create());
+    await publishThrough(node, roomId, publisherId, publisher);
+    const subscriber = peers.track(new TestSubscriber());
+    await subscribeThrough(node, roomId, viewerId, subscriber, [publisherId]);
+    await waitFor(() => subscriber.packets('video') > 30 && subscriber.packets('audio') > 0, {
+      message: 'media before pausing',
+    });
+    const update = (body: object) =>
+      node.request('PUT', mediaControlPath('updateSubscription', roomId, viewerId), { feed: publisherId, ...body });
+
+    expect((await update({ paused: true })).status).toBe(200);
+    // Once packets in flight are in, video stops: audio goes on meanwhile (40 packets, ~0.8 s).
+    const audioAtPause = subscriber.packets('audio');
+    await waitFor(() => subscriber.packets('audio') > audioAtPause + 10, { message: 'audio after pausing' });
+    const videoPaused = subscriber.packets('video');
+    await waitFor(() => subscriber.packets('audio') > audioAtPause + 50, { message: 'audio while paused' });
+    expect(subscriber.packets('video')).toBe(videoPaused);
+
+    const video = subscriber.activeTracks().find((track) => track.kind === 'video')!;
+    const keyframesBefore = video.keyframes;
+    expect((await update({ paused: false })).status).toBe(200);
+    await waitFor(() => subscriber.packets('video') > videoPaused + 30, { message: 'video after resuming' });
+    // It came back with a keyframe (requested by the node: the dummy sends one per second at most)
+    // and the viewer's sequence numbers run on from where they stopped.
+    expect(video.keyframes).toBeGreaterThan(keyframesBefore);
+    expect(video.sequence.missing()).toBe(0);
   });
 
   it('forwards H.264 (Safari) and offers the subscriber only that codec and profile', async () => {

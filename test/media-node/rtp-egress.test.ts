@@ -19,12 +19,11 @@ import {
   SrtpSession,
   UdpTransport,
 } from 'werift';
-import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import { EgressLeg, type SenderBookkeeping, SrtpProtector } from '../../media-node/src/sfu/rtp-egress.ts';
 import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
-import { SourceTrack } from '../../media-node/src/sfu/source-track.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import { waitFor } from '../support/werift-peers.ts';
+import { vp8Source } from './source-tracks.ts';
 
 /**
  * The forwarding fast path against werift's own implementation, on RTP recorded from werift's
@@ -315,32 +314,29 @@ describe('SourceTrack fan-out', () => {
       error() {},
       child: () => logger,
     };
-    const source = new SourceTrack({
-      publisherId: 'publisher',
-      kind: 'video',
-      mid: '0',
-      codec: VP8,
-      receiver: {} as never,
-      track,
-      stats: createForwardingStats(),
-      logger,
-    });
+    const source = vp8Source([track], logger);
     const received: number[] = [];
     const failing = {
       forward: () => {
         throw new Error('Not running');
       },
+      layersChanged() {},
       close() {},
     };
-    const healthy = { forward: (packet: RtpPacket) => received.push(packet.header.sequenceNumber), close() {} };
-    source.attach(failing);
-    source.attach(healthy);
+    const healthy = {
+      forward: (packet: RtpPacket) => received.push(packet.header.sequenceNumber),
+      layersChanged() {},
+      close() {},
+    };
+    const [layer] = source.layers;
+    source.attach(failing, layer!);
+    source.attach(healthy, layer!);
     const packets = sourcePackets().slice(0, 3);
     for (const packet of packets) track.onReceiveRtp.execute(packet.clone());
     expect(received).toEqual(packets.map((packet) => packet.header.sequenceNumber));
     expect(logged).toEqual(['forwarding a packet failed', 'forwarding a packet failed', 'forwarding a packet failed']);
     // And the source keeps each packet for retransmissions.
-    expect(source.packetBySequenceNumber(packets[1]!.header.sequenceNumber)?.payload).toEqual(packets[1]!.payload);
+    expect(layer!.packetBySequenceNumber(packets[1]!.header.sequenceNumber)?.payload).toEqual(packets[1]!.payload);
     source.close();
   });
 });

@@ -1,23 +1,16 @@
 import { SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { ParticipantDetailsSchema, RoomDetailsSchema, type Stream } from '../../shared/src/rest.ts';
+import { ParticipantDetailsSchema, RoomDetailsSchema } from '../../shared/src/rest.ts';
 import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
-import { createAdminRoom, joinMember, publishReady, useMediaNode } from './support/rooms.ts';
+import { annPublishingToBob, createAdminRoom, joinMember, publishReady, useMediaNode } from './support/rooms.ts';
 import { BASE_URL } from './support/signaling-socket.ts';
 
-/** A room with a fake media node where Ann publishes audio and video, and Bob has seen her. */
-async function annPublishingToBob() {
-  const room = await createAdminRoom();
-  const fake = new FakeMediaNode();
-  useMediaNode(room.id, fake);
-  const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
-  const streams: Stream[] = [
+/** Ann publishes audio and video, and Bob has seen her. */
+const annPublishingAudioVideoToBob = () =>
+  annPublishingToBob([
     { kind: 'audio', mid: '0' },
     { kind: 'video', mid: '1' },
-  ];
-  await publishReady(room.id, ann, streams, [bob.socket]);
-  return { room, fake, ann, bob };
-}
+  ]);
 
 function adminMute(roomId: string, adminToken: string, participantId: string, body: unknown) {
   return SELF.fetch(`${BASE_URL}/api/v1/rooms/${roomId}/participants/${participantId}/mute`, {
@@ -36,7 +29,7 @@ const codeOf = (reply: unknown) => (reply as { payload: { code?: string } }).pay
 
 describe('mute', () => {
   it('self-mute: the node stops that kind, everyone hears track_muted, joined and GET show it', async () => {
-    const { room, fake, ann, bob } = await annPublishingToBob();
+    const { room, fake, ann, bob } = await annPublishingAudioVideoToBob();
 
     await ann.socket.expectReply('mute', { kind: 'audio', muted: true }, 'ack');
     const expected = { publisher_id: ann.participantId, kind: 'audio', muted: true, by: 'self', locked: false };
@@ -58,7 +51,7 @@ describe('mute', () => {
   });
 
   it('admin mute is a lock: the participant cannot lift it, and lifting it does not unmute', async () => {
-    const { room, fake, ann, bob } = await annPublishingToBob();
+    const { room, fake, ann, bob } = await annPublishingAudioVideoToBob();
 
     const muted = await adminMute(room.id, room.admin_token, ann.participantId, { kind: 'video', muted: true });
     expect(muted.status).toBe(200);

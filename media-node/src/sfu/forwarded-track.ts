@@ -12,15 +12,28 @@ import {
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
-import { EgressLeg } from './rtp-egress.ts';
+import { EgressLeg, type SenderBookkeeping } from './rtp-egress.ts';
 import type { SenderReportClock } from './sender-reports.ts';
-import type { RtpSink, SourceTrack } from './source-track.ts';
+import type { LayerPreference, RtpSink, SourceLayer, SourceTrack } from './source-track.ts';
+import { Vp8PictureIdRewriter } from './video-frames.ts';
+
+/**
+ * A viewer waiting for its target layer's keyframe asks again after this long: the first request
+ * can go unanswered (Chromium ignores a request within 300 ms of the layer's last keyframe, which
+ * may have gone by just before this viewer started waiting), or the keyframe's first packet be lost.
+ */
+export const KEYFRAME_RETRY_MS = 1_000;
 
 /** RTCP payload-specific feedback format 4 (RFC 5104), which werift does not export by name. */
 const FULL_INTRA_REQUEST_FMT = 4;
 
 interface ForwardedTrackEvents {
   closed: [reason: string];
+}
+
+/** What one viewer asks of one track: a size to cover, or nothing at all (paused). */
+export interface ViewerPreference extends LayerPreference {
+  paused?: boolean;
 }
 
 /**
@@ -31,6 +44,11 @@ interface ForwardedTrackEvents {
  * sender reports come from the worker's {@link SenderReportClock}. werift's own sender path remains
  * for what the fast path does not cover (packets with CSRCs or padding, TURN or TCP candidates).
  * The subscriber's PLI/FIR become a (throttled) keyframe request to the publisher.
+ *
+ * The viewer gets one layer of the source (simulcast): the one its preference asks for. A switch
+ * (or a resume after a pause) asks the target layer for a keyframe and keeps forwarding the current
+ * layer until that keyframe arrives; from there the sequence numbers, timestamps and, for VP8, the
+ * picture ID and TL0PICIDX continue from what the viewer last saw, so it sees one stream.
  */
 export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implements RtpSink {
   readonly source: SourceTrack;
@@ -45,6 +63,22 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   #legUnavailable = false;
   #negotiated = false;
   #closed = false;
+  /** The layer being forwarded; undefined before the first keyframe, or while paused. */
+  #current: SourceLayer | undefined;
+  /** The layer switched to at its next keyframe. */
+  #target: SourceLayer | undefined;
+  #preference: ViewerPreference = {};
+  /** Only for a VP8 source that can switch layers or pause: created on the first switch. */
+  #pictureIds: Vp8PictureIdRewriter | undefined;
+  /**
+   * The leg's sequence number of the current layer's first packet, from the first switch on: older
+   * ones are not retransmitted from this layer's history.
+   */
+  #layerStartSequenceNumber: number | undefined;
+  /** When the target layer was last asked for a keyframe (source arrival clock). */
+  #targetRequestedAt = 0;
+  /** When the last forwarded packet arrived: a switch advances the timestamps by the time since. */
+  #lastForwardedAt = 0;
 
   constructor(options: {
     source: SourceTrack;
@@ -54,6 +88,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     stats: ForwardingStats;
     senderReports: SenderReportClock;
     logger: Logger;
+    /** The viewer's wish for this feed, from `update_subscription`. */
+    preference?: ViewerPreference;
   }) {
     super();
     this.source = options.source;
@@ -74,43 +110,152 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#sender.onRtcp.subscribe(this.#onRtcp).unSubscribe,
       this.#sender.onGenericNack.subscribe(this.#onNack).unSubscribe,
     ];
-    this.source.attach(this);
+    this.#preference = options.preference ?? {};
+    if (this.source.simulcast || this.#preference.paused) {
+      this.#selectLayer();
+    } else {
+      // One layer: forwarded from the first packet, as before simulcast (the viewer's decoder waits
+      // for the keyframe its subscription asks for).
+      this.#current = this.source.layers[0]!;
+      this.source.attach(this, this.#current);
+    }
+  }
+
+  /** Applies a viewer's `update_subscription` (video tracks only; audio ignores it). */
+  setPreference(preference: ViewerPreference): void {
+    if (this.#closed || this.source.kind !== 'video') return;
+    this.#preference = preference;
+    this.#selectLayer();
+  }
+
+  layersChanged(): void {
+    if (!this.#closed) this.#selectLayer();
+  }
+
+  /** Asks the publisher for a keyframe on the layer this viewer waits for, else the one it gets. */
+  requestKeyframe(): void {
+    const layer = this.#target ?? this.#current;
+    if (layer) this.source.requestKeyframe(layer);
+  }
+
+  #selectLayer(): void {
+    const paused = this.source.kind === 'video' && this.#preference.paused === true;
+    let wanted: SourceLayer | undefined;
+    if (!paused) wanted = this.source.simulcast ? this.source.layerFor(this.#preference) : this.source.layers[0];
+    if (paused || (wanted === undefined && this.#current && !this.#current.active)) {
+      this.#setTarget(undefined);
+      if (this.#current) {
+        this.source.detach(this, this.#current);
+        this.#current = undefined;
+      }
+      return;
+    }
+    if (wanted === undefined || wanted === this.#current) {
+      this.#setTarget(undefined);
+      return;
+    }
+    this.#setTarget(wanted);
+  }
+
+  #setTarget(layer: SourceLayer | undefined): void {
+    if (layer === this.#target) return;
+    if (this.#target && this.#target !== this.#current) this.source.detach(this, this.#target);
+    this.#target = layer;
+    if (!layer) return;
+    this.source.attach(this, layer);
+    this.#targetRequestedAt = performance.now();
+    this.source.requestKeyframe(layer);
+  }
+
+  /** The target's keyframe arrived: from this packet on, the viewer gets the target layer. */
+  #switchTo(layer: SourceLayer, packet: RtpPacket): void {
+    if (this.#current) this.source.detach(this, this.#current);
+    this.#current = layer;
+    this.#target = undefined;
+    const sender = this.#sender as unknown as SenderBookkeeping;
+    const header = packet.header;
+    // werift's own send path reads the same offsets, so both paths continue the viewer's stream.
+    if (sender.sequenceNumber !== undefined) {
+      sender.seqOffset = (sender.sequenceNumber + 1 - header.sequenceNumber) & 0xffff;
+    }
+    if (sender.timestamp !== undefined) {
+      const elapsedTicks = Math.max(
+        1,
+        Math.round(((this.source.arrivalMs - this.#lastForwardedAt) * this.source.codec.clockRate) / 1000),
+      );
+      sender.timestampOffset = (sender.timestamp + elapsedTicks - header.timestamp) >>> 0;
+    }
+    this.#layerStartSequenceNumber = (header.sequenceNumber + sender.seqOffset) & 0xffff;
+    if (this.source.codec.mimeType.toLowerCase() === 'video/vp8') {
+      this.#pictureIds ??= new Vp8PictureIdRewriter();
+      this.#pictureIds.rebase(packet.payload);
+      if (this.#leg) this.#leg.payloadRewriter = this.#pictureIds;
+    }
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  forward(packet: RtpPacket): void {
+  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean): void {
     const sender = this.#sender;
     // The sender drops packets itself until DTLS is up and the codec is negotiated; checking here
-    // keeps the forwarded-packets counter honest.
+    // keeps the forwarded-packets counter honest (and a switch waits for a keyframe the viewer gets).
     if (sender.stopped || sender.codec === undefined || sender.dtlsTransport?.state !== 'connected') return;
+    if (layer !== this.#current) {
+      if (layer !== this.#target) return;
+      if (!keyframe) {
+        if (this.source.arrivalMs - this.#targetRequestedAt >= KEYFRAME_RETRY_MS) {
+          this.#targetRequestedAt = this.source.arrivalMs;
+          this.source.requestKeyframe(layer);
+        }
+        return;
+      }
+      this.#switchTo(layer, packet);
+    }
     this.#stats.forwardedPackets++;
+    this.#lastForwardedAt = this.source.arrivalMs;
     const leg = this.#leg ?? this.#openLeg();
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
       // Throws synchronously when the socket closes under the leg: the source's loop catches it.
       leg.forward(packet, this.source.arrivalNtp);
     } else {
-      sender.sendRtp(packet).catch(this.#onSendError);
+      sender.sendRtp(this.#withRewrittenPayload(packet)).catch(this.#onSendError);
     }
+  }
+
+  /** werift's path (TURN, TCP, padding, CSRCs) gets a copy with the viewer's VP8 picture IDs. */
+  #withRewrittenPayload(packet: RtpPacket): RtpPacket {
+    const prefix = this.#pictureIds?.prefixFor(packet.payload, false);
+    if (!prefix) return packet;
+    const copy = packet.clone();
+    copy.payload = Buffer.concat([prefix, packet.payload.subarray(prefix.length)]);
+    return copy;
   }
 
   #openLeg(): EgressLeg | undefined {
     if (this.#legUnavailable) return undefined;
     this.#leg = EgressLeg.open(this.#sender);
-    if (this.#leg) this.#senderReports.add(this.#sender);
-    else this.#legUnavailable = true;
+    if (this.#leg) {
+      this.#leg.payloadRewriter = this.#pictureIds;
+      this.#senderReports.add(this.#sender);
+    } else this.#legUnavailable = true;
     return this.#leg;
   }
 
   /** werift answers NACKs from its own history, which the fast path leaves empty: answered here. */
   readonly #onNack = (feedback: { lost: number[] }): void => {
     const leg = this.#leg;
-    if (!leg) return;
+    const layer = this.#current;
+    if (!leg || !layer) return;
     try {
-      for (const sequenceNumber of feedback.lost) leg.retransmit(sequenceNumber, this.source.packetBySequenceNumber);
+      for (const sequenceNumber of feedback.lost) {
+        // Packets sent before the last switch came from another layer: its history cannot answer.
+        const start = this.#layerStartSequenceNumber;
+        if (start !== undefined && ((sequenceNumber - start) & 0xffff) >= 0x8000) continue;
+        leg.retransmit(sequenceNumber, layer.packetBySequenceNumber);
+      }
     } catch (error) {
       this.#onSendError(error);
     }
@@ -124,13 +269,13 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   }
 
   readonly #onKeyframeRequest = (): void => {
-    this.source.requestKeyframe();
+    this.requestKeyframe();
   };
 
   /** werift parses FIR but only reports PLI: a FIR is treated as a keyframe request too. */
   readonly #onRtcp = (packet: RtcpPacket): void => {
     if (packet instanceof RtcpPayloadSpecificFeedback && packet.feedback.count === FULL_INTRA_REQUEST_FMT) {
-      this.source.requestKeyframe();
+      this.requestKeyframe();
     }
   };
 
@@ -142,7 +287,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.source.detach(this);
+    this.source.release(this);
     this.#senderReports.delete(this.#sender);
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
     try {

@@ -9,9 +9,10 @@ import {
   useFIR,
   useNACK,
   usePLI,
+  useREMB,
+  useRepairedRtpStreamId,
   useSdesMid,
-  useTransportWideCC,
-  useTWCC,
+  useSdesRTPStreamId,
 } from 'werift';
 import type { RtcSettings } from './rtc-settings.ts';
 
@@ -58,20 +59,24 @@ function supportedCodecs(feedback: {
 }
 
 /**
- * Ingress: TWCC feedback lets the browser's congestion control adapt the publisher's bitrate; the
- * RFC 6464 audio level on audio feeds the speaker detection (read by SourceTrack, not forwarded).
+ * Ingress: REMB is the bandwidth feedback the publisher's congestion control gets
+ * (./bandwidth-feedback.ts). transport-cc is not negotiated: werift's transport-cc
+ * feedback is malformed (its reference time and run lengths are wrong, and its 100 ms timer never
+ * starts), and Chromium's estimate fell to 100–300 kbps on a clear link, too little for simulcast.
+ * The RFC 6464 audio level on audio feeds the speaker detection (read by SourceTrack, not forwarded).
  */
 const ingressCodecs = () =>
   supportedCodecs({
-    video: () => [useNACK(), usePLI(), useFIR(), useTWCC()],
-    audio: () => [useTWCC()],
+    video: () => [useNACK(), usePLI(), useFIR(), useREMB()],
+    audio: () => [],
   });
 const ingressHeaderExtensions = (): {
   audio: RTCRtpHeaderExtensionParameters[];
   video: RTCRtpHeaderExtensionParameters[];
 } => ({
-  audio: [useSdesMid(), useAbsSendTime(), useTransportWideCC(), useAudioLevelIndication()],
-  video: [useSdesMid(), useAbsSendTime(), useTransportWideCC()],
+  audio: [useSdesMid(), useAbsSendTime(), useAudioLevelIndication()],
+  // rid and repaired rid route simulcast layers and their retransmissions (RFC 8852).
+  video: [useSdesMid(), useAbsSendTime(), useSdesRTPStreamId(), useRepairedRtpStreamId()],
 });
 
 /**

@@ -1,13 +1,16 @@
 import { type RTCRtpTransceiver, RTP_EXTENSION_URI } from 'werift';
 import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
 import { badSdp, notFound, unavailable } from '../errors.ts';
-import { MediaPeer } from './media-peer.ts';
+import { PublisherBandwidthFeedback } from './bandwidth-feedback.ts';
+import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import {
   announceHostCandidates,
   fingerprintOf,
   MAX_MEDIA_SECTIONS,
   sdpShapeProblem,
+  simulcastProblem,
   withoutMdnsCandidates,
+  withPlainRidLines,
 } from './sdp-text.ts';
 import { SourceTrack } from './source-track.ts';
 
@@ -36,6 +39,23 @@ export class Publisher extends MediaPeer<PublisherEvents> {
   #fingerprint: string | undefined;
   #readyAnnounced = false;
   #readyTimer: NodeJS.Timeout | undefined;
+  readonly #bandwidthFeedback: PublisherBandwidthFeedback;
+
+  constructor(options: MediaPeerOptions) {
+    super(options);
+    this.#bandwidthFeedback = new PublisherBandwidthFeedback({
+      receivers: () => this.#videoTracks().map((track) => track.receiver),
+      mediaSsrcs: () =>
+        this.#videoTracks().flatMap((track) =>
+          track.layers.flatMap((layer) => (layer.ssrc === undefined ? [] : [layer.ssrc])),
+        ),
+      logger: this.logger,
+    });
+  }
+
+  #videoTracks(): SourceTrack[] {
+    return this.tracks.filter((track) => track.kind === 'video');
+  }
 
   get tracks(): SourceTrack[] {
     return [...this.#tracks.values()];
@@ -51,6 +71,14 @@ export class Publisher extends MediaPeer<PublisherEvents> {
       kind: track.kind,
       mid: track.mid,
       codec: canonicalMimeType(track.codec.mimeType),
+      ...(track.simulcast
+        ? {
+            layers: track.layers.map((layer) => ({
+              rid: layer.rid ?? String(layer.index),
+              ...(layer.width > 0 ? { width: layer.width, height: layer.height } : {}),
+            })),
+          }
+        : {}),
     }));
   }
 
@@ -66,9 +94,10 @@ export class Publisher extends MediaPeer<PublisherEvents> {
     return this.negotiations.run(async () => {
       if (this.closed) throw notFound('publisher');
       const problem = sdpShapeProblem(offerSdp, { media: true, maxMediaSections: MAX_MEDIA_SECTIONS });
-      if (problem) throw badSdp(problem);
+      const offerProblem = problem ?? simulcastProblem(offerSdp);
+      if (offerProblem) throw badSdp(offerProblem);
       try {
-        await this.pc.setRemoteDescription({ type: 'offer', sdp: withoutSimulcast(withoutMdnsCandidates(offerSdp)) });
+        await this.pc.setRemoteDescription({ type: 'offer', sdp: withPlainRidLines(withoutMdnsCandidates(offerSdp)) });
         await this.pc.setLocalDescription(await this.pc.createAnswer());
       } catch (error) {
         // A renegotiation that failed half-way leaves the connection in an unknown state: it ends,
@@ -118,13 +147,17 @@ export class Publisher extends MediaPeer<PublisherEvents> {
   }
 
   #createSource(transceiver: RTCRtpTransceiver): SourceTrack {
+    const receiver = transceiver.receiver;
+    // werift makes one track per rid (RFC 8853 simulcast), but its peer connection's onTrack and
+    // `receiver.track` only ever show the first one: the layers are read from `receiver.tracks`.
+    const ridTracks = receiver.tracks.filter((track) => track.rid !== undefined);
     const source = new SourceTrack({
       publisherId: this.participantId,
       kind: transceiver.kind === 'audio' ? 'audio' : 'video',
       mid: transceiver.mid ?? '',
       codec: transceiver.codecs[0]!,
-      receiver: transceiver.receiver,
-      track: transceiver.receiver.track,
+      receiver,
+      tracks: ridTracks.length > 0 ? ridTracks : [receiver.track],
       stats: this.stats,
       logger: this.logger,
       // The answer keeps the offer's id for each extension it accepts (peer-connection.ts offers it for audio).
@@ -132,7 +165,10 @@ export class Publisher extends MediaPeer<PublisherEvents> {
         (extension) => extension.uri === RTP_EXTENSION_URI.audioLevelIndication,
       )?.id,
     });
-    source.once('flowing', () => this.#checkReady());
+    source.once('flowing', () => {
+      if (source.kind === 'video') this.#bandwidthFeedback.start();
+      this.#checkReady();
+    });
     if (this.#mutedKinds.has(source.kind)) source.setMuted(true);
     return source;
   }
@@ -157,6 +193,7 @@ export class Publisher extends MediaPeer<PublisherEvents> {
 
   protected override onClosed(reason: string, byRemote: boolean): void {
     clearTimeout(this.#readyTimer);
+    this.#bandwidthFeedback.stop();
     for (const track of this.#tracks.values()) track.close();
     this.#tracks.clear();
     this.emit('closed', reason, byRemote);
@@ -176,15 +213,4 @@ function isReceiving(transceiver: RTCRtpTransceiver): boolean {
     (direction === 'recvonly' || direction === 'sendrecv') &&
     (transceiver.kind === 'audio' || transceiver.kind === 'video')
   );
-}
-
-/**
- * Simulcast is not forwarded (one layer per track): without the rid/simulcast attributes the answer
- * declines it and the browser sends a single stream.
- */
-function withoutSimulcast(sdp: string): string {
-  return sdp
-    .split(/\r?\n/)
-    .filter((line) => !line.startsWith('a=simulcast:') && !line.startsWith('a=rid:'))
-    .join('\r\n');
 }

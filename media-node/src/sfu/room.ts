@@ -7,6 +7,7 @@ import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
 import { ActiveSpeakerObserver, type SpeakerClock } from './active-speakers.ts';
+import type { ViewerPreference } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { createPeerConnection, type PeerRole } from './peer-connection.ts';
 import type { PortAllocator } from './port-allocator.ts';
@@ -125,6 +126,13 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     const publisher = this.#publishers.get(participantId);
     if (!publisher) throw notFound('publisher');
     publisher.mute(kind, muted);
+  }
+
+  /** One feed's layer preference for a subscriber (see Subscriber.updateSubscription). */
+  updateSubscription(participantId: string, feed: string, preference: ViewerPreference): void {
+    const subscriber = this.#subscribers.get(participantId);
+    if (!subscriber) throw notFound('subscriber');
+    subscriber.updateSubscription(feed, preference);
   }
 
   unpublish(participantId: string): void {

@@ -97,6 +97,15 @@ export function midExtensionBlock(id: number, mid: string): Buffer {
   return block;
 }
 
+/**
+ * Rewrites the first bytes of a leg's payloads (the VP8 picture ID and TL0PICIDX after a layer
+ * switch): the bytes to send instead, or undefined to send the payload as it is. A retransmission
+ * must not move the rewriter's state.
+ */
+export interface PayloadPrefixRewriter {
+  prefixFor(payload: Buffer, retransmission: boolean): Buffer | undefined;
+}
+
 /** SRTP protection of one packet by a werift context: AES-GCM done here, other profiles by werift. */
 export class SrtpProtector {
   readonly #context: SrtpContextShape;
@@ -125,8 +134,12 @@ export class SrtpProtector {
     return new SrtpProtector(context);
   }
 
-  /** Header + payload → the SRTP datagram's parts (header, ciphertext, tag for GCM). */
-  protect(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number): Buffer[] {
+  /**
+   * Header + payload → the SRTP datagram's parts (header, ciphertext, tag for GCM). `prefix`, when
+   * given, is sent in place of the payload's first `prefix.length` bytes (the payload, shared by
+   * every leg, is not written to).
+   */
+  protect(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number, prefix?: Buffer): Buffer[] {
     let state = this.#states.get(ssrc);
     if (!state) {
       state = this.#context.getSrtpSsrcState(ssrc);
@@ -134,7 +147,8 @@ export class SrtpProtector {
     }
     this.#context.updateRolloverCount(sequenceNumber, state);
     if (!this.#gcmKey) {
-      return [this.#context.encryptRtp(payload, RtpHeader.deSerialize(header))];
+      const plain = prefix ? Buffer.concat([prefix, payload.subarray(prefix.length)]) : payload;
+      return [this.#context.encryptRtp(plain, RtpHeader.deSerialize(header))];
     }
     // RFC 7714 §8.1: IV = salt XOR (00 00 || SSRC || ROC || SEQ).
     const iv = Buffer.allocUnsafe(IV_SIZE);
@@ -146,6 +160,12 @@ export class SrtpProtector {
     for (let index = 0; index < IV_SIZE; index++) iv[index]! ^= salt[index]!;
     const cipher = createCipheriv('aes-128-gcm', this.#gcmKey, iv);
     cipher.setAAD(header);
+    if (prefix) {
+      const encryptedPrefix = cipher.update(prefix);
+      const encryptedRest = cipher.update(payload.subarray(prefix.length));
+      cipher.final();
+      return [header, encryptedPrefix, encryptedRest, cipher.getAuthTag()];
+    }
     const encrypted = cipher.update(payload);
     cipher.final();
     return [header, encrypted, cipher.getAuthTag()];
@@ -187,6 +207,8 @@ export class EgressLeg {
   readonly #transportStats: { bytesSent: number; packetsSent: number };
   readonly #midExtension: Buffer | undefined;
   readonly #payloadType: number;
+  /** Set by the forwarded track once the viewer's stream needs it (after a layer switch). */
+  payloadRewriter: PayloadPrefixRewriter | undefined;
 
   constructor(sender: SenderBookkeeping, protector: SrtpProtector, send: DatagramSender, transportStats?: object) {
     this.#sender = sender;
@@ -242,7 +264,8 @@ export class EgressLeg {
     sender.octetCount += payload.length;
     sender.headerBytesSent += header.length;
     sender.packetCount = (sender.packetCount + 1) >>> 0;
-    this.#transmit(this.#protector.protect(header, payload, sender.ssrc, sequenceNumber));
+    const prefix = this.payloadRewriter?.prefixFor(payload, false);
+    this.#transmit(this.#protector.protect(header, payload, sender.ssrc, sequenceNumber, prefix));
   }
 
   /**
@@ -271,6 +294,7 @@ export class EgressLeg {
       const payload = Buffer.allocUnsafe(2 + original.payload.length);
       payload.writeUInt16BE(sequenceNumber, 0);
       original.payload.copy(payload, 2);
+      this.payloadRewriter?.prefixFor(original.payload, true)?.copy(payload, 2);
       sender.retransmittedBytesSent += payload.length;
       parts = this.#protector.protect(header, payload, sender.rtxSsrc, rtxSequenceNumber);
     } else {
@@ -285,7 +309,8 @@ export class EgressLeg {
         this.#midExtension,
       );
       sender.retransmittedBytesSent += original.payload.length;
-      parts = this.#protector.protect(header, original.payload, sender.ssrc, sequenceNumber);
+      const prefix = this.payloadRewriter?.prefixFor(original.payload, true);
+      parts = this.#protector.protect(header, original.payload, sender.ssrc, sequenceNumber, prefix);
     }
     sender.retransmittedPacketsSent++;
     this.#transmit(parts);

@@ -88,3 +88,50 @@ export function sdpShapeProblem(
   }
   return undefined;
 }
+
+/** Simulcast layers a video m-line may offer (RFC 8853), as every browser SDK sends at most. */
+export const MAX_SIMULCAST_LAYERS = 3;
+
+/** RFC 8851 rid-id: alphanumerics, '-' and '_'; kept short, as browsers do. */
+const RID_PATTERN = /^[A-Za-z0-9_-]{1,16}$/;
+
+/** Each m-section's `a=rid:` lines (id, direction, restrictions). */
+function ridLinesBySection(sdp: string): string[][][] {
+  const sections: string[][][] = [];
+  for (const line of lines(sdp)) {
+    if (line.startsWith('m=')) sections.push([]);
+    else if (line.startsWith('a=rid:') && sections.length > 0) {
+      sections[sections.length - 1]!.push(line.slice('a=rid:'.length).trim().split(/\s+/));
+    }
+  }
+  return sections;
+}
+
+/** What is wrong with an offer's simulcast description: too many layers, a bad or repeated rid, a rid not sent. */
+export function simulcastProblem(sdp: string): string | undefined {
+  for (const rids of ridLinesBySection(sdp)) {
+    if (rids.length > MAX_SIMULCAST_LAYERS) return `more than ${MAX_SIMULCAST_LAYERS} simulcast layers in an m-line`;
+    const seen = new Set<string>();
+    for (const [id = '', direction] of rids) {
+      if (!RID_PATTERN.test(id)) return 'a rid must be 1-16 letters, digits, - or _';
+      if (direction !== 'send') return 'a publisher offer may only send its rids';
+      if (seen.has(id)) return 'a rid appears twice in an m-line';
+      seen.add(id);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `a=rid:<id> send` without restrictions (max-width=…, pt=…): werift reads everything after the id
+ * as the direction, and the node chooses layers by what they really carry anyway.
+ */
+export function withPlainRidLines(sdp: string): string {
+  return join(
+    lines(sdp).map((line) => {
+      if (!line.startsWith('a=rid:')) return line;
+      const [id, direction] = line.slice('a=rid:'.length).trim().split(/\s+/);
+      return `a=rid:${id} ${direction}`;
+    }),
+  );
+}

@@ -10,9 +10,17 @@ import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
+import { emptyVp8Descriptor, isH264KeyframeStart, readVp8Descriptor } from './video-frames.ts';
 
-/** At most one keyframe request per second reaches a publisher's track, as mediasoup does. */
+/** At most one keyframe request per second reaches a publisher's layer, as mediasoup does. */
 export const KEYFRAME_REQUEST_INTERVAL_MS = 1_000;
+
+/**
+ * A simulcast layer that sent nothing for this long is gone (the browser stops its top layers when
+ * its estimate drops): viewers move to a layer that still flows.
+ */
+export const LAYER_IDLE_MS = 1_000;
+const LAYER_CHECK_INTERVAL_MS = 500;
 
 /**
  * Incoming header extensions are dropped: their ids follow the publisher's negotiation, and the
@@ -23,15 +31,59 @@ export const KEYFRAME_REQUEST_INTERVAL_MS = 1_000;
 const NO_EXTENSIONS: RtpPacket['header']['extensions'] = Object.freeze([]) as never;
 
 /**
- * Packets kept per source for retransmissions (NACK), shared by every subscriber of the source:
+ * Packets kept per layer for retransmissions (NACK), shared by every subscriber of the layer:
  * werift keeps 128 copies per subscriber leg instead. A power of two (indexed by sequence number).
  */
 export const SOURCE_HISTORY_SIZE = 512;
 
 /** Something that forwards a source's packets to one subscriber (a {@link ForwardedTrack}). */
 export interface RtpSink {
-  forward(packet: RtpPacket): void;
+  /** A packet of `layer`, which the sink attached to; `keyframe`: the first packet of a keyframe. */
+  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean): void;
+  /** Layers appeared, stopped or announced their resolution: the sink may choose another. */
+  layersChanged(): void;
   close(reason: string): void;
+}
+
+/**
+ * One encoding of a track: the only one without simulcast, else one per rid (RFC 8853), each with
+ * its own SSRC and sequence numbers. Its sinks are the viewers that get this layer, or wait for its
+ * next keyframe to switch to it: packets of a layer without sinks go nowhere.
+ */
+export class SourceLayer {
+  /** Position in the publisher's offer. */
+  readonly index: number;
+  readonly rid: string | undefined;
+  ssrc: number | undefined;
+  /** From the last keyframe (VP8); 0 while unknown. */
+  width = 0;
+  height = 0;
+  /** Packets arrived within the last {@link LAYER_IDLE_MS}. */
+  active = false;
+  lastPacketAt = Number.NEGATIVE_INFINITY;
+  /** Replaced, never mutated, so the packet loop iterates a stable array. */
+  sinks: readonly RtpSink[] = [];
+  readonly history: (RtpPacket | undefined)[] = [];
+  lastKeyframeRequestAt = Number.NEGATIVE_INFINITY;
+  deferredKeyframeRequest: NodeJS.Timeout | undefined;
+
+  constructor(index: number, rid: string | undefined, ssrc: number | undefined) {
+    this.index = index;
+    this.rid = rid;
+    this.ssrc = ssrc;
+  }
+
+  /** The packet with this (source) sequence number, while it is among the last {@link SOURCE_HISTORY_SIZE}. */
+  readonly packetBySequenceNumber = (sequenceNumber: number): RtpPacket | undefined => {
+    const packet = this.history[sequenceNumber & (SOURCE_HISTORY_SIZE - 1)];
+    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
+  };
+}
+
+/** What a viewer asks of a video track (`update_subscription`): the smallest layer covering this size. */
+export interface LayerPreference {
+  maxWidth?: number;
+  maxHeight?: number;
 }
 
 interface SourceTrackEvents {
@@ -41,35 +93,39 @@ interface SourceTrackEvents {
 }
 
 /**
- * One track a publisher sends (mediasoup's Producer): its negotiated codec, and the fan-out of its
- * RTP to every {@link RtpSink} attached to it. Keyframe requests from any subscriber go through
- * {@link requestKeyframe}, which throttles them.
+ * One track a publisher sends (mediasoup's Producer): its negotiated codec, its layers, and the
+ * fan-out of each layer's RTP to the {@link RtpSink}s attached to it. Keyframe requests from any
+ * subscriber go through {@link requestKeyframe}, which throttles them per layer.
  */
 export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   readonly publisherId: string;
   readonly kind: 'audio' | 'video';
   readonly mid: string;
   readonly codec: RTCRtpCodecParameters;
-  readonly #receiver: RTCRtpReceiver;
+  /** In the publisher's order; more than one with simulcast. */
+  readonly layers: readonly SourceLayer[];
+  readonly receiver: RTCRtpReceiver;
   readonly #stats: ForwardingStats;
   readonly #logger: Logger;
-  readonly #unsubscribe: () => void;
-  /** Replaced, never mutated, so the packet loop iterates a stable array. */
-  #sinks: readonly RtpSink[] = [];
-  #mediaSsrc: number | undefined;
-  #lastKeyframeRequestAt = Number.NEGATIVE_INFINITY;
-  #deferredKeyframeRequest: NodeJS.Timeout | undefined;
+  readonly #unsubscribers: (() => void)[] = [];
+  readonly #readsVp8: boolean;
+  readonly #readsH264: boolean;
+  readonly #vp8 = emptyVp8Descriptor();
+  /** Every sink attached to any layer. */
+  readonly #sinks = new Set<RtpSink>();
+  #layerCheck: NodeJS.Timeout | undefined;
   #flowing = false;
   #closed = false;
   /** Muted by the room: packets still arrive (and count as flowing) but reach no subscriber. */
   #muted = false;
-  readonly #history: (RtpPacket | undefined)[] = [];
   /** The NTP time of the last packet's arrival (werift's format): every leg's SR counters use it. */
   #arrivalNtp = 0n;
   /** The negotiated id of the RFC 6464 audio level extension (audio tracks that carry it). */
   readonly #audioLevelId: number | undefined;
   /** The speaker detection's meter of this track, when the publisher sends audio levels. */
   readonly audioLevel: AudioLevelMeter | undefined;
+  /** performance.now() at the last packet's arrival. */
+  #arrivalMs = 0;
 
   constructor(options: {
     publisherId: string;
@@ -77,7 +133,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     mid: string;
     codec: RTCRtpCodecParameters;
     receiver: RTCRtpReceiver;
-    track: MediaStreamTrack;
+    /** One per layer: werift's track of each rid, or its single track. */
+    tracks: readonly MediaStreamTrack[];
     stats: ForwardingStats;
     logger: Logger;
     /** The id the publisher's answer gave `urn:ietf:params:rtp-hdrext:ssrc-audio-level`, if any. */
@@ -88,16 +145,29 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.kind = options.kind;
     this.mid = options.mid;
     this.codec = options.codec;
-    this.#receiver = options.receiver;
+    this.receiver = options.receiver;
     this.#stats = options.stats;
     this.#logger = options.logger;
-    this.#mediaSsrc = options.track.ssrc;
     if (options.kind === 'audio' && options.audioLevelExtensionId !== undefined) {
       this.#audioLevelId = options.audioLevelExtensionId;
       this.audioLevel = new AudioLevelMeter();
     }
-    const { unSubscribe } = options.track.onReceiveRtp.subscribe(this.#onRtp);
-    this.#unsubscribe = unSubscribe;
+    const mimeType = options.codec.mimeType.toLowerCase();
+    this.#readsVp8 = options.kind === 'video' && mimeType === 'video/vp8';
+    this.#readsH264 = options.kind === 'video' && mimeType === 'video/h264';
+    this.layers = options.tracks.map((track, index) => {
+      const layer = new SourceLayer(index, track.rid, track.ssrc);
+      this.#unsubscribers.push(track.onReceiveRtp.subscribe((packet) => this.#onRtp(layer, packet)).unSubscribe);
+      return layer;
+    });
+    if (this.layers.length > 1) {
+      this.#layerCheck = setInterval(this.#checkLayers, LAYER_CHECK_INTERVAL_MS);
+      this.#layerCheck.unref();
+    }
+  }
+
+  get simulcast(): boolean {
+    return this.layers.length > 1;
   }
 
   get flowing(): boolean {
@@ -109,90 +179,155 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   }
 
   /** The hot path. werift delivers a clone of each received packet and this is its only listener: edit in place. */
-  readonly #onRtp = (packet: RtpPacket): void => {
+  #onRtp(layer: SourceLayer, packet: RtpPacket): void {
     if (this.#closed) return;
     this.#stats.receivedPackets++;
+    const header = packet.header;
     if (!this.#flowing) {
       this.#flowing = true;
-      this.#mediaSsrc = packet.header.ssrc;
       this.emit('flowing');
     }
     const meter = this.audioLevel;
-    const level = meter ? readAudioLevel(packet.header.extensions, this.#audioLevelId!) : NO_AUDIO_LEVEL;
-    packet.header.extensions = NO_EXTENSIONS;
-    packet.header.extension = false;
+    const level = meter ? readAudioLevel(header.extensions, this.#audioLevelId!) : NO_AUDIO_LEVEL;
+    header.extensions = NO_EXTENSIONS;
+    header.extension = false;
     this.#arrivalNtp = ntpTime();
+    const now = performance.now();
+    this.#arrivalMs = now;
+    layer.lastPacketAt = now;
+    layer.ssrc = header.ssrc;
+    const keyframe = this.#keyframeStart(layer, packet.payload);
+    if (!layer.active) {
+      layer.active = true;
+      this.#notifyLayersChanged();
+    }
     // Before the history too: a NACK after unmuting must not retransmit what was said or shown muted.
     if (this.#muted) return;
     meter?.observe(level);
-    this.#history[packet.header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
-    const sinks = this.#sinks;
+    layer.history[header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
+    const sinks = layer.sinks;
     for (let index = 0; index < sinks.length; index++) {
       // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
       // it their copy of this packet.
       try {
-        sinks[index]!.forward(packet);
+        sinks[index]!.forward(packet, layer, keyframe);
       } catch (error) {
         this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
       }
     }
+  }
+
+  /** True for the first packet of a keyframe; a VP8 keyframe also tells the layer's resolution. */
+  #keyframeStart(layer: SourceLayer, payload: Buffer): boolean {
+    if (this.#readsVp8) {
+      const vp8 = this.#vp8;
+      if (!readVp8Descriptor(payload, vp8) || !vp8.keyframe) return false;
+      if (vp8.width > 0 && (vp8.width !== layer.width || vp8.height !== layer.height)) {
+        layer.width = vp8.width;
+        layer.height = vp8.height;
+        this.#notifyLayersChanged();
+      }
+      return true;
+    }
+    return this.#readsH264 && isH264KeyframeStart(payload);
+  }
+
+  readonly #checkLayers = (): void => {
+    const idleSince = performance.now() - LAYER_IDLE_MS;
+    let changed = false;
+    for (const layer of this.layers) {
+      if (layer.active && layer.lastPacketAt < idleSince) {
+        layer.active = false;
+        changed = true;
+      }
+    }
+    if (changed) this.#notifyLayersChanged();
   };
+
+  #notifyLayersChanged(): void {
+    for (const sink of this.#sinks) sink.layersChanged();
+  }
+
+  /**
+   * The layer a viewer with this preference gets: the smallest active one covering the size asked
+   * for, else the largest. Layers are ranked by the resolution their keyframes announce once every
+   * active layer has told it, else by the publisher's rid order (lowest first, as browsers send them).
+   * No dimension given: the largest. Undefined while no layer flows.
+   */
+  layerFor(preference: LayerPreference): SourceLayer | undefined {
+    const active = this.layers.filter((layer) => layer.active);
+    if (active.length === 0) return undefined;
+    const byResolution = active.every((layer) => layer.width > 0);
+    active.sort((a, b) => (byResolution ? a.width * a.height - b.width * b.height : a.index - b.index));
+    const largest = active[active.length - 1]!;
+    const { maxWidth, maxHeight } = preference;
+    if (maxWidth === undefined && maxHeight === undefined) return largest;
+    if (!byResolution) return active[0];
+    return active.find((layer) => layer.width >= (maxWidth ?? 0) && layer.height >= (maxHeight ?? 0)) ?? largest;
+  }
 
   get arrivalNtp(): bigint {
     return this.#arrivalNtp;
   }
 
-  /** The packet with this (source) sequence number, while it is among the last {@link SOURCE_HISTORY_SIZE}. */
-  readonly packetBySequenceNumber = (sequenceNumber: number): RtpPacket | undefined => {
-    const packet = this.#history[sequenceNumber & (SOURCE_HISTORY_SIZE - 1)];
-    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
-  };
+  /** performance.now() at the last packet's arrival (any layer). */
+  get arrivalMs(): number {
+    return this.#arrivalMs;
+  }
 
   get muted(): boolean {
     return this.#muted;
   }
 
-  /** Stops or resumes the fan-out; a video track that resumes asks for a keyframe, so viewers recover at once. */
+  /** Stops or resumes the fan-out; a video track that resumes asks for keyframes, so viewers recover at once. */
   setMuted(muted: boolean): void {
     if (this.#muted === muted) return;
     this.#muted = muted;
     // What was said before the mute must not keep the track among the speakers.
     if (muted) this.audioLevel?.reset();
-    if (!muted) this.requestKeyframe();
+    if (!muted) for (const layer of this.layers) if (layer.sinks.length > 0) this.requestKeyframe(layer);
   }
 
-  attach(sink: RtpSink): void {
+  attach(sink: RtpSink, layer: SourceLayer): void {
     if (this.#closed) throw new Error('source track is closed');
-    this.#sinks = [...this.#sinks, sink];
+    this.#sinks.add(sink);
+    if (!layer.sinks.includes(sink)) layer.sinks = [...layer.sinks, sink];
   }
 
-  detach(sink: RtpSink): void {
-    this.#sinks = this.#sinks.filter((attached) => attached !== sink);
+  detach(sink: RtpSink, layer: SourceLayer): void {
+    layer.sinks = layer.sinks.filter((attached) => attached !== sink);
+  }
+
+  /** The sink leaves every layer and hears of no more layer changes. */
+  release(sink: RtpSink): void {
+    this.#sinks.delete(sink);
+    for (const layer of this.layers) this.detach(sink, layer);
   }
 
   /**
-   * Asks the publisher for a keyframe (RTCP PLI). Within a second of the last request, one request
-   * is deferred to the end of that second rather than dropped: a subscriber that joins right after
-   * another one's request would otherwise wait for the publisher's next periodic keyframe.
+   * Asks the publisher for a keyframe on `layer` (RTCP PLI to its SSRC). Within a second of the
+   * last request, one request is deferred to the end of that second rather than dropped: a
+   * subscriber that joins right after another one's request would otherwise wait for the
+   * publisher's next periodic keyframe.
    */
-  requestKeyframe(): void {
+  requestKeyframe(layer: SourceLayer = this.layers[0]!): void {
     if (this.kind !== 'video' || this.#closed) return;
-    const wait = this.#lastKeyframeRequestAt + KEYFRAME_REQUEST_INTERVAL_MS - performance.now();
+    const wait = layer.lastKeyframeRequestAt + KEYFRAME_REQUEST_INTERVAL_MS - performance.now();
     if (wait <= 0) {
-      this.#sendKeyframeRequest();
+      this.#sendKeyframeRequest(layer);
       return;
     }
-    this.#deferredKeyframeRequest ??= setTimeout(() => {
-      this.#deferredKeyframeRequest = undefined;
-      this.#sendKeyframeRequest();
+    layer.deferredKeyframeRequest ??= setTimeout(() => {
+      layer.deferredKeyframeRequest = undefined;
+      this.#sendKeyframeRequest(layer);
     }, wait);
   }
 
-  #sendKeyframeRequest(): void {
-    if (this.#closed || this.#mediaSsrc === undefined) return;
-    this.#lastKeyframeRequestAt = performance.now();
+  #sendKeyframeRequest(layer: SourceLayer): void {
+    if (this.#closed || layer.ssrc === undefined) return;
+    layer.lastKeyframeRequestAt = performance.now();
     this.#stats.keyframeRequests++;
-    this.#receiver.sendRtcpPLI(this.#mediaSsrc).catch((error: unknown) => {
+    this.receiver.sendRtcpPLI(layer.ssrc).catch((error: unknown) => {
       this.#logger.debug('keyframe request failed', { error: loggableError(error) });
     });
   }
@@ -201,11 +336,15 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#unsubscribe();
-    clearTimeout(this.#deferredKeyframeRequest);
-    const sinks = this.#sinks;
-    this.#sinks = [];
-    this.#history.length = 0;
+    for (const unsubscribe of this.#unsubscribers) unsubscribe();
+    clearInterval(this.#layerCheck);
+    const sinks = [...this.#sinks];
+    this.#sinks.clear();
+    for (const layer of this.layers) {
+      clearTimeout(layer.deferredKeyframeRequest);
+      layer.sinks = [];
+      layer.history.length = 0;
+    }
     for (const sink of sinks) sink.close('source track ended');
     this.emit('closed');
   }

@@ -1,6 +1,6 @@
 import { MediaStream } from 'werift';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
-import { ForwardedTrack } from './forwarded-track.ts';
+import { ForwardedTrack, type ViewerPreference } from './forwarded-track.ts';
 import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import {
   announceHostCandidates,
@@ -43,6 +43,8 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   /** Answered tracks whose publisher has not yet been asked for a keyframe (waiting for DTLS). */
   #awaitingKeyframe = new Set<ForwardedTrack>();
   #wantedFeeds: string[] = [];
+  /** `update_subscription` per feed: kept for the feed's tracks that appear later. */
+  readonly #preferences = new Map<string, ViewerPreference>();
   /** Something changed since the last offer (a forwarded track ended by itself). */
   #offerOutdated = false;
   #refreshScheduled = false;
@@ -115,6 +117,18 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   }
 
   /**
+   * Which layer of `feed`'s video this viewer gets (the smallest covering the size), or none
+   * (paused). Takes effect without renegotiation; replaces the feed's previous preference.
+   */
+  updateSubscription(feed: string, preference: ViewerPreference): void {
+    if (this.closed) throw notFound('subscriber');
+    this.#preferences.set(feed, preference);
+    for (const track of this.#forwarded.values()) {
+      if (track.source.publisherId === feed) track.setPreference(preference);
+    }
+  }
+
+  /**
    * The room calls this when the tracks of a feed change. Changes made in the same turn of the
    * event loop (every track of a leaving publisher) become one renegotiation.
    */
@@ -160,6 +174,9 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     for (const feed of this.#streams.keys()) {
       if (!this.#wantedFeeds.includes(feed)) this.#streams.delete(feed);
     }
+    for (const feed of this.#preferences.keys()) {
+      if (!this.#wantedFeeds.includes(feed)) this.#preferences.delete(feed);
+    }
     for (const source of wanted) {
       if (this.#forwarded.has(source) || source.closed) continue;
       this.#forwarded.set(source, this.#forward(source));
@@ -181,6 +198,7 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
       stats: this.stats,
       senderReports: this.#senderReports,
       logger: this.logger,
+      preference: this.#preferences.get(source.publisherId),
     });
     track.once('closed', () => {
       // Closed from the source side (publisher left, track ended): the m-line must go.
@@ -219,7 +237,7 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
    */
   #requestKeyframes(): void {
     for (const track of this.#awaitingKeyframe) {
-      if (!track.closed) track.source.requestKeyframe();
+      if (!track.closed) track.requestKeyframe();
     }
     this.#awaitingKeyframe.clear();
   }

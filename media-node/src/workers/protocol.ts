@@ -4,6 +4,7 @@ import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../sh
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import type { SerializedMediaError } from '../errors.ts';
+import type { ViewerPreference } from '../sfu/forwarded-track.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
 
 /**
@@ -34,6 +35,10 @@ export interface RoomCommands {
   closeSubscriber: { args: { roomId: string; participantId: string }; result: null };
   closeRoom: { args: { roomId: string }; result: null };
   mute: { args: { roomId: string; participantId: string; kind: StreamKind; muted: boolean }; result: null };
+  updateSubscription: {
+    args: { roomId: string; participantId: string; feed: string; preference: ViewerPreference };
+    result: null;
+  };
 }
 export type RoomCommandName = keyof RoomCommands;
 

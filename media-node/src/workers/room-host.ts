@@ -56,6 +56,10 @@ export class RoomHost {
       this.#room(roomId, false).mute(participantId, kind, muted);
       return null;
     },
+    updateSubscription: ({ roomId, participantId, feed, preference }) => {
+      this.#room(roomId, false).updateSubscription(participantId, feed, preference);
+      return null;
+    },
     closeRoom: ({ roomId }) => {
       this.#rooms.get(roomId)?.close();
       return null;

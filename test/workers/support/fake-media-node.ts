@@ -2,7 +2,7 @@ import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
-import type { IceTarget } from '../../../shared/src/signaling.ts';
+import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 import {
   MediaCallError,
   type MediaNodeClient,
@@ -109,6 +109,11 @@ export class FakeMediaNode implements MediaNodeClient {
   async mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean): Promise<void> {
     this.#enter({ method: 'mute', roomId, participantId, detail: { kind, muted } });
     if (!this.publishers.has(`${roomId}/${participantId}`)) throw new MediaCallError('not_found', 'no publisher');
+  }
+
+  async updateSubscription(roomId: string, participantId: string, subscription: UpdateSubscription): Promise<void> {
+    this.#enter({ method: 'updateSubscription', roomId, participantId, detail: subscription });
+    if (!this.subscribers.has(`${roomId}/${participantId}`)) throw new MediaCallError('not_found', 'no subscriber');
   }
 
   async closeRoom(roomId: string): Promise<void> {

@@ -13,7 +13,7 @@ import { issueParticipantToken } from '../../../workers/src/auth/participant-tok
 import { edgeConfig } from '../../../workers/src/config.ts';
 import type { MediaNodeClient } from '../../../workers/src/media/media-node-client.ts';
 import type { RoomCoordinator } from '../../../workers/src/room/room-coordinator.ts';
-import { fakeSdp } from './fake-media-node.ts';
+import { FakeMediaNode, fakeSdp } from './fake-media-node.ts';
 import { BASE_URL, SignalingSocket, type TokenTransport } from './signaling-socket.ts';
 import { mediaNodeFakes } from './test-worker.ts';
 
@@ -130,6 +130,19 @@ export async function storedParticipants(roomId: string): Promise<number> {
   const response = await SELF.fetch(`${BASE_URL}/api/v1/rooms/${roomId}`);
   const details = (await response.json()) as { participants: number };
   return details.participants;
+}
+
+/**
+ * A room (with an admin token) on a fake media node where Ann publishes `streams` and Bob, who
+ * joined too, has seen her `publisher_joined`.
+ */
+export async function annPublishingToBob(streams: Stream[]) {
+  const room = await createAdminRoom();
+  const fake = new FakeMediaNode();
+  useMediaNode(room.id, fake);
+  const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
+  await publishReady(room.id, ann, streams, [bob.socket]);
+  return { room, fake, ann, bob };
 }
 
 /**

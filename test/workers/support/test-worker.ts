@@ -31,6 +31,7 @@ export class RoomCoordinator extends EdgeRoomCoordinator {
       closeRoom: route('closeRoom'),
       describeRoom: route('describeRoom'),
       mute: route('mute'),
+      updateSubscription: route('updateSubscription'),
     };
   };
 }

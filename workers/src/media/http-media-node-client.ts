@@ -13,7 +13,7 @@ import {
 import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
-import type { IceTarget } from '../../../shared/src/signaling.ts';
+import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
 import { MediaCallError, type MediaNodeClient, MediaNodeRefusedError } from './media-node-client.ts';
 
@@ -85,6 +85,10 @@ export class HttpMediaNodeClient implements MediaNodeClient {
   async mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean) {
     const body: MuteRequest = { kind, muted };
     await this.#call('mute', roomId, participantId, undefined, body);
+  }
+
+  async updateSubscription(roomId: string, participantId: string, subscription: UpdateSubscription) {
+    await this.#call('updateSubscription', roomId, participantId, undefined, subscription);
   }
 
   /**

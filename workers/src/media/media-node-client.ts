@@ -2,7 +2,7 @@ import { CodedError } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
-import type { IceTarget } from '../../../shared/src/signaling.ts';
+import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 
 /**
  * What the room coordinator needs from a media node: one method per route of the control API in
@@ -31,6 +31,8 @@ export interface MediaNodeClient {
   describeRoom(roomId: string): Promise<RoomPeersResponse>;
   /** Stops (muted) or resumes forwarding the participant's published tracks of one kind. */
   mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean): Promise<void>;
+  /** Which layer of one feed's video the participant's subscriber gets, or none (paused). */
+  updateSubscription(roomId: string, participantId: string, subscription: UpdateSubscription): Promise<void>;
 }
 
 /** A media node failure with the signaling error code the client should see (`media_unavailable`, `bad_sdp`, …). */
@@ -56,5 +58,6 @@ export function unavailableMediaNodeClient(reason: string): MediaNodeClient {
     closeRoom: fail,
     describeRoom: fail,
     mute: fail,
+    updateSubscription: fail,
   };
 }

@@ -204,6 +204,17 @@ async function mute(room: RoomHandle, request: SignalingRequest<'mute'>): Promis
   request.reply('ack', {});
 }
 
+/** A subscribed feed's video layer for this viewer (or none, paused): the node applies it without renegotiation. */
+async function updateSubscription(room: RoomHandle, request: SignalingRequest<'update_subscription'>): Promise<void> {
+  const record = senderRecord(room, request.attachment);
+  const subscription = request.frame.payload;
+  if (!(record.subscription ?? []).includes(subscription.feed)) {
+    throw new RequestRefusedError('unknown_feed', 'this feed is not subscribed');
+  }
+  await room.media.updateSubscription(room.roomId, record.id, subscription);
+  request.reply('ack', {});
+}
+
 async function leave(room: RoomHandle, request: SignalingRequest<'leave'>): Promise<void> {
   const record = senderRecord(room, request.attachment);
   request.reply('ack', {});
@@ -222,4 +233,5 @@ export const frameHandlers: { [T in ClientFrameType]: FrameHandler<T> } = {
   leave,
   send_data: sendData,
   mute,
+  update_subscription: updateSubscription,
 };

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { annPublishingToBob } from './support/rooms.ts';
+
+const codeOf = (reply: unknown) => (reply as { payload: { code?: string } }).payload.code;
+
+describe('update_subscription', () => {
+  it('reaches the media node for a subscribed feed, and is refused for any other', async () => {
+    const { room, fake, ann, bob } = await annPublishingToBob([
+      { kind: 'audio', mid: '0' },
+      { kind: 'video', mid: '1', layers: [{ rid: 'q', width: 320, height: 180 }, { rid: 'h' }, { rid: 'f' }] },
+    ]);
+
+    // Not subscribed yet: unknown_feed, and the node hears nothing.
+    const early = await bob.socket.request('update_subscription', { feed: ann.participantId, max_width: 320 });
+    expect(codeOf(early)).toBe('unknown_feed');
+    expect(fake.callsOf('updateSubscription')).toEqual([]);
+
+    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    const capped = { feed: ann.participantId, max_width: 320, max_height: 180 };
+    await bob.socket.expectReply('update_subscription', capped, 'ack');
+    await bob.socket.expectReply('update_subscription', { feed: ann.participantId, paused: true }, 'ack');
+    expect(fake.callsOf('updateSubscription')).toEqual([
+      { method: 'updateSubscription', roomId: room.id, participantId: bob.participantId, detail: capped },
+      {
+        method: 'updateSubscription',
+        roomId: room.id,
+        participantId: bob.participantId,
+        detail: { feed: ann.participantId, paused: true },
+      },
+    ]);
+
+    // Bad payloads change nothing.
+    const hostile: unknown[] = [
+      { feed: ann.participantId, max_width: -1 },
+      { feed: ann.participantId, max_height: 1.5 },
+      { feed: ann.participantId, paused: 'yes' },
+      { feed: ann.participantId, extra: true },
+      { max_width: 320 },
+    ];
+    for (const payload of hostile) {
+      const reply = await bob.socket.request('update_subscription', payload as { feed: string });
+      expect(codeOf(reply)).toBe('invalid_payload');
+    }
+    expect(codeOf(await ann.socket.request('update_subscription', { feed: bob.participantId }))).toBe('unknown_feed');
+    expect(fake.callsOf('updateSubscription')).toHaveLength(2);
+    for (const member of [ann, bob]) member.socket.close();
+  });
+});
