@@ -100,11 +100,14 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     await stack?.stop();
   });
 
+  /** Joins from the invite link; a join the page reports as failed fails the test with the page's message. */
   async function join(page: Page, link: string, display: string) {
     await page.goto(link);
     await page.locator('input[name=display]').fill(display);
     await page.getByTestId('join-form').getByRole('button').click();
-    await page.getByTestId('tile-local').waitFor();
+    const joined = page.getByTestId('tile-local').or(page.getByTestId('lobby-error').filter({ hasText: /\S/ }));
+    await joined.first().waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('lobby-error').textContent()).toBe('');
   }
 
   it('publishes three layers, and each viewer gets the one its size asks for', async () => {
@@ -114,9 +117,7 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     await alice.getByTestId('create-form').getByRole('button').click();
     await alice.waitForFunction(`document.querySelector('input[name=room]').value.includes('room=')`);
     const link = await alice.getByTestId('join-form').locator('input[name=room]').inputValue();
-    await alice.locator('input[name=display]').fill('Alice');
-    await alice.getByTestId('join-form').getByRole('button').click();
-    await alice.getByTestId('tile-local').waitFor();
+    await join(alice, link, 'Alice');
 
     // The node's bandwidth feedback lets Chromium ramp up to all three layers.
     const widths = await waitFor(

@@ -43,7 +43,7 @@ function frameArbitrary(context: RoomContext) {
     fc.jsonValue({ maxDepth: 2 }),
   );
   const feeds = fc.oneof(fc.array(someId, { maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }));
-  const payloads: Record<string, fc.Arbitrary<unknown>> = {
+  const payloads: Record<ClientFrameType, fc.Arbitrary<unknown>> = {
     join_room: fc.record({ room_id: someId, display: fc.string({ maxLength: 70 }) }),
     publish_offer: fc.record(
       { sdp, kind: fc.constantFrom('audio', 'video', 'screen', 'hologram') },
@@ -59,6 +59,15 @@ function frameArbitrary(context: RoomContext) {
     unpublish: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
     leave: fc.oneof(fc.constant({}), fc.jsonValue({ maxDepth: 1 })),
     mute: fc.record({ kind: fc.constantFrom('audio', 'video', 'screen'), muted: fc.oneof(fc.boolean(), fc.string()) }),
+    update_subscription: fc.record(
+      {
+        feed: someId,
+        max_width: fc.oneof(fc.integer({ min: -1, max: 20_000 }), fc.double()),
+        max_height: fc.integer({ min: -1, max: 20_000 }),
+        paused: fc.oneof(fc.boolean(), fc.string()),
+      },
+      { requiredKeys: [] },
+    ),
     send_data: fc.record(
       {
         data: fc.oneof(fc.string({ maxLength: 100 }), fc.jsonValue({ maxDepth: 1 })),
