@@ -952,6 +952,11 @@ export interface components {
                     kind: "audio" | "video";
                     mid?: string;
                     codec?: string;
+                    layers?: {
+                        rid: string;
+                        width?: number;
+                        height?: number;
+                    }[];
                     muted?: boolean;
                 }[];
             }[];
@@ -1016,6 +1021,11 @@ export interface components {
                 kind: "audio" | "video";
                 mid?: string;
                 codec?: string;
+                layers?: {
+                    rid: string;
+                    width?: number;
+                    height?: number;
+                }[];
                 muted?: boolean;
             }[];
         };
@@ -1039,6 +1049,11 @@ export interface components {
                     kind: "audio" | "video";
                     mid?: string;
                     codec?: string;
+                    layers?: {
+                        rid: string;
+                        width?: number;
+                        height?: number;
+                    }[];
                     muted?: boolean;
                 }[];
             }[];
