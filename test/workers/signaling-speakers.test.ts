@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { newId } from '../../shared/src/ids.ts';
-import type { ActiveSpeaker } from '../../shared/src/signaling.ts';
-import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS, ActiveSpeakersRelay } from '../../workers/src/room/active-speakers.ts';
+import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS, type ActiveSpeaker } from '../../shared/src/signaling.ts';
+import { ActiveSpeakersRelay } from '../../workers/src/room/active-speakers.ts';
 import { FakeMediaNode } from './support/fake-media-node.ts';
 import { createAdminRoom, joinMember, roomStub, tokenWithGrants, useMediaNode } from './support/rooms.ts';
 import { SignalingSocket } from './support/signaling-socket.ts';

@@ -5,6 +5,8 @@
  * speaks when at least 40 % of its packets in the last 400 ms were active.
  */
 
+import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS } from '../../../shared/src/signaling.ts';
+
 /** The level value of silence: −127 dBov. */
 export const SILENCE_DBOV = 127;
 /** What {@link readAudioLevel} returns for a packet that carries no level. */
@@ -41,8 +43,8 @@ export const SPEAKER_DETECTION = {
   windowTicks: 4,
   /** Weight of the newest window in the smoothed level (exponential smoothing against transients). */
   smoothing: 0.5,
-  /** The node reports a change at most this often (4 times a second per room). */
-  minReportIntervalMs: 250,
+  /** The node reports a change at most this often (the contract's 4 times a second per room). */
+  minReportIntervalMs: ACTIVE_SPEAKERS_MIN_INTERVAL_MS,
 } as const;
 
 /**

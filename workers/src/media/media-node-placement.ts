@@ -1,6 +1,10 @@
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaNodeRegistration } from '../../../shared/src/media-control.ts';
-import { checkRegistration, mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
+import {
+  checkRegistration,
+  MEDIA_NODE_REGISTRATION_TTL_SECONDS,
+  mediaNodeIdentity,
+} from '../../../shared/src/media-node-trust.ts';
 import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaCallError } from './media-node-client.ts';
@@ -9,8 +13,8 @@ import { MediaCallError } from './media-node-client.ts';
 export const MEDIA_NODE_PIN_KEY = 'media-node-url';
 /** The node this room last lost, kept away from until its registry entry has expired. */
 const MEDIA_NODE_LOST_KEY = 'media-node-lost';
-/** A little over the registry's entry TTL (15 s): by then a dead node has left the registry. */
-const LOST_NODE_AVOID_MS = 20_000;
+/** A little over the registry's entry TTL: by then a dead node has left the registry. */
+const LOST_NODE_AVOID_MS = (MEDIA_NODE_REGISTRATION_TTL_SECONDS + 5) * 1000;
 /** Consecutive calls to the pinned node that got no answer in time (storage key, this room's count). */
 const MEDIA_NODE_TIMEOUTS_KEY = 'media-node-timeouts';
 /** The node this room was placed on although it was suspect (no other was left): its first answer clears it. */
@@ -27,7 +31,7 @@ export const MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT = 2;
  * node renew it as they give up on it; a room placed there because no other node was left clears it
  * at its first answer. A node that still hangs afterwards takes a new room, and is marked again.
  */
-export const SUSPECT_NODE_TTL_MS = 30_000;
+export const SUSPECT_NODE_TTL_MS = 2 * MEDIA_NODE_REGISTRATION_TTL_SECONDS * 1000;
 
 interface LostNode {
   url: string;

@@ -1,9 +1,6 @@
-import type { ActiveSpeaker } from '../../../shared/src/signaling.ts';
+import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS, type ActiveSpeaker } from '../../../shared/src/signaling.ts';
 import { encodeServerFrame } from './frames.ts';
 import { isListed, muteOf, type RoomState } from './room-state.ts';
-
-/** Clients get `active_speakers` at most this often per room (4 times a second, the contract). */
-export const ACTIVE_SPEAKERS_MIN_INTERVAL_MS = 250;
 
 /**
  * The speakers others may be told about: participants still in the room, listed (a hidden
