@@ -199,6 +199,30 @@ describe('moderation', () => {
     for (const socket of [ann.socket, again]) socket.close();
   });
 
+  it('revoking subscribe while the media node fails still applies, answers 200 and tells the participant', async () => {
+    const room = await createAdminRoom();
+    const fake = new FakeMediaNode();
+    useMediaNode(room.id, fake);
+    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
+    await publishReady(room.id, ann, [{ kind: 'video', mid: '0' }], [bob.socket]);
+    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    fake.failNext('closeSubscriber', 'media_unavailable');
+
+    const response = await call(
+      'PATCH',
+      `/api/v1/rooms/${room.id}/participants/${bob.participantId}`,
+      bearer(room.admin_token),
+      { grants: { subscribe: false } },
+    );
+    expect(response.status).toBe(200);
+    expect(ParticipantDetailsSchema.parse(await response.json()).grants).toMatchObject({ subscribe: false });
+    expect((await bob.socket.nextOf('grants_updated')).payload.grants).toMatchObject({ subscribe: false });
+    expect(fake.callsOf('closeSubscriber').map((c) => c.participantId)).toEqual([bob.participantId]);
+    const refused = await bob.socket.request('subscribe', { feeds: [ann.participantId] });
+    expect(refused).toMatchObject({ type: 'error', payload: { code: 'forbidden' } });
+    for (const member of [ann, bob]) member.socket.close();
+  });
+
   it('ends the room: every socket closes with 1000 "room closed", media torn down, GET answers 404', async () => {
     const room = await createAdminRoom();
     const fake = new FakeMediaNode();

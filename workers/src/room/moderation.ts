@@ -1,6 +1,6 @@
 import type { ParticipantDetails, UpdateParticipantRequest } from '../../../shared/src/rest.ts';
 import { encodeServerFrame } from './frames.ts';
-import type { RoomHandle } from './room-handle.ts';
+import { errorName, type RoomHandle } from './room-handle.ts';
 import { type ParticipantRecord, publisherOf } from './room-state.ts';
 
 /** A participant as the admin routes show it: hidden ones included, with grants and published streams. */
@@ -32,7 +32,14 @@ export async function updateGrants(
     room.state.updateParticipant(participantId, (record) => {
       record.subscription = null;
     });
-    await room.media.closeSubscriber(room.roomId, participantId);
+    // The record already says no subscription (an admin's retry would not close it again): a node
+    // that cannot be told must not cost the participant its `grants_updated`, whose SDK then closes
+    // its side, nor the admin a 5xx for a change that took effect.
+    try {
+      await room.media.closeSubscriber(room.roomId, participantId);
+    } catch (error) {
+      room.logger.warn('media node call failed', { operation: 'closeSubscriber', error: errorName(error) });
+    }
   }
   const after = room.state.participant(participantId);
   if (!after) return null;
