@@ -1,13 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchMediaNode, type RunningStack, terminate } from '../../scripts/stack.ts';
+import { type RunningStack, terminate } from '../../scripts/stack.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
-import type { ServerFrame } from '../../shared/src/signaling.ts';
 import {
   createRoom,
-  type JoinedParticipant,
+  framesSince,
+  gotPublisherLeft,
+  hasPublisherJoined,
   joinParticipant,
+  launchRegisteredMediaNode,
   publishFrom,
   receiveFrom,
   startLoopbackStack,
@@ -38,26 +40,16 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
   const launched: ChildProcess[] = [];
   const live: Node[] = [];
   const token = randomBytes(32).toString('base64url');
-  let upstash: Record<string, string>;
 
   /** Another media node on a free port, registered like the stack's own. */
   async function launchNode(id: string): Promise<Node> {
     const port = await freePort();
-    const child = launchMediaNode(
-      {
-        ...upstash,
-        MEDIA_NODE_ID: id,
-        MEDIA_HOST: '127.0.0.1',
-        MEDIA_PORT: String(port),
-        MEDIA_NODE_SECRET: stack.secrets.mediaNodeSecret,
-        EDGE_URL: stack.edgeUrl,
-        MEDIA_RTC_LISTEN_IP: '127.0.0.1',
-        MEDIA_WORKERS: '1',
-        MEDIA_DRAIN_TIMEOUT_SECONDS: String(DRAIN_TIMEOUT_SECONDS),
-        LOG_LEVEL: 'warn',
-      },
-      undefined,
-    );
+    const child = launchRegisteredMediaNode(stack, {
+      id,
+      port,
+      upstash: { url: endpoint.url, token },
+      env: { MEDIA_DRAIN_TIMEOUT_SECONDS: String(DRAIN_TIMEOUT_SECONDS) },
+    });
     launched.push(child);
     const node = { url: `http://127.0.0.1:${port}`, kill: (signal: NodeJS.Signals) => child.kill(signal) };
     await waitFor(async () => (await fetch(`${node.url}/health`).catch(() => undefined))?.ok, {
@@ -71,9 +63,9 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     endpoint = await startUpstashCompatServer({ redisUrl: redis.url, token, logLevel: 'error' });
-    upstash = { UPSTASH_REDIS_REST_URL: endpoint.url, UPSTASH_REDIS_REST_TOKEN: token };
     stack = await startLoopbackStack({
-      ...upstash,
+      UPSTASH_REDIS_REST_URL: endpoint.url,
+      UPSTASH_REDIS_REST_TOKEN: token,
       MEDIA_NODE_ID: 'node-a',
       MEDIA_DRAIN_TIMEOUT_SECONDS: String(DRAIN_TIMEOUT_SECONDS),
     });
@@ -102,25 +94,20 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
   }
   const retire = (node: Node) => live.splice(live.indexOf(node), 1);
 
-  const since = (participant: JoinedParticipant, from: number) => participant.frames.slice(from);
-  const publisherLeft = (participant: JoinedParticipant, from: number, id: string) =>
-    since(participant, from).some((frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === id);
-  const publisherJoined = (frames: ServerFrame[]) => frames.some((frame) => frame.type === 'publisher_joined');
-
   it('SIGKILL: the next publish_offer lands on the healthy node; no participant leaves', async () => {
     const room = await createRoom(stack, 'failover');
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
     const before = await roomCounts();
     const first = await publishFrom(alice, 20_000);
-    await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
+    await waitFor(() => hasPublisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
 
     const { held: dead, others } = await gained(before);
     const marks = { alice: alice.frames.length, bob: bob.frames.length };
     const killedAt = performance.now();
     dead.kill('SIGKILL');
     retire(dead);
-    await waitFor(() => publisherLeft(alice, marks.alice, alice.id) && publisherLeft(bob, marks.bob, alice.id), {
+    await waitFor(() => gotPublisherLeft(alice, marks.alice, alice.id) && gotPublisherLeft(bob, marks.bob, alice.id), {
       timeoutMs: 10_000,
       message: 'publisher_left for Alice, to both',
     });
@@ -131,7 +118,7 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     const beforeAgain = await roomCounts();
     const again = await publishFrom(alice, 20_000);
     expect((await gained(beforeAgain)).held).toBe(others[0]);
-    await waitFor(() => publisherJoined(since(bob, marks.bob)), {
+    await waitFor(() => hasPublisherJoined(framesSince(bob, marks.bob)), {
       timeoutMs: 20_000,
       message: 'publisher_joined again',
     });
@@ -151,7 +138,7 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     const bob = await joinParticipant(stack, room.id, 'Bob');
     const before = await roomCounts();
     const peers: { close(): Promise<void> }[] = [await publishFrom(alice, 20_000)];
-    await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
+    await waitFor(() => hasPublisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
     const subscriber = await receiveFrom(bob, alice.id);
     peers.push(subscriber);
 
@@ -172,13 +159,13 @@ describe.runIf(redisAvailableOrSkip())('media nodes failing mid-call', () => {
     expect(others).toContain((await gained(beforeCarol)).held);
 
     // The drain timeout closes the call on the node: everyone hears it, and publishing again moves it.
-    await waitFor(() => publisherLeft(alice, marks.alice, alice.id) && publisherLeft(bob, marks.bob, alice.id), {
+    await waitFor(() => gotPublisherLeft(alice, marks.alice, alice.id) && gotPublisherLeft(bob, marks.bob, alice.id), {
       timeoutMs: (DRAIN_TIMEOUT_SECONDS + 10) * 1000,
       message: 'publisher_left after the drain timeout',
     });
     retire(draining);
     peers.push(await publishFrom(alice, 20_000));
-    await waitFor(() => publisherJoined(since(bob, marks.bob)), {
+    await waitFor(() => hasPublisherJoined(framesSince(bob, marks.bob)), {
       timeoutMs: 20_000,
       message: 'publisher_joined again',
     });

@@ -2,15 +2,17 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis } from '@upstash/redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchMediaNode, type RunningStack, terminate } from '../../scripts/stack.ts';
+import { type RunningStack, terminate } from '../../scripts/stack.ts';
 import { startUpstashCompatServer, type UpstashCompatServer } from '../../scripts/upstash-compat-server.ts';
 import { MEDIA_NODE_REGISTRY_KEY_PREFIX } from '../../shared/src/media-control.ts';
-import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { suspectNodeKey } from '../../workers/src/store/upstash-room-repository.ts';
 import {
   createRoom,
-  type JoinedParticipant,
+  framesSince,
+  gotPublisherLeft,
+  hasPublisherJoined,
   joinParticipant,
+  launchRegisteredMediaNode,
   publishFrom,
   receiveFrom,
   startLoopbackStack,
@@ -48,22 +50,7 @@ describe.runIf(redisAvailableOrSkip())('a media node whose calls time out while 
 
   async function launchNode(id: string, env: Record<string, string>, publicPort?: number): Promise<Node> {
     const port = publicPort ?? (await freePort());
-    const child = launchMediaNode(
-      {
-        UPSTASH_REDIS_REST_URL: endpoint.url,
-        UPSTASH_REDIS_REST_TOKEN: token,
-        MEDIA_NODE_ID: id,
-        MEDIA_HOST: '127.0.0.1',
-        MEDIA_PORT: String(port),
-        MEDIA_NODE_SECRET: stack.secrets.mediaNodeSecret,
-        EDGE_URL: stack.edgeUrl,
-        MEDIA_RTC_LISTEN_IP: '127.0.0.1',
-        MEDIA_WORKERS: '1',
-        LOG_LEVEL: 'warn',
-        ...env,
-      },
-      undefined,
-    );
+    const child = launchRegisteredMediaNode(stack, { id, port, upstash: { url: endpoint.url, token }, env });
     launched.push(child);
     const directUrl = `http://127.0.0.1:${port}`;
     const node: Node = {
@@ -102,11 +89,6 @@ describe.runIf(redisAvailableOrSkip())('a media node whose calls time out while 
     await redis?.stop();
   });
 
-  const since = (participant: JoinedParticipant, from: number) => participant.frames.slice(from);
-  const publisherLeft = (participant: JoinedParticipant, from: number, id: string) =>
-    since(participant, from).some((frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === id);
-  const publisherJoined = (frames: ServerFrame[]) => frames.some((frame) => frame.type === 'publisher_joined');
-
   it('its room moves as off a dead node, and a new room goes to the healthy node at once', async () => {
     // The node that will hang: reached through the proxy (its registry URL), with room for far more
     // peers than the healthy node, so that placement by load alone would keep choosing it.
@@ -121,7 +103,7 @@ describe.runIf(redisAvailableOrSkip())('a media node whose calls time out while 
     const alice = await joinParticipant(stack, room.id, 'Alice');
     const bob = await joinParticipant(stack, room.id, 'Bob');
     const peers: { close(): Promise<void> }[] = [await publishFrom(alice, 20_000)];
-    await waitFor(() => publisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
+    await waitFor(() => hasPublisherJoined(bob.frames), { timeoutMs: 20_000, message: 'publisher_joined' });
     peers.push(await receiveFrom(bob, alice.id));
     expect((await hung.health()).rooms).toBe(1);
 
@@ -130,7 +112,7 @@ describe.runIf(redisAvailableOrSkip())('a media node whose calls time out while 
     const hungAt = Date.now();
     proxy.stall();
 
-    await waitFor(() => publisherLeft(alice, marks.alice, alice.id) && publisherLeft(bob, marks.bob, alice.id), {
+    await waitFor(() => gotPublisherLeft(alice, marks.alice, alice.id) && gotPublisherLeft(bob, marks.bob, alice.id), {
       timeoutMs: 20_000,
       message: 'publisher_left for Alice, to both',
     });
@@ -148,7 +130,7 @@ describe.runIf(redisAvailableOrSkip())('a media node whose calls time out while 
     const healthyRooms = (await healthy.health()).rooms;
     peers.push(await publishFrom(alice, 20_000));
     expect((await healthy.health()).rooms).toBe(healthyRooms + 1);
-    await waitFor(() => publisherJoined(since(bob, marks.bob)), {
+    await waitFor(() => hasPublisherJoined(framesSince(bob, marks.bob)), {
       timeoutMs: 20_000,
       message: 'publisher_joined again',
     });

@@ -1,5 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { expectReply, SignalingConnection } from '../../client/src/signaling-connection.ts';
-import { type RunningStack, type StackOptions, startStack } from '../../scripts/stack.ts';
+import { launchMediaNode, type RunningStack, type StackOptions, startStack } from '../../scripts/stack.ts';
 import type { CreatedRoom, JoinRoomResponse } from '../../shared/src/rest.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
 import { freePort } from './ports.ts';
@@ -22,6 +23,31 @@ export async function startLoopbackStack(
     env: { MEDIA_RTC_LISTEN_IP: '127.0.0.1', MEDIA_WORKERS: '1', LOG_LEVEL: 'warn', ...env },
     ...options,
   });
+}
+
+/**
+ * One more media node beside the stack's, on loopback `port`, as the stack's own runs (the stack's
+ * MEDIA_NODE_SECRET and edge, one worker) and registered in the Upstash registry behind `upstash`;
+ * `env` adds to or overrides that. The caller waits for it (health or registry entry) and terminates it.
+ */
+export function launchRegisteredMediaNode(
+  stack: RunningStack,
+  options: { id: string; port: number; upstash: { url: string; token: string }; env?: Record<string, string> },
+): ChildProcess {
+  const env = {
+    UPSTASH_REDIS_REST_URL: options.upstash.url,
+    UPSTASH_REDIS_REST_TOKEN: options.upstash.token,
+    MEDIA_NODE_ID: options.id,
+    MEDIA_HOST: '127.0.0.1',
+    MEDIA_PORT: String(options.port),
+    MEDIA_NODE_SECRET: stack.secrets.mediaNodeSecret,
+    EDGE_URL: stack.edgeUrl,
+    MEDIA_RTC_LISTEN_IP: '127.0.0.1',
+    MEDIA_WORKERS: '1',
+    LOG_LEVEL: 'warn',
+    ...options.env,
+  };
+  return launchMediaNode(env, undefined);
 }
 
 async function post<T>(url: string, body: unknown): Promise<T> {
@@ -54,6 +80,17 @@ export async function joinParticipant(stack: RunningStack, roomId: string, displ
 }
 
 export type JoinedParticipant = Awaited<ReturnType<typeof joinParticipant>>;
+
+/** The frames `participant` got from index `from` on (a mark taken as `participant.frames.length`). */
+export const framesSince = (participant: JoinedParticipant, from: number): ServerFrame[] =>
+  participant.frames.slice(from);
+/** Whether `participant` got `publisher_left` for `publisherId` since the mark `from`. */
+export const gotPublisherLeft = (participant: JoinedParticipant, from: number, publisherId: string) =>
+  framesSince(participant, from).some(
+    (frame) => frame.type === 'publisher_left' && frame.payload.publisher_id === publisherId,
+  );
+/** Whether any of `frames` is a `publisher_joined`. */
+export const hasPublisherJoined = (frames: ServerFrame[]) => frames.some((frame) => frame.type === 'publisher_joined');
 
 /**
  * Publishes from a new werift peer and applies the answer. A refusal while the room moves between
