@@ -167,7 +167,8 @@ export const ServerPayloadSchemas = {
    * To the participant alone, when an admin changed its grants (they apply at once). A revoked
    * `publish` has already ended its publishing; the SDK stops instead of publishing again.
    */
-  grants_updated: z.object({ grants: GrantsSchema }),
+  // Not strict like a token's grants: a client on this schema keeps accepting the event when a grant is added.
+  grants_updated: z.object({ grants: z.object(GrantsSchema.shape) }),
   /**
    * Who speaks now, loudest first (empty: nobody). To everyone, when the set or the order changes,
    * at most 4 times a second per room; hidden participants are never named.

@@ -182,6 +182,18 @@ describe('MediaNodePlacement', () => {
     });
   });
 
+  it("counts each node's timeouts alone: another node answering does not reset them", async () => {
+    const suspects = new SuspectNodes();
+    const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
+    await withPlacement({ registry: () => signed(nodes), suspects }, async (placement) => {
+      expect(await placement.baseUrl()).toBe('https://a');
+      await placement.timedOut('https://a');
+      await placement.answered('https://b');
+      await placement.timedOut('https://a');
+      expect(suspects.marks.has('https://a')).toBe(true);
+    });
+  });
+
   it('places a room on a suspect node only when no other is left, and its first answer clears the suspicion', async () => {
     const suspects = new SuspectNodes();
     await suspects.repository.markMediaNodeSuspect('https://a', SUSPECT_NODE_TTL_MS);

@@ -137,7 +137,11 @@ export class HttpMediaNodeClient implements MediaNodeClient {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
       });
-      payload = await response.json().catch(() => undefined);
+      // A body that stops arriving is the same hang as a missing answer (caught below).
+      payload = await response.json().catch((error: unknown) => {
+        if (controller.signal.aborted) throw error;
+        return undefined;
+      });
     } catch {
       if (controller.signal.aborted) {
         // Slow, perhaps hung: placement counts it, and a node that keeps timing out is left.

@@ -111,7 +111,8 @@ export class MediaNodePlacement {
   /** The node answered a call (whatever the status): it is responsive. */
   async answered(url: string): Promise<void> {
     const kv = this.#storage.kv;
-    if (kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY)) kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
+    // Only this node's tally: another node answering says nothing about the one that hung.
+    if (kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY)?.url === url) kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
     if (kv.get<string>(PLACED_ON_SUSPECT_KEY) !== url) return;
     kv.delete(PLACED_ON_SUSPECT_KEY);
     try {
