@@ -34,6 +34,8 @@ export interface StackOptions {
 export interface RunningStack {
   edgeUrl: string;
   mediaUrl: string;
+  /** wrangler dev's DevTools port: the Worker's isolate (heap snapshots in the soak). */
+  edgeInspectorPort: number;
   secrets: { jwtSecret: string; mediaNodeSecret: string; generated: string[] };
   /** Kills the media node (no drain: as a crash would) and starts a fresh one on the same port. */
   restartMediaNode(): Promise<void>;
@@ -160,6 +162,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   };
   if (withMediaNode) superviseMediaNode();
 
+  const edgeInspectorPort = await freePort();
   try {
     track(
       'edge',
@@ -177,7 +180,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           // wrangler's own pick (9229, else a probed free port) races with other wrangler processes
           // starting at the same moment, and the loser exits with "Address already in use".
           '--inspector-port',
-          String(await freePort()),
+          String(edgeInspectorPort),
           '--show-interactive-dev-session=false',
           // A caller that captures the output gets the Worker's own console lines too (wrangler's "log" level).
           '--log-level',
@@ -212,6 +215,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   return {
     edgeUrl,
     mediaUrl,
+    edgeInspectorPort,
     secrets: { jwtSecret, mediaNodeSecret, generated },
     restartMediaNode,
     mediaNodePid: () => mediaNode?.pid,
