@@ -120,10 +120,10 @@ function bindHostControls(tile: HTMLElement, id: string): void {
   mute.textContent = lockedMics.has(id) ? 'Unlock mic' : 'Mute';
   mute.addEventListener('click', () => {
     // Lifting the lock does not unmute anyone: the participant unmutes themselves.
-    void client?.admin.mute(id, 'audio', !lockedMics.has(id)).catch(showError);
+    void client?.admin.muteParticipant(id, 'audio', !lockedMics.has(id)).catch(showError);
   });
   (controls.querySelector('[data-testid=host-remove]') as HTMLButtonElement).addEventListener('click', () => {
-    void client?.admin.remove(id).catch(showError);
+    void client?.admin.removeParticipant(id).catch(showError);
   });
 }
 
@@ -289,7 +289,7 @@ chatForm.addEventListener('submit', (event) => {
 
 $<HTMLButtonElement>('[data-testid=leave]').addEventListener('click', () => leaveRoom());
 endMeeting.addEventListener('click', () => {
-  void client?.admin.endRoom().catch(showError);
+  void client?.admin.deleteRoom().catch(showError);
 });
 $<HTMLButtonElement>('[data-testid=copy-link]').addEventListener('click', () => {
   if (client) void navigator.clipboard?.writeText(inviteLink(client.roomId));

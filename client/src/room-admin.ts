@@ -1,11 +1,13 @@
-import type {
-  DeleteRoomResponse,
-  MuteRequest,
-  ParticipantDetails,
-  ParticipantList,
-  RemoveParticipantResponse,
-  StreamKind,
-  UpdateParticipantRequest,
+import type { z } from 'zod';
+import {
+  DeleteRoomResponseSchema,
+  type MuteRequest,
+  type ParticipantDetails,
+  ParticipantDetailsSchema,
+  ParticipantListSchema,
+  RemoveParticipantResponseSchema,
+  type StreamKind,
+  type UpdateParticipantRequest,
 } from '../../shared/src/rest.ts';
 
 /** Options of a `RoomAdmin`: which room, on which edge, with which credential. */
@@ -40,7 +42,8 @@ export class RoomAdminError extends Error {
 
 /**
  * A room's moderation over REST (the admin routes of `/openapi.json`): list, mute, re-grant and
- * remove participants, end the room.
+ * remove participants, end the room. The verbs are the server SDK's (`@truegather/server`), bound
+ * to one room and one credential.
  */
 export class RoomAdmin {
   readonly #options: RoomAdminOptions;
@@ -50,33 +53,43 @@ export class RoomAdmin {
   }
 
   /** Everyone in the room (hidden participants too), with grants and published streams. */
-  async participants(): Promise<ParticipantDetails[]> {
-    return (await this.#call<ParticipantList>('GET', '/participants')).participants;
+  async listParticipants(): Promise<ParticipantDetails[]> {
+    return (await this.#call(ParticipantListSchema, 'GET', '/participants')).participants;
   }
 
   /** Mutes a participant's tracks of `kind` under an admin lock; `muted: false` only lifts the lock. */
-  mute(participantId: string, kind: StreamKind, muted = true): Promise<ParticipantDetails> {
+  muteParticipant(participantId: string, kind: StreamKind, muted = true): Promise<ParticipantDetails> {
     const body: MuteRequest = { kind, muted };
-    return this.#call('POST', `/participants/${encodeURIComponent(participantId)}/mute`, body);
+    return this.#call(
+      ParticipantDetailsSchema,
+      'POST',
+      `/participants/${encodeURIComponent(participantId)}/mute`,
+      body,
+    );
   }
 
   /** Changes grants at once: revoking `publish` unpublishes, revoking `subscribe` ends the subscription. */
-  updateGrants(participantId: string, grants: UpdateParticipantRequest['grants']): Promise<ParticipantDetails> {
+  updateParticipant(participantId: string, grants: UpdateParticipantRequest['grants']): Promise<ParticipantDetails> {
     const body: UpdateParticipantRequest = { grants };
-    return this.#call('PATCH', `/participants/${encodeURIComponent(participantId)}`, body);
+    return this.#call(ParticipantDetailsSchema, 'PATCH', `/participants/${encodeURIComponent(participantId)}`, body);
   }
 
   /** Removes a participant for good (its socket closes with 4001, its tokens stop working). */
-  async remove(participantId: string): Promise<void> {
-    await this.#call<RemoveParticipantResponse>('POST', `/participants/${encodeURIComponent(participantId)}/remove`);
+  async removeParticipant(participantId: string): Promise<void> {
+    await this.#call(
+      RemoveParticipantResponseSchema,
+      'POST',
+      `/participants/${encodeURIComponent(participantId)}/remove`,
+    );
   }
 
   /** Ends the room for everyone. */
-  async endRoom(): Promise<void> {
-    await this.#call<DeleteRoomResponse>('DELETE', '');
+  async deleteRoom(): Promise<void> {
+    await this.#call(DeleteRoomResponseSchema, 'DELETE', '');
   }
 
-  async #call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** One admin call; the answer is checked against the contract, as the server SDK's are. */
+  async #call<S extends z.ZodType>(schema: S, method: string, path: string, body?: unknown): Promise<z.output<S>> {
     const { baseUrl, roomId, credential } = this.#options;
     const fetchImpl = this.#options.fetch ?? fetch;
     const response = await fetchImpl(`${baseUrl}/api/v1/rooms/${encodeURIComponent(roomId)}${path}`, {
@@ -91,6 +104,9 @@ export class RoomAdmin {
     if (!response.ok) {
       throw new RoomAdminError(response.status, json?.error?.code ?? 'internal_error', json?.error?.message ?? '');
     }
-    return json as T;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success)
+      throw new RoomAdminError(response.status, 'internal_error', 'the edge answered outside the contract');
+    return parsed.data;
   }
 }

@@ -42,9 +42,9 @@ describe('the client SDK against the real edge', () => {
     await guest.sendData('{"ok":true}', { to: [host.participantId] });
     expect(await direct).toEqual({ from: guest.participantId, data: '{"ok":true}' });
 
-    expect((await host.admin.participants()).map((p) => p.display)).toEqual(['Host', 'Guest']);
+    expect((await host.admin.listParticipants()).map((p) => p.display)).toEqual(['Host', 'Guest']);
     const locked = guest.once('track_muted');
-    await host.admin.mute(guest.participantId, 'audio');
+    await host.admin.muteParticipant(guest.participantId, 'audio');
     expect(await locked).toEqual({
       publisherId: guest.participantId,
       kind: 'audio',
@@ -53,7 +53,7 @@ describe('the client SDK against the real edge', () => {
       locked: true,
     });
     await expect(guest.unmute('audio')).rejects.toMatchObject({ code: 'forbidden' });
-    await host.admin.mute(guest.participantId, 'audio', false);
+    await host.admin.muteParticipant(guest.participantId, 'audio', false);
     const unmuted = host.once('track_muted');
     await guest.unmute('audio');
     expect(await unmuted).toEqual({
@@ -65,18 +65,18 @@ describe('the client SDK against the real edge', () => {
     });
 
     const grantsUpdated = guest.once('grants_updated');
-    await host.admin.updateGrants(guest.participantId, { publish_data: false });
+    await host.admin.updateParticipant(guest.participantId, { publish_data: false });
     expect((await grantsUpdated).grants).toMatchObject({ publish_data: false, publish: true });
     await expect(guest.sendData('x')).rejects.toBeInstanceOf(SignalingError);
     // The guest has no admin grant: its admin calls are refused.
-    await expect(guest.admin.participants()).rejects.toMatchObject({ status: 403, code: 'forbidden' });
+    await expect(guest.admin.listParticipants()).rejects.toMatchObject({ status: 403, code: 'forbidden' });
 
     const guestClosed = guest.once('state');
-    await host.admin.remove(guest.participantId);
+    await host.admin.removeParticipant(guest.participantId);
     expect(await guestClosed).toBe('closed');
     const hostClosed = host.once('state');
-    await host.admin.endRoom();
+    await host.admin.deleteRoom();
     expect(await hostClosed).toBe('closed');
-    await expect(host.admin.participants()).rejects.toBeInstanceOf(RoomAdminError);
+    await expect(host.admin.listParticipants()).rejects.toBeInstanceOf(RoomAdminError);
   }, 60_000);
 });
