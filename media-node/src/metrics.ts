@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { SIMULCAST_RANKS } from './sfu/forwarding-stats.ts';
 import type { PoolStats } from './workers/pool.ts';
 
 /**
@@ -14,6 +15,8 @@ export class MediaMetrics {
   readonly #forwarded: Counter;
   readonly #received: Counter;
   readonly #keyframeRequests: Counter;
+  readonly #layerSwitches: Counter;
+  readonly #simulcastBytes: Counter<'layer'>;
   readonly #rooms: Gauge;
   readonly #publishers: Gauge;
   readonly #subscribers: Gauge;
@@ -41,6 +44,17 @@ export class MediaMetrics {
     this.#keyframeRequests = new Counter({
       name: 'truegather_keyframe_requests_total',
       help: 'Keyframe requests (PLI) sent to publishers, after throttling.',
+      registers,
+    });
+    this.#layerSwitches = new Counter({
+      name: 'truegather_layer_switches_total',
+      help: 'Simulcast layer switches of viewers (at the new layer’s keyframe).',
+      registers,
+    });
+    this.#simulcastBytes = new Counter({
+      name: 'truegather_simulcast_forwarded_bytes_total',
+      help: 'RTP payload bytes forwarded from simulcast sources, by layer rank in its source (low, mid, high).',
+      labelNames: ['layer'],
       registers,
     });
     this.#rooms = new Gauge({ name: 'truegather_rooms', help: 'Rooms on this node.', registers });
@@ -78,6 +92,11 @@ export class MediaMetrics {
     setTotal(this.#forwarded, stats.forwardedPackets);
     setTotal(this.#received, stats.receivedPackets);
     setTotal(this.#keyframeRequests, stats.keyframeRequests);
+    setTotal(this.#layerSwitches, stats.layerSwitches);
+    this.#simulcastBytes.reset();
+    SIMULCAST_RANKS.forEach((layer, rank) => {
+      this.#simulcastBytes.inc({ layer }, stats.simulcastForwardedBytes[rank] ?? 0);
+    });
     this.#rooms.set(stats.rooms);
     this.#publishers.set(stats.publishers);
     this.#subscribers.set(stats.subscribers);

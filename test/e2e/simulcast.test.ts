@@ -1,6 +1,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningStack } from '../../scripts/stack.ts';
+import { metricValue } from '../media-node/harness.ts';
 import { chromiumPath, launchChromium } from '../support/chromium.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
 import { describeWithTool } from '../support/required-tools.ts';
@@ -193,6 +194,13 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     );
     expect(switchedAt! - liftedAt).toBeLessThan(5_000);
     expect(longestStallMs).toBeLessThan(1_000);
+    // The node counted the capped viewer's switches (down, then up) and what each layer cost.
+    const node = { url: stack.mediaUrl };
+    expect(await metricValue(node, 'truegather_layer_switches_total')).toBeGreaterThanOrEqual(2);
+    for (const layer of ['low', 'high']) {
+      const bytes = await metricValue(node, `truegather_simulcast_forwarded_bytes_total{layer="${layer}"}`);
+      expect(bytes, layer).toBeGreaterThan(0);
+    }
   }, 60_000);
 
   it('paused stops the video but not the audio, and resuming brings it back', async () => {

@@ -262,7 +262,8 @@ export async function answerOffer(
 }
 
 /** The value of one sample of the node's /metrics (the sum over label sets). */
-export async function metricValue(node: MediaNodeProcess, name: string): Promise<number> {
+/** The sum of a metric's samples (every label set) on a media node's `/metrics`. */
+export async function metricValue(node: Pick<MediaNodeProcess, 'url'>, name: string): Promise<number> {
   const text = await (await fetch(new URL('/metrics', node.url))).text();
   return text
     .split('\n')

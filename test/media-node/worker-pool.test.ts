@@ -168,14 +168,18 @@ describe('media worker pool', () => {
     const metrics = new MediaMetrics(pool);
     const counters = async () => {
       const { body } = await metrics.render();
-      return ['truegather_rtp_forwarded_packets_total', 'truegather_keyframe_requests_total'].map((name) =>
-        Number(body.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]),
-      );
+      return [
+        'truegather_rtp_forwarded_packets_total',
+        'truegather_keyframe_requests_total',
+        'truegather_layer_switches_total',
+        'truegather_simulcast_forwarded_bytes_total{layer="low"}',
+        'truegather_simulcast_forwarded_bytes_total{layer="high"}',
+      ].map((name) => Number(body.match(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm'))?.[1]));
     };
 
-    expect(await counters()).toEqual([1_000, 7]);
+    expect(await counters()).toEqual([1_000, 7, 3, 100, 5_000]);
     // The worker stalls from here on: the scrape waits 100 ms for it and then uses what it knew.
-    expect(await counters()).toEqual([1_000, 7]);
+    expect(await counters()).toEqual([1_000, 7, 3, 100, 5_000]);
     const stats = await pool.stats();
     expect(stats).toMatchObject({ forwardedPackets: 1_000, rooms: 1, subscribers: 2 });
     // Per-worker gauges would describe the past: left out.

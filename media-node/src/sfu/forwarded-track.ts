@@ -75,6 +75,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
    * ones are not retransmitted from this layer's history.
    */
   #layerStartSequenceNumber: number | undefined;
+  /** The current layer's rank in a simulcast source (metrics), -1 for a single-layer source. */
+  #rank = -1;
   /** When the target layer was last asked for a keyframe (source arrival clock). */
   #targetRequestedAt = 0;
   /** When the last forwarded packet arrived: a switch advances the timestamps by the time since. */
@@ -169,7 +171,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
 
   /** The target's keyframe arrived: from this packet on, the viewer gets the target layer. */
   #switchTo(layer: SourceLayer, packet: RtpPacket): void {
-    if (this.#current) this.source.detach(this, this.#current);
+    if (this.#current) {
+      this.source.detach(this, this.#current);
+      this.#stats.layerSwitches++;
+    }
+    if (this.source.simulcast) this.#rank = this.source.rankOf(layer);
     this.#current = layer;
     this.#target = undefined;
     const sender = this.#sender as unknown as SenderBookkeeping;
@@ -214,6 +220,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#switchTo(layer, packet);
     }
     this.#stats.forwardedPackets++;
+    if (this.#rank >= 0) this.#stats.simulcastForwardedBytes[this.#rank]! += packet.payload.length;
     this.#lastForwardedAt = this.source.arrivalMs;
     const leg = this.#leg ?? this.#openLeg();
     const header = packet.header;

@@ -9,8 +9,35 @@ export interface ForwardingStats {
   receivedPackets: number;
   /** Keyframe requests (PLI) sent to publishers after throttling. */
   keyframeRequests: number;
+  /** A viewer moved from one simulcast layer to another (not counting its first layer, or a resume). */
+  layerSwitches: number;
+  /**
+   * Payload bytes forwarded from simulcast sources, by the layer's rank in its source (see
+   * {@link SIMULCAST_RANKS}): what each layer costs in egress.
+   */
+  simulcastForwardedBytes: number[];
 }
 
+/** Metric labels of the layer ranks: a 2-layer source has a low and a high layer. */
+export const SIMULCAST_RANKS = ['low', 'mid', 'high'] as const;
+
 export function createForwardingStats(): ForwardingStats {
-  return { forwardedPackets: 0, receivedPackets: 0, keyframeRequests: 0 };
+  return {
+    forwardedPackets: 0,
+    receivedPackets: 0,
+    keyframeRequests: 0,
+    layerSwitches: 0,
+    simulcastForwardedBytes: SIMULCAST_RANKS.map(() => 0),
+  };
+}
+
+/** Adds `stats`'s counters to `total` (worker totals into the node's). */
+export function addForwardingStats(total: ForwardingStats, stats: ForwardingStats): void {
+  total.forwardedPackets += stats.forwardedPackets;
+  total.receivedPackets += stats.receivedPackets;
+  total.keyframeRequests += stats.keyframeRequests;
+  total.layerSwitches += stats.layerSwitches;
+  stats.simulcastForwardedBytes.forEach((bytes, rank) => {
+    total.simulcastForwardedBytes[rank] = (total.simulcastForwardedBytes[rank] ?? 0) + bytes;
+  });
 }

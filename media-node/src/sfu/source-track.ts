@@ -266,6 +266,20 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     return active.find((layer) => layer.width >= (maxWidth ?? 0) && layer.height >= (maxHeight ?? 0)) ?? largest;
   }
 
+  /**
+   * The layer's rank for metrics: 0 (low), 1 (mid) or 2 (high); a source of two layers has a low and
+   * a high one. By resolution once every layer announced it, else by rid order.
+   */
+  rankOf(layer: SourceLayer): number {
+    const layers = this.layers;
+    const byResolution = layers.every((candidate) => candidate.width > 0);
+    const area = (candidate: SourceLayer) => candidate.width * candidate.height;
+    const below = layers.filter((candidate) =>
+      byResolution ? area(candidate) < area(layer) : candidate.index < layer.index,
+    ).length;
+    return below === layers.length - 1 ? 2 : below;
+  }
+
   get arrivalNtp(): bigint {
     return this.#arrivalNtp;
   }

@@ -4,6 +4,7 @@ import type { LogLevel } from '../../../shared/src/config.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { loggableError, MediaNodeError, notFound, unavailable } from '../errors.ts';
+import { addForwardingStats, createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { workerPortSlice } from '../sfu/port-allocator.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
 import type {
@@ -108,7 +109,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   readonly #idleTimers = new Map<number, NodeJS.Timeout>();
   readonly #rooms = new Map<string, PinnedRoom>();
   /** Counters of workers that died, so the node's totals never go backwards. */
-  readonly #retired = { forwardedPackets: 0, receivedPackets: 0, keyframeRequests: 0 };
+  readonly #retired = createForwardingStats();
   #draining = false;
   #stopping = false;
   #watchdog: NodeJS.Timeout | undefined;
@@ -237,13 +238,12 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
         }
       }),
     );
-    const total: PoolStats = { ...this.#retired, rooms: 0, publishers: 0, subscribers: 0, workers: [] };
+    const total: PoolStats = { ...createForwardingStats(), rooms: 0, publishers: 0, subscribers: 0, workers: [] };
+    addForwardingStats(total, this.#retired);
     for (const result of results) {
       if (!result) continue;
       const { stats, index, fresh } = result;
-      total.forwardedPackets += stats.forwardedPackets;
-      total.receivedPackets += stats.receivedPackets;
-      total.keyframeRequests += stats.keyframeRequests;
+      addForwardingStats(total, stats);
       total.rooms += stats.rooms;
       total.publishers += stats.publishers;
       total.subscribers += stats.subscribers;
@@ -329,9 +329,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   }
 
   #addRetired(stats: WorkerStats): void {
-    this.#retired.forwardedPackets += stats.forwardedPackets;
-    this.#retired.receivedPackets += stats.receivedPackets;
-    this.#retired.keyframeRequests += stats.keyframeRequests;
+    addForwardingStats(this.#retired, stats);
   }
 
   #leastLoadedWorker(): number {

@@ -5,6 +5,7 @@ import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import type { SerializedMediaError } from '../errors.ts';
 import type { ViewerPreference } from '../sfu/forwarded-track.ts';
+import type { ForwardingStats } from '../sfu/forwarding-stats.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
 
 /**
@@ -55,10 +56,7 @@ type AllCommands = RoomCommands & WorkerCommands;
 export type CommandArgs<N extends CommandName> = AllCommands[N]['args'];
 export type CommandResult<N extends CommandName> = AllCommands[N]['result'];
 
-export interface WorkerStats {
-  forwardedPackets: number;
-  receivedPackets: number;
-  keyframeRequests: number;
+export interface WorkerStats extends ForwardingStats {
   rooms: number;
   publishers: number;
   subscribers: number;
