@@ -68,6 +68,12 @@ export interface ClientEvents extends Record<string, unknown> {
    * someone speaks. This participant can be among them.
    */
   activeSpeakers: { speakers: ActiveSpeaker[] };
+  /**
+   * The simulcast layer of `publisherId`'s video this participant now gets (after `setPreferredSize`,
+   * or when the publisher's layers change), with its resolution when known; `rid: null`: none (paused,
+   * or the publisher sends no layer).
+   */
+  layer_changed: { publisherId: string; rid: string | null; width?: number; height?: number };
   /** Something failed in the background (a renegotiation, a token refresh, a server `error` event). */
   error: Error;
 }
@@ -517,6 +523,11 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
           })),
         });
         break;
+      case 'layer_changed': {
+        const { feed, ...layer } = frame.payload;
+        this.emit('layer_changed', { publisherId: feed, ...layer });
+        break;
+      }
       case 'error':
         this.emit('error', new SignalingError(frame.payload.code, frame.payload.message));
         break;

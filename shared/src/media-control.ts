@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
-import { MuteRequestSchema, StreamSchema } from './rest.ts';
+import { MuteRequestSchema, StreamSchema, SubscriberLayerSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema, UpdateSubscriptionSchema } from './signaling.ts';
 
@@ -124,6 +124,8 @@ export const MediaEventSchema = z.discriminatedUnion('type', [
     sdp: SdpSchema,
     feeds: z.array(ParticipantIdSchema),
   }),
+  /** A viewer's simulcast layer of a feed changed: relay as `layer_changed` to that viewer. */
+  z.object({ type: z.literal('subscriber_layer'), ...eventBase, ...SubscriberLayerSchema.shape }),
   /** A local ICE candidate of the node's side of a peer connection: relay as `trickle_ice`. */
   z.object({
     type: z.literal('ice_candidate'),

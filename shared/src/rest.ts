@@ -68,6 +68,18 @@ export const StreamLayerSchema = z.object({
 });
 export type StreamLayer = z.infer<typeof StreamLayerSchema>;
 
+/**
+ * The simulcast layer a viewer now gets of a feed's video (after the layer's keyframe), or
+ * `rid: null` when it gets none (paused, or no layer flows).
+ */
+export const SubscriberLayerSchema = z.object({
+  feed: ParticipantIdSchema,
+  rid: StreamLayerSchema.shape.rid.nullable(),
+  width: StreamLayerSchema.shape.width,
+  height: StreamLayerSchema.shape.height,
+});
+export type SubscriberLayer = z.infer<typeof SubscriberLayerSchema>;
+
 export const StreamSchema = z.object({
   kind: StreamKindSchema,
   mid: z.string().max(64).optional(),

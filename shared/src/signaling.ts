@@ -3,7 +3,14 @@ import { ErrorCodeSchema } from './errors.ts';
 import { IceCandidateSchema, IceServersSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { LIMITS, utf8Length } from './limits.ts';
-import { DisplaySchema, MAX_VIDEO_DIMENSION, MuteRequestSchema, PublisherSchema, StreamKindSchema } from './rest.ts';
+import {
+  DisplaySchema,
+  MAX_VIDEO_DIMENSION,
+  MuteRequestSchema,
+  PublisherSchema,
+  StreamKindSchema,
+  SubscriberLayerSchema,
+} from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 import { GrantsSchema } from './token.ts';
 
@@ -174,6 +181,8 @@ export const ServerPayloadSchemas = {
    * at most 4 times a second per room; hidden participants are never named.
    */
   active_speakers: z.object({ speakers: ActiveSpeakersSchema }),
+  /** To a viewer alone: the layer of a simulcast feed's video it now gets (see `update_subscription`). */
+  layer_changed: SubscriberLayerSchema,
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -197,6 +206,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('track_muted'),
   serverFrame('grants_updated'),
   serverFrame('active_speakers'),
+  serverFrame('layer_changed'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

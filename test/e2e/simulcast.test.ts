@@ -139,6 +139,13 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     for (const page of [capped, uncapped]) {
       await page.getByTestId('tile-remote').filter({ hasText: 'Alice' }).waitFor({ timeout: 30_000 });
     }
+    // The SDK's layer_changed events, kept in the page.
+    await capped.evaluate(() => {
+      type Client = { on(event: string, listener: (layer: { rid: string | null; width?: number }) => void): void };
+      const scope = globalThis as unknown as { truegather: Client; layers: { rid: string | null; width?: number }[] };
+      scope.layers = [];
+      scope.truegather.on('layer_changed', (layer) => scope.layers.push(layer));
+    });
     await callClient(capped, 'setPreferredSize', 'Alice', 320, 180);
 
     const large = await waitFor(
@@ -165,6 +172,9 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
       { timeoutMs: 10_000, intervalMs: 250, message: 'more frames at the capped viewer' },
     );
     expect(later.frameWidth).toBeLessThanOrEqual(400);
+    // The viewer was told: it now gets the 320-px layer.
+    const told = await capped.evaluate(() => (globalThis as unknown as { layers: unknown[] }).layers);
+    expect(told.at(-1)).toMatchObject({ rid: 'q', width: 320, height: 180 });
     expect((await inbound(uncapped)).frameWidth).toBe(1280);
   }, 120_000);
 

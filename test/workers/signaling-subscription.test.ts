@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { annPublishingToBob } from './support/rooms.ts';
+import { annPublishingToBob, roomStub } from './support/rooms.ts';
 
 const codeOf = (reply: unknown) => (reply as { payload: { code?: string } }).payload.code;
 
@@ -43,6 +43,27 @@ describe('update_subscription', () => {
     }
     expect(codeOf(await ann.socket.request('update_subscription', { feed: bob.participantId }))).toBe('unknown_feed');
     expect(fake.callsOf('updateSubscription')).toHaveLength(2);
+    for (const member of [ann, bob]) member.socket.close();
+  });
+
+  it('relays the node’s subscriber_layer to that viewer alone, as layer_changed', async () => {
+    const { room, ann, bob } = await annPublishingToBob([
+      { kind: 'video', mid: '0', layers: [{ rid: 'q' }, { rid: 'f' }] },
+    ]);
+    await bob.socket.expectReply('subscribe', { feeds: [ann.participantId] }, 'subscribe_offer');
+    const base = { room_id: room.id, participant_id: bob.participantId, feed: ann.participantId };
+    await roomStub(room.id).handleMediaEvent({ type: 'subscriber_layer', ...base, rid: 'q', width: 320, height: 180 });
+    expect((await bob.socket.nextOf('layer_changed')).payload).toEqual({
+      feed: ann.participantId,
+      rid: 'q',
+      width: 320,
+      height: 180,
+    });
+    await roomStub(room.id).handleMediaEvent({ type: 'subscriber_layer', ...base, rid: null });
+    expect((await bob.socket.nextOf('layer_changed')).payload).toEqual({ feed: ann.participantId, rid: null });
+    // Ann, in the same room, hears nothing of Bob's layers: a request of hers gets its reply first.
+    await ann.socket.expectReply('mute', { kind: 'video', muted: false }, 'ack');
+    expect(ann.socket.received.some((frame) => 'type' in frame && frame.type === 'layer_changed')).toBe(false);
     for (const member of [ann, bob]) member.socket.close();
   });
 });

@@ -28,6 +28,8 @@ export const KEYFRAME_RETRY_MS = 1_000;
 const FULL_INTRA_REQUEST_FMT = 4;
 
 interface ForwardedTrackEvents {
+  /** A simulcast source's viewer now gets this layer (from its keyframe), or none (paused, no layer flows). */
+  layer: [SourceLayer | undefined];
   closed: [reason: string];
 }
 
@@ -149,6 +151,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       if (this.#current) {
         this.source.detach(this, this.#current);
         this.#current = undefined;
+        if (this.source.simulcast) this.emit('layer', undefined);
       }
       return;
     }
@@ -197,6 +200,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#pictureIds.rebase(packet.payload);
       if (this.#leg) this.#leg.payloadRewriter = this.#pictureIds;
     }
+    if (this.source.simulcast) this.emit('layer', layer);
   }
 
   get closed(): boolean {

@@ -183,6 +183,9 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     subscriber.on('offer', ({ sdp, feeds }) =>
       this.emit('event', { type: 'subscriber_offer', room_id: this.id, participant_id: participantId, sdp, feeds }),
     );
+    subscriber.on('layer', (layer) =>
+      this.emit('event', { type: 'subscriber_layer', room_id: this.id, participant_id: participantId, ...layer }),
+    );
     subscriber.once('closed', (reason, byRemote) => this.#peerClosed('subscriber', subscriber, reason, byRemote));
     this.#peersChanged();
     return subscriber;

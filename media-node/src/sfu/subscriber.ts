@@ -1,4 +1,5 @@
 import { MediaStream } from 'werift';
+import type { SubscriberLayer } from '../../../shared/src/rest.ts';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
 import { ForwardedTrack, type ViewerPreference } from './forwarded-track.ts';
 import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
@@ -20,6 +21,8 @@ export interface SubscriberOffer {
 }
 
 interface SubscriberEvents {
+  /** The layer this viewer gets of a simulcast feed's video changed (none: paused, or no layer flows). */
+  layer: [SubscriberLayer];
   /** The node renegotiated by itself (a feed's tracks ended or appeared): relay to the client. */
   offer: [SubscriberOffer];
   closed: [reason: string, byRemote: boolean];
@@ -199,6 +202,10 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
       senderReports: this.#senderReports,
       logger: this.logger,
       preference: this.#preferences.get(source.publisherId),
+    });
+    track.on('layer', (layer) => {
+      const size = layer && layer.width > 0 ? { width: layer.width, height: layer.height } : {};
+      this.emit('layer', { feed: source.publisherId, rid: layer ? (layer.rid ?? String(layer.index)) : null, ...size });
     });
     track.once('closed', () => {
       // Closed from the source side (publisher left, track ended): the m-line must go.

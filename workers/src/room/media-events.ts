@@ -38,6 +38,11 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     });
     if (record) room.sendTo(record.id, encodeServerFrame('subscribe_offer', { sdp: event.sdp }));
   },
+  subscriber_layer(room, event) {
+    if (!room.state.participant(event.participant_id)) return;
+    const { feed, rid, width, height } = event;
+    room.sendTo(event.participant_id, encodeServerFrame('layer_changed', { feed, rid, width, height }));
+  },
   ice_candidate(room, event) {
     if (!room.state.participant(event.participant_id)) return;
     const frame = encodeServerFrame('trickle_ice', { target: event.target, candidate: event.candidate });
