@@ -163,7 +163,11 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   #subscriber: RTCPeerConnection | undefined;
   readonly #subscribedFeeds = new Set<string>();
   readonly #feedPreferences = new Map<string, FeedPreference>();
-  /** Offers are applied one at a time: renegotiations must not interleave. */
+  /**
+   * Subscription negotiations run one at a time, each from its request to the answer of its offer:
+   * a `subscribe` sent while an offer waits for its answer supersedes that offer on the server, and
+   * the answer is then refused (`conflict`).
+   */
   #offerChain: Promise<void> = Promise.resolve();
   /** Peer connections whose candidates may be trickled now, and the flush for those still queued. */
   readonly #trickleReady = new WeakSet<RTCPeerConnection>();
@@ -374,8 +378,10 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     const wanted = feeds.filter((feed) => feed !== this.participantId);
     if (wanted.length === 0) return;
     for (const feed of wanted) this.#subscribedFeeds.add(feed);
-    const reply = expectReply(await this.#connection.request('subscribe', { feeds: wanted }), 'subscribe_offer');
-    await this.#applyOffer(reply.payload.sdp);
+    await this.#negotiate(async () => {
+      const reply = expectReply(await this.#connection.request('subscribe', { feeds: wanted }), 'subscribe_offer');
+      await this.#answerOffer(reply.payload.sdp);
+    });
   }
 
   /**
@@ -413,8 +419,10 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       this.#subscribedFeeds.delete(feed);
       this.#feedPreferences.delete(feed);
     }
-    const reply = expectReply(await this.#connection.request('unsubscribe', { feeds }), 'subscribe_offer');
-    await this.#applyOffer(reply.payload.sdp);
+    await this.#negotiate(async () => {
+      const reply = expectReply(await this.#connection.request('unsubscribe', { feeds }), 'subscribe_offer');
+      await this.#answerOffer(reply.payload.sdp);
+    });
   }
 
   /** Leaves the room: the server acknowledges and closes the socket; local peer connections close. */
@@ -536,33 +544,40 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     }
   }
 
-  /** Answers a subscriber offer from the server, creating the receiving peer connection on first use. */
-  #applyOffer(sdp: string): Promise<void> {
-    const step = this.#offerChain.then(async () => {
-      // A new DTLS fingerprint means a new connection on the server (the media node restarted, or the
-      // subscription was restarted): it needs a new connection here too.
-      if (this.#subscriber && fingerprintOf(this.#subscriber.remoteDescription?.sdp ?? '') !== fingerprintOf(sdp)) {
-        this.#subscriber.close();
-        this.#subscriber = undefined;
-      }
-      const fresh = this.#subscriber === undefined;
-      const pc = this.#subscriber ?? this.#createSubscriber();
-      await pc.setRemoteDescription({ type: 'offer', sdp });
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      await this.#connection.request('subscribe_answer', { sdp: answer.sdp ?? '' });
-      this.#flushCandidates.get(pc)?.();
-      // The server's new subscriber connection starts with no preference: tell it each one again.
-      if (fresh) {
-        for (const [feed, preference] of this.#feedPreferences) {
-          if (this.#subscribedFeeds.has(feed)) {
-            this.#updateSubscription(feed, preference).catch((error) => this.emit('error', error));
-          }
-        }
-      }
-    });
+  #negotiate(task: () => Promise<void>): Promise<void> {
+    const step = this.#offerChain.then(task);
     this.#offerChain = step.catch(() => undefined);
     return step;
+  }
+
+  /** Answers an offer the server sent by itself (a subscribed publisher left, or added a track). */
+  #applyOffer(sdp: string): Promise<void> {
+    return this.#negotiate(() => this.#answerOffer(sdp));
+  }
+
+  /** Answers a subscriber offer, creating the receiving peer connection on first use. */
+  async #answerOffer(sdp: string): Promise<void> {
+    // A new DTLS fingerprint means a new connection on the server (the media node restarted, or the
+    // subscription was restarted): it needs a new connection here too.
+    if (this.#subscriber && fingerprintOf(this.#subscriber.remoteDescription?.sdp ?? '') !== fingerprintOf(sdp)) {
+      this.#subscriber.close();
+      this.#subscriber = undefined;
+    }
+    const fresh = this.#subscriber === undefined;
+    const pc = this.#subscriber ?? this.#createSubscriber();
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await this.#connection.request('subscribe_answer', { sdp: answer.sdp ?? '' });
+    this.#flushCandidates.get(pc)?.();
+    // The server's new subscriber connection starts with no preference: tell it each one again.
+    if (fresh) {
+      for (const [feed, preference] of this.#feedPreferences) {
+        if (this.#subscribedFeeds.has(feed)) {
+          this.#updateSubscription(feed, preference).catch((error) => this.emit('error', error));
+        }
+      }
+    }
   }
 
   #createSubscriber(): RTCPeerConnection {
