@@ -95,6 +95,7 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
     this.#WebSocketImpl = options.WebSocket ?? WebSocket;
   }
 
+  /** The socket's state. */
   get state(): ConnectionState {
     return this.#state;
   }
@@ -135,6 +136,7 @@ export class SignalingConnection extends TypedEmitter<ConnectionEvents> {
     if (this.#state === 'open') this.#socket?.send(JSON.stringify({ type, payload }));
   }
 
+  /** Closes the socket for good (1000), without reconnecting. */
   close(): void {
     this.#setState('closed');
     this.#socket?.close(1000, 'client closed');

@@ -38,14 +38,17 @@ export class TokenKeeper {
     this.#expiresAt = options.expiresAt;
   }
 
+  /** The current token (the freshest one). */
   get token(): string {
     return this.#token;
   }
 
+  /** Schedules the refresh at two thirds of the token's remaining life. */
   start(): void {
     this.#schedule(Math.max(1_000, ((this.#expiresAt.getTime() - Date.now()) * 2) / 3));
   }
 
+  /** Stops refreshing (the participant left or was removed). */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);

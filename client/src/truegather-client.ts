@@ -80,6 +80,7 @@ export interface ClientEvents extends Record<string, unknown> {
 
 /** One entry of the `activeSpeakers` event. */
 export interface ActiveSpeaker {
+  /** The participant who speaks. */
   participantId: string;
   /** The speaker's smoothed audio level: 0 (silence) … 1 (full scale), linear. */
   level: number;
@@ -152,9 +153,13 @@ export interface JoinOptions {
  * period, and ICE restart (republish/resubscribe) when a peer connection fails.
  */
 export class TrueGatherClient extends TypedEmitter<ClientEvents> {
+  /** The room this client joins. */
   readonly roomId: string;
+  /** This participant's display name. */
   readonly display: string;
+  /** The room's publishers by participant id, with their streams and muted state; kept current from events. */
   readonly publishers = new Map<string, Publisher>();
+  /** The room's visible participants by id (from `joined` and `participant_joined`/`_left`). */
   readonly participants = new Map<string, Participant>();
   #session: { participantId: string; connection: SignalingConnection; tokens: TokenKeeper } | undefined;
   #iceServers: IceServer[] = [];
@@ -242,6 +247,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     return this.#session.connection;
   }
 
+  /** The signaling connection's state (`connecting` until `join()` opened it). */
   get state(): ConnectionState {
     return this.#session?.connection.state ?? 'connecting';
   }
@@ -365,6 +371,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     });
   }
 
+  /** Stops publishing: the publishing connection closes and everyone gets `publisher_left`. */
   async unpublish(): Promise<void> {
     const publishing = this.#publishing;
     if (!publishing) return;
@@ -414,6 +421,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     expectReply(await this.#connection.request('update_subscription', payload), 'ack');
   }
 
+  /** Removes feeds (publisher ids) from the subscription; their tracks end. */
   async unsubscribe(feeds: string[]): Promise<void> {
     for (const feed of feeds) {
       this.#subscribedFeeds.delete(feed);
