@@ -181,6 +181,9 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
   it('lifting the cap switches up within 5 s without a stall over 1 s', async () => {
     const before = await inbound(capped);
     expect(before.frameWidth).toBeLessThanOrEqual(400);
+    const node = { url: stack.mediaUrl };
+    // Whether the viewers' first layers counted as switches depends on which layer's keyframe came first.
+    const switchesBefore = await metricValue(node, 'truegather_layer_switches_total');
     await callClient(capped, 'setPreferredSize', 'Alice');
     const liftedAt = performance.now();
     let longestStallMs = 0;
@@ -204,9 +207,8 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     );
     expect(switchedAt! - liftedAt).toBeLessThan(5_000);
     expect(longestStallMs).toBeLessThan(1_000);
-    // The node counted the capped viewer's switches (down, then up) and what each layer cost.
-    const node = { url: stack.mediaUrl };
-    expect(await metricValue(node, 'truegather_layer_switches_total')).toBeGreaterThanOrEqual(2);
+    // The node counted the capped viewer's switch up, and what each layer cost.
+    expect(await metricValue(node, 'truegather_layer_switches_total')).toBeGreaterThan(switchesBefore);
     for (const layer of ['low', 'high']) {
       const bytes = await metricValue(node, `truegather_simulcast_forwarded_bytes_total{layer="${layer}"}`);
       expect(bytes, layer).toBeGreaterThan(0);
