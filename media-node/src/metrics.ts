@@ -20,6 +20,7 @@ export class MediaMetrics {
   readonly #rooms: Gauge;
   readonly #publishers: Gauge;
   readonly #subscribers: Gauge;
+  readonly #bandwidthLimited: Gauge;
   readonly #peerConnections: Gauge;
   readonly #draining: Gauge;
   readonly #workerHeap: Gauge<'worker'>;
@@ -60,6 +61,11 @@ export class MediaMetrics {
     this.#rooms = new Gauge({ name: 'truegather_rooms', help: 'Rooms on this node.', registers });
     this.#publishers = new Gauge({ name: 'truegather_publishers', help: 'Publishers on this node.', registers });
     this.#subscribers = new Gauge({ name: 'truegather_subscribers', help: 'Subscribers on this node.', registers });
+    this.#bandwidthLimited = new Gauge({
+      name: 'truegather_viewers_bandwidth_limited',
+      help: 'Subscribers that get a lower simulcast layer than they ask for, because their downlink estimate is short.',
+      registers,
+    });
     this.#peerConnections = new Gauge({
       name: 'truegather_peer_connections',
       help: 'Peer connections on this node (the unit of MEDIA_CAPACITY).',
@@ -100,6 +106,7 @@ export class MediaMetrics {
     this.#rooms.set(stats.rooms);
     this.#publishers.set(stats.publishers);
     this.#subscribers.set(stats.subscribers);
+    this.#bandwidthLimited.set(stats.bandwidthLimitedViewers);
     this.#peerConnections.set(this.#source.load);
     this.#draining.set(this.#source.draining ? 1 : 0);
     this.#workerHeap.reset();

@@ -14,7 +14,14 @@ describe('Grafana dashboard (deploy/grafana/media-node.json)', () => {
       ),
     );
     const metrics = new MediaMetrics({
-      stats: async () => ({ ...createForwardingStats(), rooms: 0, publishers: 0, subscribers: 0, workers: [] }),
+      stats: async () => ({
+        ...createForwardingStats(),
+        rooms: 0,
+        publishers: 0,
+        subscribers: 0,
+        bandwidthLimitedViewers: 0,
+        workers: [],
+      }),
       draining: false,
       load: 0,
     });
@@ -23,6 +30,7 @@ describe('Grafana dashboard (deploy/grafana/media-node.json)', () => {
     expect([...queried].filter((name) => !exported.has(name))).toEqual([]);
     expect(queried).toContain('truegather_layer_switches_total');
     expect(queried).toContain('truegather_simulcast_forwarded_bytes_total');
+    expect(queried).toContain('truegather_viewers_bandwidth_limited');
     // Grouped by node (and layer or worker thread) only.
     const groupings = parsed.panels.flatMap((panel) =>
       panel.targets.flatMap((target) => [...target.expr.matchAll(/by \(([^)]*)\)/g)].map((match) => match[1])),

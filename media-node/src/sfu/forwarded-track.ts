@@ -1,16 +1,22 @@
 import { EventEmitter } from 'node:events';
 import {
+  compactNtp,
   type MediaStream,
   MediaStreamTrack,
+  ntpTime,
   type RTCPeerConnection,
   type RTCRtpSender,
   type RTCRtpTransceiver,
   type RtcpPacket,
   RtcpPayloadSpecificFeedback,
+  RtcpRrPacket,
+  RtcpSrPacket,
   type RtpPacket,
 } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
+import { PACKET_OVERHEAD_BYTES } from './bitrate.ts';
+import type { DownlinkFeedback } from './downlink-estimator.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { EgressLeg, type SenderBookkeeping } from './rtp-egress.ts';
 import type { SenderReportClock } from './sender-reports.ts';
@@ -27,10 +33,37 @@ export const KEYFRAME_RETRY_MS = 1_000;
 /** RTCP payload-specific feedback format 4 (RFC 5104), which werift does not export by name. */
 const FULL_INTRA_REQUEST_FMT = 4;
 
+/**
+ * Within a bandwidth budget, the layer a viewer already gets (or waits for) stays while it costs up to
+ * this much more than the budget: layer bitrates breathe (keyframes, the encoder's own adaptation),
+ * and a layer is only taken up when it fits outright. Hysteresis against flapping between two layers.
+ */
+export const KEEP_LAYER_TOLERANCE = 1.2;
+
+/** Round-trip times above this from a receiver report are taken for a misread (clock jump), not a queue. */
+const MAX_PLAUSIBLE_RTT_MS = 60_000;
+
 interface ForwardedTrackEvents {
   /** A simulcast source's viewer now gets this layer (from its keyframe), or none (paused, no layer flows). */
   layer: [SourceLayer | undefined];
+  /** A receiver-report block of the viewer about this track. */
+  feedback: [DownlinkFeedback];
   closed: [reason: string];
+}
+
+/** What a track takes of its viewer's bandwidth budget (see {@link ForwardedTrack.applyBudget}). */
+export interface BudgetUse {
+  /** The bitrate of the layer it gets (or switches to). */
+  usedBps: number;
+  /** It gets a lower layer than its viewer's preference asks for, for want of bandwidth. */
+  limited: boolean;
+  /** What the next layer up would cost on top (infinite when not limited). */
+  upgradeBps: number;
+}
+
+/** Bytes sent to one viewer, counted by every track forwarded to it (payload + per-packet overhead). */
+export interface SentBytes {
+  bytes: number;
 }
 
 /** What one viewer asks of one track: a size to cover, or nothing at all (paused). */
@@ -70,6 +103,9 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   /** The layer switched to at its next keyframe. */
   #target: SourceLayer | undefined;
   #preference: ViewerPreference = {};
+  /** What this track may cost the viewer's link (bits per second), from its downlink estimate. */
+  #budgetBps = Number.POSITIVE_INFINITY;
+  readonly #sent: SentBytes;
   /** Only for a VP8 source that can switch layers or pause: created on the first switch. */
   #pictureIds: Vp8PictureIdRewriter | undefined;
   /**
@@ -94,9 +130,12 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     logger: Logger;
     /** The viewer's wish for this feed, from `update_subscription`. */
     preference?: ViewerPreference;
+    /** The viewer's count of bytes sent, shared by its tracks. */
+    sent: SentBytes;
   }) {
     super();
     this.source = options.source;
+    this.#sent = options.sent;
     this.#stats = options.stats;
     this.#senderReports = options.senderReports;
     this.#logger = options.logger;
@@ -142,10 +181,34 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (layer) this.source.requestKeyframe(layer);
   }
 
+  /**
+   * Sets what this track may cost its viewer's link and picks the layer that fits: the highest of the
+   * viewer's ladder ({@link SourceTrack.ladderFor}) whose measured bitrate is within the budget (the
+   * current layer within {@link KEEP_LAYER_TOLERANCE} of it), else the lowest. A track that cannot
+   * step down (audio, one layer) just reports its cost; a paused one costs nothing.
+   */
+  applyBudget(budgetBps: number, now: number): BudgetUse {
+    const unlimited: BudgetUse = { usedBps: 0, limited: false, upgradeBps: Number.POSITIVE_INFINITY };
+    if (this.#closed) return unlimited;
+    if (!this.source.simulcast) {
+      const paused = this.source.kind === 'video' && this.#preference.paused === true;
+      return paused ? unlimited : { ...unlimited, usedBps: this.source.layers[0]!.bitrate.bps(now) };
+    }
+    this.#budgetBps = budgetBps;
+    this.#selectLayer();
+    const chosen = this.#target ?? this.#current;
+    if (!chosen) return unlimited;
+    const ladder = this.source.ladderFor(this.#preference);
+    const usedBps = chosen.bitrate.bps(now);
+    const next = ladder[ladder.indexOf(chosen) + 1];
+    if (!next || ladder.indexOf(chosen) < 0) return { ...unlimited, usedBps };
+    return { usedBps, limited: true, upgradeBps: Math.max(0, next.bitrate.bps(now) - usedBps) };
+  }
+
   #selectLayer(): void {
     const paused = this.source.kind === 'video' && this.#preference.paused === true;
     let wanted: SourceLayer | undefined;
-    if (!paused) wanted = this.source.simulcast ? this.source.layerFor(this.#preference) : this.source.layers[0];
+    if (!paused) wanted = this.source.simulcast ? this.#layerWithinBudget() : this.source.layers[0];
     if (paused || (wanted === undefined && this.#current && !this.#current.active)) {
       this.#setTarget(undefined);
       if (this.#current) {
@@ -160,6 +223,20 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       return;
     }
     this.#setTarget(wanted);
+  }
+
+  /** The top of the viewer's ladder that fits the budget (see {@link applyBudget}). */
+  #layerWithinBudget(): SourceLayer | undefined {
+    const ladder = this.source.ladderFor(this.#preference);
+    const budget = this.#budgetBps;
+    if (!Number.isFinite(budget) || ladder.length <= 1) return ladder.at(-1);
+    const now = performance.now();
+    const held = this.#target ?? this.#current;
+    for (let index = ladder.length - 1; index > 0; index--) {
+      const layer = ladder[index]!;
+      if (layer.bitrate.bps(now) <= (layer === held ? budget * KEEP_LAYER_TOLERANCE : budget)) return layer;
+    }
+    return ladder[0];
   }
 
   #setTarget(layer: SourceLayer | undefined): void {
@@ -224,6 +301,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#switchTo(layer, packet);
     }
     this.#stats.forwardedPackets++;
+    this.#sent.bytes += packet.payload.length + PACKET_OVERHEAD_BYTES;
     if (this.#rank >= 0) this.#stats.simulcastForwardedBytes[this.#rank]! += packet.payload.length;
     this.#lastForwardedAt = this.source.arrivalMs;
     const leg = this.#leg ?? this.#openLeg();
@@ -283,10 +361,21 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     this.requestKeyframe();
   };
 
-  /** werift parses FIR but only reports PLI: a FIR is treated as a keyframe request too. */
+  /**
+   * werift parses FIR but only reports PLI: a FIR is treated as a keyframe request too. Receiver
+   * reports about this track feed the viewer's downlink estimate (werift hands every sender named in a
+   * compound report the whole report: only this sender's block counts).
+   */
   readonly #onRtcp = (packet: RtcpPacket): void => {
     if (packet instanceof RtcpPayloadSpecificFeedback && packet.feedback.count === FULL_INTRA_REQUEST_FMT) {
       this.requestKeyframe();
+      return;
+    }
+    if (!(packet instanceof RtcpRrPacket || packet instanceof RtcpSrPacket)) return;
+    const ssrc = this.#sender.ssrc;
+    for (const block of packet.reports) {
+      if (block.ssrc !== ssrc) continue;
+      this.emit('feedback', { fractionLost: block.fractionLost / 256, rttMs: roundTripMs(block.lsr, block.dlsr) });
     }
   };
 
@@ -308,4 +397,14 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     }
     this.emit('closed', reason);
   }
+}
+
+/**
+ * RFC 3550 §6.4.1: arrival time − LSR − DLSR, in compact NTP (1/65536 s). LSR is the middle of the
+ * last sender report's NTP timestamp, which the node writes as the wall clock of its last packet.
+ */
+function roundTripMs(lsr: number, dlsr: number): number | undefined {
+  if (lsr === 0) return undefined;
+  const rttMs = (((compactNtp(ntpTime()) - lsr - dlsr) >>> 0) / 65_536) * 1_000;
+  return rttMs <= MAX_PLAUSIBLE_RTT_MS ? rttMs : undefined;
 }

@@ -84,6 +84,13 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     return this.#closed;
   }
 
+  /** Subscribers that get a lower layer of some video than they ask for, for want of downlink bandwidth. */
+  get bandwidthLimitedViewers(): number {
+    let limited = 0;
+    for (const subscriber of this.#subscribers.values()) if (subscriber.bandwidthLimited) limited++;
+    return limited;
+  }
+
   get peers(): RoomPeers {
     return { publishers: [...this.#publishers.keys()], subscribers: [...this.#subscribers.keys()] };
   }

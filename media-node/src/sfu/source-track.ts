@@ -9,6 +9,7 @@ import {
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
+import { BitrateMeter, PACKET_OVERHEAD_BYTES } from './bitrate.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { emptyVp8Descriptor, isH264KeyframeStart, readVp8Descriptor } from './video-frames.ts';
 
@@ -61,6 +62,8 @@ export class SourceLayer {
   /** Packets arrived within the last {@link LAYER_IDLE_MS}. */
   active = false;
   lastPacketAt = Number.NEGATIVE_INFINITY;
+  /** What forwarding this layer costs a viewer's link (payload + {@link PACKET_OVERHEAD_BYTES} per packet). */
+  readonly bitrate = new BitrateMeter();
   /** Replaced, never mutated, so the packet loop iterates a stable array. */
   sinks: readonly RtpSink[] = [];
   readonly history: (RtpPacket | undefined)[] = [];
@@ -203,6 +206,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     }
     // Before the history too: a NACK after unmuting must not retransmit what was said or shown muted.
     if (this.#muted) return;
+    layer.bitrate.add(packet.payload.length + PACKET_OVERHEAD_BYTES, now);
     meter?.observe(level);
     layer.history[header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = layer.sinks;
@@ -249,21 +253,27 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   }
 
   /**
-   * The layer a viewer with this preference gets: the smallest active one covering the size asked
-   * for, else the largest. Layers are ranked by the resolution their keyframes announce once every
-   * active layer has told it, else by the publisher's rid order (lowest first, as browsers send them).
-   * No dimension given: the largest. Undefined while no layer flows.
+   * The layers a viewer with this preference may get, lowest first, up to the one its size asks for:
+   * the smallest active layer covering the size, else the largest. Layers are ranked by the resolution
+   * their keyframes announce once every active layer has told it, else by the publisher's rid order
+   * (lowest first, as browsers send them). No dimension given: up to the largest. Empty while no
+   * layer flows.
    */
-  layerFor(preference: LayerPreference): SourceLayer | undefined {
+  ladderFor(preference: LayerPreference): SourceLayer[] {
     const active = this.layers.filter((layer) => layer.active);
-    if (active.length === 0) return undefined;
+    if (active.length === 0) return active;
     const byResolution = active.every((layer) => layer.width > 0);
     active.sort((a, b) => (byResolution ? a.width * a.height - b.width * b.height : a.index - b.index));
-    const largest = active[active.length - 1]!;
     const { maxWidth, maxHeight } = preference;
-    if (maxWidth === undefined && maxHeight === undefined) return largest;
-    if (!byResolution) return active[0];
-    return active.find((layer) => layer.width >= (maxWidth ?? 0) && layer.height >= (maxHeight ?? 0)) ?? largest;
+    if (maxWidth === undefined && maxHeight === undefined) return active;
+    if (!byResolution) return active.slice(0, 1);
+    const covering = active.findIndex((layer) => layer.width >= (maxWidth ?? 0) && layer.height >= (maxHeight ?? 0));
+    return covering < 0 ? active : active.slice(0, covering + 1);
+  }
+
+  /** The layer a viewer with this preference gets when its link is not short: the top of its ladder. */
+  layerFor(preference: LayerPreference): SourceLayer | undefined {
+    return this.ladderFor(preference).at(-1);
   }
 
   /**

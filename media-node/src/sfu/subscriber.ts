@@ -1,7 +1,8 @@
 import { MediaStream } from 'werift';
 import type { SubscriberLayer } from '../../../shared/src/rest.ts';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
-import { ForwardedTrack, type ViewerPreference } from './forwarded-track.ts';
+import { DownlinkEstimator, type DownlinkFeedback } from './downlink-estimator.ts';
+import { ForwardedTrack, type SentBytes, type ViewerPreference } from './forwarded-track.ts';
 import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import {
   announceHostCandidates,
@@ -28,6 +29,9 @@ interface SubscriberEvents {
   closed: [reason: string, byRemote: boolean];
 }
 
+/** What the node sent a viewer is measured over at least this long (reports come several a second). */
+const SENT_RATE_MIN_WINDOW_MS = 500;
+
 /** The live source tracks of a publisher in the room, none when it does not publish. */
 export type FeedTracks = (publisherId: string) => readonly SourceTrack[];
 
@@ -51,11 +55,23 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   /** Something changed since the last offer (a forwarded track ended by itself). */
   #offerOutdated = false;
   #refreshScheduled = false;
+  readonly #downlink = new DownlinkEstimator(performance.now());
+  readonly #sent: SentBytes = { bytes: 0 };
+  /** The sent-rate measurement: bytes and time at its last sample, and the rate then. */
+  #sentSample = { bytes: 0, at: performance.now(), bps: 0 };
+  /** The tracks were last given finite budgets (the estimate was limited). */
+  #budgeted = false;
+  #bandwidthLimited = false;
 
   constructor(options: MediaPeerOptions & { feedTracks: FeedTracks; senderReports: SenderReportClock }) {
     super(options);
     this.#feedTracks = options.feedTracks;
     this.#senderReports = options.senderReports;
+  }
+
+  /** Some video of this viewer gets a lower layer than it asks for, for want of downlink bandwidth. */
+  get bandwidthLimited(): boolean {
+    return this.#bandwidthLimited;
   }
 
   get wantedFeeds(): readonly string[] {
@@ -129,6 +145,70 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     for (const track of this.#forwarded.values()) {
       if (track.source.publisherId === feed) track.setPreference(preference);
     }
+    this.#allocate(performance.now());
+  }
+
+  /** A receiver-report block: the estimate learns from it, and the tracks' layers follow the estimate. */
+  #onFeedback(feedback: DownlinkFeedback): void {
+    const now = performance.now();
+    this.#downlink.report(feedback, this.#sentBps(now), now);
+    this.#allocate(now);
+  }
+
+  /** What the node sent this viewer lately, over at least {@link SENT_RATE_MIN_WINDOW_MS}. */
+  #sentBps(now: number): number {
+    const sample = this.#sentSample;
+    const elapsed = now - sample.at;
+    if (elapsed >= SENT_RATE_MIN_WINDOW_MS) {
+      this.#sentSample = {
+        bytes: this.#sent.bytes,
+        at: now,
+        bps: ((this.#sent.bytes - sample.bytes) * 8_000) / elapsed,
+      };
+    }
+    return this.#sentSample.bps;
+  }
+
+  /**
+   * Shares the downlink estimate among the tracks, by priority: audio first (it is never cut, so its
+   * cost comes off the top), then video that cannot step down (one layer: screen shares, which the SDK
+   * sends without simulcast), then simulcast video in the order the feeds were subscribed, each taking
+   * the highest layer that fits what is left (its lowest layer at least: bandwidth never pauses a
+   * track). When the estimate may rise, it rises by the cheapest next layer, or to unlimited when
+   * every track already gets what it asks for.
+   */
+  #allocate(now: number): void {
+    if (this.closed || (!this.#budgeted && !Number.isFinite(this.#downlink.estimateBps))) return;
+    let plan = this.#distribute(now);
+    const estimate = this.#downlink.estimateBps;
+    if (this.#downlink.canRaise(now)) {
+      const next = plan.limited ? Math.max(plan.usedBps, estimate) + plan.upgradeBps : Number.POSITIVE_INFINITY;
+      if (this.#downlink.raise(next, now)) plan = this.#distribute(now);
+    }
+    this.#budgeted = Number.isFinite(this.#downlink.estimateBps);
+    this.#bandwidthLimited = plan.limited;
+  }
+
+  #distribute(now: number): { usedBps: number; limited: boolean; upgradeBps: number } {
+    const estimate = this.#downlink.estimateBps;
+    let left = estimate;
+    const tracks = [...this.#forwarded.values()];
+    for (const track of tracks) {
+      if (track.source.kind === 'audio') left -= track.applyBudget(Number.POSITIVE_INFINITY, now).usedBps;
+    }
+    const video = tracks.filter((track) => track.source.kind === 'video');
+    video.sort((a, b) => Number(a.source.simulcast) - Number(b.source.simulcast));
+    let limited = false;
+    let upgradeBps = Number.POSITIVE_INFINITY;
+    for (const track of video) {
+      const use = track.applyBudget(Math.max(left, 0), now);
+      left -= use.usedBps;
+      if (use.limited) {
+        limited = true;
+        upgradeBps = Math.min(upgradeBps, use.upgradeBps);
+      }
+    }
+    return { usedBps: Number.isFinite(estimate) ? estimate - left : 0, limited, upgradeBps };
   }
 
   /**
@@ -185,6 +265,7 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
       this.#forwarded.set(source, this.#forward(source));
       changed = true;
     }
+    if (changed) this.#allocate(performance.now());
     return changed;
   }
 
@@ -202,7 +283,9 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
       senderReports: this.#senderReports,
       logger: this.logger,
       preference: this.#preferences.get(source.publisherId),
+      sent: this.#sent,
     });
+    track.on('feedback', (feedback) => this.#onFeedback(feedback));
     track.on('layer', (layer) => {
       const size = layer && layer.width > 0 ? { width: layer.width, height: layer.height } : {};
       this.emit('layer', { feed: source.publisherId, rid: layer ? (layer.rid ?? String(layer.index)) : null, ...size });
@@ -232,6 +315,8 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   }
 
   protected override onClosed(reason: string, byRemote: boolean): void {
+    this.#downlink.close();
+    this.#bandwidthLimited = false;
     for (const track of this.#forwarded.values()) track.close('subscriber closed');
     this.#forwarded.clear();
     this.#awaitingKeyframe.clear();

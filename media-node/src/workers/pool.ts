@@ -238,7 +238,14 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
         }
       }),
     );
-    const total: PoolStats = { ...createForwardingStats(), rooms: 0, publishers: 0, subscribers: 0, workers: [] };
+    const total: PoolStats = {
+      ...createForwardingStats(),
+      rooms: 0,
+      publishers: 0,
+      subscribers: 0,
+      bandwidthLimitedViewers: 0,
+      workers: [],
+    };
     addForwardingStats(total, this.#retired);
     for (const result of results) {
       if (!result) continue;
@@ -247,6 +254,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       total.rooms += stats.rooms;
       total.publishers += stats.publishers;
       total.subscribers += stats.subscribers;
+      total.bandwidthLimitedViewers += stats.bandwidthLimitedViewers;
       if (!fresh) continue;
       total.workers.push({
         index,

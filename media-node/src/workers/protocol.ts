@@ -60,6 +60,8 @@ export interface WorkerStats extends ForwardingStats {
   rooms: number;
   publishers: number;
   subscribers: number;
+  /** Subscribers held below their preferred layers by their downlink estimate (a gauge, not a counter). */
+  bandwidthLimitedViewers: number;
   heapUsedBytes: number;
   /** Event-loop utilization since the previous stats request (0–1). */
   eventLoopUtilization: number;

@@ -111,10 +111,12 @@ export class RoomHost {
   #collectStats(): WorkerStats {
     let publishers = 0;
     let subscribers = 0;
+    let bandwidthLimitedViewers = 0;
     for (const room of this.#rooms.values()) {
       const peers = room.peers;
       publishers += peers.publishers.length;
       subscribers += peers.subscribers.length;
+      bandwidthLimitedViewers += room.bandwidthLimitedViewers;
     }
     const utilization = performance.eventLoopUtilization(this.#lastUtilization);
     this.#lastUtilization = performance.eventLoopUtilization();
@@ -123,6 +125,7 @@ export class RoomHost {
       rooms: this.#rooms.size,
       publishers,
       subscribers,
+      bandwidthLimitedViewers,
       heapUsedBytes: process.memoryUsage().heapUsed,
       eventLoopUtilization: utilization.utilization,
     };
