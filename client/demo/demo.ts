@@ -5,12 +5,14 @@ import {
   type StreamKind,
   TrueGatherClient,
 } from '../src/index.ts';
+import { TileQuality } from './tile-quality.ts';
 
 /**
  * The demo page: create or join a room by link, camera and microphone toggles (the room's mute, so
  * everyone sees the badge), one tile per participant who publishes, the speaking tiles highlighted, a
  * chat panel (`send_data`, topic `chat`), and for the room's creator host controls: mute and remove
- * per tile, end the meeting. Built from the SDK only.
+ * per tile, end the meeting. Each remote tile asks for the video layer its size needs, pauses while off
+ * screen, and shows what it receives on the stats toggle (tile-quality.ts). Built from the SDK only.
  */
 const $ = <T extends Element>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -32,6 +34,8 @@ const CHAT_TOPIC = 'chat';
 
 const baseUrl = window.location.origin;
 let client: TrueGatherClient | undefined;
+/** The remote tiles' layer requests and stats overlay, for the current client. */
+let quality: TileQuality | undefined;
 let localStream: MediaStream | undefined;
 /**
  * The admin tokens of the rooms this page created (POST /api/v1/rooms answers it to the creator
@@ -85,16 +89,21 @@ function tileFor(id: string, name: string, local = false): HTMLElement {
   for (const stream of client?.publishers.get(id)?.streams ?? [])
     showMuted(id, stream.kind, stream.muted === true, tile);
   tiles.append(tile);
+  if (!local) quality?.watch(id, tile);
   return tile;
 }
 
-function showRemoteTrack({ publisherId, stream }: RemoteTrack): void {
+function showRemoteTrack({ publisherId, track, stream }: RemoteTrack): void {
   const video = tileFor(publisherId, displayOf(publisherId)).querySelector('video') as HTMLVideoElement;
+  quality?.trackReceived(publisherId, track);
   if (video.srcObject !== stream) video.srcObject = stream;
 }
 
 function removeTile(id: string): void {
-  findTile(id)?.remove();
+  const tile = findTile(id);
+  if (!tile) return;
+  quality?.unwatch(tile);
+  tile.remove();
 }
 
 /** The tile's mute badge for `kind`; the local toggles follow this participant's own state (an admin's mute too). */
@@ -148,6 +157,11 @@ function showError(error: unknown): void {
   status.textContent = error instanceof Error ? error.message : String(error);
 }
 
+/** A tile's layer request can cross its publisher leaving (`unknown_feed`): that tile is going away, nothing to show. */
+function showQualityError(error: unknown): void {
+  if (!(error instanceof SignalingError && error.code === 'unknown_feed')) showError(error);
+}
+
 async function enterRoom(roomId: string, display: string): Promise<void> {
   lobbyError.textContent = '';
   const roomResponse = await fetch(`${baseUrl}/api/v1/rooms/${encodeURIComponent(roomId)}`);
@@ -163,6 +177,9 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
     ...(adminToken ? { grants: { admin: true }, adminCredential: adminToken } : {}),
   });
   client = session;
+  quality?.close();
+  quality = new TileQuality(session, showQualityError);
+  quality.showStats(statsToggle.getAttribute('aria-pressed') === 'true');
   session.on('track', showRemoteTrack);
   session.on('publisher_left', ({ publisherId }) => removeTile(publisherId));
   session.on('participant_left', ({ id }) => removeTile(id));
@@ -170,6 +187,9 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
     showMuted(publisherId, kind, muted);
     if (kind === 'audio') showLock(publisherId, locked);
   });
+  session.on('layer_changed', ({ publisherId, rid, width, height }) =>
+    quality?.layerChanged(publisherId, rid, width, height),
+  );
   session.on('activeSpeakers', ({ speakers }) => showSpeakers(speakers));
   session.on('data', ({ from, data, topic }) => {
     if (topic === CHAT_TOPIC) appendChat(displayOf(from), data);
@@ -194,6 +214,8 @@ async function enterRoom(roomId: string, display: string): Promise<void> {
 function leaveRoom(message = 'Left the room'): void {
   const leaving = client;
   client = undefined;
+  quality?.close();
+  quality = undefined;
   for (const track of localStream?.getTracks() ?? []) track.stop();
   localStream = undefined;
   tiles.replaceChildren();
@@ -215,6 +237,7 @@ interface Toggle {
 
 const cameraToggle: Toggle = { button: $('[data-testid=toggle-camera]'), kind: 'video', label: 'Camera' };
 const micToggle: Toggle = { button: $('[data-testid=toggle-mic]'), kind: 'audio', label: 'Mic' };
+const statsToggle = $<HTMLButtonElement>('[data-testid=toggle-stats]');
 
 function setToggle({ button, label }: Toggle, on: boolean): void {
   button.setAttribute('aria-pressed', String(on));
@@ -296,6 +319,11 @@ $<HTMLButtonElement>('[data-testid=copy-link]').addEventListener('click', () => 
 });
 bindToggle(cameraToggle);
 bindToggle(micToggle);
+statsToggle.addEventListener('click', () => {
+  const on = statsToggle.getAttribute('aria-pressed') !== 'true';
+  statsToggle.setAttribute('aria-pressed', String(on));
+  quality?.showStats(on);
+});
 
 const linkedRoom = new URLSearchParams(window.location.search).get('room');
 if (linkedRoom) {

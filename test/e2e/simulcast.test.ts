@@ -1,123 +1,91 @@
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningStack } from '../../scripts/stack.ts';
+import type { UpdateSubscription } from '../../shared/src/signaling.ts';
 import { metricValue } from '../media-node/harness.ts';
 import { chromiumPath, launchChromium } from '../support/chromium.ts';
+import {
+  cameraOverride,
+  createRoomOnDemo,
+  inboundVideo as inbound,
+  joinOnDemo as join,
+  recordLayerRequests,
+  sentLayerWidths,
+} from '../support/demo-page.ts';
 import { startLoopbackStack } from '../support/e2e-stack.ts';
 import { describeWithTool } from '../support/required-tools.ts';
 import { waitFor } from '../support/werift-peers.ts';
 
 /**
- * Simulcast through the real stack: the demo page's SDK publishes a 1280×720 fake camera as three
- * layers; two viewers (audio-only publishers, so the machine's two cores encode one video) get
- * the layer their preference asks for.
+ * Simulcast through the real stack and the demo page: the page's SDK publishes a 1280×720 fake camera
+ * as three layers; two viewers (audio-only publishers, so the machine's two cores encode one video)
+ * get the layer their tile asks for. The demo sizes each request from its tile in device pixels
+ * (ResizeObserver), pauses tiles scrolled out of view (IntersectionObserver) and shows what each tile
+ * receives on its stats toggle.
  */
 
-/** Replaces the page's camera request: `video: false` (audio only) or a size. */
-function cameraOverride(video: false | { width: number; height: number }) {
-  return `(() => {
-    const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-    navigator.mediaDevices.getUserMedia = (constraints) =>
-      original({ ...constraints, video: ${JSON.stringify(video)} });
-  })();`;
-}
+/**
+ * Device pixel ratio 2 in both viewers, so a request in device pixels differs from the tile's CSS size.
+ * Carol's window is 180 CSS px wide: her tiles (one column) are 148 px wide, 296 device px, which
+ * the 320-px layer covers. Bob's is 600 px: tiles of 566 px, 1,132 device px, which only the 1280-px
+ * layer covers. Both are tall enough to show every tile until a test scrolls.
+ */
+const DEVICE_PIXEL_RATIO = 2;
+const SMALL_WINDOW = { width: 180, height: 720 };
+const LARGE_WINDOW = { width: 600, height: 720 };
 
-interface InboundVideo {
-  framesDecoded: number;
-  frameWidth: number;
-  audioPackets: number;
-}
+/** The page's tile of `display`. */
+const tileOf = (page: Page, display: string) => page.getByTestId('tile-remote').filter({ hasText: display });
 
-/** The page's inbound media (the publisher's only video), through the SDK's getStats(). */
-async function inbound(page: Page): Promise<InboundVideo> {
-  type Stat = { type: string; kind?: string; framesDecoded?: number; frameWidth?: number; packetsReceived?: number };
-  type Client = { getStats(): Promise<{ subscriber?: { forEach(visit: (stat: Stat) => void): void } }> };
-  return page.evaluate(async () => {
-    const client = (globalThis as unknown as { truegather?: Client }).truegather;
-    const report = (await client?.getStats())?.subscriber;
-    const media = { framesDecoded: 0, frameWidth: 0, audioPackets: 0 };
-    report?.forEach((stat) => {
-      if (stat.type !== 'inbound-rtp') return;
-      if (stat.kind === 'video') {
-        media.framesDecoded += stat.framesDecoded ?? 0;
-        media.frameWidth = Math.max(media.frameWidth, stat.frameWidth ?? 0);
+/** Waits until the page decodes no new video frame for a second, and returns its media then. */
+async function videoStopped(page: Page) {
+  // Frames already on their way are decoded; then none.
+  let previous = (await inbound(page)).framesDecoded;
+  let stableSince = performance.now();
+  return waitFor(
+    async () => {
+      const media = await inbound(page);
+      if (media.framesDecoded !== previous) {
+        previous = media.framesDecoded;
+        stableSince = performance.now();
       }
-      if (stat.kind === 'audio') media.audioPackets += stat.packetsReceived ?? 0;
-    });
-    return media;
-  });
-}
-
-/** The widths of the publisher's video layers that are being sent (bytes flowing). */
-async function sentLayerWidths(page: Page): Promise<number[]> {
-  type Stat = { type: string; kind?: string; frameWidth?: number; bytesSent?: number; rid?: string };
-  type Client = { getStats(): Promise<{ publisher?: { forEach(visit: (stat: Stat) => void): void } }> };
-  return page.evaluate(async () => {
-    const client = (globalThis as unknown as { truegather?: Client }).truegather;
-    const widths: number[] = [];
-    (await client?.getStats())?.publisher?.forEach((stat) => {
-      if (stat.type === 'outbound-rtp' && stat.kind === 'video' && (stat.bytesSent ?? 0) > 0 && stat.frameWidth) {
-        widths.push(stat.frameWidth);
-      }
-    });
-    return widths.sort((a, b) => a - b);
-  });
-}
-
-/** Calls an SDK method in the page with the publisher's id (found by display name) first. */
-function callClient(page: Page, method: string, publisherDisplay: string, ...args: unknown[]): Promise<void> {
-  type Client = {
-    publishers: Map<string, { display: string }>;
-    [method: string]: unknown;
-  };
-  return page.evaluate(
-    async ({ method, publisherDisplay, args }) => {
-      const client = (globalThis as unknown as { truegather: Client }).truegather;
-      const id = [...client.publishers.entries()].find(([, publisher]) => publisher.display === publisherDisplay)?.[0];
-      if (!id) throw new Error(`no publisher ${publisherDisplay}`);
-      await (client[method] as (...values: unknown[]) => Promise<void>).call(client, id, ...args);
+      return performance.now() - stableSince > 1_000 && media;
     },
-    { method, publisherDisplay, args },
+    { timeoutMs: 10_000, intervalMs: 100, message: 'video frames stopping' },
   );
 }
 
-describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium publisher', () => {
+describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium publisher, on the demo page', () => {
   let stack: RunningStack;
   let browser: Browser;
-  let context: BrowserContext;
   let alice: Page;
   let capped: Page;
   let uncapped: Page;
+  let cappedRequests: UpdateSubscription[];
+  /** The last layer request Carol's page sent for Alice's video. */
+  let aliceId: string;
+  const lastRequestForAlice = () => cappedRequests.findLast((sent) => sent.feed === aliceId);
 
   beforeAll(async () => {
     stack = await startLoopbackStack();
     browser = await launchChromium();
-    context = await browser.newContext({ permissions: ['camera', 'microphone'] });
   }, 120_000);
 
   afterAll(async () => {
-    await context?.close();
     await browser?.close();
     await stack?.stop();
   });
 
-  /** Joins from the invite link; a join the page reports as failed fails the test with the page's message. */
-  async function join(page: Page, link: string, display: string) {
-    await page.goto(link);
-    await page.locator('input[name=display]').fill(display);
-    await page.getByTestId('join-form').getByRole('button').click();
-    const joined = page.getByTestId('tile-local').or(page.getByTestId('lobby-error').filter({ hasText: /\S/ }));
-    await joined.first().waitFor({ timeout: 60_000 });
-    expect(await page.getByTestId('lobby-error').textContent()).toBe('');
+  /** A page in a context (window) of its own: its size and device pixel ratio. */
+  async function newPage(viewport = { width: 1280, height: 720 }, deviceScaleFactor = 1) {
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'], viewport, deviceScaleFactor });
+    return context.newPage();
   }
 
-  it('publishes three layers, and each viewer gets the one its size asks for', async () => {
-    alice = await context.newPage();
+  it('publishes three layers, and each tile gets the layer its size asks for', async () => {
+    alice = await newPage();
     await alice.addInitScript(cameraOverride({ width: 1280, height: 720 }));
-    await alice.goto(`${stack.edgeUrl}/`);
-    await alice.getByTestId('create-form').getByRole('button').click();
-    await alice.waitForFunction(`document.querySelector('input[name=room]').value.includes('room=')`);
-    const link = await alice.getByTestId('join-form').locator('input[name=room]').inputValue();
+    const link = await createRoomOnDemo(alice, stack.edgeUrl);
     await join(alice, link, 'Alice');
 
     // The node's bandwidth feedback lets Chromium ramp up to all three layers.
@@ -131,64 +99,84 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     );
     expect(widths).toEqual([320, 640, 1280]);
 
-    capped = await context.newPage();
-    uncapped = await context.newPage();
+    capped = await newPage(SMALL_WINDOW, DEVICE_PIXEL_RATIO);
+    uncapped = await newPage(LARGE_WINDOW, DEVICE_PIXEL_RATIO);
     for (const page of [capped, uncapped]) await page.addInitScript(cameraOverride(false));
+    cappedRequests = recordLayerRequests(capped);
     await join(capped, link, 'Carol');
     await join(uncapped, link, 'Bob');
-    for (const page of [capped, uncapped]) {
-      await page.getByTestId('tile-remote').filter({ hasText: 'Alice' }).waitFor({ timeout: 30_000 });
-    }
-    // The SDK's layer_changed events, kept in the page.
-    await capped.evaluate(() => {
-      type Client = { on(event: string, listener: (layer: { rid: string | null; width?: number }) => void): void };
-      const scope = globalThis as unknown as { truegather: Client; layers: { rid: string | null; width?: number }[] };
-      scope.layers = [];
-      scope.truegather.on('layer_changed', (layer) => scope.layers.push(layer));
+    for (const page of [capped, uncapped]) await tileOf(page, 'Alice').waitFor({ timeout: 30_000 });
+
+    // Carol's tile asked for its size in device pixels: twice its CSS size, within the 320-px layer.
+    aliceId = (await tileOf(capped, 'Alice').getAttribute('data-participant')) ?? '';
+    const cssWidth = await tileOf(capped, 'Alice').evaluate(
+      (tile) => (tile as unknown as { clientWidth: number }).clientWidth,
+    );
+    const request = await waitFor(() => cappedRequests.find((sent) => sent.feed === aliceId && sent.max_width), {
+      timeoutMs: 10_000,
+      message: "Carol's tile asking for its size",
     });
-    await callClient(capped, 'setPreferredSize', 'Alice', 320, 180);
+    expect(Math.abs(request.max_width! - cssWidth * DEVICE_PIXEL_RATIO)).toBeLessThanOrEqual(2);
+    expect(request.max_width).toBeLessThanOrEqual(320);
+    expect(request.max_height).toBeLessThanOrEqual(180);
 
     const large = await waitFor(
       async () => {
         const media = await inbound(uncapped);
         return media.framesDecoded > 0 && media.frameWidth >= 960 && media;
       },
-      { timeoutMs: 15_000, intervalMs: 250, message: 'the uncapped viewer decoding the 1280-px layer' },
+      { timeoutMs: 15_000, intervalMs: 250, message: "Bob's large tile decoding the 1280-px layer" },
     );
     expect(large.frameWidth).toBe(1280);
-    // The capped viewer decodes the small layer (and keeps doing so: frames keep coming at ≤ 400 px).
+    // The small tile decodes the small layer (and keeps doing so: frames keep coming at ≤ 400 px).
     const small = await waitFor(
       async () => {
         const media = await inbound(capped);
         return media.framesDecoded > 0 && media.frameWidth > 0 && media.frameWidth <= 400 && media;
       },
-      { timeoutMs: 15_000, intervalMs: 250, message: 'the capped viewer decoding a layer ≤ 400 px wide' },
+      { timeoutMs: 15_000, intervalMs: 250, message: "Carol's small tile decoding a layer ≤ 400 px wide" },
     );
     const later = await waitFor(
       async () => {
         const media = await inbound(capped);
         return media.framesDecoded > small.framesDecoded + 20 && media;
       },
-      { timeoutMs: 10_000, intervalMs: 250, message: 'more frames at the capped viewer' },
+      { timeoutMs: 10_000, intervalMs: 250, message: 'more frames at the small tile' },
     );
     expect(later.frameWidth).toBeLessThanOrEqual(400);
-    // The viewer was told: it now gets the 320-px layer.
-    const told = await capped.evaluate(() => (globalThis as unknown as { layers: unknown[] }).layers);
-    expect(told.at(-1)).toMatchObject({ rid: 'q', width: 320, height: 180 });
+    // The viewer was told (layer_changed): it now gets the 320-px layer, which the tile shows.
+    expect(await tileOf(capped, 'Alice').getAttribute('data-layer')).toBe('q 320×180');
     expect((await inbound(uncapped)).frameWidth).toBe(1280);
   }, 120_000);
 
-  it('lifting the cap switches up within 5 s without a stall over 1 s', async () => {
+  it('the stats toggle shows each tile its resolution and bitrate', async () => {
+    const overlay = tileOf(capped, 'Alice').getByTestId('tile-stats');
+    expect(await overlay.isHidden()).toBe(true);
+    await capped.getByTestId('toggle-stats').click();
+    // The first refresh has no bitrate yet (it needs two readings of bytesReceived).
+    const shown = await waitFor(
+      async () => /^(\d+)×(\d+) · (\d+) kbps · layer q$/.exec((await overlay.textContent()) ?? '') ?? false,
+      { timeoutMs: 10_000, intervalMs: 200, message: 'figures on the tile' },
+    );
+    expect([Number(shown[1]), Number(shown[2])]).toEqual([320, 180]);
+    // The 320-px layer's bitrate, at most its encoding's 150 kbps (and headers).
+    expect(Number(shown[3])).toBeGreaterThan(0);
+    expect(Number(shown[3])).toBeLessThan(300);
+    await capped.getByTestId('toggle-stats').click();
+    expect(await overlay.isHidden()).toBe(true);
+  }, 30_000);
+
+  it('a tile grown larger switches up within 5 s without a stall over 1 s', async () => {
     const before = await inbound(capped);
     expect(before.frameWidth).toBeLessThanOrEqual(400);
     const node = { url: stack.mediaUrl };
     // Whether the viewers' first layers counted as switches depends on which layer's keyframe came first.
     const switchesBefore = await metricValue(node, 'truegather_layer_switches_total');
-    await callClient(capped, 'setPreferredSize', 'Alice');
-    const liftedAt = performance.now();
+    await capped.setViewportSize(LARGE_WINDOW);
+    const grownAt = performance.now();
     let longestStallMs = 0;
     let lastFrames = before.framesDecoded;
-    let lastProgressAt = liftedAt;
+    let lastProgressAt = grownAt;
     // Sampled every 100 ms for as long as the switch takes, and 2 s beyond.
     let switchedAt: number | undefined;
     await waitFor(
@@ -203,11 +191,13 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
         if (switchedAt === undefined && media.frameWidth >= 960) switchedAt = now;
         return switchedAt !== undefined && now - switchedAt > 2_000;
       },
-      { timeoutMs: 10_000, intervalMs: 100, message: 'the capped viewer switching up' },
+      { timeoutMs: 10_000, intervalMs: 100, message: 'the grown tile switching up' },
     );
-    expect(switchedAt! - liftedAt).toBeLessThan(5_000);
+    // Within 5 s of the resize, the demo's debounce (300 ms) included.
+    expect(switchedAt! - grownAt).toBeLessThan(5_000);
     expect(longestStallMs).toBeLessThan(1_000);
-    // The node counted the capped viewer's switch up, and what each layer cost.
+    expect(lastRequestForAlice()?.max_width).toBeGreaterThan(640);
+    // The node counted the viewer's switch up, and what each layer cost.
     expect(await metricValue(node, 'truegather_layer_switches_total')).toBeGreaterThan(switchesBefore);
     for (const layer of ['low', 'high']) {
       const bytes = await metricValue(node, `truegather_simulcast_forwarded_bytes_total{layer="${layer}"}`);
@@ -215,22 +205,31 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     }
   }, 60_000);
 
-  it('paused stops the video but not the audio, and resuming brings it back', async () => {
-    await callClient(capped, 'pauseVideo', 'Alice');
-    // Frames already on their way are decoded; then none: wait until a second passes without one.
-    let previous = (await inbound(capped)).framesDecoded;
-    let stableSince = performance.now();
-    const stopped = await waitFor(
-      async () => {
-        const media = await inbound(capped);
-        if (media.framesDecoded !== previous) {
-          previous = media.framesDecoded;
-          stableSince = performance.now();
-        }
-        return performance.now() - stableSince > 1_000 && media;
-      },
-      { timeoutMs: 10_000, intervalMs: 100, message: 'video frames stopping' },
-    );
+  it('a tile scrolled out of view is paused: its video stops, audio goes on; scrolled back, it resumes', async () => {
+    // A short window: the page scrolls, and Alice's tile can leave the view.
+    await capped.setViewportSize({ width: LARGE_WINDOW.width, height: 300 });
+    const tile = tileOf(capped, 'Alice');
+    const scrolledAway = await tile.evaluate((element) => {
+      type Box = { top: number; bottom: number };
+      const page = globalThis as unknown as {
+        scrollY: number;
+        innerHeight: number;
+        scrollTo(x: number, y: number): void;
+        document: { scrollingElement: { scrollHeight: number } };
+      };
+      const box = (element as unknown as { getBoundingClientRect(): Box }).getBoundingClientRect();
+      const [top, bottom] = [box.top + page.scrollY, box.bottom + page.scrollY];
+      const maxScroll = page.document.scrollingElement.scrollHeight - page.innerHeight;
+      // Below the view at the top of the page, or above it scrolled down past the tile.
+      const to = top >= page.innerHeight ? 0 : bottom + 1 <= maxScroll ? bottom + 1 : undefined;
+      if (to !== undefined) page.scrollTo(0, to);
+      return to !== undefined;
+    });
+    expect(scrolledAway, 'the layout leaves room to scroll the tile out of view').toBe(true);
+    await waitFor(() => lastRequestForAlice()?.paused === true, { message: 'the tile asking for a pause' });
+    expect(await tile.getAttribute('data-paused')).toBe('true');
+
+    const stopped = await videoStopped(capped);
     // Audio keeps arriving (100 packets: ~2 s of Opus), and no video frame meanwhile.
     const audioLater = await waitFor(
       async () => {
@@ -241,11 +240,13 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     );
     expect(audioLater.framesDecoded).toBe(stopped.framesDecoded);
 
-    await callClient(capped, 'resumeVideo', 'Alice');
+    await tile.scrollIntoViewIfNeeded();
+    await waitFor(() => lastRequestForAlice()?.paused === false, { message: 'the tile asking to resume' });
     await waitFor(async () => (await inbound(capped)).framesDecoded > stopped.framesDecoded + 10, {
       timeoutMs: 5_000,
       intervalMs: 100,
-      message: 'video again after resuming',
+      message: 'video again after scrolling back',
     });
+    expect(await tile.getAttribute('data-paused')).toBe('false');
   }, 60_000);
 });
