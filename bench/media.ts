@@ -12,6 +12,12 @@
  *   npm run bench:media                              # N = 0,20,60,100,300, every system
  *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
  *   npm run bench:media -- --steps 60 --systems node --node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"
+ *   npm run bench:media -- --publisher werift,chromium-simulcast --steps 20,60 --systems node
+ *
+ * `--publisher chromium-simulcast`: the publisher is headless Chromium (fake 1280×720 camera, the SDK's
+ * three layers, Opus) instead of the werift one; with both publishers listed, each system runs with
+ * each in turn and the report compares their cost per forwarded packet. Such runs write
+ * bench/results/media-simulcast.json and leave bench/README.md alone (its figures are the werift run's).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -22,10 +28,19 @@ import { mediaControlPath, type PublishResponse, type SubscribeResponse } from '
 import { MediaNodeProcess } from '../test/media-node/harness.ts';
 import { freePort } from '../test/support/ports.ts';
 import { BenchChild } from './media/child.ts';
+import { ChromiumSimulcastPublisher } from './media/chromium-publisher.ts';
 import { ensureJanusInstalled, JanusProcess, JanusSession } from './media/janus.ts';
 import type { LoadCommand, LoadStats } from './media/load-generator.ts';
 import { cpuShare, sampleProcess } from './media/proc-stats.ts';
-import { type BenchReport, type StepResult, type SystemName, summarize, writeReport } from './media/report.ts';
+import {
+  type BenchReport,
+  type PublisherKind,
+  type StepResult,
+  type SystemName,
+  summarize,
+  writeReport,
+  writeSimulcastReport,
+} from './media/report.ts';
 import type { FloorCommand } from './media/udp-floor.ts';
 
 const { values: args } = parseArgs({
@@ -37,6 +52,8 @@ const { values: args } = parseArgs({
     full: { type: 'string', default: '20' },
     'per-process': { type: 'string', default: '100' },
     'no-readme': { type: 'boolean', default: false },
+    /** Which publishers, each in turn: `werift` (dummy VP8 + Opus) and/or `chromium-simulcast`. */
+    publisher: { type: 'string', default: 'werift' },
     /** NODE_OPTIONS for the media node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under load. */
     'node-options': { type: 'string' },
   },
@@ -47,6 +64,10 @@ const IDLE_WINDOW_S = Number(args['idle-window']);
 const FULL_SUBSCRIBERS = Number(args.full);
 const SUBSCRIBERS_PER_PROCESS = Number(args['per-process']);
 const SYSTEMS = args.systems.split(',') as SystemName[];
+const PUBLISHERS = args.publisher.split(',') as PublisherKind[];
+for (const kind of PUBLISHERS) {
+  if (kind !== 'werift' && kind !== 'chromium-simulcast') throw new Error(`unknown --publisher ${kind}`);
+}
 /** A step whose subscribers do not all receive media in this time ends the run of that system. */
 const MEDIA_TIMEOUT_MS = 60_000;
 const SETTLE_MS = 2_000;
@@ -54,6 +75,55 @@ const SUBSCRIBE_CONCURRENCY = 4;
 
 const loadScript = new URL('./media/load-generator.ts', import.meta.url);
 const floorScript = new URL('./media/udp-floor.ts', import.meta.url);
+
+/** The bench's one publisher, in a werift load generator or in headless Chromium. */
+interface BenchPublisher {
+  /** Its process, whose CPU is reported beside the load generators' (Chromium's: none measured). */
+  pid: number | undefined;
+  /** Simulcast: subscribers get one layer of several, so loss is read from sequence gaps, not from what was sent. */
+  simulcast: boolean;
+  createOffer(): Promise<string>;
+  setAnswer(sdp: string): Promise<void>;
+  pause(paused: boolean): Promise<void>;
+  sentPackets(): Promise<number>;
+  close(): Promise<void>;
+}
+
+function weriftPublisher(loadArgs: string[]): BenchPublisher {
+  const load = new BenchChild<LoadCommand>(loadScript, loadArgs);
+  return {
+    pid: load.pid,
+    simulcast: false,
+    createOffer: () => load.send<string>({ op: 'publish' }),
+    setAnswer: async (sdp) => void (await load.send({ op: 'publisher-answer', sdp })),
+    pause: async (paused) => void (await load.send({ op: 'pause', paused })),
+    sentPackets: async () => (await load.send<LoadStats>({ op: 'stats' })).publisherSent,
+    close: () => load.close(),
+  };
+}
+
+/** Chromium with three camera layers; the step measurements start once it sends all three. */
+async function chromiumPublisher(): Promise<BenchPublisher> {
+  const chromium = await ChromiumSimulcastPublisher.launch();
+  return {
+    pid: undefined,
+    simulcast: true,
+    createOffer: () => chromium.createOffer(),
+    async setAnswer(sdp) {
+      await chromium.setAnswer(sdp);
+      const deadline = performance.now() + MEDIA_TIMEOUT_MS;
+      for (;;) {
+        const widths = await chromium.sentLayerWidths();
+        if (widths.length === 3) return console.log(`chromium-simulcast: sending layers ${widths.join(', ')} px wide`);
+        if (performance.now() > deadline) throw new Error(`Chromium sends ${widths.length} of 3 layers`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    },
+    pause: (paused) => chromium.pause(paused),
+    sentPackets: () => chromium.sentPackets(),
+    close: () => chromium.close(),
+  };
+}
 
 interface Sfu {
   pid: number;
@@ -132,10 +202,11 @@ async function startJanus(eventLoops: number): Promise<Sfu> {
   };
 }
 
-/** Runs the steps against one SFU: werift load generators, CPU/RSS windows, loss, latency. */
-async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
+/** Runs the steps against one SFU: a publisher, werift subscribers, CPU/RSS windows, loss, latency. */
+async function runSfu(system: SystemName, sfu: Sfu, publisherKind: PublisherKind): Promise<StepResult[]> {
   const loadArgs = sfu.iceAddress ? [sfu.iceAddress] : [];
-  const publisherLoad = new BenchChild<LoadCommand>(loadScript, loadArgs);
+  const publisher = publisherKind === 'werift' ? weriftPublisher(loadArgs) : await chromiumPublisher();
+  const label = publisherKind === 'werift' ? system : `${system} (${publisherKind})`;
   const subscriberLoads: BenchChild<LoadCommand>[] = [];
   const subscribeStartedAt: number[] = [];
   const results: StepResult[] = [];
@@ -146,33 +217,30 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
       subscriberLoads.push(new BenchChild<LoadCommand>(loadScript, loadArgs));
     return subscriberLoads[processIndex]!;
   };
+  const loadPids = () => [publisher.pid, ...subscriberLoads.map((load) => load.pid)].filter((pid) => pid !== undefined);
   const allStats = async () => {
-    const [publisher, ...subscribers] = await Promise.all(
-      [publisherLoad, ...subscriberLoads].map((load) => load.send<LoadStats>({ op: 'stats' })),
-    );
-    return {
-      publisher: publisher!,
-      subscribers: subscribers.flatMap((stats) => stats.subscribers),
-      loads: [publisher!, ...subscribers],
-    };
+    const [publisherSent, subscribers] = await Promise.all([
+      publisher.sentPackets(),
+      Promise.all(subscriberLoads.map((load) => load.send<LoadStats>({ op: 'stats' }))),
+    ]);
+    return { publisherSent, subscribers: subscribers.flatMap((stats) => stats.subscribers) };
   };
   try {
-    const offer = await publisherLoad.send<string>({ op: 'publish' });
-    await publisherLoad.send({ op: 'publisher-answer', sdp: await sfu.publish(offer) });
+    await publisher.setAnswer(await sfu.publish(await publisher.createOffer()));
     for (const target of STEPS) {
       const failure = await addSubscribers(target);
       if (failure) {
-        console.log(`${system}: stopped at N = ${target}: ${failure}`);
+        console.log(`${label}: stopped at N = ${target}: ${failure}`);
         for (const line of sfu.problems()) console.log(`  ${line}`);
         results.push({ subscribers: target, failed: failure } as StepResult);
         break;
       }
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       const flowing = await measureWindow(WINDOW_S);
-      await publisherLoad.send({ op: 'pause', paused: true });
+      await publisher.pause(true);
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       const idle = await measureWindow(IDLE_WINDOW_S);
-      await publisherLoad.send({ op: 'pause', paused: false });
+      await publisher.pause(false);
       const stats = await allStats();
       const latencies = stats.subscribers
         .map((subscriber, index) =>
@@ -188,10 +256,7 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
         cpu_us_per_packet: target > 0 ? round((flowing.cpu * 1e6 * WINDOW_S) / flowing.receivedPackets) : undefined,
         idle_cpu_percent: round(idle.cpu * 100),
         rss_mb: round(flowing.rssBytes / 2 ** 20),
-        loss_percent:
-          target > 0
-            ? round(Math.max(0, 100 * (1 - flowing.receivedPackets / (flowing.sentPackets * target))))
-            : undefined,
+        loss_percent: target > 0 ? round(lossPercent(flowing, target)) : undefined,
         missing_sequence_numbers: flowing.missingSequenceNumbers,
         full_subscribers: full.length,
         load_cpu_percent: flowing.loadCpu.map((share) => round(share * 100)),
@@ -201,12 +266,23 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
             : undefined,
       };
       results.push(result);
-      console.log(system, JSON.stringify(result));
+      console.log(label, JSON.stringify(result));
     }
   } finally {
-    await Promise.all([publisherLoad, ...subscriberLoads].map((load) => load.close()));
+    await Promise.all([publisher.close(), ...subscriberLoads.map((load) => load.close())]);
   }
   return results;
+
+  /**
+   * What the subscribers did not get. Each gets everything a plain publisher sends, but only one of a
+   * simulcast publisher's layers: there, the full subscribers' sequence gaps (the node rewrites each
+   * viewer's sequence numbers into one run) against what they received.
+   */
+  function lossPercent(window: Awaited<ReturnType<typeof measureWindow>>, target: number): number {
+    if (!publisher.simulcast) return Math.max(0, 100 * (1 - window.receivedPackets / (window.sentPackets * target)));
+    const expected = window.fullReceivedPackets + window.missingSequenceNumbers;
+    return expected > 0 ? (100 * window.missingSequenceNumbers) / expected : 0;
+  }
 
   async function addSubscribers(target: number): Promise<string | undefined> {
     const queue: number[] = [];
@@ -258,22 +334,24 @@ async function runSfu(system: SystemName, sfu: Sfu): Promise<StepResult[]> {
   async function measureWindow(seconds: number) {
     const statsBefore = await allStats();
     const before = sampleProcess(sfu.pid);
-    const loadBefore = [publisherLoad, ...subscriberLoads].map((load) => sampleProcess(load.pid));
+    const pids = loadPids();
+    const loadBefore = pids.map((pid) => sampleProcess(pid));
     await new Promise((resolve) => setTimeout(resolve, seconds * 1_000));
     const after = sampleProcess(sfu.pid);
-    const loadAfter = [publisherLoad, ...subscriberLoads].map((load) => sampleProcess(load.pid));
+    const loadAfter = pids.map((pid) => sampleProcess(pid));
     const statsAfter = await allStats();
     // Pauses leave gaps in the publisher's sequence numbers: only what went missing in the window counts.
     const missing = (stats: typeof statsBefore) =>
       stats.subscribers.reduce((sum, subscriber) => sum + (subscriber.light ? 0 : subscriber.missing), 0);
-    const received = (stats: typeof statsBefore) =>
-      stats.subscribers.reduce((sum, subscriber) => sum + subscriber.packets, 0);
+    const received = (stats: typeof statsBefore, full = false) =>
+      stats.subscribers.reduce((sum, subscriber) => sum + (full && subscriber.light ? 0 : subscriber.packets), 0);
     return {
       cpu: cpuShare(before, after),
       rssBytes: after.rssBytes,
       receivedPackets: received(statsAfter) - received(statsBefore),
+      fullReceivedPackets: received(statsAfter, true) - received(statsBefore, true),
       missingSequenceNumbers: missing(statsAfter) - missing(statsBefore),
-      sentPackets: statsAfter.publisher.publisherSent - statsBefore.publisher.publisherSent,
+      sentPackets: statsAfter.publisherSent - statsBefore.publisherSent,
       loadCpu: loadAfter.map((sample, index) => cpuShare(loadBefore[index]!, sample)),
     };
   }
@@ -346,25 +424,29 @@ function round(value: number): number {
   return Math.round(value * 100) / 100;
 }
 
-const systems: BenchReport['systems'] = {};
+const runs: Partial<Record<PublisherKind, BenchReport['systems']>> = {};
 let publisherRate = 80;
-for (const system of SYSTEMS) {
-  console.log(`--- ${system}`);
-  if (system === 'floor') {
-    systems.floor = await runFloor(publisherRate);
-    continue;
-  }
-  const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
-  try {
-    const steps = await runSfu(system, sfu);
-    publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
-    systems[system] = steps;
-  } finally {
-    await sfu.stop();
+for (const publisherKind of PUBLISHERS) {
+  const systems: BenchReport['systems'] = {};
+  runs[publisherKind] = systems;
+  for (const system of SYSTEMS) {
+    console.log(`--- ${system}, ${publisherKind} publisher`);
+    if (system === 'floor') {
+      systems.floor = await runFloor(publisherRate);
+      continue;
+    }
+    const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
+    try {
+      const steps = await runSfu(system, sfu, publisherKind);
+      publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
+      systems[system] = steps;
+    } finally {
+      await sfu.stop();
+    }
   }
 }
 
-const report: BenchReport = {
+const reportOf = (systems: BenchReport['systems']): BenchReport => ({
   benchmark: 'media',
   date: new Date().toISOString(),
   node: process.version,
@@ -374,5 +456,12 @@ const report: BenchReport = {
   full_subscribers: FULL_SUBSCRIBERS,
   systems,
   summary: summarize(systems),
-};
-writeReport(report, { readme: !args['no-readme'] });
+});
+if (runs['chromium-simulcast']) {
+  writeSimulcastReport({
+    werift: runs.werift && reportOf(runs.werift),
+    simulcast: reportOf(runs['chromium-simulcast']),
+  });
+} else {
+  writeReport(reportOf(runs.werift ?? {}), { readme: !args['no-readme'] });
+}

@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 
 export type SystemName = 'node' | 'janus' | 'janus-el2' | 'floor';
 
+/** The bench's publisher: werift's dummy VP8 + Opus, or headless Chromium sending three camera layers. */
+export type PublisherKind = 'werift' | 'chromium-simulcast';
+
 export const SYSTEM_LABELS: Record<SystemName, string> = {
   node: 'media node',
   janus: 'Janus default',
@@ -318,4 +321,45 @@ ${panel(410, 'RSS (MB)', (s) => s.rss_mb)}
 ${legend.join('\n')}
 </svg>
 `;
+}
+
+/** The same steps with the werift publisher (when it ran) and with the Chromium simulcast publisher. */
+export interface SimulcastComparison {
+  werift: BenchReport | undefined;
+  simulcast: BenchReport;
+}
+
+/**
+ * Prints, per system and N, what a forwarded packet costs with each publisher, and writes
+ * bench/results/media-simulcast.json. bench/README.md is left alone: its figures are the werift run's.
+ */
+export function writeSimulcastReport(comparison: SimulcastComparison): void {
+  const resultsFile = join(benchDir, 'results', 'media-simulcast.json');
+  mkdirSync(dirname(resultsFile), { recursive: true });
+  writeFileSync(resultsFile, `${JSON.stringify(comparison, null, 2)}\n`);
+  const { werift, simulcast } = comparison;
+  const rows: string[] = [];
+  for (const [name, steps] of Object.entries(simulcast.systems) as [SystemName, StepResult[]][]) {
+    for (const step of steps) {
+      if (step.subscribers === 0) continue;
+      const plain = werift?.systems[name]?.find((s) => s.subscribers === step.subscribers && !s.failed);
+      const ratio =
+        plain?.cpu_us_per_packet && step.cpu_us_per_packet
+          ? round(step.cpu_us_per_packet / plain.cpu_us_per_packet)
+          : undefined;
+      const figures = (s: StepResult | undefined) =>
+        s ? (s.failed ? 'failed' : `${s.cpu_us_per_packet} µs · ${s.forwarded_pps} pkt/s · ${s.cpu_percent} %`) : '—';
+      rows.push(
+        `| ${SYSTEM_LABELS[name]} | ${step.subscribers} | ${figures(plain)} | ${figures(step)} | ${step.failed ? '—' : step.publisher_pps} | ${ratio ?? '—'} | ${step.loss_percent ?? '—'} |`,
+      );
+    }
+  }
+  const markdown = [
+    `Run of ${simulcast.date.slice(0, 16).replace('T', ' ')} UTC, ${simulcast.cpus} CPUs, ${simulcast.window_s} s windows.`,
+    '',
+    '| system | N | werift publisher: CPU per forwarded packet · forwarded · SFU CPU | Chromium simulcast publisher: the same | simulcast publisher sends (pkt/s, 3 layers + audio) | µs per packet, simulcast ÷ werift | simulcast loss % (sequence gaps) |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+  console.log(`\n${markdown}\n→ ${resultsFile}`);
 }

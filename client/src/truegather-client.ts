@@ -3,6 +3,7 @@ import type { JoinRoomRequest, JoinRoomResponse, Publisher, StreamKind } from '.
 import { fingerprintOf } from '../../shared/src/sdp-fingerprint.ts';
 import type { IceTarget, Participant, ServerFrame } from '../../shared/src/signaling.ts';
 import type { Grants } from '../../shared/src/token.ts';
+import { CAMERA_SIMULCAST_ENCODINGS } from './camera-layers.ts';
 import { RoomAdmin } from './room-admin.ts';
 import {
   type ConnectionState,
@@ -94,16 +95,6 @@ export interface PublishOptions {
    */
   simulcast?: boolean;
 }
-
-/**
- * The camera layers `publish()` offers, lowest first (the order the server falls back to when it
- * cannot read a layer's resolution). Bitrates as common SFU SDKs choose for 720p.
- */
-const CAMERA_SIMULCAST_ENCODINGS: RTCRtpEncodingParameters[] = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'f', maxBitrate: 1_500_000 },
-];
 
 /** A screen share's track says which surface it captures; a camera's does not. */
 const isScreenCapture = (track: MediaStreamTrack) => 'displaySurface' in track.getSettings();
@@ -269,7 +260,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       pc.addTransceiver(track, {
         direction: 'sendonly',
         streams: [stream],
-        ...(simulcast ? { sendEncodings: CAMERA_SIMULCAST_ENCODINGS } : {}),
+        ...(simulcast ? { sendEncodings: CAMERA_SIMULCAST_ENCODINGS.map((encoding) => ({ ...encoding })) } : {}),
       });
     }
     this.#publishing = { pc, stream, options };
