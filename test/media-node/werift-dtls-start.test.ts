@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { RTCPeerConnection } from 'werift';
+import { LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
+
+/**
+ * The DTLS start of a connection, as patched in patches/werift+*.patch: stock werift's DTLS client
+ * waits a fixed 100 ms before its ClientHello (every subscriber's and every publishing leg's
+ * `subscribe` → first RTP), because a werift server drops records that arrive before its own DTLS
+ * start. The patch keeps those early records for the server and sends the ClientHello at once.
+ */
+
+/** DTLS record content type handshake (RFC 6347 §4.1); its first handshake message type follows the header. */
+const HANDSHAKE = 22;
+const CLIENT_HELLO = 1;
+const HELLO_VERIFY_REQUEST = 3;
+const RECORD_HEADER_LENGTH = 13;
+
+type IceConnection = { send(data: Buffer): Promise<void>; onData: { subscribe(f: (data: Buffer) => void): unknown } };
+type DtlsTransport = { start(): Promise<void>; iceTransport: { connection: IceConnection } };
+
+/** The handshake message types of the DTLS records a connection sends, in order. */
+function recordHandshakesSent(transport: DtlsTransport): number[] {
+  const sent: number[] = [];
+  const connection = transport.iceTransport.connection;
+  const send = connection.send.bind(connection);
+  connection.send = (data: Buffer) => {
+    if (data[0] === HANDSHAKE) sent.push(data[RECORD_HEADER_LENGTH]!);
+    return send(data);
+  };
+  return sent;
+}
+
+/** Runs `before`, then the transport's own start(), and reports what `after` saw before the next macrotask. */
+function aroundStart(transport: DtlsTransport, before: () => Promise<unknown>, after: () => void): void {
+  const start = transport.start.bind(transport);
+  transport.start = async () => {
+    await before();
+    const started = start();
+    await new Promise(setImmediate);
+    after();
+    return started;
+  };
+}
+
+const peers: RTCPeerConnection[] = [];
+afterEach(async () => {
+  await Promise.all(peers.splice(0).map((pc) => pc.close()));
+});
+
+describe('werift DTLS start (patches/werift+*.patch)', () => {
+  it('sends the ClientHello at once, and a server keeps the records that arrive before its own start', async () => {
+    // The offerer is ICE-controlling and so the DTLS server; the answerer is the client, as a
+    // werift subscriber against the node.
+    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    peers.push(server, client);
+    server.addTransceiver('audio', { direction: 'sendonly' });
+    await server.setLocalDescription(await server.createOffer());
+    await client.setRemoteDescription(server.localDescription!);
+    await client.setLocalDescription(await client.createAnswer());
+
+    const serverTransport = server.dtlsTransports[0] as unknown as DtlsTransport;
+    const clientTransport = client.dtlsTransports[0] as unknown as DtlsTransport;
+    const serverSent = recordHandshakesSent(serverTransport);
+    const clientSent = recordHandshakesSent(clientTransport);
+    let serverReceivedBeforeStart = 0;
+    serverTransport.iceTransport.connection.onData.subscribe((data) => {
+      if (data[0] === HANDSHAKE) serverReceivedBeforeStart++;
+    });
+
+    // The client's ClientHello, handed to the network before its start() yields to a timer.
+    let clientHellosOnStart: number[] = [];
+    aroundStart(
+      clientTransport,
+      async () => undefined,
+      () => {
+        clientHellosOnStart = clientSent.filter((type) => type === CLIENT_HELLO);
+      },
+    );
+    // The server starts only once the ClientHello has arrived: it must answer it from what it kept.
+    let serverAnswersOnStart: number[] = [];
+    aroundStart(
+      serverTransport,
+      () => waitFor(() => serverReceivedBeforeStart > 0, { intervalMs: 5, message: 'the ClientHello at the server' }),
+      () => {
+        serverAnswersOnStart = [...serverSent];
+      },
+    );
+
+    await server.setRemoteDescription(client.localDescription!);
+    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
+      message: 'both connections up',
+    });
+    expect(clientHellosOnStart).toEqual([CLIENT_HELLO]);
+    expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
+  });
+});
