@@ -23,6 +23,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultHostAddresses } from '../media-node/src/sfu/rtc-settings.ts';
+import { MEDIA_NODE_ENTRY } from '../scripts/build-media-node.ts';
 import { newId } from '../shared/src/ids.ts';
 import { mediaControlPath, type PublishResponse, type SubscribeResponse } from '../shared/src/media-control.ts';
 import { MediaNodeProcess } from '../test/media-node/harness.ts';
@@ -144,7 +145,7 @@ async function startNode(): Promise<Sfu> {
     MEDIA_RTC_MAX_PORT: '49999',
     ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
   });
-  const pid = childPid('media-node/src/main.ts');
+  const pid = childPid(MEDIA_NODE_ENTRY);
   const roomId = newId();
   const publisherId = newId();
   return {

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { MEDIA_NODE_ENTRY } from '../scripts/build-media-node.ts';
 
 /**
  * Memory of the processes a benchmark started (the stack's children and theirs), read from /proc:
@@ -80,7 +81,7 @@ export function stackMemory(edgePort: number) {
   const proxy = inode === undefined ? [] : workerd.filter((p) => holdsSocket(p.pid, inode));
   const sum = (list: { pid: number }[]) => list.reduce((total, p) => total + rssMb(p.pid), 0);
   return {
-    media_node_mb: sum(processes.filter((p) => p.command.includes('media-node/src/main.ts'))),
+    media_node_mb: sum(processes.filter((p) => p.command.includes(MEDIA_NODE_ENTRY))),
     workerd_mb: sum(workerd),
     workerd_runtime_mb: sum(workerd.filter((p) => !proxy.includes(p))),
     wrangler_proxy_mb: sum(proxy),

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
 import { EDGE_VARIABLES } from '../workers/src/env-schema.ts';
+import { buildMediaNode, MEDIA_NODE_ARGS } from './build-media-node.ts';
 
 /**
  * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
@@ -247,12 +248,19 @@ function toEnvFile(vars: Record<string, string | undefined>): string {
     .join('\n');
 }
 
-/** The media node as production starts it: `node media-node/src/main.ts`, configured by `env` alone. */
+let mediaNodeBuilt = false;
+
+/**
+ * The media node as production starts it: the bundle of scripts/build-media-node.ts (built from the
+ * current sources, once per process), configured by `env` alone.
+ */
 export function launchMediaNode(
   env: Record<string, string>,
   output: 'inherit' | ((line: string) => void) | undefined,
 ): ChildProcess {
-  return launch(process.execPath, ['media-node/src/main.ts'], env, output);
+  if (!mediaNodeBuilt) buildMediaNode();
+  mediaNodeBuilt = true;
+  return launch(process.execPath, MEDIA_NODE_ARGS, env, output);
 }
 
 /**

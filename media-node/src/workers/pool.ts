@@ -22,6 +22,14 @@ import type {
 export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
 /**
+ * The worker script beside this module: media-worker.ts when the pool runs from source (tests), and
+ * media-worker.mjs in the bundle (scripts/build-media-node.ts), where this module is part of main.mjs.
+ */
+const DEFAULT_WORKER_URL = new URL(
+  import.meta.url.endsWith('.ts') ? './media-worker.ts' : './media-worker.mjs',
+  import.meta.url,
+);
+/**
  * A small young generation (V8's default grows to 16 MB semi-spaces): forwarding allocates fast and
  * almost everything dies young, so scavenges stay cheap while the node keeps ~25 MB less resident
  * (bench:media, 60 subscribers: no measurable CPU cost).
@@ -373,7 +381,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       connectTimeoutMs: this.#options.connectTimeoutMs,
       ports: workerPortSlice(this.#options.portRange, index, this.#threads.length),
     };
-    const workerUrl = this.#options.workerUrl ?? new URL('./media-worker.ts', import.meta.url);
+    const workerUrl = this.#options.workerUrl ?? DEFAULT_WORKER_URL;
     const thread = new WorkerThread(workerUrl, init, this.#options.logger.child({ worker: index }), (message) =>
       this.#onMessage(index, message),
     );
