@@ -2,36 +2,25 @@
 export interface DownlinkFeedback {
   /** Share of the track's packets lost since the viewer's previous report (0–1). */
   fractionLost: number;
-  /** Round-trip time from the block's LSR and DLSR (RFC 3550 §6.4.1), when the viewer had a sender report. */
-  rttMs?: number;
 }
 
 /** A report losing more than this share of packets means the link is short (GCC's loss thresholds). */
 export const LOSS_CONGESTED = 0.1;
 /** Below this share the link counts as clean; in between, the estimate holds. */
 export const LOSS_CLEAN = 0.02;
-/** A round-trip time this far above the lowest seen means a queue builds up on the way to the viewer. */
-export const QUEUE_DELAY_CONGESTED_MS = 300;
-/** …for this long (across reports): a single late report (a busy event loop) is not congestion. */
-export const QUEUE_DELAY_PERSIST_MS = 500;
 /** Clean reports for this long before the estimate may rise; a rise that meets congestion sooner doubles it. */
 export const BASE_HOLD_MS = 4_000;
 export const MAX_HOLD_MS = 32_000;
 /** After loss: this share of what got through (a margin, so that the queue drains). */
 const LOSS_MARGIN = 0.9;
-/** After a queue built up without loss: this share of what was sent. */
-const QUEUE_BACKOFF = 0.7;
 /** The estimate never goes below this (it only ever selects each track's lowest layer there). */
 export const MIN_ESTIMATE_BPS = 50_000;
 
 /**
- * What one viewer's downlink carries, from its receiver reports: the loss it sees, and the queueing
- * delay its round-trip time shows. It starts unlimited: a viewer gets what its preferences ask for
- * until its link shows congestion. Then:
+ * What one viewer's downlink carries, from the loss its receiver reports show. It starts unlimited: a
+ * viewer gets what its preferences ask for until its link shows congestion. Then:
  * - **Down at once.** A report losing more than {@link LOSS_CONGESTED} sets the estimate to what got
- *   through (what the node sent meanwhile × (1 − loss) × 0.9); a round-trip time
- *   {@link QUEUE_DELAY_CONGESTED_MS} above the lowest seen, for {@link QUEUE_DELAY_PERSIST_MS}, to
- *   0.7 × what was sent. The estimate only goes down on congestion.
+ *   through: what the node sent meanwhile × (1 − loss) × 0.9. The estimate only goes down on loss.
  * - **Hold.** Loss between {@link LOSS_CLEAN} and {@link LOSS_CONGESTED} changes nothing but restarts
  *   the wait for a clean period.
  * - **Up one step after a clean period.** After {@link BASE_HOLD_MS} of clean reports since the last
@@ -39,6 +28,10 @@ export const MIN_ESTIMATE_BPS = 50_000;
  *   unlimited when that step gives every track what it asks for). A rise that meets congestion within
  *   {@link BASE_HOLD_MS} doubles the hold (up to {@link MAX_HOLD_MS}), so a link that cannot carry the
  *   next layer is probed less and less often; a rise that stays clean that long resets it.
+ *
+ * Round-trip times (receiver reports' LSR/DLSR) are not used: a werift viewer busy decrypting reports
+ * its event loop's lag as delay (400–700 ms on a loaded machine, no loss), which stepped down viewers
+ * whose link had room. A queue that overflows shows as loss.
  *
  * No timers: it advances on feedback only. The owner (a {@link Subscriber}) feeds it, decides what a
  * step is, and closes it with the connection.
@@ -50,9 +43,6 @@ export class DownlinkEstimator {
   #stableSince: number;
   /** When the estimate last rose, until that rise is judged. */
   #raisedAt: number | undefined;
-  #minRttMs = Number.POSITIVE_INFINITY;
-  /** Since when every report's round-trip time has shown a queue. */
-  #queuedSince: number | undefined;
   #closed = false;
 
   constructor(now: number) {
@@ -79,11 +69,7 @@ export class DownlinkEstimator {
       this.#congested(sentBps * (1 - feedback.fractionLost) * LOSS_MARGIN, now);
       return;
     }
-    if (feedback.rttMs !== undefined && this.#queueBuilt(feedback.rttMs, now)) {
-      this.#congested(sentBps * QUEUE_BACKOFF, now);
-      return;
-    }
-    if (feedback.fractionLost >= LOSS_CLEAN || this.#queuedSince !== undefined) {
+    if (feedback.fractionLost >= LOSS_CLEAN) {
       this.#stableSince = now;
       return;
     }
@@ -92,17 +78,6 @@ export class DownlinkEstimator {
       this.#raisedAt = undefined;
       this.#holdMs = BASE_HOLD_MS;
     }
-  }
-
-  /** True when the queue has shown in every report for {@link QUEUE_DELAY_PERSIST_MS}. */
-  #queueBuilt(rttMs: number, now: number): boolean {
-    this.#minRttMs = Math.min(this.#minRttMs, rttMs);
-    if (rttMs - this.#minRttMs <= QUEUE_DELAY_CONGESTED_MS) {
-      this.#queuedSince = undefined;
-      return false;
-    }
-    this.#queuedSince ??= now;
-    return now - this.#queuedSince >= QUEUE_DELAY_PERSIST_MS;
   }
 
   #congested(carriedBps: number, now: number): void {

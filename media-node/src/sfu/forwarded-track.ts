@@ -1,9 +1,7 @@
 import { EventEmitter } from 'node:events';
 import {
-  compactNtp,
   type MediaStream,
   MediaStreamTrack,
-  ntpTime,
   type RTCPeerConnection,
   type RTCRtpSender,
   type RTCRtpTransceiver,
@@ -39,9 +37,6 @@ const FULL_INTRA_REQUEST_FMT = 4;
  * and a layer is only taken up when it fits outright. Hysteresis against flapping between two layers.
  */
 export const KEEP_LAYER_TOLERANCE = 1.2;
-
-/** Round-trip times above this from a receiver report are taken for a misread (clock jump), not a queue. */
-const MAX_PLAUSIBLE_RTT_MS = 60_000;
 
 interface ForwardedTrackEvents {
   /** A simulcast source's viewer now gets this layer (from its keyframe), or none (paused, no layer flows). */
@@ -375,7 +370,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const ssrc = this.#sender.ssrc;
     for (const block of packet.reports) {
       if (block.ssrc !== ssrc) continue;
-      this.emit('feedback', { fractionLost: block.fractionLost / 256, rttMs: roundTripMs(block.lsr, block.dlsr) });
+      this.emit('feedback', { fractionLost: block.fractionLost / 256 });
     }
   };
 
@@ -397,14 +392,4 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     }
     this.emit('closed', reason);
   }
-}
-
-/**
- * RFC 3550 §6.4.1: arrival time − LSR − DLSR, in compact NTP (1/65536 s). LSR is the middle of the
- * last sender report's NTP timestamp, which the node writes as the wall clock of its last packet.
- */
-function roundTripMs(lsr: number, dlsr: number): number | undefined {
-  if (lsr === 0) return undefined;
-  const rttMs = (((compactNtp(ntpTime()) - lsr - dlsr) >>> 0) / 65_536) * 1_000;
-  return rttMs <= MAX_PLAUSIBLE_RTT_MS ? rttMs : undefined;
 }

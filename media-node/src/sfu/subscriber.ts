@@ -151,8 +151,20 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   /** A receiver-report block: the estimate learns from it, and the tracks' layers follow the estimate. */
   #onFeedback(feedback: DownlinkFeedback): void {
     const now = performance.now();
+    const before = this.#downlink.estimateBps;
     this.#downlink.report(feedback, this.#sentBps(now), now);
+    if (this.#downlink.estimateBps !== before) this.#logEstimate('congestion', feedback);
     this.#allocate(now);
+  }
+
+  #logEstimate(cause: 'congestion' | 'rise', feedback?: DownlinkFeedback): void {
+    this.logger.debug('downlink estimate changed', {
+      cause,
+      estimate_bps: Math.round(this.#downlink.estimateBps),
+      sent_bps: Math.round(this.#sentSample.bps),
+      hold_ms: this.#downlink.holdMs,
+      fraction_lost: feedback?.fractionLost,
+    });
   }
 
   /** What the node sent this viewer lately, over at least {@link SENT_RATE_MIN_WINDOW_MS}. */
@@ -183,7 +195,10 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     const estimate = this.#downlink.estimateBps;
     if (this.#downlink.canRaise(now)) {
       const next = plan.limited ? Math.max(plan.usedBps, estimate) + plan.upgradeBps : Number.POSITIVE_INFINITY;
-      if (this.#downlink.raise(next, now)) plan = this.#distribute(now);
+      if (this.#downlink.raise(next, now)) {
+        this.#logEstimate('rise');
+        plan = this.#distribute(now);
+      }
     }
     this.#budgeted = Number.isFinite(this.#downlink.estimateBps);
     this.#bandwidthLimited = plan.limited;
