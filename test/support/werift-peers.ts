@@ -15,6 +15,7 @@ import {
   Vp8RtpPayload,
 } from 'werift';
 import { Navigator } from 'werift/nonstandard';
+import { emptyVp8Descriptor, readVp8Descriptor } from '../../media-node/src/sfu/video-frames.ts';
 
 /**
  * werift peers that stand in for browsers in Node tests: a publisher that sends real RTP (werift's
@@ -56,6 +57,8 @@ export interface TestSubscriberOptions {
   /** Drop this share of incoming packets (RTP and RTCP), to exercise NACK/retransmission. */
   lossPercent?: number;
   ice?: PeerIceOptions;
+  /** Told the size of every VP8 keyframe received (what a browser would decode at). */
+  onKeyframe?: (size: { width: number; height: number }) => void;
 }
 
 /**
@@ -256,6 +259,7 @@ export class TestSubscriber {
         ],
       },
     });
+    const descriptor = emptyVp8Descriptor();
     this.pc.ontrack = ({ track, transceiver, streams }) => {
       const mid = transceiver.mid ?? '';
       const received: ReceivedTrack = {
@@ -274,6 +278,9 @@ export class TestSubscriber {
         if (received.kind === 'video' && isVp8Keyframe(packet.payload)) {
           received.keyframes++;
           received.firstKeyframeAt ??= performance.now();
+          if (options.onKeyframe && readVp8Descriptor(packet.payload, descriptor) && descriptor.width > 0) {
+            options.onKeyframe({ width: descriptor.width, height: descriptor.height });
+          }
         }
       });
     };
