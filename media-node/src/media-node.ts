@@ -9,6 +9,7 @@ import { createControlApi, createOperatorApi, type HealthReport } from './contro
 import { EdgeEventSender } from './edge-events.ts';
 import { MediaMetrics } from './metrics.ts';
 import { REGISTRY_CALL_TIMEOUT_MS, type RegistryClient, RegistryHeartbeat } from './registry.ts';
+import { srtpImplementation } from './sfu/native-srtp.ts';
 import { defaultHostAddresses, type RtcSettings } from './sfu/rtc-settings.ts';
 import { MediaWorkerPool } from './workers/pool.ts';
 
@@ -134,6 +135,7 @@ export async function startMediaNode(
     rtc_ports: `${config.rtcPortRange.min}-${config.rtcPortRange.max}`,
     announced_ip: config.announcedIp ?? null,
     registry: registry ? 'upstash' : 'none',
+    srtp: srtpImplementation,
   });
 
   let stopped: Promise<void> | undefined;

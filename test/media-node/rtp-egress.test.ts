@@ -1,5 +1,6 @@
 import { createHook } from 'node:async_hooks';
 import { KeyObject } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
@@ -19,7 +20,15 @@ import {
   SrtpSession,
   UdpTransport,
 } from 'werift';
-import { EgressLeg, type SenderBookkeeping, SrtpProtector } from '../../media-node/src/sfu/rtp-egress.ts';
+import { type NativeSrtp, nativeSrtp } from '../../media-node/src/sfu/native-srtp.ts';
+import {
+  type DatagramRoute,
+  directSocket,
+  EgressLeg,
+  type PayloadPrefixRewriter,
+  type SenderBookkeeping,
+  SrtpProtector,
+} from '../../media-node/src/sfu/rtp-egress.ts';
 import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import { waitFor } from '../support/werift-peers.ts';
@@ -95,20 +104,52 @@ function weriftSender(profile: number, sent: Buffer[]) {
   return { sender: internals, werift: sender, transport };
 }
 
+/**
+ * The addon that `npm install` builds (scripts/build-native.ts). Its tests fail, not skip, without it:
+ * a machine whose install could not build it (no C compiler) runs the node on the slower JS path.
+ */
+function requireAddon(): NativeSrtp {
+  if (!nativeSrtp) {
+    throw new Error('media-node/native/build/srtp.node is not built: install gcc and run npm install');
+  }
+  return nativeSrtp;
+}
+
+/** Both SRTP implementations of the fast path: the native addon and node:crypto. */
+const IMPLEMENTATIONS = {
+  native: () => requireAddon(),
+  'node:crypto': () => undefined,
+} as const;
+
+/** A route that collects datagrams instead of sending them. */
+function collectingRoute(sent: Buffer[]): DatagramRoute {
+  return {
+    canSend: () => true,
+    send: (parts) => sent.push(Buffer.concat(parts)),
+    direct: undefined,
+    counters: { packetsSent: 0, bytesSent: 0 },
+  };
+}
+
 /** The same negotiation on the fast path: its datagrams collected instead of sent. */
-function fastPath(profile: number, sent: Buffer[]) {
+function fastPath(profile: number, sent: Buffer[], addon: NativeSrtp | undefined = undefined) {
   const { sender, werift, transport } = weriftSender(profile, []);
-  const protector = SrtpProtector.fromSender(werift)!;
-  const leg = new EgressLeg(
-    sender,
-    protector,
-    (parts) => {
-      sent.push(Buffer.concat(parts));
-      return true;
+  const protector = SrtpProtector.fromSender(werift, addon)!;
+  const leg = new EgressLeg(sender, protector, collectingRoute(sent), transport);
+  return { sender, werift, leg, transport, protector };
+}
+
+/** The remote side of the fixture's keys: decrypts what the fast path sends. */
+function remoteSession(profile: number) {
+  return new SrtpSession({
+    keys: {
+      localMasterKey: keys.remoteMasterKey,
+      localMasterSalt: keys.remoteMasterSalt,
+      remoteMasterKey: keys.localMasterKey,
+      remoteMasterSalt: keys.localMasterSalt,
     },
-    transport,
-  );
-  return { sender, werift, leg, transport };
+    profile,
+  });
 }
 
 describe('werift patch (patches/werift+*.patch)', () => {
@@ -183,67 +224,121 @@ describe('werift patch (patches/werift+*.patch)', () => {
         expect(srtcp.encrypt(Buffer.from(hex, 'hex')).toString('hex')).toBe(stock.srtcp[index]);
       });
       // And the other side reads it back.
-      const remote = new SrtpSession({
-        keys: {
-          localMasterKey: keys.remoteMasterKey,
-          localMasterSalt: keys.remoteMasterSalt,
-          remoteMasterKey: keys.localMasterKey,
-          remoteMasterSalt: keys.localMasterSalt,
-        },
-        profile,
-      });
+      const remote = remoteSession(profile);
       expect(remote.decrypt(Buffer.from(stock.srtp[0]!, 'hex')).toString('hex')).toBe(fixture.rtp[0]);
     });
   }
 });
 
 describe('forwarding fast path (EgressLeg)', () => {
-  for (const [name, profile] of Object.entries(PROFILES)) {
-    it(`sends what werift's RTCRtpSender sends, byte for byte (${name}), packets and RTX answers to NACK`, async () => {
-      const expected: Buffer[] = [];
-      const actual: Buffer[] = [];
-      const stock = weriftSender(profile, expected);
-      const fast = fastPath(profile, actual);
-      // Same SSRCs, offsets and RTX sequence on both legs.
-      for (const field of ['ssrc', 'rtxSsrc', 'rtxSequenceNumber'] as const) fast.sender[field] = stock.sender[field];
-      stock.sender.seqOffset = 1_000;
-      fast.sender.seqOffset = 1_000;
-      const history = new Map<number, RtpPacket>();
-      for (const packet of sourcePackets()) {
-        history.set(packet.header.sequenceNumber, packet);
-        await stock.werift.sendRtp(packet);
-        fast.leg.forward(packet, 0n);
-      }
-      expect(actual.length).toBe(fixture.rtp.length);
-      expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
-      expect({ packets: fast.sender.packetCount, octets: fast.sender.octetCount }).toEqual({
-        packets: stock.sender.packetCount,
-        octets: stock.sender.octetCount,
-      });
+  for (const [implementation, addon] of Object.entries(IMPLEMENTATIONS))
+    for (const [name, profile] of Object.entries(PROFILES)) {
+      it(`sends what werift's RTCRtpSender sends, byte for byte (${name}, ${implementation}), packets and RTX answers to NACK`, async () => {
+        const expected: Buffer[] = [];
+        const actual: Buffer[] = [];
+        const stock = weriftSender(profile, expected);
+        const fast = fastPath(profile, actual, addon());
+        expect(fast.protector.native).toBe(implementation === 'native' && name === 'gcm');
+        // Same SSRCs, offsets and RTX sequence on both legs.
+        for (const field of ['ssrc', 'rtxSsrc', 'rtxSequenceNumber'] as const) fast.sender[field] = stock.sender[field];
+        stock.sender.seqOffset = 1_000;
+        fast.sender.seqOffset = 1_000;
+        const history = new Map<number, RtpPacket>();
+        for (const packet of sourcePackets()) {
+          history.set(packet.header.sequenceNumber, packet);
+          await stock.werift.sendRtp(packet);
+          fast.leg.forward(packet, 0n);
+        }
+        expect(actual.length).toBe(fixture.rtp.length);
+        expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+        expect({ packets: fast.sender.packetCount, octets: fast.sender.octetCount }).toEqual({
+          packets: stock.sender.packetCount,
+          octets: stock.sender.octetCount,
+        });
 
-      // A NACK for three forwarded packets (leg sequence numbers): werift answers from its history,
-      // the fast path from the source's.
-      const lost = [...history.keys()].slice(-10, -7).map((sequenceNumber) => (sequenceNumber + 1_000) & 0xffff);
-      expected.length = 0;
-      actual.length = 0;
-      stock.werift.handleRtcpPacket(
-        new RtcpTransportLayerFeedback({
-          feedback: new GenericNack({ senderSsrc: 1, mediaSourceSsrc: stock.sender.ssrc, lost }),
-        }),
-      );
-      await new Promise((resolve) => setImmediate(resolve));
-      for (const sequenceNumber of lost) {
-        expect(fast.leg.retransmit(sequenceNumber, (source) => history.get(source))).toBe(true);
+        // A NACK for three forwarded packets (leg sequence numbers): werift answers from its history,
+        // the fast path from the source's.
+        const lost = [...history.keys()].slice(-10, -7).map((sequenceNumber) => (sequenceNumber + 1_000) & 0xffff);
+        expected.length = 0;
+        actual.length = 0;
+        stock.werift.handleRtcpPacket(
+          new RtcpTransportLayerFeedback({
+            feedback: new GenericNack({ senderSsrc: 1, mediaSourceSsrc: stock.sender.ssrc, lost }),
+          }),
+        );
+        await new Promise((resolve) => setImmediate(resolve));
+        for (const sequenceNumber of lost) {
+          expect(fast.leg.retransmit(sequenceNumber, (source) => history.get(source))).toBe(true);
+        }
+        expect(actual.length).toBe(3);
+        expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+        expect(fast.leg.retransmit((lost[0]! + 30_000) & 0xffff, (source) => history.get(source))).toBe(false);
+      });
+    }
+
+  for (const [implementation, addon] of Object.entries(IMPLEMENTATIONS)) {
+    it(`sends on a real UDP socket what werift sends, across a sequence-number wrap and with payload prefixes (${implementation})`, async () => {
+      const receiver = createSocket('udp4');
+      const socket = createSocket('udp4');
+      await Promise.all([
+        new Promise((resolve) => receiver.bind(0, '127.0.0.1', () => resolve(undefined))),
+        new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined))),
+      ]);
+      try {
+        const received: Buffer[] = [];
+        receiver.on('message', (datagram) => received.push(datagram));
+        const port = receiver.address().port;
+        const native = addon();
+        const expected: Buffer[] = [];
+        const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
+        const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
+        const protector = SrtpProtector.fromSender(werift, native)!;
+        const route: DatagramRoute = {
+          canSend: () => true,
+          send: (parts) => socket.send(parts, port, '127.0.0.1'),
+          direct: native ? directSocket(socket, '127.0.0.1', port, native) : undefined,
+          counters: { packetsSent: 0, bytesSent: 0 },
+        };
+        expect(route.direct !== undefined).toBe(implementation === 'native');
+        const leg = new EgressLeg(sender, protector, route, transport);
+        // The VP8 picture ID rewrite after a layer switch, stood in for by a deterministic rewrite of
+        // every other packet's first bytes.
+        const rewrite = (payload: Buffer) =>
+          payload.length % 2 === 0 ? Buffer.from(payload.subarray(0, 4).map((byte) => byte ^ 0x5a)) : undefined;
+        leg.payloadRewriter = { prefixFor: rewrite } satisfies PayloadPrefixRewriter;
+        const packets = sourcePackets();
+        sender.ssrc = stock.sender.ssrc;
+        // The leg's sequence numbers wrap halfway: the rollover counter moves to 1 for the second half.
+        const offset = (0x10000 - packets.length / 2 - packets[0]!.header.sequenceNumber) & 0xffff;
+        stock.sender.seqOffset = offset;
+        sender.seqOffset = offset;
+        for (const packet of packets) {
+          const prefix = rewrite(packet.payload);
+          const rewritten = packet.clone();
+          if (prefix) rewritten.payload = Buffer.concat([prefix, packet.payload.subarray(prefix.length)]);
+          await stock.werift.sendRtp(rewritten);
+          leg.forward(packet, 0n);
+        }
+        await waitFor(() => received.length === packets.length, { message: 'every datagram' });
+        expect(received.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+        const bytes = received.reduce((sum, datagram) => sum + datagram.length, 0);
+        expect(route.counters).toEqual({ packetsSent: packets.length, bytesSent: bytes });
+        expect({ packets: transport.packetsSent, bytes: transport.bytesSent }).toEqual({
+          packets: packets.length,
+          bytes,
+        });
+        // A socket closed under the leg: the send throws (the source's loop catches it), as dgram's does.
+        socket.close();
+        expect(() => leg.forward(packets[0]!, 0n)).toThrow(/Not running/);
+      } finally {
+        receiver.close();
       }
-      expect(actual.length).toBe(3);
-      expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
-      expect(fast.leg.retransmit((lost[0]! + 30_000) & 0xffff, (source) => history.get(source))).toBe(false);
     });
   }
 
   it('keeps sequence numbers continuous under reordering and loss: the leg maps, never renumbers', () => {
     const sent: Buffer[] = [];
-    const { sender, leg } = fastPath(ProtectionProfileAeadAes128Gcm, sent);
+    const { sender, leg } = fastPath(ProtectionProfileAeadAes128Gcm, sent, requireAddon());
     sender.seqOffset = 65_530; // the leg's numbering wraps within the run
     const template = sourcePackets()[0]!;
     // 1..12 with 5 lost and 8/9 swapped, and a wrap of the source numbering too.
@@ -253,15 +348,7 @@ describe('forwarding fast path (EgressLeg)', () => {
       packet.header.sequenceNumber = sequenceNumber;
       leg.forward(packet, 0n);
     }
-    const remote = new SrtpSession({
-      keys: {
-        localMasterKey: keys.remoteMasterKey,
-        localMasterSalt: keys.remoteMasterSalt,
-        remoteMasterKey: keys.localMasterKey,
-        remoteMasterSalt: keys.localMasterSalt,
-      },
-      profile: ProtectionProfileAeadAes128Gcm,
-    });
+    const remote = remoteSession(ProtectionProfileAeadAes128Gcm);
     const received = sent.map((datagram) => RtpPacket.deSerialize(remote.decrypt(datagram)).header.sequenceNumber);
     expect(received).toEqual(order.map((sequenceNumber) => (sequenceNumber + 65_530) & 0xffff));
     // Gaps and swaps are the source's, one for one: the subscriber's NACKs name the right packets.

@@ -7,15 +7,19 @@ import {
   RtpHeader,
   type RtpPacket,
 } from 'werift';
+import { type NativeSrtp, type NativeSrtpSession, type NativeUdpDestination, nativeSrtp } from './native-srtp.ts';
 
 /**
  * The forwarding fast path: one forwarded packet to one subscriber leg, without werift's
  * `RTCRtpSender.sendRtp` (which clones and re-serializes the packet, rebuilds its extension list,
  * and goes through four async layers to the socket). Per leg it only writes a 12-byte header (+ the
  * MID extension) with the leg's SSRC, sequence number, timestamp and payload type, encrypts the
- * payload (AES-GCM with a KeyObject imported once) and hands header, ciphertext and tag to the
- * socket as one datagram. The sender's bookkeeping (SR counters, continuity state) is kept as
- * werift keeps it, so its RTCP and stats stay right. Output is byte for byte what werift sends
+ * payload and sends header, ciphertext and tag as one datagram. With the native addon
+ * (media-node/native/srtp.c) the encryption uses one AES-GCM context per session key, set up once,
+ * and the datagram goes to the leg's socket with one sendto(2) from the addon, no allocation on the
+ * way; without it, node:crypto (a cipher object per packet, a KeyObject imported once) and dgram.
+ * The sender's bookkeeping (SR counters, continuity state) is kept as werift keeps it, so its RTCP
+ * and stats stay right. Output is byte for byte what werift sends, on both paths
  * (test/media-node/rtp-egress.test.ts checks it on recorded packets).
  *
  * Built on werift 0.25 internals (the SRTP context and the ICE pair's socket); `EgressLeg.open`
@@ -34,17 +38,6 @@ interface SrtpContextShape {
   updateRolloverCount(sequenceNumber: number, state: { rolloverCounter: number }): void;
   encryptRtp(payload: Buffer, header: RtpHeader): Buffer;
 }
-
-/** A plain UDP candidate pair: werift's UdpTransport socket and the remote address. */
-interface UdpPath {
-  socket: Socket;
-  address: string;
-  port: number;
-  pair: { packetsSent: number; bytesSent: number };
-}
-
-/** Sends one datagram made of `parts`; false when the connection cannot send (consent lost, closed). */
-type DatagramSender = (parts: Buffer[], length: number) => boolean;
 
 /** The werift 0.25 sender fields the fast path reads and keeps up to date (werift keeps them private). */
 export interface SenderBookkeeping {
@@ -84,6 +77,18 @@ export function writeRtpHeader(
   return header;
 }
 
+/** Rewrites the fields a forwarded packet changes in a header {@link writeRtpHeader} wrote. */
+export function writeRtpFields(
+  header: Buffer,
+  fields: { marker: boolean; payloadType: number; sequenceNumber: number; timestamp: number; ssrc: number },
+): Buffer {
+  header[1] = (fields.marker ? 0x80 : 0) | fields.payloadType;
+  header.writeUInt16BE(fields.sequenceNumber, 2);
+  header.writeUInt32BE(fields.timestamp, 4);
+  header.writeUInt32BE(fields.ssrc, 8);
+  return header;
+}
+
 /** The MID as a one-byte header extension block (RFC 8285), padded to 32 bits; as werift writes it. */
 export function midExtensionBlock(id: number, mid: string): Buffer {
   const value = Buffer.from(mid);
@@ -111,17 +116,23 @@ export class SrtpProtector {
   readonly #context: SrtpContextShape;
   readonly #gcmKey: KeyObject | undefined;
   readonly #salt: Buffer;
+  /** The session key set up once in the native addon (AES-GCM, when the addon is built). */
+  readonly #native: NativeSrtpSession | undefined;
+  readonly #addon: NativeSrtp | undefined;
   /** werift's rollover-counter state per SSRC (its objects, so werift's own sends stay in step). */
   readonly #states = new Map<number, { rolloverCounter: number }>();
 
-  constructor(context: SrtpContextShape) {
+  /** `addon`: the native SRTP addon, or undefined for node:crypto. */
+  constructor(context: SrtpContextShape, addon: NativeSrtp | undefined) {
     this.#context = context;
     const key = context.cipher.srtpSessionKey;
     this.#gcmKey = context.profile === ProtectionProfileAeadAes128Gcm && key instanceof KeyObject ? key : undefined;
     this.#salt = context.cipher.srtpSessionSalt;
+    this.#native = this.#gcmKey && addon ? addon.srtpSession(this.#gcmKey.export(), this.#salt) : undefined;
+    this.#addon = this.#native ? addon : undefined;
   }
 
-  static fromSender(sender: RTCRtpSender): SrtpProtector | undefined {
+  static fromSender(sender: RTCRtpSender, addon: NativeSrtp | undefined): SrtpProtector | undefined {
     const context = (sender.dtlsTransport as unknown as { srtp?: { localContext?: SrtpContextShape } } | undefined)
       ?.srtp?.localContext;
     if (
@@ -131,21 +142,75 @@ export class SrtpProtector {
     ) {
       return undefined;
     }
-    return new SrtpProtector(context);
+    return new SrtpProtector(context, addon);
   }
 
-  /**
-   * Header + payload → the SRTP datagram's parts (header, ciphertext, tag for GCM). `prefix`, when
-   * given, is sent in place of the payload's first `prefix.length` bytes (the payload, shared by
-   * every leg, is not written to).
-   */
-  protect(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number, prefix?: Buffer): Buffer[] {
+  /** The packet is encrypted by the native addon, which copies the header: the caller may reuse it. */
+  get native(): boolean {
+    return this.#native !== undefined;
+  }
+
+  /** The packet's rollover counter (RFC 3711 §3.3.1), kept in werift's state: once per packet sent. */
+  rolloverCounter(ssrc: number, sequenceNumber: number): number {
     let state = this.#states.get(ssrc);
     if (!state) {
       state = this.#context.getSrtpSsrcState(ssrc);
       this.#states.set(ssrc, state);
     }
     this.#context.updateRolloverCount(sequenceNumber, state);
+    return state.rolloverCounter >>> 0;
+  }
+
+  /**
+   * Header + payload → the SRTP datagram's parts (one with the addon; header, ciphertext, tag with
+   * node:crypto). `prefix`, when given, is sent in place of the payload's first `prefix.length` bytes
+   * (the payload, shared by every leg, is not written to).
+   */
+  protect(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number, prefix?: Buffer): Buffer[] {
+    return this.seal(this.rolloverCounter(ssrc, sequenceNumber), header, payload, ssrc, sequenceNumber, prefix);
+  }
+
+  /**
+   * The datagram {@link seal} makes, encrypted and sent on `socket` by the addon: its length, or -1
+   * when it was not sent (no addon, or the socket's buffer is full: the caller sends through dgram,
+   * which queues).
+   */
+  sendSealed(
+    socket: DirectSocket,
+    rolloverCounter: number,
+    header: Buffer,
+    payload: Buffer,
+    ssrc: number,
+    sequenceNumber: number,
+    prefix: Buffer | undefined,
+  ): number {
+    if (!this.#native) return -1;
+    const sent = this.#addon!.sendProtectedRtp(
+      this.#native,
+      header,
+      payload,
+      prefix,
+      ssrc,
+      rolloverCounter,
+      sequenceNumber,
+      socket.fd(),
+      socket.destination,
+    );
+    return sent >= 0 ? sent : -1;
+  }
+
+  /** The datagram's parts for a packet whose {@link rolloverCounter} was taken. */
+  seal(
+    rolloverCounter: number,
+    header: Buffer,
+    payload: Buffer,
+    ssrc: number,
+    sequenceNumber: number,
+    prefix: Buffer | undefined,
+  ): Buffer[] {
+    if (this.#native) {
+      return [this.#addon!.protectRtp(this.#native, header, payload, prefix, ssrc, rolloverCounter, sequenceNumber)];
+    }
     if (!this.#gcmKey) {
       const plain = prefix ? Buffer.concat([prefix, payload.subarray(prefix.length)]) : payload;
       return [this.#context.encryptRtp(plain, RtpHeader.deSerialize(header))];
@@ -154,7 +219,7 @@ export class SrtpProtector {
     const iv = Buffer.allocUnsafe(IV_SIZE);
     iv.writeUInt16BE(0, 0);
     iv.writeUInt32BE(ssrc, 2);
-    iv.writeUInt32BE(state.rolloverCounter >>> 0, 6);
+    iv.writeUInt32BE(rolloverCounter, 6);
     iv.writeUInt16BE(sequenceNumber, 10);
     const salt = this.#salt;
     for (let index = 0; index < IV_SIZE; index++) iv[index]! ^= salt[index]!;
@@ -172,17 +237,23 @@ export class SrtpProtector {
   }
 }
 
-/** The ICE connection's selected pair, when it is plain UDP (not TURN, not TCP). */
-function udpPath(sender: RTCRtpSender): { connection: IceConnectionShape; path: UdpPath } | undefined {
-  const connection = (sender.dtlsTransport as unknown as { iceTransport?: { connection?: IceConnectionShape } })
-    ?.iceTransport?.connection;
-  const pair = connection?.nominated;
-  const transport = pair?.protocol?.transport;
-  if (!connection || !pair || transport?.type !== 'udp' || !transport.socket) return undefined;
-  return {
-    connection,
-    path: { socket: transport.socket, address: pair.remoteAddr[0], port: pair.remoteAddr[1], pair },
-  };
+/** A leg's UDP socket as the addon sends on it: its descriptor, while it is open, and the remote address. */
+export interface DirectSocket {
+  /** Throws once the socket is closed, as dgram's send does (the descriptor may be another socket's by then). */
+  fd(): number;
+  destination: NativeUdpDestination;
+}
+
+/** Where a leg's datagrams go: werift's selected ICE pair, or a test's collector. */
+export interface DatagramRoute {
+  /** False while the connection may not send media (consent lost, closed). */
+  canSend(): boolean;
+  /** Sends one datagram made of `parts` through dgram. */
+  send(parts: Buffer[]): void;
+  /** The socket for the addon to send on itself; undefined: dgram only. */
+  direct: DirectSocket | undefined;
+  /** werift's per-pair counters. */
+  counters: { packetsSent: number; bytesSent: number };
 }
 
 interface IceConnectionShape {
@@ -196,6 +267,48 @@ interface IceConnectionShape {
 }
 
 /**
+ * The dgram socket's descriptor, for the addon: dgram keeps its libuv handle under a private symbol
+ * (Node 24), and drops it when the socket closes. Undefined when Node's internals differ: dgram only.
+ */
+export function directSocket(
+  socket: Socket,
+  address: string,
+  port: number,
+  addon: NativeSrtp,
+): DirectSocket | undefined {
+  const stateSymbol = Object.getOwnPropertySymbols(socket).find((symbol) => symbol.description === 'state symbol');
+  if (!stateSymbol) return undefined;
+  const state = (socket as unknown as Record<symbol, { handle?: { fd?: unknown } | null } | undefined>)[stateSymbol];
+  const handle = state?.handle;
+  const fd = handle?.fd;
+  if (!state || typeof fd !== 'number' || fd < 0) return undefined;
+  return {
+    fd: () => {
+      if (state.handle !== handle) throw new Error('Not running: the socket is closed');
+      return fd;
+    },
+    destination: addon.udpDestination(address, port),
+  };
+}
+
+/** The ICE connection's selected pair, when it is plain UDP (not TURN, not TCP). */
+function udpRoute(sender: RTCRtpSender, addon: NativeSrtp | undefined): DatagramRoute | undefined {
+  const connection = (sender.dtlsTransport as unknown as { iceTransport?: { connection?: IceConnectionShape } })
+    ?.iceTransport?.connection;
+  const pair = connection?.nominated;
+  const transport = pair?.protocol?.transport;
+  if (!connection || !pair || transport?.type !== 'udp' || !transport.socket) return undefined;
+  const socket = transport.socket;
+  const [address, port] = pair.remoteAddr;
+  return {
+    canSend: () => connection.canSendApplicationData(),
+    send: (parts) => socket.send(parts, port, address),
+    direct: addon ? directSocket(socket, address, port, addon) : undefined,
+    counters: pair,
+  };
+}
+
+/**
  * One subscriber leg of a forwarded track, sending through the fast path. Opened once the leg's
  * DTLS transport is connected; the sender's negotiated SSRC, payload type, MID and RTX stay the
  * sender's (werift's RTCP, stats and renegotiation keep working on them).
@@ -203,17 +316,19 @@ interface IceConnectionShape {
 export class EgressLeg {
   readonly #sender: SenderBookkeeping;
   readonly #protector: SrtpProtector;
-  readonly #send: DatagramSender;
+  readonly #route: DatagramRoute;
   readonly #transportStats: { bytesSent: number; packetsSent: number };
   readonly #midExtension: Buffer | undefined;
   readonly #payloadType: number;
+  /** Rewritten for every packet when the addon encrypts (it copies the header into the datagram). */
+  readonly #reusableHeader: Buffer | undefined;
   /** Set by the forwarded track once the viewer's stream needs it (after a layer switch). */
   payloadRewriter: PayloadPrefixRewriter | undefined;
 
-  constructor(sender: SenderBookkeeping, protector: SrtpProtector, send: DatagramSender, transportStats?: object) {
+  constructor(sender: SenderBookkeeping, protector: SrtpProtector, route: DatagramRoute, transportStats?: object) {
     this.#sender = sender;
     this.#protector = protector;
-    this.#send = send;
+    this.#route = route;
     this.#transportStats = (transportStats as { bytesSent: number; packetsSent: number }) ?? {
       bytesSent: 0,
       packetsSent: 0,
@@ -221,29 +336,24 @@ export class EgressLeg {
     const midId = sender.headerExtensions.find((extension) => extension.uri === RTP_EXTENSION_URI.sdesMid)?.id;
     this.#midExtension = midId !== undefined && sender.mid ? midExtensionBlock(midId, sender.mid) : undefined;
     this.#payloadType = sender.codec!.payloadType;
+    this.#reusableHeader = protector.native
+      ? writeRtpHeader({ marker: false, payloadType: 0, sequenceNumber: 0, timestamp: 0, ssrc: 0 }, this.#midExtension)
+      : undefined;
   }
 
   /**
    * A leg of a connected werift sender, or undefined when werift's own path must be used: other
    * header extensions than the MID to write (the node negotiates none), RED, TURN or TCP.
    */
-  static open(sender: RTCRtpSender): EgressLeg | undefined {
+  static open(sender: RTCRtpSender, addon: NativeSrtp | undefined = nativeSrtp): EgressLeg | undefined {
     const bookkeeping = sender as unknown as SenderBookkeeping;
     if (sender.dtlsTransport?.state !== 'connected' || !bookkeeping.codec) return undefined;
     if (bookkeeping.redRedundantPayloadType !== undefined) return undefined;
     if (bookkeeping.headerExtensions.some((extension) => extension.uri !== RTP_EXTENSION_URI.sdesMid)) return undefined;
-    const protector = SrtpProtector.fromSender(sender);
-    const route = udpPath(sender);
+    const protector = SrtpProtector.fromSender(sender, addon);
+    const route = udpRoute(sender, addon);
     if (!protector || !route) return undefined;
-    const { connection, path } = route;
-    const send: DatagramSender = (parts, length) => {
-      if (!connection.canSendApplicationData()) return false;
-      path.socket.send(parts, path.port, path.address);
-      path.pair.packetsSent++;
-      path.pair.bytesSent += length;
-      return true;
-    };
-    return new EgressLeg(bookkeeping, protector, send, sender.dtlsTransport);
+    return new EgressLeg(bookkeeping, protector, route, sender.dtlsTransport);
   }
 
   /** Forwards `packet` (the source's, not modified) to this leg; `ntpTimestamp` of its arrival. */
@@ -252,10 +362,16 @@ export class EgressLeg {
     const source = packet.header;
     const sequenceNumber = (source.sequenceNumber + sender.seqOffset) & 0xffff;
     const timestamp = (source.timestamp + sender.timestampOffset) >>> 0;
-    const header = writeRtpHeader(
-      { marker: source.marker, payloadType: this.#payloadType, sequenceNumber, timestamp, ssrc: sender.ssrc },
-      this.#midExtension,
-    );
+    const fields = {
+      marker: source.marker,
+      payloadType: this.#payloadType,
+      sequenceNumber,
+      timestamp,
+      ssrc: sender.ssrc,
+    };
+    const header = this.#reusableHeader
+      ? writeRtpFields(this.#reusableHeader, fields)
+      : writeRtpHeader(fields, this.#midExtension);
     const payload = packet.payload;
     sender.sequenceNumber = sequenceNumber;
     sender.timestamp = timestamp;
@@ -265,7 +381,7 @@ export class EgressLeg {
     sender.headerBytesSent += header.length;
     sender.packetCount = (sender.packetCount + 1) >>> 0;
     const prefix = this.payloadRewriter?.prefixFor(payload, false);
-    this.#transmit(this.#protector.protect(header, payload, sender.ssrc, sequenceNumber, prefix));
+    this.#send(header, payload, sender.ssrc, sequenceNumber, prefix);
   }
 
   /**
@@ -277,7 +393,6 @@ export class EgressLeg {
     const original = history((sequenceNumber - sender.seqOffset) & 0xffff);
     if (!original) return false;
     const timestamp = (original.header.timestamp + sender.timestampOffset) >>> 0;
-    let parts: Buffer[];
     if (sender.rtxPayloadType !== undefined) {
       const rtxSequenceNumber = sender.rtxSequenceNumber;
       sender.rtxSequenceNumber = (rtxSequenceNumber + 1) & 0xffff;
@@ -296,7 +411,7 @@ export class EgressLeg {
       original.payload.copy(payload, 2);
       this.payloadRewriter?.prefixFor(original.payload, true)?.copy(payload, 2);
       sender.retransmittedBytesSent += payload.length;
-      parts = this.#protector.protect(header, payload, sender.rtxSsrc, rtxSequenceNumber);
+      this.#send(header, payload, sender.rtxSsrc, rtxSequenceNumber, undefined);
     } else {
       const header = writeRtpHeader(
         {
@@ -310,17 +425,30 @@ export class EgressLeg {
       );
       sender.retransmittedBytesSent += original.payload.length;
       const prefix = this.payloadRewriter?.prefixFor(original.payload, true);
-      parts = this.#protector.protect(header, original.payload, sender.ssrc, sequenceNumber, prefix);
+      this.#send(header, original.payload, sender.ssrc, sequenceNumber, prefix);
     }
     sender.retransmittedPacketsSent++;
-    this.#transmit(parts);
     return true;
   }
 
-  #transmit(parts: Buffer[]): void {
-    let length = 0;
-    for (const part of parts) length += part.length;
-    if (!this.#send(parts, length)) return;
+  /** Protects and sends one packet: by the addon on the socket itself when it can, else through dgram. */
+  #send(header: Buffer, payload: Buffer, ssrc: number, sequenceNumber: number, prefix: Buffer | undefined): void {
+    const protector = this.#protector;
+    const route = this.#route;
+    // Every packet counts for the rollover counter, sent or not (a long consent loss may span a wrap).
+    const rolloverCounter = protector.rolloverCounter(ssrc, sequenceNumber);
+    if (!route.canSend()) return;
+    let length = route.direct
+      ? protector.sendSealed(route.direct, rolloverCounter, header, payload, ssrc, sequenceNumber, prefix)
+      : -1;
+    if (length < 0) {
+      const parts = protector.seal(rolloverCounter, header, payload, ssrc, sequenceNumber, prefix);
+      length = 0;
+      for (const part of parts) length += part.length;
+      route.send(parts);
+    }
+    route.counters.packetsSent++;
+    route.counters.bytesSent += length;
     this.#transportStats.bytesSent += length;
     this.#transportStats.packetsSent++;
   }

@@ -1,0 +1,263 @@
+/*
+ * SRTP AEAD_AES_128_GCM (RFC 7714) for the media node's forwarding fast path.
+ *
+ * Node's crypto creates (and OpenSSL 3 sets up) a cipher object for every createCipheriv: 7-9 us per
+ * packet here, most of it setup. This keeps one EVP_CIPHER_CTX per SRTP session key, keyed once;
+ * per packet only the IV is set. The output (header | ciphertext | tag) is written in one piece and
+ * either returned as a Buffer or sent on the leg's UDP socket directly with sendto(2), which skips
+ * dgram's per-datagram JS (request object, address lookup, list of buffers).
+ *
+ * Built against Node's own OpenSSL headers; the symbols resolve from the node binary, which exports
+ * them, so nothing is linked and the OpenSSL that runs is the one Node's crypto uses.
+ * Built by build.ts (npm install). The JS fallback in rtp-egress.ts is used when it is absent.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <openssl/evp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define KEY_SIZE 16
+#define SALT_SIZE 12
+#define TAG_SIZE 16
+/* Larger than any datagram the node forwards (the path MTU); bigger packets take the JS path. */
+#define MAX_DATAGRAM 2048
+
+typedef struct {
+  EVP_CIPHER_CTX *ctx;
+  uint8_t salt[SALT_SIZE];
+} srtp_session;
+
+typedef struct {
+  struct sockaddr_storage address;
+  socklen_t length;
+} udp_destination;
+
+#define CHECK(call)                                                                                                   \
+  do {                                                                                                                \
+    if ((call) != napi_ok) return NULL;                                                                               \
+  } while (0)
+
+static napi_value throw_error(napi_env env, const char *message) {
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
+static void free_session(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  srtp_session *session = data;
+  EVP_CIPHER_CTX_free(session->ctx);
+  free(session);
+}
+
+static void free_destination(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static int buffer_arg(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  bool is_buffer = false;
+  if (napi_is_buffer(env, value, &is_buffer) != napi_ok || !is_buffer) return 0;
+  return napi_get_buffer_info(env, value, (void **)data, length) == napi_ok;
+}
+
+/* An optional Buffer: undefined gives length 0. */
+static int optional_buffer_arg(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (type == napi_undefined) {
+    *data = NULL;
+    *length = 0;
+    return 1;
+  }
+  return buffer_arg(env, value, data, length);
+}
+
+/* srtpSession(sessionKey: Buffer(16), sessionSalt: Buffer(12)) -> external */
+static napi_value srtp_session_new(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *key, *salt;
+  size_t key_length, salt_length;
+  if (argc < 2 || !buffer_arg(env, argv[0], &key, &key_length) || !buffer_arg(env, argv[1], &salt, &salt_length) ||
+      key_length != KEY_SIZE || salt_length < SALT_SIZE) {
+    return throw_error(env, "srtpSession(key: 16-byte Buffer, salt: Buffer of at least 12 bytes)");
+  }
+  srtp_session *session = calloc(1, sizeof(*session));
+  if (!session) return throw_error(env, "out of memory");
+  session->ctx = EVP_CIPHER_CTX_new();
+  if (!session->ctx || EVP_EncryptInit_ex(session->ctx, EVP_aes_128_gcm(), NULL, key, NULL) != 1) {
+    EVP_CIPHER_CTX_free(session->ctx);
+    free(session);
+    return throw_error(env, "AES-128-GCM is not available");
+  }
+  memcpy(session->salt, salt, SALT_SIZE);
+  napi_value result;
+  if (napi_create_external(env, session, free_session, NULL, &result) != napi_ok) {
+    free_session(env, session, NULL);
+    return NULL;
+  }
+  return result;
+}
+
+/* udpDestination(ip: string, port: number) -> external (a resolved sockaddr) */
+static napi_value udp_destination_new(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char ip[64];
+  size_t ip_length;
+  uint32_t port;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], ip, sizeof(ip), &ip_length) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &port) != napi_ok || port == 0 || port > 65535) {
+    return throw_error(env, "udpDestination(ip: string, port: number)");
+  }
+  udp_destination *destination = calloc(1, sizeof(*destination));
+  if (!destination) return throw_error(env, "out of memory");
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&destination->address;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&destination->address;
+  if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    destination->length = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    destination->length = sizeof(*v6);
+  } else {
+    free(destination);
+    return throw_error(env, "udpDestination: not an IP address");
+  }
+  napi_value result;
+  if (napi_create_external(env, destination, free_destination, NULL, &result) != napi_ok) {
+    free(destination);
+    return NULL;
+  }
+  return result;
+}
+
+/*
+ * Encrypts into `out` (header | ciphertext | tag); returns the datagram's length, or 0 on failure.
+ * RFC 7714 section 8.1: IV = salt XOR (00 00 || SSRC || ROC || SEQ); the header is the AAD. `prefix`
+ * is encrypted in place of the payload's first bytes (the payload is shared by every leg).
+ */
+static size_t seal(srtp_session *session, const uint8_t *header, size_t header_length, const uint8_t *prefix,
+                   size_t prefix_length, const uint8_t *payload, size_t payload_length, uint32_t ssrc, uint32_t roc,
+                   uint32_t sequence_number, uint8_t *out) {
+  uint8_t iv[SALT_SIZE] = {0, 0, ssrc >> 24, ssrc >> 16, ssrc >> 8, ssrc, roc >> 24, roc >> 16, roc >> 8, roc,
+                           sequence_number >> 8, sequence_number};
+  for (int index = 0; index < SALT_SIZE; index++) iv[index] ^= session->salt[index];
+  EVP_CIPHER_CTX *ctx = session->ctx;
+  int written;
+  if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1) return 0;
+  if (EVP_EncryptUpdate(ctx, NULL, &written, header, (int)header_length) != 1) return 0;
+  memcpy(out, header, header_length);
+  size_t length = header_length;
+  if (prefix_length > 0) {
+    if (EVP_EncryptUpdate(ctx, out + length, &written, prefix, (int)prefix_length) != 1) return 0;
+    length += (size_t)written;
+  }
+  if (EVP_EncryptUpdate(ctx, out + length, &written, payload + prefix_length, (int)(payload_length - prefix_length)) !=
+      1) {
+    return 0;
+  }
+  length += (size_t)written;
+  if (EVP_EncryptFinal_ex(ctx, out + length, &written) != 1) return 0;
+  length += (size_t)written;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_SIZE, out + length) != 1) return 0;
+  return length + TAG_SIZE;
+}
+
+typedef struct {
+  srtp_session *session;
+  uint8_t *header, *payload, *prefix;
+  size_t header_length, payload_length, prefix_length;
+  uint32_t ssrc, roc, sequence_number;
+} seal_args;
+
+/* (session, header, payload, prefix | undefined, ssrc, roc, sequenceNumber) from argv[first]. */
+static int read_seal_args(napi_env env, napi_value *argv, seal_args *args) {
+  void *session;
+  if (napi_get_value_external(env, argv[0], &session) != napi_ok) return 0;
+  args->session = session;
+  return buffer_arg(env, argv[1], &args->header, &args->header_length) &&
+         buffer_arg(env, argv[2], &args->payload, &args->payload_length) &&
+         optional_buffer_arg(env, argv[3], &args->prefix, &args->prefix_length) &&
+         args->prefix_length <= args->payload_length && napi_get_value_uint32(env, argv[4], &args->ssrc) == napi_ok &&
+         napi_get_value_uint32(env, argv[5], &args->roc) == napi_ok &&
+         napi_get_value_uint32(env, argv[6], &args->sequence_number) == napi_ok;
+}
+
+/* protectRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber) -> Buffer */
+static napi_value protect_rtp(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  seal_args args;
+  if (argc < 7 || !read_seal_args(env, argv, &args)) {
+    return throw_error(env, "protectRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber)");
+  }
+  napi_value result;
+  uint8_t *out;
+  CHECK(napi_create_buffer(env, args.header_length + args.payload_length + TAG_SIZE, (void **)&out, &result));
+  if (seal(args.session, args.header, args.header_length, args.prefix, args.prefix_length, args.payload,
+           args.payload_length, args.ssrc, args.roc, args.sequence_number, out) == 0) {
+    return throw_error(env, "SRTP encryption failed");
+  }
+  return result;
+}
+
+/*
+ * sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)
+ *   -> the datagram's length, or -errno when the socket did not take it (EAGAIN: its buffer is full;
+ *      the caller sends through dgram, which queues). Throws on bad arguments or too big a packet.
+ */
+static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  seal_args args;
+  int32_t fd;
+  void *destination_data;
+  if (argc < 9 || !read_seal_args(env, argv, &args) || napi_get_value_int32(env, argv[7], &fd) != napi_ok ||
+      napi_get_value_external(env, argv[8], &destination_data) != napi_ok) {
+    return throw_error(env,
+                       "sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)");
+  }
+  if (args.header_length + args.payload_length + TAG_SIZE > MAX_DATAGRAM) {
+    return throw_error(env, "sendProtectedRtp: packet too large");
+  }
+  uint8_t out[MAX_DATAGRAM];
+  size_t length = seal(args.session, args.header, args.header_length, args.prefix, args.prefix_length, args.payload,
+                       args.payload_length, args.ssrc, args.roc, args.sequence_number, out);
+  if (length == 0) return throw_error(env, "SRTP encryption failed");
+  udp_destination *destination = destination_data;
+  ssize_t sent;
+  do {
+    sent = sendto(fd, out, length, MSG_DONTWAIT, (struct sockaddr *)&destination->address, destination->length);
+  } while (sent < 0 && errno == EINTR);
+  napi_value result;
+  CHECK(napi_create_int32(env, sent < 0 ? -errno : (int32_t)sent, &result));
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor properties[] = {
+      {"srtpSession", NULL, srtp_session_new, NULL, NULL, NULL, napi_default, NULL},
+      {"udpDestination", NULL, udp_destination_new, NULL, NULL, NULL, napi_default, NULL},
+      {"protectRtp", NULL, protect_rtp, NULL, NULL, NULL, napi_default, NULL},
+      {"sendProtectedRtp", NULL, send_protected_rtp, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties) != napi_ok) {
+    return NULL;
+  }
+  return exports;
+}

@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** An AES-128-GCM SRTP session key, set up once (the addon's EVP_CIPHER_CTX). */
+export type NativeSrtpSession = { readonly nativeSrtpSession: unique symbol };
+/** A remote UDP address, parsed once. */
+export type NativeUdpDestination = { readonly nativeUdpDestination: unique symbol };
+
+/** media-node/native/srtp.c: see there, and the media node's README. */
+export interface NativeSrtp {
+  srtpSession(sessionKey: Buffer, sessionSalt: Buffer): NativeSrtpSession;
+  udpDestination(ip: string, port: number): NativeUdpDestination;
+  /** header | ciphertext | tag; `prefix` is encrypted in place of the payload's first bytes. */
+  protectRtp(
+    session: NativeSrtpSession,
+    header: Buffer,
+    payload: Buffer,
+    prefix: Buffer | undefined,
+    ssrc: number,
+    rolloverCounter: number,
+    sequenceNumber: number,
+  ): Buffer;
+  /** The same datagram sent on socket `fd`: its length, or -errno when the socket did not take it. */
+  sendProtectedRtp(
+    session: NativeSrtpSession,
+    header: Buffer,
+    payload: Buffer,
+    prefix: Buffer | undefined,
+    ssrc: number,
+    rolloverCounter: number,
+    sequenceNumber: number,
+    fd: number,
+    destination: NativeUdpDestination,
+  ): number;
+}
+
+/**
+ * media-node/native/build/srtp.node, seen from this module: from media-node/dist/ where the node runs
+ * bundled (scripts/build-media-node.ts), from media-node/src/sfu/ where tests import the sources.
+ */
+const ADDON_PATH = [
+  new URL('../native/build/srtp.node', import.meta.url),
+  new URL('../../native/build/srtp.node', import.meta.url),
+].find((candidate) => candidate.pathname.endsWith('/media-node/native/build/srtp.node'))!;
+
+/**
+ * The addon that `npm install` builds (scripts/build-native.ts), or undefined where it was not built
+ * (no C compiler): the fast path then encrypts with node:crypto, slower and byte for byte the same.
+ * Loaded once per thread; a file that exists and fails to load is an error, not a silent fallback.
+ */
+export const nativeSrtp: NativeSrtp | undefined = existsSync(ADDON_PATH)
+  ? (createRequire(import.meta.url)(ADDON_PATH.pathname) as NativeSrtp)
+  : undefined;
+
+/** Which SRTP implementation the forwarding fast path uses, for the startup log. */
+export const srtpImplementation = nativeSrtp ? 'native addon (media-node/native)' : 'node:crypto (addon not built)';
