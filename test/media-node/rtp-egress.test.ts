@@ -336,6 +336,19 @@ describe('forwarding fast path (EgressLeg)', () => {
     });
   }
 
+  it('leaves to dgram a socket the addon cannot send on: not bound yet, or a remote that is not an IP literal', async () => {
+    const addon = requireAddon();
+    const socket = createSocket('udp4');
+    try {
+      expect(directSocket(socket, '127.0.0.1', 9, addon)).toBeUndefined();
+      await new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined)));
+      expect(directSocket(socket, 'localhost', 9, addon)).toBeUndefined();
+      expect(directSocket(socket, '127.0.0.1', 9, addon)?.fd()).toBeGreaterThan(0);
+    } finally {
+      socket.close();
+    }
+  });
+
   it('keeps sequence numbers continuous under reordering and loss: the leg maps, never renumbers', () => {
     const sent: Buffer[] = [];
     const { sender, leg } = fastPath(ProtectionProfileAeadAes128Gcm, sent, requireAddon());

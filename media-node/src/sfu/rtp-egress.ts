@@ -282,12 +282,18 @@ export function directSocket(
   const handle = state?.handle;
   const fd = handle?.fd;
   if (!state || typeof fd !== 'number' || fd < 0) return undefined;
+  let destination: NativeUdpDestination;
+  try {
+    destination = addon.udpDestination(address, port);
+  } catch {
+    return undefined; // not an IP literal the addon parses (an IPv6 zone): dgram resolves it
+  }
   return {
     fd: () => {
       if (state.handle !== handle) throw new Error('Not running: the socket is closed');
       return fd;
     },
-    destination: addon.udpDestination(address, port),
+    destination,
   };
 }
 
