@@ -75,6 +75,11 @@ export interface ClientEvents extends Record<string, unknown> {
    * or the publisher sends no layer).
    */
   layer_changed: { publisherId: string; rid: string | null; width?: number; height?: number };
+  /**
+   * Dynacast: the simulcast layers (rids) of this participant's video stream `mid` that viewers need
+   * now. The SDK has already stopped sending the others (and resumed these); the lowest layer never stops.
+   */
+  publisher_layers: { mid: string; rids: string[] };
   /** Something failed in the background (a renegotiation, a token refresh, a server `error` event). */
   error: Error;
 }
@@ -156,6 +161,8 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   #iceServers: IceServer[] = [];
   readonly #options: JoinOptions;
   #publishing: { pc: RTCPeerConnection; stream: MediaStream; options: PublishOptions } | undefined;
+  /** Encoding changes (dynacast) run one at a time: each reads the parameters the previous one set. */
+  #encodingChanges: Promise<void> = Promise.resolve();
   #subscriber: RTCPeerConnection | undefined;
   readonly #subscribedFeeds = new Set<string>();
   readonly #feedPreferences = new Map<string, FeedPreference>();
@@ -530,6 +537,16 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
           })),
         });
         break;
+      case 'publisher_layers': {
+        const { mid, rids } = frame.payload;
+        this.#encodingChanges = this.#encodingChanges
+          .then(async () => {
+            await this.#sendOnlyLayers(mid, rids);
+            this.emit('publisher_layers', { mid, rids });
+          })
+          .catch((error) => this.emit('error', error));
+        break;
+      }
       case 'layer_changed': {
         const { feed, ...layer } = frame.payload;
         this.emit('layer_changed', { publisherId: feed, ...layer });
@@ -541,6 +558,27 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
       default:
         break;
     }
+  }
+
+  /**
+   * Turns on the encodings of the publishing stream `mid` whose rid the server lists and turns off the
+   * others, without renegotiating (`RTCRtpSender.setParameters`). The first encoding, the lowest
+   * layer, stays on whatever the list says: a new viewer gets a picture at once.
+   */
+  async #sendOnlyLayers(mid: string, rids: string[]): Promise<void> {
+    const sender = this.#publishing?.pc.getTransceivers().find((transceiver) => transceiver.mid === mid)?.sender;
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    let changed = false;
+    parameters.encodings.forEach((encoding, index) => {
+      if (encoding.rid === undefined) return;
+      const active = index === 0 || rids.includes(encoding.rid);
+      if (encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    });
+    if (changed) await sender.setParameters(parameters);
   }
 
   #negotiate(task: () => Promise<void>): Promise<void> {

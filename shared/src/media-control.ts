@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
-import { MuteRequestSchema, StreamSchema, SubscriberLayerSchema } from './rest.ts';
+import { MuteRequestSchema, PublisherLayersSchema, StreamSchema, SubscriberLayerSchema } from './rest.ts';
 import { SdpSchema } from './sdp.ts';
 import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema, UpdateSubscriptionSchema } from './signaling.ts';
 
@@ -126,6 +126,11 @@ export const MediaEventSchema = z.discriminatedUnion('type', [
   }),
   /** A viewer's simulcast layer of a feed changed: relay as `layer_changed` to that viewer. */
   z.object({ type: z.literal('subscriber_layer'), ...eventBase, ...SubscriberLayerSchema.shape }),
+  /**
+   * Which layers of a publisher's simulcast video viewers need changed (dynacast): relay as
+   * `publisher_layers` to that publisher. Layers join at once and leave after a delay (no flapping).
+   */
+  z.object({ type: z.literal('publisher_layers'), ...eventBase, ...PublisherLayersSchema.shape }),
   /** A local ICE candidate of the node's side of a peer connection: relay as `trickle_ice`. */
   z.object({
     type: z.literal('ice_candidate'),

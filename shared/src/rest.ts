@@ -80,6 +80,18 @@ export const SubscriberLayerSchema = z.object({
 });
 export type SubscriberLayer = z.infer<typeof SubscriberLayerSchema>;
 
+/**
+ * Dynacast (LiveKit's name): the layers of one of a publisher's simulcast video streams (`mid`, its
+ * m-line) that viewers need: every layer up to the largest one a viewer's size asks for, the lowest
+ * always. The publisher may stop sending the others until they are listed again; the SDK does, with
+ * `RTCRtpSender.setParameters` (`encodings[i].active = false`).
+ */
+export const PublisherLayersSchema = z.object({
+  mid: z.string().min(1).max(64),
+  rids: z.array(StreamLayerSchema.shape.rid).min(1).max(3),
+});
+export type PublisherLayers = z.infer<typeof PublisherLayersSchema>;
+
 export const StreamSchema = z.object({
   kind: StreamKindSchema,
   mid: z.string().max(64).optional(),

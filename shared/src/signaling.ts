@@ -7,6 +7,7 @@ import {
   DisplaySchema,
   MAX_VIDEO_DIMENSION,
   MuteRequestSchema,
+  PublisherLayersSchema,
   PublisherSchema,
   StreamKindSchema,
   SubscriberLayerSchema,
@@ -183,6 +184,11 @@ export const ServerPayloadSchemas = {
   active_speakers: z.object({ speakers: ActiveSpeakersSchema }),
   /** To a viewer alone: the layer of a simulcast feed's video it now gets (see `update_subscription`). */
   layer_changed: SubscriberLayerSchema,
+  /**
+   * To a publisher alone: which layers of its simulcast video stream `mid` viewers need now (see
+   * PublisherLayersSchema); the others may stop until listed again.
+   */
+  publisher_layers: PublisherLayersSchema,
 } as const;
 
 export type ServerFrameType = keyof typeof ServerPayloadSchemas;
@@ -207,6 +213,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   serverFrame('grants_updated'),
   serverFrame('active_speakers'),
   serverFrame('layer_changed'),
+  serverFrame('publisher_layers'),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

@@ -61,15 +61,33 @@ export async function inboundVideo(page: Page): Promise<InboundVideo> {
   });
 }
 
-/** The widths of the page's published video layers that are being sent (bytes flowing), smallest first. */
+/** Which of the page's published video layers (by rid) its SDK has turned on, e.g. `{q: true, h: false}`. */
+export async function layersOn(page: Page): Promise<Record<string, boolean>> {
+  type Stat = { type: string; kind?: string; rid?: string; active?: boolean };
+  type Client = { getStats(): Promise<{ publisher?: { forEach(visit: (stat: Stat) => void): void } }> };
+  return page.evaluate(async () => {
+    const client = (globalThis as unknown as { truegather?: Client }).truegather;
+    const on: Record<string, boolean> = {};
+    (await client?.getStats())?.publisher?.forEach((stat) => {
+      if (stat.type === 'outbound-rtp' && stat.kind === 'video' && stat.rid) on[stat.rid] = stat.active !== false;
+    });
+    return on;
+  });
+}
+
+/**
+ * The widths of the page's published video layers that are being sent (on, with bytes sent and a
+ * frame size), smallest first. A layer the SDK turned off (dynacast) is not among them.
+ */
 export async function sentLayerWidths(page: Page): Promise<number[]> {
-  type Stat = { type: string; kind?: string; frameWidth?: number; bytesSent?: number; rid?: string };
+  type Stat = { type: string; kind?: string; frameWidth?: number; bytesSent?: number; active?: boolean };
   type Client = { getStats(): Promise<{ publisher?: { forEach(visit: (stat: Stat) => void): void } }> };
   return page.evaluate(async () => {
     const client = (globalThis as unknown as { truegather?: Client }).truegather;
     const widths: number[] = [];
     (await client?.getStats())?.publisher?.forEach((stat) => {
-      if (stat.type === 'outbound-rtp' && stat.kind === 'video' && (stat.bytesSent ?? 0) > 0 && stat.frameWidth) {
+      if (stat.type !== 'outbound-rtp' || stat.kind !== 'video' || stat.active === false) return;
+      if ((stat.bytesSent ?? 0) > 0 && stat.frameWidth) {
         widths.push(stat.frameWidth);
       }
     });
@@ -82,7 +100,8 @@ export function recordLayerRequests(page: Page): UpdateSubscription[] {
   const requests: UpdateSubscription[] = [];
   page.on('websocket', (socket) => {
     socket.on('framesent', ({ payload }) => {
-      if (typeof payload !== 'string') return;
+      // Keepalives (`ping`) are not JSON.
+      if (typeof payload !== 'string' || !payload.startsWith('{')) return;
       const frame = JSON.parse(payload) as { type?: string; payload?: UpdateSubscription };
       if (frame.type === 'update_subscription' && frame.payload) requests.push(frame.payload);
     });

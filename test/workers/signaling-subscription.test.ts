@@ -66,4 +66,23 @@ describe('update_subscription', () => {
     expect(ann.socket.received.some((frame) => 'type' in frame && frame.type === 'layer_changed')).toBe(false);
     for (const member of [ann, bob]) member.socket.close();
   });
+
+  it('relays the node’s publisher_layers to that publisher alone (dynacast)', async () => {
+    const { room, ann, bob } = await annPublishingToBob([
+      { kind: 'video', mid: '0', layers: [{ rid: 'q' }, { rid: 'f' }] },
+    ]);
+    const base = { room_id: room.id, participant_id: ann.participantId, mid: '0' };
+    await roomStub(room.id).handleMediaEvent({ type: 'publisher_layers', ...base, rids: ['q'] });
+    expect((await ann.socket.nextOf('publisher_layers')).payload).toEqual({ mid: '0', rids: ['q'] });
+    // About a participant who does not publish: nobody hears of it.
+    await roomStub(room.id).handleMediaEvent({
+      type: 'publisher_layers',
+      ...base,
+      participant_id: bob.participantId,
+      rids: ['q'],
+    });
+    await bob.socket.expectReply('mute', { kind: 'audio', muted: false }, 'ack');
+    expect(bob.socket.received.some((frame) => 'type' in frame && frame.type === 'publisher_layers')).toBe(false);
+    for (const member of [ann, bob]) member.socket.close();
+  });
 });

@@ -7,6 +7,7 @@ import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
 import { ActiveSpeakerObserver, type SpeakerClock } from './active-speakers.ts';
+import { Dynacast } from './dynacast.ts';
 import type { ViewerPreference } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { createPeerConnection, type PeerRole } from './peer-connection.ts';
@@ -68,6 +69,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   readonly #subscribers = new Map<string, Subscriber>();
   readonly #earlyCandidates = new Map<string, EarlyCandidates>();
   readonly #speakers: ActiveSpeakerObserver;
+  readonly #dynacast: Dynacast;
   #idleTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -78,6 +80,11 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#logger = deps.logger.child({ room_id: id });
     this.#speakers = new ActiveSpeakerObserver(deps.speakerClock);
     this.#speakers.on('speakers', (speakers) => this.emit('event', { type: 'active_speakers', room_id: id, speakers }));
+    this.#dynacast = new Dynacast(
+      { publishers: () => this.#publishers.values(), subscribers: () => this.#subscribers.values() },
+      (publisherId, layers) =>
+        this.emit('event', { type: 'publisher_layers', room_id: id, participant_id: publisherId, ...layers }),
+    );
   }
 
   get closed(): boolean {
@@ -312,6 +319,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
     this.#speakers.close();
+    this.#dynacast.close();
     for (const publisher of this.#publishers.values()) publisher.close('room closed');
     for (const subscriber of this.#subscribers.values()) subscriber.close('room closed');
     this.#publishers.clear();

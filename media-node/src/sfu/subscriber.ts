@@ -135,6 +135,11 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     });
   }
 
+  /** What this viewer last asked of `feed`'s video (`update_subscription`), if anything. */
+  preferenceOf(feed: string): ViewerPreference | undefined {
+    return this.#preferences.get(feed);
+  }
+
   /**
    * Which layer of `feed`'s video this viewer gets (the smallest covering the size), or none
    * (paused). Takes effect without renegotiation; replaces the feed's previous preference.

@@ -43,6 +43,11 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     const { feed, rid, width, height } = event;
     room.sendTo(event.participant_id, encodeServerFrame('layer_changed', { feed, rid, width, height }));
   },
+  publisher_layers(room, event) {
+    if (!room.state.participant(event.participant_id)?.publisher) return;
+    const { mid, rids } = event;
+    room.sendTo(event.participant_id, encodeServerFrame('publisher_layers', { mid, rids }));
+  },
   ice_candidate(room, event) {
     if (!room.state.participant(event.participant_id)) return;
     const frame = encodeServerFrame('trickle_ice', { target: event.target, candidate: event.candidate });
