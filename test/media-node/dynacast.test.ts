@@ -41,6 +41,9 @@ describe('dynacast: the layers a simulcast publisher is told viewers need', () =
     );
     // The test drives check() with its own clock: no evaluation of the room's timer in between.
     dynacast.close();
+    // A new track is reported at once, every layer on (as a publisher starts).
+    dynacast.check(0);
+    expect(reports.splice(0)).toEqual([{ mid: '0', rids: ['q', 'h', 'f'] }]);
   }
 
   afterEach(() => source.close());

@@ -17,7 +17,7 @@ export interface DynacastRoom {
 }
 
 interface LayerDemand {
-  /** The rids last reported (at first: every layer, as a publisher starts sending them all). */
+  /** The rids last reported (at first: every layer, as a publisher starts sending them all, reported at once). */
   reported: Set<string>;
   /** Reported rids no viewer needs, since when. */
   unneededSince: Map<string, number>;
@@ -51,6 +51,9 @@ export class Dynacast {
       for (const source of publisher.tracks) {
         if (source.kind !== 'video' || !source.simulcast || source.closed || !source.mid) continue;
         const needed = this.#neededRids(source, publisher.participantId, subscribers);
+        // A new track is reported at once, whatever it needs: a report meant for the publisher's previous
+        // connection (same mids) may have reached its new one.
+        const fresh = !this.#demand.has(source);
         const demand = this.#demand.get(source) ?? {
           reported: new Set(source.layers.flatMap((layer) => (layer.rid ? [layer.rid] : []))),
           unneededSince: new Map(),
@@ -68,7 +71,7 @@ export class Dynacast {
         }
         for (const rid of demand.reported) if (!next.has(rid)) demand.unneededSince.delete(rid);
         const changed = next.size !== demand.reported.size || [...next].some((rid) => !demand.reported.has(rid));
-        if (!changed) continue;
+        if (!changed && !fresh) continue;
         demand.reported = next;
         const rids = source.layers.flatMap((layer) => (layer.rid && next.has(layer.rid) ? [layer.rid] : []));
         this.#report(publisher.participantId, { mid: source.mid, rids });
