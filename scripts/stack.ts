@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
 import { EDGE_VARIABLES } from '../workers/src/env-schema.ts';
-import { buildMediaNode, MEDIA_NODE_ARGS } from './build-media-node.ts';
+import { buildMediaNode, MEDIA_NODE_ARGS, MEDIA_NODE_ENV } from './build-media-node.ts';
 
 /**
  * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
@@ -260,7 +260,7 @@ export function launchMediaNode(
 ): ChildProcess {
   if (!mediaNodeBuilt) buildMediaNode();
   mediaNodeBuilt = true;
-  return launch(process.execPath, MEDIA_NODE_ARGS, env, output);
+  return launch(process.execPath, MEDIA_NODE_ARGS, { ...MEDIA_NODE_ENV, ...env }, output);
 }
 
 /**

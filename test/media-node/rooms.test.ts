@@ -18,11 +18,21 @@ describe('media node rooms: feeds, departures, workers', () => {
   });
 
   // First, while the node is empty: the second room must go to the other (least-loaded) worker.
-  it('pins each room to one worker and spreads rooms over the workers', async () => {
+  it('pins each room to one worker and spreads rooms over the workers, with one DTLS certificate for the node', async () => {
     const rooms = [newId(), newId()];
+    const fingerprints: string[] = [];
     for (const roomId of rooms) {
-      await publishThrough(node, roomId, newId(), peers.track(await TestPublisher.create({ video: false })));
+      const { sdp } = await publishThrough(
+        node,
+        roomId,
+        newId(),
+        peers.track(await TestPublisher.create({ video: false })),
+      );
+      fingerprints.push(/^a=fingerprint:(.+)$/m.exec(sdp)?.[1] ?? '');
     }
+    // Generated once per node (workers/pool.ts), not per worker thread.
+    expect(fingerprints[0]).toMatch(/^sha-256 /);
+    expect(fingerprints[1]).toBe(fingerprints[0]);
     const text = await (await fetch(new URL('/metrics', node.url))).text();
     const perWorker = text
       .split('\n')

@@ -1,5 +1,6 @@
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RTCPeerConnection } from 'werift';
+import { RTCDtlsTransport, RTCPeerConnection } from 'werift';
 import { LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -93,5 +94,35 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     });
     expect(clientHellosOnStart).toEqual([CLIENT_HELLO]);
     expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
+  });
+
+  it('loads the X.509 generator only to generate a certificate, never for a connection given one', async () => {
+    const { certPem, privateKey, signatureHash } = await RTCDtlsTransport.SetupCertificate();
+    // A fresh thread, as a media worker: which modules does an offer with the node's certificate load?
+    const modulesLoaded = (withCertificate: boolean) =>
+      new Promise<string[]>((resolve, reject) => {
+        const script = `
+          import { registerHooks } from 'node:module';
+          import { parentPort, workerData } from 'node:worker_threads';
+          const loaded = [];
+          registerHooks({ resolve: (specifier, context, next) => { loaded.push(specifier); return next(specifier, context); } });
+          const { RTCPeerConnection } = await import(workerData.werift);
+          const pc = new RTCPeerConnection({ iceServers: [], dtls: workerData.keys ? { keys: workerData.keys } : undefined });
+          pc.addTransceiver('audio', { direction: 'sendonly' });
+          await pc.setLocalDescription(await pc.createOffer());
+          await pc.close();
+          parentPort.postMessage(loaded);`;
+        const keys = withCertificate ? { certPem, keyPem: privateKey, signatureHash } : undefined;
+        const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(script)}`), {
+          workerData: { keys, werift: import.meta.resolve('werift') },
+        });
+        worker.once('message', (loaded: string[]) => {
+          resolve(loaded);
+          void worker.terminate();
+        });
+        worker.once('error', reject);
+      });
+    expect(await modulesLoaded(true)).not.toContain('@peculiar/x509');
+    expect(await modulesLoaded(false)).toContain('@peculiar/x509');
   });
 });

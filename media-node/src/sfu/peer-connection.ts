@@ -116,6 +116,7 @@ export function createPeerConnection(
     iceInterfaceAddresses: settings.listenIp ? { udp4: settings.listenIp } : undefined,
     icePortRange: portRange,
     iceStunGatherTimeout: 3,
+    dtls: settings.dtlsCertificate ? { keys: settings.dtlsCertificate } : undefined,
   };
   return new RTCPeerConnection(config);
 }

@@ -1,8 +1,9 @@
 import { networkInterfaces } from 'node:os';
+import type { DtlsKeys } from 'werift';
 
 /*
- * No werift import here: the main thread reads these settings, and werift costs ~35 MB of memory
- * in every thread that loads it. Peer connections are built in ./peer-connection.ts (workers only).
+ * No werift import here but types: the main thread reads these settings, and werift costs ~35 MB of
+ * memory in every thread that loads it. Peer connections are built in ./peer-connection.ts (workers only).
  */
 
 /** What a worker needs to build peer connections; plain data, so it crosses into worker threads. */
@@ -14,7 +15,15 @@ export interface RtcSettings {
   announcedIp?: string;
   stunUrl?: string;
   turn?: { url: string; secret?: string };
+  /**
+   * The node's one DTLS certificate, generated at start (workers/pool.ts); absent, werift generates
+   * one in each thread.
+   */
+  dtlsCertificate?: DtlsCertificate;
 }
+
+/** A DTLS certificate and its private key (PEM), as werift's `dtls.keys` takes them. */
+export type DtlsCertificate = DtlsKeys;
 
 /** The local IPv4 addresses werift would gather on by itself, fixed once so that port blocks fit them. */
 export function defaultHostAddresses(listenIp: string | undefined): string[] {

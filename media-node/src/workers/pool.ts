@@ -6,7 +6,7 @@ import type { MediaEvent } from '../../../shared/src/media-control.ts';
 import { loggableError, MediaNodeError, notFound, unavailable } from '../errors.ts';
 import { addForwardingStats, createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { workerPortSlice } from '../sfu/port-allocator.ts';
-import type { RtcSettings } from '../sfu/rtc-settings.ts';
+import type { DtlsCertificate, RtcSettings } from '../sfu/rtc-settings.ts';
 import type {
   CommandArgs,
   CommandName,
@@ -22,13 +22,13 @@ import type {
 export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
 /**
- * The worker script beside this module: media-worker.ts when the pool runs from source (tests), and
- * media-worker.mjs in the bundle (scripts/build-media-node.ts), where this module is part of main.mjs.
+ * A worker script beside this module: `name`.ts when the pool runs from source (tests), and
+ * `name`.mjs in the bundle (scripts/build-media-node.ts), where this module is part of main.mjs.
  */
-const DEFAULT_WORKER_URL = new URL(
-  import.meta.url.endsWith('.ts') ? './media-worker.ts' : './media-worker.mjs',
-  import.meta.url,
-);
+const workerScript = (name: string) =>
+  new URL(`./${name}${import.meta.url.endsWith('.ts') ? '.ts' : '.mjs'}`, import.meta.url);
+const DEFAULT_WORKER_URL = workerScript('media-worker');
+const DTLS_CERTIFICATE_WORKER_URL = workerScript('dtls-certificate-worker');
 /**
  * A small young generation (V8's default grows to 16 MB semi-spaces): forwarding allocates fast and
  * almost everything dies young, so scavenges stay cheap while the node keeps ~25 MB less resident
@@ -121,6 +121,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   #draining = false;
   #stopping = false;
   #watchdog: NodeJS.Timeout | undefined;
+  /** One certificate for every worker's connections, so that no worker generates its own. */
+  #dtlsCertificate: DtlsCertificate | undefined;
 
   constructor(options: PoolOptions) {
     super();
@@ -128,8 +130,12 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     this.#threads = Array.from({ length: options.workers }, () => undefined);
   }
 
-  /** Starts the first worker: a node whose worker cannot start fails at once, not at its first room. */
+  /**
+   * Generates the node's DTLS certificate and starts the first worker: a node whose worker cannot
+   * start fails at once, not at its first room.
+   */
   async start(): Promise<void> {
+    this.#dtlsCertificate = await generateDtlsCertificate();
     await this.#spawn(0);
     this.#watchdog = setInterval(() => this.#watch(), this.#options.watchdogIntervalMs ?? WATCHDOG_INTERVAL_MS);
     this.#watchdog.unref();
@@ -377,7 +383,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       index,
       logLevel: this.#options.logLevel,
       nodeId: this.#options.nodeId,
-      settings: this.#options.settings,
+      settings: { ...this.#options.settings, dtlsCertificate: this.#dtlsCertificate },
       connectTimeoutMs: this.#options.connectTimeoutMs,
       ports: workerPortSlice(this.#options.portRange, index, this.#threads.length),
     };
@@ -449,6 +455,19 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       this.#options.logger.error('restarting a media worker failed', { worker: index, error: loggableError(error) });
     });
   }
+}
+
+/** Runs dtls-certificate-worker.ts: the certificate, generated in a thread that exits after it. */
+function generateDtlsCertificate(): Promise<DtlsCertificate> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(DTLS_CERTIFICATE_WORKER_URL);
+    worker.once('message', (certificate: DtlsCertificate) => {
+      resolve(certificate);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(unavailable(`the DTLS certificate worker exited with code ${code}`)));
+  });
 }
 
 /** One worker thread and its request/response bookkeeping. */
