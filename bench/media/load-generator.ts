@@ -81,6 +81,12 @@ async function execute(command: LoadCommand): Promise<unknown> {
       return publisher.createOffer();
     case 'publisher-answer':
       await publisher!.setAnswer(command.sdp);
+      // Janus lists a feed only once its publisher's connection is up: subscribing earlier fails
+      // with "No such feed" (428), so the first step waits for it whatever the SFU.
+      await waitFor(() => publisher!.pc.connectionState === 'connected', {
+        timeoutMs: 30_000,
+        message: "the publisher's connection",
+      });
       return null;
     case 'pause':
       publisher!.paused = command.paused;
