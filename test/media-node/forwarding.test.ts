@@ -32,9 +32,10 @@ describe('media node forwarding (werift peers on loopback)', () => {
 
   it('forwards ≥ 25 video and ≥ 25 audio packets per second for 5 s, and /metrics counts them', async () => {
     // Through the native SRTP addon that npm install builds, as the node says at startup.
-    expect(node.logs.find((line) => line.includes('"message":"media node listening"'))).toContain(
-      '"srtp":"native addon',
-    );
+    expect(
+      node.logs.find((line) => line.includes('"message":"media node listening"')),
+      'the SRTP addon: `npm run build:native`',
+    ).toContain('"srtp":"native addon');
     const roomId = newId();
     const publisherId = newId();
     const publisher = peers.track(await TestPublisher.create());

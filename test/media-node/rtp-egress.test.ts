@@ -110,7 +110,9 @@ function weriftSender(profile: number, sent: Buffer[]) {
  */
 function requireAddon(): NativeSrtp {
   if (!nativeSrtp) {
-    throw new Error('media-node/native/build/srtp.node is not built: install gcc and run npm install');
+    throw new Error(
+      'media-node/native/build/srtp.node is not built: run `npm run build:native` (npm install runs it; it needs gcc)',
+    );
   }
   return nativeSrtp;
 }
