@@ -25,7 +25,7 @@
 #define KEY_SIZE 16
 #define SALT_SIZE 12
 #define TAG_SIZE 16
-/* Larger than any datagram the node forwards (the path MTU); bigger packets take the JS path. */
+/* Larger than any datagram the node forwards (the path MTU); bigger packets go through dgram. */
 #define MAX_DATAGRAM 2048
 
 typedef struct {
@@ -217,8 +217,9 @@ static napi_value protect_rtp(napi_env env, napi_callback_info info) {
 
 /*
  * sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)
- *   -> the datagram's length, or -errno when the socket did not take it (EAGAIN: its buffer is full;
- *      the caller sends through dgram, which queues). Throws on bad arguments or too big a packet.
+ *   -> the datagram's length, or -errno when it was not sent (EAGAIN: the socket's buffer is full;
+ *      EMSGSIZE: larger than the addon's stack buffer): the caller sends it through dgram, which
+ *      queues. Throws on bad arguments.
  */
 static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
   size_t argc = 9;
@@ -232,8 +233,11 @@ static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
     return throw_error(env,
                        "sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)");
   }
+  napi_value result;
   if (args.header_length + args.payload_length + TAG_SIZE > MAX_DATAGRAM) {
-    return throw_error(env, "sendProtectedRtp: packet too large");
+    /* Larger than any path MTU the node sees: the caller sends it through dgram. */
+    CHECK(napi_create_int32(env, -EMSGSIZE, &result));
+    return result;
   }
   uint8_t out[MAX_DATAGRAM];
   size_t length = seal(args.session, args.header, args.header_length, args.prefix, args.prefix_length, args.payload,
@@ -244,7 +248,6 @@ static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
   do {
     sent = sendto(fd, out, length, MSG_DONTWAIT, (struct sockaddr *)&destination->address, destination->length);
   } while (sent < 0 && errno == EINTR);
-  napi_value result;
   CHECK(napi_create_int32(env, sent < 0 ? -errno : (int32_t)sent, &result));
   return result;
 }

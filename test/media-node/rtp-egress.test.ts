@@ -338,6 +338,46 @@ describe('forwarding fast path (EgressLeg)', () => {
     });
   }
 
+  it('sends a datagram too large for the addon through dgram, the same bytes as werift', async () => {
+    const addon = requireAddon();
+    const receiver = createSocket('udp4');
+    const socket = createSocket('udp4');
+    await Promise.all([
+      new Promise((resolve) => receiver.bind(0, '127.0.0.1', () => resolve(undefined))),
+      new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined))),
+    ]);
+    try {
+      const received: Buffer[] = [];
+      receiver.on('message', (datagram) => received.push(datagram));
+      const port = receiver.address().port;
+      const expected: Buffer[] = [];
+      const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
+      const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
+      const dgramSends: number[] = [];
+      const route: DatagramRoute = {
+        canSend: () => true,
+        send: (parts) => {
+          dgramSends.push(parts.length);
+          socket.send(parts, port, '127.0.0.1');
+        },
+        direct: directSocket(socket, '127.0.0.1', port, addon),
+        counters: { packetsSent: 0, bytesSent: 0 },
+      };
+      const leg = new EgressLeg(sender, SrtpProtector.fromSender(werift, addon)!, route, transport);
+      sender.ssrc = stock.sender.ssrc;
+      const large = sourcePackets()[0]!.clone();
+      large.payload = Buffer.concat([large.payload, Buffer.alloc(3_000, 7)]);
+      await stock.werift.sendRtp(large);
+      leg.forward(large, 0n);
+      await waitFor(() => received.length === 1, { message: 'the large datagram' });
+      expect(dgramSends).toEqual([1]);
+      expect(received[0]!.toString('hex')).toBe(expected[0]!.toString('hex'));
+    } finally {
+      socket.close();
+      receiver.close();
+    }
+  });
+
   it('leaves to dgram a socket the addon cannot send on: not bound yet, or a remote that is not an IP literal', async () => {
     const addon = requireAddon();
     const socket = createSocket('udp4');

@@ -172,8 +172,8 @@ export class SrtpProtector {
 
   /**
    * The datagram {@link seal} makes, encrypted and sent on `socket` by the addon: its length, or -1
-   * when it was not sent (no addon, or the socket's buffer is full: the caller sends through dgram,
-   * which queues).
+   * when it was not sent (no addon, the socket's buffer is full, or a datagram over 2 KB): the caller
+   * sends it through dgram, which queues.
    */
   sendSealed(
     socket: DirectSocket,
