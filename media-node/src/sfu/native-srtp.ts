@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /** An AES-128-GCM SRTP session key, set up once (the addon's EVP_CIPHER_CTX). */
 export type NativeSrtpSession = { readonly nativeSrtpSession: unique symbol };
@@ -49,7 +50,7 @@ const ADDON_PATH = [
  * Loaded once per thread; a file that exists and fails to load is an error, not a silent fallback.
  */
 export const nativeSrtp: NativeSrtp | undefined = existsSync(ADDON_PATH)
-  ? (createRequire(import.meta.url)(ADDON_PATH.pathname) as NativeSrtp)
+  ? (createRequire(import.meta.url)(fileURLToPath(ADDON_PATH)) as NativeSrtp)
   : undefined;
 
 /** Which SRTP implementation the forwarding fast path uses, for the startup log. */
