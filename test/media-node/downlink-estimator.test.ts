@@ -1,7 +1,14 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MediaStream, MediaStreamTrack, RTCPeerConnection, RtpHeader, RtpPacket } from 'werift';
 import { BitrateMeter } from '../../media-node/src/sfu/bitrate.ts';
-import { BASE_HOLD_MS, DownlinkEstimator, MAX_HOLD_MS } from '../../media-node/src/sfu/downlink-estimator.ts';
+import {
+  BASE_HOLD_MS,
+  type BudgetTaker,
+  type BudgetUse,
+  DownlinkEstimator,
+  MAX_HOLD_MS,
+  shareEstimate,
+} from '../../media-node/src/sfu/downlink-estimator.ts';
 import { ForwardedTrack, KEEP_LAYER_TOLERANCE } from '../../media-node/src/sfu/forwarded-track.ts';
 import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import { SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
@@ -126,6 +133,58 @@ describe('downlink estimate', () => {
     expect(Math.min(...waits.slice(3))).toBeGreaterThanOrEqual(MAX_HOLD_MS);
     // In five minutes, the viewer spent under 5 % of the time on the layer its link cannot carry.
     expect(secondsOnTop / 300).toBeLessThan(0.05);
+  });
+});
+
+describe('sharing a viewer’s estimate', () => {
+  /** A track with these layer bitrates (lowest first; one for audio or a single-layer video), recording its budget. */
+  function track(name: string, kind: 'audio' | 'video', layers: number[], calls: string[]) {
+    const taker: BudgetTaker & { budget?: number; layer?: number } = {
+      source: { kind, simulcast: layers.length > 1 },
+      applyBudget(budgetBps: number): BudgetUse {
+        calls.push(name);
+        taker.budget = budgetBps;
+        let index = layers.length - 1;
+        while (index > 0 && layers[index]! > budgetBps) index--;
+        taker.layer = index;
+        const next = layers[index + 1];
+        return next === undefined
+          ? { usedBps: layers[index]!, limited: false, upgradeBps: Number.POSITIVE_INFINITY }
+          : { usedBps: layers[index]!, limited: true, upgradeBps: next - layers[index]! };
+      },
+    };
+    return taker;
+  }
+
+  it('budgets audio first, then single-layer video (screen shares), then simulcast cameras in order', () => {
+    const calls: string[] = [];
+    const cameraA = track('camera A', 'video', [150_000, 500_000, 1_500_000], calls);
+    const audio = track('audio', 'audio', [50_000], calls);
+    const screen = track('screen', 'video', [1_200_000], calls);
+    const cameraB = track('camera B', 'video', [150_000, 500_000, 1_500_000], calls);
+    const plan = shareEstimate(2_100_000, [cameraA, audio, screen, cameraB], 0);
+    expect(calls).toEqual(['audio', 'screen', 'camera A', 'camera B']);
+    expect([screen.budget, cameraA.budget, cameraB.budget]).toEqual([2_050_000, 850_000, 350_000]);
+    expect([cameraA.layer, cameraB.layer]).toEqual([1, 0]);
+    // The cheapest next step: camera B's 150 → 500 kbps.
+    expect(plan).toEqual({ usedBps: 1_900_000, limited: true, upgradeBps: 350_000 });
+  });
+
+  it('gives every track its top layer when unlimited, and its lowest when nothing is left', () => {
+    const calls: string[] = [];
+    const tracks = [
+      track('audio', 'audio', [50_000], calls),
+      track('screen', 'video', [1_200_000], calls),
+      track('camera', 'video', [150_000, 500_000, 1_500_000], calls),
+    ];
+    expect(shareEstimate(Number.POSITIVE_INFINITY, tracks, 0)).toEqual({
+      usedBps: 2_750_000,
+      limited: false,
+      upgradeBps: Number.POSITIVE_INFINITY,
+    });
+    // 100 kbps: the screen share cannot step down and takes it all; the camera keeps its lowest layer.
+    expect(shareEstimate(100_000, tracks, 0)).toEqual({ usedBps: 1_400_000, limited: true, upgradeBps: 350_000 });
+    expect(tracks[2]!.budget).toBe(0);
   });
 });
 

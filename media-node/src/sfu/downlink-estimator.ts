@@ -107,3 +107,56 @@ export class DownlinkEstimator {
     this.#closed = true;
   }
 }
+
+/** What a track takes of its viewer's bandwidth budget (see {@link ForwardedTrack.applyBudget}). */
+export interface BudgetUse {
+  /** The bitrate of the layer it gets (or switches to); for {@link shareEstimate}, of every track. */
+  usedBps: number;
+  /** It gets a lower layer than its viewer's preference asks for, for want of bandwidth. */
+  limited: boolean;
+  /** What the next layer up would cost on top (infinite when not limited); the cheapest of them. */
+  upgradeBps: number;
+}
+
+/** A track sharing a viewer's downlink (a {@link ForwardedTrack}). */
+export interface BudgetTaker {
+  readonly source: { readonly kind: 'audio' | 'video'; readonly simulcast: boolean };
+  /** Takes what fits in `budgetBps` (at least its lowest layer) and tells what it uses. */
+  applyBudget(budgetBps: number, now: number): BudgetUse;
+}
+
+/**
+ * Shares a viewer's downlink estimate among its tracks, by priority: audio first (it is never cut, so
+ * its cost comes off the top), then video that cannot step down (one layer: screen shares, which the
+ * SDK sends without simulcast), then simulcast video in the order given (subscription order), each
+ * taking the highest layer that fits what is left — its lowest layer at least: bandwidth never pauses
+ * a track. The contract's streams do not say which video is a screen share; this order puts them
+ * before cameras all the same.
+ */
+export function shareEstimate(estimateBps: number, tracks: Iterable<BudgetTaker>, now: number): BudgetUse {
+  let left = estimateBps;
+  let usedBps = 0;
+  const video: BudgetTaker[] = [];
+  for (const track of tracks) {
+    if (track.source.kind !== 'audio') {
+      video.push(track);
+      continue;
+    }
+    const use = track.applyBudget(Number.POSITIVE_INFINITY, now);
+    left -= use.usedBps;
+    usedBps += use.usedBps;
+  }
+  video.sort((a, b) => Number(a.source.simulcast) - Number(b.source.simulcast));
+  let limited = false;
+  let upgradeBps = Number.POSITIVE_INFINITY;
+  for (const track of video) {
+    const use = track.applyBudget(Math.max(left, 0), now);
+    left -= use.usedBps;
+    usedBps += use.usedBps;
+    if (use.limited) {
+      limited = true;
+      upgradeBps = Math.min(upgradeBps, use.upgradeBps);
+    }
+  }
+  return { usedBps, limited, upgradeBps };
+}

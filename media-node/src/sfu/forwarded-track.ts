@@ -14,7 +14,7 @@ import {
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import { PACKET_OVERHEAD_BYTES } from './bitrate.ts';
-import type { DownlinkFeedback } from './downlink-estimator.ts';
+import type { BudgetTaker, BudgetUse, DownlinkFeedback } from './downlink-estimator.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { EgressLeg, type SenderBookkeeping } from './rtp-egress.ts';
 import type { SenderReportClock } from './sender-reports.ts';
@@ -46,16 +46,6 @@ interface ForwardedTrackEvents {
   closed: [reason: string];
 }
 
-/** What a track takes of its viewer's bandwidth budget (see {@link ForwardedTrack.applyBudget}). */
-export interface BudgetUse {
-  /** The bitrate of the layer it gets (or switches to). */
-  usedBps: number;
-  /** It gets a lower layer than its viewer's preference asks for, for want of bandwidth. */
-  limited: boolean;
-  /** What the next layer up would cost on top (infinite when not limited). */
-  upgradeBps: number;
-}
-
 /** Bytes sent to one viewer, counted by every track forwarded to it (payload + per-packet overhead). */
 export interface SentBytes {
   bytes: number;
@@ -80,7 +70,7 @@ export interface ViewerPreference extends LayerPreference {
  * layer until that keyframe arrives; from there the sequence numbers, timestamps and, for VP8, the
  * picture ID and TL0PICIDX continue from what the viewer last saw, so it sees one stream.
  */
-export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implements RtpSink {
+export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implements RtpSink, BudgetTaker {
   readonly source: SourceTrack;
   readonly transceiver: RTCRtpTransceiver;
   readonly #sender: RTCRtpSender;

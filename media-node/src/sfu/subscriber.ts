@@ -1,7 +1,7 @@
 import { MediaStream } from 'werift';
 import type { SubscriberLayer } from '../../../shared/src/rest.ts';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
-import { DownlinkEstimator, type DownlinkFeedback } from './downlink-estimator.ts';
+import { DownlinkEstimator, type DownlinkFeedback, shareEstimate } from './downlink-estimator.ts';
 import { ForwardedTrack, type SentBytes, type ViewerPreference } from './forwarded-track.ts';
 import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import {
@@ -187,48 +187,22 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   }
 
   /**
-   * Shares the downlink estimate among the tracks, by priority: audio first (it is never cut, so its
-   * cost comes off the top), then video that cannot step down (one layer: screen shares, which the SDK
-   * sends without simulcast), then simulcast video in the order the feeds were subscribed, each taking
-   * the highest layer that fits what is left (its lowest layer at least: bandwidth never pauses a
-   * track). When the estimate may rise, it rises by the cheapest next layer, or to unlimited when
-   * every track already gets what it asks for.
+   * Shares the downlink estimate among the tracks ({@link shareEstimate}). When the estimate may rise,
+   * it rises by the cheapest next layer, or to unlimited when every track already gets what it asks for.
    */
   #allocate(now: number): void {
     if (this.closed || (!this.#budgeted && !Number.isFinite(this.#downlink.estimateBps))) return;
-    let plan = this.#distribute(now);
+    let plan = shareEstimate(this.#downlink.estimateBps, this.#forwarded.values(), now);
     const estimate = this.#downlink.estimateBps;
     if (this.#downlink.canRaise(now)) {
       const next = plan.limited ? Math.max(plan.usedBps, estimate) + plan.upgradeBps : Number.POSITIVE_INFINITY;
       if (this.#downlink.raise(next, now)) {
         this.#logEstimate('rise');
-        plan = this.#distribute(now);
+        plan = shareEstimate(this.#downlink.estimateBps, this.#forwarded.values(), now);
       }
     }
     this.#budgeted = Number.isFinite(this.#downlink.estimateBps);
     this.#bandwidthLimited = plan.limited;
-  }
-
-  #distribute(now: number): { usedBps: number; limited: boolean; upgradeBps: number } {
-    const estimate = this.#downlink.estimateBps;
-    let left = estimate;
-    const tracks = [...this.#forwarded.values()];
-    for (const track of tracks) {
-      if (track.source.kind === 'audio') left -= track.applyBudget(Number.POSITIVE_INFINITY, now).usedBps;
-    }
-    const video = tracks.filter((track) => track.source.kind === 'video');
-    video.sort((a, b) => Number(a.source.simulcast) - Number(b.source.simulcast));
-    let limited = false;
-    let upgradeBps = Number.POSITIVE_INFINITY;
-    for (const track of video) {
-      const use = track.applyBudget(Math.max(left, 0), now);
-      left -= use.usedBps;
-      if (use.limited) {
-        limited = true;
-        upgradeBps = Math.min(upgradeBps, use.upgradeBps);
-      }
-    }
-    return { usedBps: Number.isFinite(estimate) ? estimate - left : 0, limited, upgradeBps };
   }
 
   /**
