@@ -80,13 +80,21 @@ const LINK_RATE = '400kbit';
 
     const open = await joinParticipant(stack!, roomId, 'Open');
     const limited = await joinParticipant(stack!, roomId, 'Limited');
-    const feed = open.joined.payload.publishers.find((publisher) => publisher.display === 'Alice')?.id;
-    expect(feed).toBeDefined();
+    // Alice's feed: listed at join if the room had announced it by then, else announced after.
+    const feed = await waitFor(
+      () => {
+        const announced = open.frames.flatMap((frame) =>
+          frame.type === 'publisher_joined' ? [frame.payload.publisher] : [],
+        );
+        return [...open.joined.payload.publishers, ...announced].find((publisher) => publisher.display === 'Alice')?.id;
+      },
+      { timeoutMs: 20_000, message: 'Alice’s feed announced' },
+    );
     const openViewer = new RemoteViewer(link!.hostAddress);
     const limitedViewer = new RemoteViewer(link!.namespaceAddress, (command) => link!.commandInside(command));
     viewers.push(openViewer, limitedViewer);
-    await subscribe(open, openViewer, feed!);
-    await subscribe(limited, limitedViewer, feed!);
+    await subscribe(open, openViewer, feed);
+    await subscribe(limited, limitedViewer, feed);
 
     // Both start on the 1280-px layer: nothing limits them yet.
     await waitFor(() => lastLayer(open)?.width === 1280 && lastLayer(limited)?.width === 1280, {

@@ -6,6 +6,13 @@ export interface DownlinkFeedback {
 
 /** A report losing more than this share of packets means the link is short (GCC's loss thresholds). */
 export const LOSS_CONGESTED = 0.1;
+/**
+ * Loss above {@link LOSS_CONGESTED} counts once reports have shown it for this long, with no clean
+ * report between: a burst that one report covers is not congestion. On a machine starved of CPU,
+ * Chromium viewers reported one ~35 % loss burst and clean reports after it; stepping down on it cost
+ * them their layer for 12 s of climbing back.
+ */
+export const CONGESTION_CONFIRM_MS = 500;
 /** Below this share the link counts as clean; in between, the estimate holds. */
 export const LOSS_CLEAN = 0.02;
 /** Clean reports for this long before the estimate may rise; a rise that meets congestion sooner doubles it. */
@@ -19,8 +26,9 @@ export const MIN_ESTIMATE_BPS = 50_000;
 /**
  * What one viewer's downlink carries, from the loss its receiver reports show. It starts unlimited: a
  * viewer gets what its preferences ask for until its link shows congestion. Then:
- * - **Down at once.** A report losing more than {@link LOSS_CONGESTED} sets the estimate to what got
- *   through: what the node sent meanwhile × (1 − loss) × 0.9. The estimate only goes down on loss.
+ * - **Down on congestion.** Reports losing more than {@link LOSS_CONGESTED} for
+ *   {@link CONGESTION_CONFIRM_MS} set the estimate to what got through: what the node sent meanwhile ×
+ *   (1 − loss) × 0.9, each further such report lowering it again. The estimate only goes down on loss.
  * - **Hold.** Loss between {@link LOSS_CLEAN} and {@link LOSS_CONGESTED} changes nothing but restarts
  *   the wait for a clean period.
  * - **Up one step after a clean period.** After {@link BASE_HOLD_MS} of clean reports since the last
@@ -43,6 +51,8 @@ export class DownlinkEstimator {
   #stableSince: number;
   /** When the estimate last rose, until that rise is judged. */
   #raisedAt: number | undefined;
+  /** The first report of the current run of heavy loss (cleared by a clean report). */
+  #lossSince: number | undefined;
   #closed = false;
 
   constructor(now: number) {
@@ -60,19 +70,21 @@ export class DownlinkEstimator {
   }
 
   /**
-   * One report block. `sentBps`: what the node sent this viewer lately (all tracks), which loss and
-   * queueing are judged against.
+   * One report block. `sentBps`: what the node sent this viewer lately (all tracks), which loss is
+   * judged against.
    */
   report(feedback: DownlinkFeedback, sentBps: number, now: number): void {
     if (this.#closed) return;
+    if (feedback.fractionLost >= LOSS_CLEAN) this.#stableSince = now;
     if (feedback.fractionLost > LOSS_CONGESTED) {
-      this.#congested(sentBps * (1 - feedback.fractionLost) * LOSS_MARGIN, now);
+      this.#lossSince ??= now;
+      if (now - this.#lossSince >= CONGESTION_CONFIRM_MS) {
+        this.#congested(sentBps * (1 - feedback.fractionLost) * LOSS_MARGIN, now);
+      }
       return;
     }
-    if (feedback.fractionLost >= LOSS_CLEAN) {
-      this.#stableSince = now;
-      return;
-    }
+    if (feedback.fractionLost >= LOSS_CLEAN) return;
+    this.#lossSince = undefined;
     if (this.#raisedAt !== undefined && now - this.#raisedAt >= BASE_HOLD_MS) {
       // The last rise held: the link carries it, and the next one needs only the base wait.
       this.#raisedAt = undefined;
