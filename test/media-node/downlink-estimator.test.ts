@@ -214,6 +214,24 @@ describe('bitrate meter', () => {
     expect(meter.bps(4_000)).toBeCloseTo(1_500_000, -4);
     expect(meter.bps(6_500)).toBe(0);
   });
+
+  it('is not measured until a full window of packets flowed, nor after packets stopped or came back', () => {
+    const meter = new BitrateMeter();
+    expect(meter.measured(0)).toBe(false);
+    for (let now = 0; now < 900; now += 10) meter.add(1_250, now);
+    expect(meter.measured(900)).toBe(false);
+    for (let now = 900; now < 2_000; now += 10) meter.add(1_250, now);
+    expect(meter.measured(2_000)).toBe(true);
+    expect(meter.bps(2_000)).toBeCloseTo(1_000_000, -4);
+    // Dynacast turned the layer off: after two silent windows it is no longer measured…
+    expect(meter.measured(4_000)).toBe(false);
+    // …and when it comes back, one packet's rate is no measurement (it read 0 or diluted before).
+    meter.add(1_250, 5_000);
+    expect(meter.measured(5_010)).toBe(false);
+    for (let now = 5_010; now < 6_100; now += 10) meter.add(1_250, now);
+    expect(meter.measured(6_100)).toBe(true);
+    expect(meter.bps(6_100)).toBeCloseTo(1_000_000, -4);
+  });
 });
 
 describe('a viewer’s layer within its budget', () => {
@@ -301,6 +319,26 @@ describe('a viewer’s layer within its budget', () => {
     // Each target asked its layer for a keyframe (the switch waits for it).
     expect(keyframeRequests).toContain(12);
     expect(keyframeRequests).toContain(11);
+    // The top layer stops for 3 s (dynacast turned it off) and comes back: one packet of it is no
+    // measurement, so a limited viewer does not take it for a free layer, and no rise is priced on it.
+    track.setPreference({});
+    const send = (index: number, step: number) => {
+      const header = new RtpHeader({ ssrc: 10 + index, sequenceNumber: step, timestamp: step * 900, payloadType: 96 });
+      tracks[index]!.onReceiveRtp.execute(new RtpPacket(header, vp8(sizes[index]!.bytes)));
+    };
+    for (let step = 200; step < 500; step++) {
+      send(0, step);
+      send(1, step);
+      vi.advanceTimersByTime(10);
+    }
+    send(2, 500);
+    const later = performance.now();
+    expect(source.layers[2]!.bitrate.measured(later)).toBe(false);
+    expect(track.applyBudget(700_000, later)).toEqual({
+      usedBps: source.layers[1]!.bitrate.bps(later),
+      limited: true,
+      upgradeBps: Number.POSITIVE_INFINITY,
+    });
     track.close('done');
     source.close();
     await pc.close();

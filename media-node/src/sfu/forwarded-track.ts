@@ -169,7 +169,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   /**
    * Sets what this track may cost its viewer's link and picks the layer that fits: the highest of the
    * viewer's ladder ({@link SourceTrack.ladderFor}) whose measured bitrate is within the budget (the
-   * current layer within {@link KEEP_LAYER_TOLERANCE} of it), else the lowest. A track that cannot
+   * current layer within {@link KEEP_LAYER_TOLERANCE} of it; a layer not yet measured never fits),
+   * else the lowest. A track that cannot
    * step down (audio, one layer) just reports its cost; a paused one costs nothing.
    */
   applyBudget(budgetBps: number, now: number): BudgetUse {
@@ -187,7 +188,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const usedBps = chosen.bitrate.bps(now);
     const next = ladder[ladder.indexOf(chosen) + 1];
     if (!next || ladder.indexOf(chosen) < 0) return { ...unlimited, usedBps };
-    return { usedBps, limited: true, upgradeBps: Math.max(0, next.bitrate.bps(now) - usedBps) };
+    // A next layer not measured yet has no known cost: limited, and no rise is priced on it.
+    const upgradeBps = next.bitrate.measured(now)
+      ? Math.max(0, next.bitrate.bps(now) - usedBps)
+      : Number.POSITIVE_INFINITY;
+    return { usedBps, limited: true, upgradeBps };
   }
 
   #selectLayer(): void {
@@ -219,6 +224,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const held = this.#target ?? this.#current;
     for (let index = ladder.length - 1; index > 0; index--) {
       const layer = ladder[index]!;
+      // An unmeasured layer (new, or back after dynacast turned it off) reads cheap but is not.
+      if (!layer.bitrate.measured(now)) continue;
       if (layer.bitrate.bps(now) <= (layer === held ? budget * KEEP_LAYER_TOLERANCE : budget)) return layer;
     }
     return ladder[0];

@@ -194,7 +194,9 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     if (this.closed || (!this.#budgeted && !Number.isFinite(this.#downlink.estimateBps))) return;
     let plan = shareEstimate(this.#downlink.estimateBps, this.#forwarded.values(), now);
     const estimate = this.#downlink.estimateBps;
-    if (this.#downlink.canRaise(now)) {
+    // Limited with no next layer of known cost (not measured yet): nothing to rise to for now.
+    const priced = !plan.limited || Number.isFinite(plan.upgradeBps);
+    if (priced && this.#downlink.canRaise(now)) {
       const next = plan.limited ? Math.max(plan.usedBps, estimate) + plan.upgradeBps : Number.POSITIVE_INFINITY;
       if (this.#downlink.raise(next, now)) {
         this.#logEstimate('rise');
