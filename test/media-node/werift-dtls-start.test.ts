@@ -96,6 +96,37 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
   });
 
+  it('answers a ClientHello that arrived twice before its start once, and connects', async () => {
+    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    peers.push(server, client);
+    server.addTransceiver('audio', { direction: 'sendonly' });
+    await server.setLocalDescription(await server.createOffer());
+    await client.setRemoteDescription(server.localDescription!);
+    await client.setLocalDescription(await client.createAnswer());
+    const serverTransport = server.dtlsTransports[0] as unknown as DtlsTransport;
+    const serverSent = recordHandshakesSent(serverTransport);
+    let clientHellosReceived = 0;
+    serverTransport.iceTransport.connection.onData.subscribe((data) => {
+      if (data[0] === HANDSHAKE && data[RECORD_HEADER_LENGTH] === CLIENT_HELLO) clientHellosReceived++;
+    });
+    // A loaded server starts late: the client's first flight and its retransmission are both waiting.
+    let serverAnswersOnStart: number[] = [];
+    aroundStart(
+      serverTransport,
+      () => waitFor(() => clientHellosReceived >= 2, { intervalMs: 20, message: 'a retransmitted ClientHello' }),
+      () => {
+        serverAnswersOnStart = [...serverSent];
+      },
+    );
+    await server.setRemoteDescription(client.localDescription!);
+    // werift's client fails its handshake on a second HelloVerifyRequest.
+    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
+      message: 'both connections up',
+    });
+    expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
+  });
+
   it('loads the X.509 generator only to generate a certificate, never for a connection given one', async () => {
     const { certPem, privateKey, signatureHash } = await RTCDtlsTransport.SetupCertificate();
     // A fresh thread, as a media worker: which modules does an offer with the node's certificate load?
