@@ -44,6 +44,12 @@ const MediaNodeEnvSchema = z
     MEDIA_DRAIN_TIMEOUT_SECONDS: PositiveIntSchema(600, 86_400),
     /** A peer connection that has not connected this long after negotiating is closed and reported. */
     MEDIA_CONNECT_TIMEOUT_SECONDS: PositiveIntSchema(30, 600),
+    /**
+     * Dynacast: tell simulcast publishers which layers viewers need, so they stop encoding the others.
+     * Off by default: with REMB as the publisher's only bandwidth feedback, Chromium's estimate falls to
+     * what the one layer left sends, and a layer turned back on reached viewers 15 s or more later.
+     */
+    MEDIA_DYNACAST: z.stringbool().default(false),
     /** Where media events are POSTed: the edge's base URL. */
     EDGE_URL: z.url().optional(),
     STUN_SERVER: IceUrlEnvSchema.optional(),
@@ -94,6 +100,8 @@ export interface MediaNodeConfig {
   capacity: number;
   drainTimeoutSeconds: number;
   connectTimeoutSeconds: number;
+  /** MEDIA_DYNACAST: simulcast publishers are told which layers viewers need. */
+  dynacast: boolean;
   edgeUrl?: string;
   ice: { stunUrl?: string; turn?: { url: string; secret?: string } };
   upstash?: { url: string; token: string };
@@ -119,6 +127,7 @@ export function parseMediaNodeConfig(env: Record<string, string | undefined>): M
     capacity: parsed.MEDIA_CAPACITY,
     drainTimeoutSeconds: parsed.MEDIA_DRAIN_TIMEOUT_SECONDS,
     connectTimeoutSeconds: parsed.MEDIA_CONNECT_TIMEOUT_SECONDS,
+    dynacast: parsed.MEDIA_DYNACAST,
     edgeUrl: parsed.EDGE_URL,
     ice: {
       stunUrl: parsed.STUN_SERVER,

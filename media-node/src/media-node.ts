@@ -190,6 +190,7 @@ function rtcSettings(config: MediaNodeConfig): RtcSettings {
     announcedIp: config.announcedIp,
     stunUrl: config.ice.stunUrl,
     turn: config.ice.turn,
+    dynacast: config.dynacast,
   };
 }
 

@@ -88,21 +88,6 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     await alice.addInitScript(cameraOverride({ width: 1280, height: 720 }));
     const link = await createRoomOnDemo(alice, stack.edgeUrl);
     await join(alice, link, 'Alice');
-    // Dynacast: with nobody watching, the node tells Alice that only her lowest layer is needed, and
-    // her SDK turns the other two off.
-    const alone = await waitFor(
-      async () => {
-        const on = await layersOn(alice);
-        return on.q === true && on.h === false && on.f === false && on;
-      },
-      {
-        timeoutMs: 15_000,
-        intervalMs: 250,
-        message: "Alice's SDK turning her h and f layers off while nobody watches",
-      },
-    );
-    expect(alone).toEqual({ q: true, h: false, f: false });
-
     capped = await newPage(SMALL_WINDOW, DEVICE_PIXEL_RATIO);
     uncapped = await newPage(LARGE_WINDOW, DEVICE_PIXEL_RATIO);
     for (const page of [capped, uncapped]) await page.addInitScript(cameraOverride(false));
@@ -110,8 +95,7 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     await join(capped, link, 'Carol');
     await join(uncapped, link, 'Bob');
     for (const page of [capped, uncapped]) await tileOf(page, 'Alice').waitFor({ timeout: 30_000 });
-    // Bob's large tile needs the 1280-px layer: Alice's SDK turns her layers on again, and the node's
-    // bandwidth feedback lets Chromium send all three.
+    // The node's bandwidth feedback lets Chromium send all three layers (dynacast is off by default).
     const widths = await waitFor(
       async () => ((await sentLayerWidths(alice)).length === 3 ? sentLayerWidths(alice) : false),
       { timeoutMs: 15_000, intervalMs: 250, message: 'Chromium sending all three layers' },
@@ -261,4 +245,61 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     });
     expect(await tile.getAttribute('data-paused')).toBe('false');
   }, 60_000);
+});
+
+/**
+ * Dynacast (MEDIA_DYNACAST=true, off by default): the publisher's SDK keeps only the layers viewers
+ * need. Whether a layer turned back on reaches viewers quickly is not asserted here: with REMB as the
+ * publisher's only feedback it can take 15 s or more (README, Dynacast), which is why it is off by default.
+ */
+describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('dynacast from a Chromium publisher, on the demo page', () => {
+  let stack: RunningStack;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    stack = await startLoopbackStack({ MEDIA_DYNACAST: 'true' });
+    browser = await launchChromium();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  it('turns off the layers nobody needs, and on again for a viewer that needs them', async () => {
+    const newPage = async (viewport: { width: number; height: number }) =>
+      (
+        await browser.newContext({
+          permissions: ['camera', 'microphone'],
+          viewport,
+          deviceScaleFactor: DEVICE_PIXEL_RATIO,
+        })
+      ).newPage();
+    const alice = await newPage({ width: 1280, height: 720 });
+    await alice.addInitScript(cameraOverride({ width: 1280, height: 720 }));
+    const link = await createRoomOnDemo(alice, stack.edgeUrl);
+    await join(alice, link, 'Alice');
+    // With nobody watching, the node tells Alice that only her lowest layer is needed.
+    const alone = await waitFor(
+      async () => {
+        const on = await layersOn(alice);
+        return on.q === true && on.h === false && on.f === false && on;
+      },
+      { timeoutMs: 15_000, intervalMs: 250, message: "Alice's SDK turning her h and f layers off" },
+    );
+    expect(alone).toEqual({ q: true, h: false, f: false });
+    // Bob's large tile needs the 1280-px layer (and every layer below it stays on for his estimate).
+    const bob = await newPage(LARGE_WINDOW);
+    await bob.addInitScript(cameraOverride(false));
+    await join(bob, link, 'Bob');
+    await tileOf(bob, 'Alice').waitFor({ timeout: 30_000 });
+    const needed = await waitFor(
+      async () => {
+        const on = await layersOn(alice);
+        return on.h === true && on.f === true && on;
+      },
+      { timeoutMs: 15_000, intervalMs: 250, message: "Alice's SDK turning her layers on again for Bob" },
+    );
+    expect(needed).toEqual({ q: true, h: true, f: true });
+  }, 120_000);
 });

@@ -126,6 +126,7 @@ describe('media node configuration', () => {
       rtcListenIp: '10.0.0.5',
       rtcPortRange: { min: 50_000, max: 50_999 },
       connectTimeoutSeconds: 30,
+      dynacast: false,
       ice: { stunUrl: 'stun:stun.example.org:3478' },
       upstash: { url: 'https://example.upstash.io', token: 'token' },
     });
@@ -140,11 +141,19 @@ describe('media node configuration', () => {
     expect(advertisesLoopbackByDefault(config({ MEDIA_HOST: '10.0.0.5' }))).toBe(false);
   });
 
+  it('turns dynacast on with MEDIA_DYNACAST=true only', () => {
+    const dynacast = (value: string) =>
+      parseMediaNodeConfig({ MEDIA_NODE_SECRET: SECRET, MEDIA_DYNACAST: value }).dynacast;
+    expect(dynacast('true')).toBe(true);
+    expect(dynacast('false')).toBe(false);
+  });
+
   it.each([
     [{ MEDIA_NODE_SECRET: 'short' }, 'MEDIA_NODE_SECRET'],
     [{ MEDIA_NODE_SECRET: SECRET, MEDIA_RTC_MIN_PORT: '5000', MEDIA_RTC_MAX_PORT: '5000' }, 'MEDIA_RTC_MIN_PORT'],
     [{ MEDIA_NODE_SECRET: SECRET, MEDIA_RTC_LISTEN_IP: '0.0.0.0' }, 'MEDIA_RTC_LISTEN_IP'],
     [{ MEDIA_NODE_SECRET: SECRET, UPSTASH_REDIS_REST_URL: 'https://x.upstash.io' }, 'UPSTASH_REDIS_REST_TOKEN'],
+    [{ MEDIA_NODE_SECRET: SECRET, MEDIA_DYNACAST: 'sometimes' }, 'MEDIA_DYNACAST'],
   ])('refuses %j', (env, variable) => {
     expect(() => parseMediaNodeConfig(env)).toThrow(ConfigError);
     try {

@@ -69,7 +69,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   readonly #subscribers = new Map<string, Subscriber>();
   readonly #earlyCandidates = new Map<string, EarlyCandidates>();
   readonly #speakers: ActiveSpeakerObserver;
-  readonly #dynacast: Dynacast;
+  readonly #dynacast: Dynacast | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -80,11 +80,13 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#logger = deps.logger.child({ room_id: id });
     this.#speakers = new ActiveSpeakerObserver(deps.speakerClock);
     this.#speakers.on('speakers', (speakers) => this.emit('event', { type: 'active_speakers', room_id: id, speakers }));
-    this.#dynacast = new Dynacast(
-      { publishers: () => this.#publishers.values(), subscribers: () => this.#subscribers.values() },
-      (publisherId, layers) =>
-        this.emit('event', { type: 'publisher_layers', room_id: id, participant_id: publisherId, ...layers }),
-    );
+    this.#dynacast = deps.settings.dynacast
+      ? new Dynacast(
+          { publishers: () => this.#publishers.values(), subscribers: () => this.#subscribers.values() },
+          (publisherId, layers) =>
+            this.emit('event', { type: 'publisher_layers', room_id: id, participant_id: publisherId, ...layers }),
+        )
+      : undefined;
   }
 
   get closed(): boolean {
@@ -319,7 +321,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
     this.#speakers.close();
-    this.#dynacast.close();
+    this.#dynacast?.close();
     for (const publisher of this.#publishers.values()) publisher.close('room closed');
     for (const subscriber of this.#subscribers.values()) subscriber.close('room closed');
     this.#publishers.clear();

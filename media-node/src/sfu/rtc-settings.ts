@@ -15,6 +15,8 @@ export interface RtcSettings {
   announcedIp?: string;
   stunUrl?: string;
   turn?: { url: string; secret?: string };
+  /** Dynacast (MEDIA_DYNACAST): each room tells its simulcast publishers which layers viewers need; absent: off. */
+  dynacast?: boolean;
   /**
    * The node's one DTLS certificate, generated at start (workers/pool.ts); absent, werift generates
    * one in each thread.
