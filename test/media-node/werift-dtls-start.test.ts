@@ -127,6 +127,33 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
   });
 
+  it('a client given a second HelloVerifyRequest (the server answered a retransmitted ClientHello too) connects', async () => {
+    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+    peers.push(server, client);
+    server.addTransceiver('audio', { direction: 'sendonly' });
+    await server.setLocalDescription(await server.createOffer());
+    await client.setRemoteDescription(server.localDescription!);
+    await client.setLocalDescription(await client.createAnswer());
+    const connection = (client.dtlsTransports[0] as unknown as DtlsTransport).iceTransport
+      .connection as IceConnection & {
+      onData: { execute(data: Buffer): void };
+    };
+    // Every HelloVerifyRequest reaches the client twice, the copy after the original's handling began.
+    let duplicated = 0;
+    connection.onData.subscribe((data) => {
+      if (data[0] !== HANDSHAKE || data[RECORD_HEADER_LENGTH] !== HELLO_VERIFY_REQUEST || duplicated > 0) return;
+      duplicated++;
+      setImmediate(() => connection.onData.execute(Buffer.from(data)));
+    });
+    await server.setRemoteDescription(client.localDescription!);
+    // Stock werift's client fails its handshake on the copy (its flight 3 throws when already in flight 3).
+    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
+      message: 'both connections up',
+    });
+    expect(duplicated).toBe(1);
+  });
+
   it('loads the X.509 generator only to generate a certificate, never for a connection given one', async () => {
     const { certPem, privateKey, signatureHash } = await RTCDtlsTransport.SetupCertificate();
     // A fresh thread, as a media worker: which modules does an offer with the node's certificate load?
