@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MediaMetrics } from '../../media-node/src/metrics.ts';
-import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
+import { emptyPoolStats } from '../../media-node/src/workers/pool.ts';
 
 const dashboard = readFileSync(new URL('../../deploy/grafana/media-node.json', import.meta.url), 'utf8');
 
@@ -14,14 +14,7 @@ describe('Grafana dashboard (deploy/grafana/media-node.json)', () => {
       ),
     );
     const metrics = new MediaMetrics({
-      stats: async () => ({
-        ...createForwardingStats(),
-        rooms: 0,
-        publishers: 0,
-        subscribers: 0,
-        bandwidthLimitedViewers: 0,
-        workers: [],
-      }),
+      stats: async () => emptyPoolStats(),
       draining: false,
       load: 0,
     });

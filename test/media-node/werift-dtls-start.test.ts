@@ -48,18 +48,30 @@ afterEach(async () => {
   await Promise.all(peers.splice(0).map((pc) => pc.close()));
 });
 
+/**
+ * An offerer (ICE-controlling, so the DTLS server) and an answerer (the client, as a werift subscriber
+ * against the node), negotiated up to the server's setRemoteDescription, which the test makes.
+ */
+async function negotiatedPair(): Promise<{ server: RTCPeerConnection; client: RTCPeerConnection }> {
+  const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+  const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
+  peers.push(server, client);
+  server.addTransceiver('audio', { direction: 'sendonly' });
+  await server.setLocalDescription(await server.createOffer());
+  await client.setRemoteDescription(server.localDescription!);
+  await client.setLocalDescription(await client.createAnswer());
+  return { server, client };
+}
+
+function bothConnected(server: RTCPeerConnection, client: RTCPeerConnection): Promise<true> {
+  return waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
+    message: 'both connections up',
+  });
+}
+
 describe('werift DTLS start (patches/werift+*.patch)', () => {
   it('sends the ClientHello at once, and a server keeps the records that arrive before its own start', async () => {
-    // The offerer is ICE-controlling and so the DTLS server; the answerer is the client, as a
-    // werift subscriber against the node.
-    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    peers.push(server, client);
-    server.addTransceiver('audio', { direction: 'sendonly' });
-    await server.setLocalDescription(await server.createOffer());
-    await client.setRemoteDescription(server.localDescription!);
-    await client.setLocalDescription(await client.createAnswer());
-
+    const { server, client } = await negotiatedPair();
     const serverTransport = server.dtlsTransports[0] as unknown as DtlsTransport;
     const clientTransport = client.dtlsTransports[0] as unknown as DtlsTransport;
     const serverSent = recordHandshakesSent(serverTransport);
@@ -89,21 +101,13 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     );
 
     await server.setRemoteDescription(client.localDescription!);
-    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
-      message: 'both connections up',
-    });
+    await bothConnected(server, client);
     expect(clientHellosOnStart).toEqual([CLIENT_HELLO]);
     expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
   });
 
   it('answers a ClientHello that arrived twice before its start once, and connects', async () => {
-    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    peers.push(server, client);
-    server.addTransceiver('audio', { direction: 'sendonly' });
-    await server.setLocalDescription(await server.createOffer());
-    await client.setRemoteDescription(server.localDescription!);
-    await client.setLocalDescription(await client.createAnswer());
+    const { server, client } = await negotiatedPair();
     const serverTransport = server.dtlsTransports[0] as unknown as DtlsTransport;
     const serverSent = recordHandshakesSent(serverTransport);
     let clientHellosReceived = 0;
@@ -121,20 +125,12 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     );
     await server.setRemoteDescription(client.localDescription!);
     // werift's client fails its handshake on a second HelloVerifyRequest.
-    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
-      message: 'both connections up',
-    });
+    await bothConnected(server, client);
     expect(serverAnswersOnStart).toEqual([HELLO_VERIFY_REQUEST]);
   });
 
   it('a client given a second HelloVerifyRequest (the server answered a retransmitted ClientHello too) connects', async () => {
-    const server = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    const client = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
-    peers.push(server, client);
-    server.addTransceiver('audio', { direction: 'sendonly' });
-    await server.setLocalDescription(await server.createOffer());
-    await client.setRemoteDescription(server.localDescription!);
-    await client.setLocalDescription(await client.createAnswer());
+    const { server, client } = await negotiatedPair();
     const connection = (client.dtlsTransports[0] as unknown as DtlsTransport).iceTransport
       .connection as IceConnection & {
       onData: { execute(data: Buffer): void };
@@ -148,9 +144,7 @@ describe('werift DTLS start (patches/werift+*.patch)', () => {
     });
     await server.setRemoteDescription(client.localDescription!);
     // Stock werift's client fails its handshake on the copy (its flight 3 throws when already in flight 3).
-    await waitFor(() => server.connectionState === 'connected' && client.connectionState === 'connected', {
-      message: 'both connections up',
-    });
+    await bothConnected(server, client);
     expect(duplicated).toBe(1);
   });
 

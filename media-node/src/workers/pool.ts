@@ -18,6 +18,18 @@ import type {
   WorkerToMain,
 } from './protocol.ts';
 
+/** The pool's figures before any worker's are added: nothing forwarded, no rooms. */
+export function emptyPoolStats(): PoolStats {
+  return {
+    ...createForwardingStats(),
+    rooms: 0,
+    publishers: 0,
+    subscribers: 0,
+    bandwidthLimitedViewers: 0,
+    workers: [],
+  };
+}
+
 /** A worker that has not answered a command this long is treated as stuck for that command. */
 export const COMMAND_TIMEOUT_MS = 20_000;
 const STATS_TIMEOUT_MS = 2_000;
@@ -252,14 +264,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
         }
       }),
     );
-    const total: PoolStats = {
-      ...createForwardingStats(),
-      rooms: 0,
-      publishers: 0,
-      subscribers: 0,
-      bandwidthLimitedViewers: 0,
-      workers: [],
-    };
+    const total = emptyPoolStats();
     addForwardingStats(total, this.#retired);
     for (const result of results) {
       if (!result) continue;
