@@ -8,8 +8,12 @@ import {
   AddIceCandidateRequestSchema,
   MEDIA_CONTROL_ROUTES,
   MuteRequestSchema,
+  NODE_TO_NODE_OPERATIONS,
   type OkResponse,
   PublishRequestSchema,
+  PullRequestSchema,
+  RelayRequestSchema,
+  RelaySenderAnswerRequestSchema,
   type RoomPeersResponse,
   SubscribeRequestSchema,
   SubscriberAnswerRequestSchema,
@@ -83,16 +87,19 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     const token = bearerToken(c.req.header('authorization'));
     if (!token) throw new MediaNodeError(401, 'unauthorized', 'a Bearer service token is required');
     try {
-      // Only the edge signs control tokens (the node's own tokens carry its URL as issuer), and
-      // each names the node it was minted for: one minted for another node is refused here.
+      // The edge signs control tokens as TOKEN_ISSUER; a media node signs the node-to-node calls of
+      // a relay with its identity as issuer: each side may call only its own routes. Every token
+      // names the node it was minted for: one minted for another node is refused here.
       const claims = await verifyServiceToken(
         token,
         deps.secret,
         MEDIA_NODE_AUDIENCE,
-        TOKEN_ISSUER,
+        undefined,
         ControlTokenClaimsSchema,
       );
       if (claims.node !== deps.identity()) throw new Error('control token minted for another node');
+      const fromEdge = claims.iss === TOKEN_ISSUER;
+      if (fromEdge === isNodeToNodePath(c.req.path)) throw new Error('control token of the wrong issuer');
     } catch (error) {
       const expired = (error as { code?: string }).code === 'ERR_JWT_EXPIRED';
       throw new MediaNodeError(
@@ -166,6 +173,31 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     return c.json(OK);
   });
 
+  app.on(routes.relay.method, routes.relay.path, async (c) => {
+    const body = await parseBody(c, RelayRequestSchema);
+    const roomId = param(c, 'room_id', RoomIdSchema);
+    const pullingNode = deps.identity();
+    return c.json(
+      await deps.rooms.run('relay', { roomId, originUrl: body.origin_url, feeds: body.feeds, pullingNode }),
+    );
+  });
+
+  app.on(routes.pull.method, routes.pull.path, async (c) => {
+    const body = await parseBody(c, PullRequestSchema);
+    return c.json(await deps.rooms.run('pull', { ...relayParams(c), feeds: body.feeds, connection: body.connection }));
+  });
+
+  app.on(routes.setRelaySenderAnswer.method, routes.setRelaySenderAnswer.path, async (c) => {
+    const body = await parseBody(c, RelaySenderAnswerRequestSchema);
+    await deps.rooms.run('setRelaySenderAnswer', { ...relayParams(c), sdp: body.sdp });
+    return c.json(OK);
+  });
+
+  app.on(routes.closeRelaySender.method, routes.closeRelaySender.path, async (c) => {
+    await deps.rooms.run('closeRelaySender', relayParams(c));
+    return c.json(OK);
+  });
+
   // Answered from the main thread's record of the room's peers: a probe never waits on a worker.
   app.on(routes.describeRoom.method, routes.describeRoom.path, (c) =>
     c.json(deps.rooms.peersOf(param(c, 'room_id', RoomIdSchema))),
@@ -211,6 +243,19 @@ function param(c: Context, name: string, schema: z.ZodType<string>): string {
   if (!result.success)
     throw new MediaNodeError(400, 'validation_failed', `${name} must be a 22-character base64url id`);
   return result.data;
+}
+
+function relayParams(c: Context): { roomId: string; relayId: string } {
+  return { roomId: param(c, 'room_id', RoomIdSchema), relayId: param(c, 'relay_id', ParticipantIdSchema) };
+}
+
+/** The paths of the node-to-node routes, which only a media node's tokens may call. */
+const NODE_TO_NODE_PATHS = NODE_TO_NODE_OPERATIONS.map(
+  (operation) => new RegExp(`^${MEDIA_CONTROL_ROUTES[operation].path.replace(/:[a-z_]+/g, '[^/]+')}$`),
+);
+
+function isNodeToNodePath(path: string): boolean {
+  return NODE_TO_NODE_PATHS.some((pattern) => pattern.test(path));
 }
 
 function peerParams(c: Context): { roomId: string; participantId: string } {

@@ -71,6 +71,7 @@ export async function startMediaNode(
     logLevel: config.logLevel,
     settings,
     portRange: config.rtcPortRange,
+    secret: config.secret,
     logger,
     onEvent: (event) => events.send(event),
   });

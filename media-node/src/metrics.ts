@@ -17,6 +17,9 @@ export class MediaMetrics {
   readonly #keyframeRequests: Counter;
   readonly #layerSwitches: Counter;
   readonly #simulcastBytes: Counter<'layer'>;
+  readonly #relaysOpen: Gauge<'direction'>;
+  readonly #relayedPackets: Counter<'direction'>;
+  readonly #relayedBytes: Counter<'direction'>;
   readonly #rooms: Gauge;
   readonly #publishers: Gauge;
   readonly #subscribers: Gauge;
@@ -56,6 +59,25 @@ export class MediaMetrics {
       name: 'truegather_simulcast_forwarded_bytes_total',
       help: 'RTP payload bytes forwarded from simulcast sources, by layer rank in its source (low, mid, high).',
       labelNames: ['layer'],
+      registers,
+    });
+    // Relays between media nodes, by this node's end: `sent` as the origin, `received` as the pulling node.
+    this.#relaysOpen = new Gauge({
+      name: 'truegather_relays_open',
+      help: 'Relays open on this node (one per room and node pair), by direction: sent (origin) or received (pulling node).',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.#relayedPackets = new Counter({
+      name: 'truegather_relayed_packets_total',
+      help: 'RTP packets relayed between media nodes (once per relay, whatever the viewers behind it), by direction.',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.#relayedBytes = new Counter({
+      name: 'truegather_relayed_bytes_total',
+      help: 'RTP payload bytes relayed between media nodes, by direction.',
+      labelNames: ['direction'],
       registers,
     });
     this.#rooms = new Gauge({ name: 'truegather_rooms', help: 'Rooms on this node.', registers });
@@ -103,6 +125,14 @@ export class MediaMetrics {
     SIMULCAST_RANKS.forEach((layer, rank) => {
       this.#simulcastBytes.inc({ layer }, stats.simulcastForwardedBytes[rank] ?? 0);
     });
+    this.#relaysOpen.set({ direction: 'sent' }, stats.relaysSending);
+    this.#relaysOpen.set({ direction: 'received' }, stats.relaysReceiving);
+    this.#relayedPackets.reset();
+    this.#relayedPackets.inc({ direction: 'sent' }, stats.relaySentPackets);
+    this.#relayedPackets.inc({ direction: 'received' }, stats.relayReceivedPackets);
+    this.#relayedBytes.reset();
+    this.#relayedBytes.inc({ direction: 'sent' }, stats.relaySentBytes);
+    this.#relayedBytes.inc({ direction: 'received' }, stats.relayReceivedBytes);
     this.#rooms.set(stats.rooms);
     this.#publishers.set(stats.publishers);
     this.#subscribers.set(stats.subscribers);

@@ -23,7 +23,14 @@ import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema, UpdateSubscriptionS
  *   updateSubscription   PUT    …/subscribers/:participant_id/subscription UpdateSubscriptionRequest → OkResponse
  *   closeRoom            DELETE /v1/rooms/:room_id                   → OkResponse
  *   describeRoom         GET    /v1/rooms/:room_id                   → RoomPeersResponse (the edge's node probe)
+ *   relay                PUT    /v1/rooms/:room_id/relays            RelayRequest → RelayResponse
  * Events are POSTed as MediaEvent to the edge's EDGE_MEDIA_EVENTS_PATH.
+ *
+ * Node to node (a relay: the pulling node → the origin node), the same scheme with the pulling node's
+ * identity as issuer. The origin's end of a relay is a relay sender, set up like a subscriber:
+ *   pull                 PUT    …/relay-senders/:relay_id            PullRequest → PullResponse
+ *   setRelaySenderAnswer POST   …/relay-senders/:relay_id/answer     RelaySenderAnswerRequest → OkResponse
+ *   closeRelaySender     DELETE …/relay-senders/:relay_id            → OkResponse
  */
 export const MEDIA_CONTROL_ROUTES = {
   publish: { method: 'POST', path: '/v1/rooms/:room_id/publishers' },
@@ -36,14 +43,21 @@ export const MEDIA_CONTROL_ROUTES = {
   mute: { method: 'PUT', path: '/v1/rooms/:room_id/publishers/:participant_id/mute' },
   updateSubscription: { method: 'PUT', path: '/v1/rooms/:room_id/subscribers/:participant_id/subscription' },
   describeRoom: { method: 'GET', path: '/v1/rooms/:room_id' },
+  relay: { method: 'PUT', path: '/v1/rooms/:room_id/relays' },
+  pull: { method: 'PUT', path: '/v1/rooms/:room_id/relay-senders/:relay_id' },
+  setRelaySenderAnswer: { method: 'POST', path: '/v1/rooms/:room_id/relay-senders/:relay_id/answer' },
+  closeRelaySender: { method: 'DELETE', path: '/v1/rooms/:room_id/relay-senders/:relay_id' },
 } as const satisfies Record<string, { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; path: string }>;
 export type MediaControlOperation = keyof typeof MEDIA_CONTROL_ROUTES;
 
-/** A route's path with its `:room_id` and `:participant_id` filled in. */
+/** The operations one media node calls on another (a relay); the edge calls the others. */
+export const NODE_TO_NODE_OPERATIONS = ['pull', 'setRelaySenderAnswer', 'closeRelaySender'] as const;
+
+/** A route's path with its `:room_id` and its `:participant_id` (or `:relay_id`) filled in. */
 export function mediaControlPath(operation: MediaControlOperation, roomId: string, participantId = ''): string {
   return MEDIA_CONTROL_ROUTES[operation].path
     .replace(':room_id', encodeURIComponent(roomId))
-    .replace(':participant_id', encodeURIComponent(participantId));
+    .replace(/:participant_id|:relay_id/, encodeURIComponent(participantId));
 }
 
 export const EDGE_MEDIA_EVENTS_PATH = '/internal/media-events';
@@ -92,6 +106,68 @@ export const RoomPeersResponseSchema = z.object({
   subscribers: z.array(ParticipantIdSchema),
 });
 export type RoomPeersResponse = z.infer<typeof RoomPeersResponseSchema>;
+
+/** Feeds one relay carries at most: a room's publishers fit. */
+export const RELAY_FEEDS_MAX = 64;
+const RelayFeedsSchema = z.array(ParticipantIdSchema).max(RELAY_FEEDS_MAX);
+
+/**
+ * `relay` (edge → pulling node): the complete set of feeds this node should pull from the origin
+ * node for this room (not a delta); `feeds: []` closes that relay. The origin is named by the URL
+ * the edge knows it by.
+ */
+export const RelayRequestSchema = z.strictObject({
+  origin_url: z.url({ protocol: /^https?$/ }).max(2048),
+  feeds: RelayFeedsSchema,
+});
+export type RelayRequest = z.infer<typeof RelayRequestSchema>;
+
+/** The feeds the relay carries now: those asked that the origin has. */
+export const RelayResponseSchema = z.object({ feeds: RelayFeedsSchema });
+export type RelayResponse = z.infer<typeof RelayResponseSchema>;
+
+/**
+ * `pull` (pulling node → origin node): the feeds the relay should carry, and which peer connection of
+ * the pulling node asks: the same one renegotiates, another one (the relay was re-established)
+ * replaces the relay sender.
+ */
+export const PullRequestSchema = z.strictObject({
+  feeds: RelayFeedsSchema,
+  connection: ParticipantIdSchema,
+});
+export type PullRequest = z.infer<typeof PullRequestSchema>;
+
+/** Media sections a relay offer carries at most: every layer of every track of its feeds. */
+export const RELAY_TRACKS_MAX = 256;
+const MidSchema = z.string().min(1).max(32);
+
+/**
+ * One m-line of a relay offer: which layer of which published track it carries. The relay carries
+ * each simulcast layer as an m-line of its own; the pulling node regroups them by (`feed`, `track`),
+ * in `layer` order, into one source track like the publisher's.
+ */
+export const RelayedTrackSchema = z.object({
+  feed: ParticipantIdSchema,
+  kind: z.enum(['audio', 'video']),
+  /** The m-line's mid in the relay's offer. */
+  mid: MidSchema,
+  /** The mid of the track in the publisher's own connection: layers of one track share it. */
+  track: MidSchema,
+  /** The layer's position in the publisher's track, and its rid (none without simulcast). */
+  layer: z.number().int().min(0).max(2),
+  rid: z.string().min(1).max(16).nullable(),
+});
+export type RelayedTrack = z.infer<typeof RelayedTrackSchema>;
+
+export const PullResponseSchema = z.object({
+  sdp: SdpSchema,
+  feeds: RelayFeedsSchema,
+  tracks: z.array(RelayedTrackSchema).max(RELAY_TRACKS_MAX),
+});
+export type PullResponse = z.infer<typeof PullResponseSchema>;
+
+export const RelaySenderAnswerRequestSchema = z.strictObject({ sdp: SdpSchema });
+export type RelaySenderAnswerRequest = z.infer<typeof RelaySenderAnswerRequestSchema>;
 
 export type { MuteRequest } from './rest.ts';
 /**

@@ -130,8 +130,9 @@ export class MediaNodeProcess {
     });
   }
 
+  /** Starts a node; nodes that relay to each other share a MEDIA_NODE_SECRET given in `env`. */
   static async start(env: Record<string, string> = {}): Promise<MediaNodeProcess> {
-    const secretText = randomBytes(32).toString('base64url');
+    const secretText = env.MEDIA_NODE_SECRET ?? randomBytes(32).toString('base64url');
     const secret = new TextEncoder().encode(secretText);
     const events = await EdgeEventsReceiver.start(secret);
     // A port window of its own per node, so that test files running side by side never compete.

@@ -104,6 +104,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   #targetRequestedAt = 0;
   /** When the last forwarded packet arrived: a switch advances the timestamps by the time since. */
   #lastForwardedAt = 0;
+  /** A relay's m-line: one layer for good, counted as relayed rather than forwarded to a viewer. */
+  readonly #relayed: boolean;
 
   constructor(options: {
     source: SourceTrack;
@@ -117,6 +119,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     preference?: ViewerPreference;
     /** The viewer's count of bytes sent, shared by its tracks. */
     sent: SentBytes;
+    /**
+     * For a relay (relay-sender.ts): this one layer of the source on this m-line, never another (the
+     * relay carries every layer on an m-line of its own; the pulling node's viewers switch there).
+     */
+    relayLayer?: SourceLayer;
   }) {
     super();
     this.source = options.source;
@@ -139,7 +146,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#sender.onGenericNack.subscribe(this.#onNack).unSubscribe,
     ];
     this.#preference = options.preference ?? {};
-    if (this.source.simulcast || this.#preference.paused) {
+    this.#relayed = options.relayLayer !== undefined;
+    if (options.relayLayer) {
+      this.#current = options.relayLayer;
+      this.source.attach(this, this.#current);
+    } else if (this.source.simulcast || this.#preference.paused) {
       this.#selectLayer();
     } else {
       // One layer: forwarded from the first packet, as before simulcast (the viewer's decoder waits
@@ -151,13 +162,13 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
 
   /** Applies a viewer's `update_subscription` (video tracks only; audio ignores it). */
   setPreference(preference: ViewerPreference): void {
-    if (this.#closed || this.source.kind !== 'video') return;
+    if (this.#closed || this.#relayed || this.source.kind !== 'video') return;
     this.#preference = preference;
     this.#selectLayer();
   }
 
   layersChanged(): void {
-    if (!this.#closed) this.#selectLayer();
+    if (!this.#closed && !this.#relayed) this.#selectLayer();
   }
 
   /** Asks the publisher for a keyframe on the layer this viewer waits for, else the one it gets. */
@@ -176,7 +187,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   applyBudget(budgetBps: number, now: number): BudgetUse {
     const unlimited: BudgetUse = { usedBps: 0, limited: false, upgradeBps: Number.POSITIVE_INFINITY };
     if (this.#closed) return unlimited;
-    if (!this.source.simulcast) {
+    if (!this.source.simulcast || this.#relayed) {
       const paused = this.source.kind === 'video' && this.#preference.paused === true;
       return paused ? unlimited : { ...unlimited, usedBps: this.source.layers[0]!.bitrate.bps(now) };
     }
@@ -292,7 +303,10 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       }
       this.#switchTo(layer, packet);
     }
-    this.#stats.forwardedPackets++;
+    if (this.#relayed) {
+      this.#stats.relaySentPackets++;
+      this.#stats.relaySentBytes += packet.payload.length;
+    } else this.#stats.forwardedPackets++;
     this.#sent.bytes += packet.payload.length + PACKET_OVERHEAD_BYTES;
     if (this.#rank >= 0) this.#stats.simulcastForwardedBytes[this.#rank]! += packet.payload.length;
     this.#lastForwardedAt = this.source.arrivalMs;

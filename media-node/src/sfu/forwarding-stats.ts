@@ -16,6 +16,12 @@ export interface ForwardingStats {
    * {@link SIMULCAST_RANKS}): what each layer costs in egress.
    */
   simulcastForwardedBytes: number[];
+  /** RTP packets and payload bytes sent over relays as their origin node (each once per relay). */
+  relaySentPackets: number;
+  relaySentBytes: number;
+  /** RTP packets and payload bytes received over relays as their pulling node. */
+  relayReceivedPackets: number;
+  relayReceivedBytes: number;
 }
 
 /** Metric labels of the layer ranks: a 2-layer source has a low and a high layer. */
@@ -28,6 +34,10 @@ export function createForwardingStats(): ForwardingStats {
     keyframeRequests: 0,
     layerSwitches: 0,
     simulcastForwardedBytes: SIMULCAST_RANKS.map(() => 0),
+    relaySentPackets: 0,
+    relaySentBytes: 0,
+    relayReceivedPackets: 0,
+    relayReceivedBytes: 0,
   };
 }
 
@@ -37,6 +47,10 @@ export function addForwardingStats(total: ForwardingStats, stats: ForwardingStat
   total.receivedPackets += stats.receivedPackets;
   total.keyframeRequests += stats.keyframeRequests;
   total.layerSwitches += stats.layerSwitches;
+  total.relaySentPackets += stats.relaySentPackets;
+  total.relaySentBytes += stats.relaySentBytes;
+  total.relayReceivedPackets += stats.relayReceivedPackets;
+  total.relayReceivedBytes += stats.relayReceivedBytes;
   stats.simulcastForwardedBytes.forEach((bytes, rank) => {
     total.simulcastForwardedBytes[rank] = (total.simulcastForwardedBytes[rank] ?? 0) + bytes;
   });

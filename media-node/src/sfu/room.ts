@@ -2,7 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { RTCPeerConnection } from 'werift';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
-import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type {
+  MediaEvent,
+  PublishResponse,
+  PullResponse,
+  RelayResponse,
+  SubscribeResponse,
+} from '../../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
@@ -10,9 +17,12 @@ import { ActiveSpeakerObserver, type SpeakerClock } from './active-speakers.ts';
 import { Dynacast } from './dynacast.ts';
 import type { ViewerPreference } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
+import { OriginClient } from './origin-client.ts';
 import { createPeerConnection, type PeerRole } from './peer-connection.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { Publisher } from './publisher.ts';
+import { RelayReceiver } from './relay-receiver.ts';
+import { RelaySender } from './relay-sender.ts';
 import type { RtcSettings } from './rtc-settings.ts';
 import { fingerprintOf } from './sdp-text.ts';
 import type { SenderReportClock } from './sender-reports.ts';
@@ -49,6 +59,8 @@ export interface RoomDependencies {
   speakerClock: SpeakerClock;
   logger: Logger;
   connectTimeoutMs: number;
+  /** MEDIA_NODE_SECRET: signs this node's calls to the origin nodes of its relays. */
+  secret: Uint8Array;
 }
 
 interface EarlyCandidates {
@@ -67,6 +79,10 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   readonly #logger: Logger;
   readonly #publishers = new Map<string, Publisher>();
   readonly #subscribers = new Map<string, Subscriber>();
+  /** The origin ends of relays to pulling nodes, by relay id. */
+  readonly #relaySenders = new Map<string, RelaySender>();
+  /** The pulling ends of relays from origin nodes, by the origin's identity. */
+  readonly #relayReceivers = new Map<string, RelayReceiver>();
   readonly #earlyCandidates = new Map<string, EarlyCandidates>();
   readonly #speakers: ActiveSpeakerObserver;
   readonly #dynacast: Dynacast | undefined;
@@ -98,6 +114,11 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     let limited = 0;
     for (const subscriber of this.#subscribers.values()) if (subscriber.bandwidthLimited) limited++;
     return limited;
+  }
+
+  /** Relays of this room open on this node, by this node's end (metrics). */
+  get relays(): { sending: number; receiving: number } {
+    return { sending: this.#relaySenders.size, receiving: this.#relayReceivers.size };
   }
 
   get peers(): RoomPeers {
@@ -188,7 +209,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     const subscriber = new Subscriber({
       participantId,
       ...this.#peerConnection('egress'),
-      feedTracks: (publisherId) => this.#publishers.get(publisherId)?.tracks ?? NO_TRACKS,
+      feedTracks: (publisherId) => this.#feedTracks(publisherId),
       announcedIp: this.#deps.settings.announcedIp,
       stats: this.#deps.stats,
       senderReports: this.#deps.senderReports,
@@ -205,6 +226,106 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     subscriber.once('closed', (reason, byRemote) => this.#peerClosed('subscriber', subscriber, reason, byRemote));
     this.#peersChanged();
     return subscriber;
+  }
+
+  /** A feed's live tracks: a local publisher's, else a relayed feed's (a source next to the publishers). */
+  #feedTracks(feed: string): readonly SourceTrack[] {
+    const publisher = this.#publishers.get(feed);
+    if (publisher) return publisher.tracks;
+    for (const receiver of this.#relayReceivers.values()) {
+      const tracks = receiver.tracksOf(feed);
+      if (tracks.length > 0) return tracks;
+    }
+    return NO_TRACKS;
+  }
+
+  /**
+   * Edge → pulling node: the feeds to pull from the origin node at `originUrl` (complete set; none
+   * closes the relay). Resolves once the relayed tracks exist, so a following `subscribe` gets them.
+   */
+  async relay(originUrl: string, feeds: readonly string[], pullingNode: string): Promise<RelayResponse> {
+    this.#assertOpen();
+    const origin = mediaNodeIdentity(originUrl);
+    const existing = this.#relayReceivers.get(origin);
+    if (!existing && feeds.length === 0) {
+      this.#peersChanged();
+      return { feeds: [] };
+    }
+    const receiver = existing ?? this.#createRelayReceiver(originUrl, pullingNode);
+    try {
+      return { feeds: await receiver.relay(feeds) };
+    } catch (error) {
+      // A relay that never got established is not retried: the edge hears of it and asks again.
+      if (!existing) receiver.close('establishing the relay failed');
+      throw error;
+    }
+  }
+
+  #createRelayReceiver(originUrl: string, pullingNode: string): RelayReceiver {
+    const origin = new OriginClient({ originUrl, roomId: this.id, pullingNode, secret: this.#deps.secret });
+    const receiver = new RelayReceiver({
+      origin,
+      connect: () => ({
+        ...this.#peerConnection('ingress'),
+        announcedIp: this.#deps.settings.announcedIp,
+        stats: this.#deps.stats,
+        connectTimeoutMs: this.#deps.connectTimeoutMs,
+      }),
+      stats: this.#deps.stats,
+      logger: this.#logger.child({ peer: 'relay-receiver' }),
+    });
+    const key = mediaNodeIdentity(originUrl);
+    this.#relayReceivers.set(key, receiver);
+    receiver.on('track', (source) => this.#refreshSubscribersOf(source.publisherId));
+    receiver.once('closed', () => {
+      if (this.#relayReceivers.get(key) === receiver) this.#relayReceivers.delete(key);
+      this.#peersChanged();
+    });
+    return receiver;
+  }
+
+  /**
+   * Pulling node → origin node: the relay sender `relayId` carries `feeds` and offers them. From
+   * another peer connection of the pulling node (the relay was re-established) it replaces the old one.
+   */
+  async pull(relayId: string, connection: string, feeds: readonly string[]): Promise<PullResponse> {
+    this.#assertOpen();
+    const existing = this.#relaySenders.get(relayId);
+    if (existing && existing.connection === connection) return existing.update(feeds);
+    const sender = new RelaySender({
+      participantId: relayId,
+      connection,
+      ...this.#peerConnection('egress'),
+      feedTracks: (feed) => this.#publishers.get(feed)?.tracks ?? NO_TRACKS,
+      announcedIp: this.#deps.settings.announcedIp,
+      stats: this.#deps.stats,
+      senderReports: this.#deps.senderReports,
+      connectTimeoutMs: this.#deps.connectTimeoutMs,
+      logger: this.#logger.child({ relay_id: relayId, peer: 'relay-sender' }),
+    });
+    this.#relaySenders.set(relayId, sender);
+    existing?.close('replaced by a new connection');
+    this.#logger.info('relay sender opened', { relay_id: relayId, replaces: existing !== undefined });
+    sender.once('closed', () => {
+      if (this.#relaySenders.get(relayId) === sender) this.#relaySenders.delete(relayId);
+      this.#peersChanged();
+    });
+    try {
+      return await sender.update(feeds);
+    } catch (error) {
+      sender.close('negotiation failed');
+      throw error;
+    }
+  }
+
+  setRelaySenderAnswer(relayId: string, answerSdp: string): Promise<void> {
+    const sender = this.#relaySenders.get(relayId);
+    if (!sender) throw notFound('relay sender');
+    return sender.setAnswer(answerSdp);
+  }
+
+  closeRelaySender(relayId: string): void {
+    this.#relaySenders.get(relayId)?.close('removed');
   }
 
   /** Forgets a closed peer (unless a newer connection took its place) and reports a close the edge did not ask for. */
@@ -289,7 +410,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.emit('peers', this.peers);
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
-    if (this.#publishers.size > 0 || this.#subscribers.size > 0) return;
+    if (this.#publishers.size > 0 || this.#subscribers.size > 0 || this.#holdsRelays()) return;
     this.#dropExpiredCandidates();
     if (this.#earlyCandidates.size === 0) {
       this.close();
@@ -306,9 +427,15 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     }
   }
 
+  #holdsRelays(): boolean {
+    return this.#relaySenders.size > 0 || this.#relayReceivers.size > 0;
+  }
+
   /** After a failed command: a room that never got a peer must not linger. */
   closeIfUnused(): void {
-    if (!this.#closed && this.#publishers.size === 0 && this.#subscribers.size === 0) this.#peersChanged();
+    if (!this.#closed && this.#publishers.size === 0 && this.#subscribers.size === 0 && !this.#holdsRelays()) {
+      this.#peersChanged();
+    }
   }
 
   #assertOpen(): void {
@@ -324,8 +451,12 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#dynacast?.close();
     for (const publisher of this.#publishers.values()) publisher.close('room closed');
     for (const subscriber of this.#subscribers.values()) subscriber.close('room closed');
+    for (const receiver of this.#relayReceivers.values()) receiver.close('room closed');
+    for (const sender of this.#relaySenders.values()) sender.close('room closed');
     this.#publishers.clear();
     this.#subscribers.clear();
+    this.#relayReceivers.clear();
+    this.#relaySenders.clear();
     this.#earlyCandidates.clear();
     this.emit('closed');
   }

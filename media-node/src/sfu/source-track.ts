@@ -107,7 +107,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   readonly codec: RTCRtpCodecParameters;
   /** In the publisher's order; more than one with simulcast. */
   readonly layers: readonly SourceLayer[];
-  readonly receiver: RTCRtpReceiver;
+  /** Where keyframe requests go; a relayed feed's changes when its relay is re-established. */
+  receiver: RTCRtpReceiver;
   readonly #stats: ForwardingStats;
   readonly #logger: Logger;
   readonly #unsubscribers: (() => void)[] = [];

@@ -32,6 +32,16 @@ interface SubscriberEvents {
 /** What the node sent a viewer is measured over at least this long (reports come several a second). */
 const SENT_RATE_MIN_WINDOW_MS = 500;
 
+/** The msid stream of a feed on one connection (created on first use): its id is the publisher's participant id. */
+export function feedStream(streams: Map<string, MediaStream>, feed: string): MediaStream {
+  let stream = streams.get(feed);
+  if (!stream) {
+    stream = new MediaStream({ id: feed });
+    streams.set(feed, stream);
+  }
+  return stream;
+}
+
 /** The live source tracks of a publisher in the room, none when it does not publish. */
 export type FeedTracks = (publisherId: string) => readonly SourceTrack[];
 
@@ -266,15 +276,10 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
   }
 
   #forward(source: SourceTrack): ForwardedTrack {
-    let stream = this.#streams.get(source.publisherId);
-    if (!stream) {
-      stream = new MediaStream({ id: source.publisherId });
-      this.#streams.set(source.publisherId, stream);
-    }
     const track = new ForwardedTrack({
       source,
       peerConnection: this.pc,
-      stream,
+      stream: feedStream(this.#streams, source.publisherId),
       stats: this.stats,
       senderReports: this.#senderReports,
       logger: this.logger,

@@ -26,6 +26,8 @@ export function emptyPoolStats(): PoolStats {
     publishers: 0,
     subscribers: 0,
     bandwidthLimitedViewers: 0,
+    relaysSending: 0,
+    relaysReceiving: 0,
     workers: [],
   };
 }
@@ -66,6 +68,8 @@ export interface PoolOptions {
   logLevel: LogLevel;
   settings: RtcSettings;
   portRange: { min: number; max: number };
+  /** MEDIA_NODE_SECRET, for the workers' calls to other nodes (relays). */
+  secret: Uint8Array;
   logger: Logger;
   /** Media events from any worker, for the edge. */
   onEvent: (event: MediaEvent) => void;
@@ -104,7 +108,7 @@ interface Pending {
 }
 
 /** Commands that may create a room (and so pin it) when the room is not on this node yet. */
-const ROOM_CREATING: ReadonlySet<RoomCommandName> = new Set(['publish', 'subscribe', 'addIceCandidate']);
+const ROOM_CREATING: ReadonlySet<RoomCommandName> = new Set(['publish', 'subscribe', 'addIceCandidate', 'relay']);
 
 interface PoolEvents {
   /** The number of rooms changed. */
@@ -222,7 +226,9 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     const { roomId } = args as { roomId: string };
     let room = this.#rooms.get(roomId);
     if (!room) {
-      if (command === 'setSubscriberAnswer') throw notFound('room');
+      if (command === 'setSubscriberAnswer' || command === 'pull' || command === 'setRelaySenderAnswer') {
+        throw notFound('room');
+      }
       // Removing what is not there already holds: removals are idempotent.
       if (!ROOM_CREATING.has(command)) return null as CommandResult<N>;
       if (this.#draining) throw unavailable('this media node is draining and takes no new rooms', { draining: true });
@@ -274,6 +280,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       total.publishers += stats.publishers;
       total.subscribers += stats.subscribers;
       total.bandwidthLimitedViewers += stats.bandwidthLimitedViewers;
+      total.relaysSending += stats.relaysSending;
+      total.relaysReceiving += stats.relaysReceiving;
       if (!fresh) continue;
       total.workers.push({
         index,
@@ -391,6 +399,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       settings: { ...this.#options.settings, dtlsCertificate: this.#dtlsCertificate },
       connectTimeoutMs: this.#options.connectTimeoutMs,
       ports: workerPortSlice(this.#options.portRange, index, this.#threads.length),
+      secret: this.#options.secret,
     };
     const workerUrl = this.#options.workerUrl ?? DEFAULT_WORKER_URL;
     const thread = new WorkerThread(workerUrl, init, this.#options.logger.child({ worker: index }), (message) =>

@@ -1,6 +1,12 @@
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { MediaEvent, PublishResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type {
+  MediaEvent,
+  PublishResponse,
+  PullResponse,
+  RelayResponse,
+  SubscribeResponse,
+} from '../../../shared/src/media-control.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import type { SerializedMediaError } from '../errors.ts';
@@ -21,6 +27,8 @@ export interface WorkerInit {
   connectTimeoutMs: number;
   /** This worker's disjoint slice of the RTC port range. */
   ports: { min: number; max: number };
+  /** MEDIA_NODE_SECRET: a relay's pulling end signs its calls to the origin node with it. */
+  secret: Uint8Array;
 }
 
 /** Operations on a room, and what each resolves to. */
@@ -40,6 +48,15 @@ export interface RoomCommands {
     args: { roomId: string; participantId: string; feed: string; preference: ViewerPreference };
     result: null;
   };
+  /** Edge → pulling node; `pullingNode` is this node's identity, the issuer of its calls to the origin. */
+  relay: {
+    args: { roomId: string; originUrl: string; feeds: string[]; pullingNode: string };
+    result: RelayResponse;
+  };
+  /** Pulling node → origin node: the relay sender `relayId` should carry `feeds`. */
+  pull: { args: { roomId: string; relayId: string; feeds: string[]; connection: string }; result: PullResponse };
+  setRelaySenderAnswer: { args: { roomId: string; relayId: string; sdp: string }; result: null };
+  closeRelaySender: { args: { roomId: string; relayId: string }; result: null };
 }
 export type RoomCommandName = keyof RoomCommands;
 
@@ -62,6 +79,9 @@ export interface WorkerStats extends ForwardingStats {
   subscribers: number;
   /** Subscribers held below their preferred layers by their downlink estimate (a gauge, not a counter). */
   bandwidthLimitedViewers: number;
+  /** Relays open, by this node's end: origin (sending) and pulling node (receiving). */
+  relaysSending: number;
+  relaysReceiving: number;
   heapUsedBytes: number;
   /** Event-loop utilization since the previous stats request (0–1). */
   eventLoopUtilization: number;

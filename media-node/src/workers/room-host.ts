@@ -60,6 +60,16 @@ export class RoomHost {
       this.#room(roomId, false).updateSubscription(participantId, feed, preference);
       return null;
     },
+    relay: ({ roomId, originUrl, feeds, pullingNode }) => this.#room(roomId, true).relay(originUrl, feeds, pullingNode),
+    pull: ({ roomId, relayId, feeds, connection }) => this.#room(roomId, false).pull(relayId, connection, feeds),
+    setRelaySenderAnswer: async ({ roomId, relayId, sdp }) => {
+      await this.#room(roomId, false).setRelaySenderAnswer(relayId, sdp);
+      return null;
+    },
+    closeRelaySender: ({ roomId, relayId }) => {
+      this.#rooms.get(roomId)?.closeRelaySender(relayId);
+      return null;
+    },
     closeRoom: ({ roomId }) => {
       this.#rooms.get(roomId)?.close();
       return null;
@@ -95,6 +105,7 @@ export class RoomHost {
       speakerClock: this.#speakerClock,
       logger: this.#logger,
       connectTimeoutMs: this.#init.connectTimeoutMs,
+      secret: this.#init.secret,
     });
     this.#rooms.set(roomId, room);
     room.on('event', (event: MediaEvent) => this.#post({ kind: 'event', event }));
@@ -112,7 +123,11 @@ export class RoomHost {
     let publishers = 0;
     let subscribers = 0;
     let bandwidthLimitedViewers = 0;
+    let relaysSending = 0;
+    let relaysReceiving = 0;
     for (const room of this.#rooms.values()) {
+      relaysSending += room.relays.sending;
+      relaysReceiving += room.relays.receiving;
       const peers = room.peers;
       publishers += peers.publishers.length;
       subscribers += peers.subscribers.length;
@@ -126,6 +141,8 @@ export class RoomHost {
       publishers,
       subscribers,
       bandwidthLimitedViewers,
+      relaysSending,
+      relaysReceiving,
       heapUsedBytes: process.memoryUsage().heapUsed,
       eventLoopUtilization: utilization.utilization,
     };

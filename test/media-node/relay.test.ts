@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../../shared/src/ids.ts';
+import { mediaControlPath, type RelayResponse } from '../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
+import { signServiceToken } from '../../shared/src/service-token.ts';
+import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
+import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
+
+/** The relay senders the origin opened so far, oldest first (from its log). */
+function relaySenderIds(node: MediaNodeProcess): string[] {
+  return node.logs.flatMap((line) => {
+    const parsed = JSON.parse(line) as { message?: string; relay_id?: string };
+    return parsed.message === 'relay sender opened' && parsed.relay_id ? [parsed.relay_id] : [];
+  });
+}
+
+/** A node-to-node token: `from` calling `to`. */
+function nodeToken(to: MediaNodeProcess, from: MediaNodeProcess, secret = to.secret): Promise<string> {
+  return signServiceToken(secret, {
+    issuer: mediaNodeIdentity(from.url),
+    audience: MEDIA_NODE_AUDIENCE,
+    claims: { node: mediaNodeIdentity(to.url) },
+  });
+}
+
+/**
+ * Relays between two real media nodes (child processes sharing MEDIA_NODE_SECRET): a publisher on
+ * node A, viewers on node B, and the `relay` operation the edge calls on B.
+ */
+describe('relays between media nodes', () => {
+  let origin: MediaNodeProcess;
+  let pulling: MediaNodeProcess;
+  const peers = new PeerSet();
+
+  beforeAll(async () => {
+    const secret = randomBytes(32).toString('base64url');
+    [origin, pulling] = await Promise.all([
+      MediaNodeProcess.start({ MEDIA_NODE_SECRET: secret }),
+      MediaNodeProcess.start({ MEDIA_NODE_SECRET: secret }),
+    ]);
+  });
+
+  afterEach(async () => {
+    await peers.closeAll();
+  });
+
+  afterAll(async () => {
+    await Promise.all([origin?.stop(), pulling?.stop()]);
+  });
+
+  /** A publisher on the origin node, its media flowing. */
+  async function publishOnOrigin(roomId: string) {
+    const publisherId = newId();
+    const publisher = peers.track(await TestPublisher.create());
+    await publishThrough(origin, roomId, publisherId, publisher);
+    await origin.events.waitForEvent(isEvent('publisher_ready', publisherId));
+    return { publisherId, publisher };
+  }
+
+  function relay(roomId: string, feeds: string[], originUrl = origin.url) {
+    return pulling.request<RelayResponse>('PUT', mediaControlPath('relay', roomId), { origin_url: originUrl, feeds });
+  }
+
+  it('carries a publisher on A to viewers on B over one relay, with continuous sequence numbers', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+
+    const relayed = await relay(roomId, [publisherId]);
+    expect(relayed).toMatchObject({ status: 200, body: { feeds: [publisherId] } });
+
+    const viewers = [new TestSubscriber(), new TestSubscriber(), new TestSubscriber()].map((viewer) =>
+      peers.track(viewer),
+    );
+    for (const viewer of viewers) {
+      const offer = await subscribeThrough(pulling, roomId, newId(), viewer, [publisherId]);
+      expect(offer.feeds).toEqual([publisherId]);
+    }
+    for (const viewer of viewers) {
+      await waitFor(() => viewer.packets('audio', publisherId) > 50 && viewer.packets('video', publisherId) > 50, {
+        message: 'audio and video relayed to every viewer on B',
+      });
+      for (const track of viewer.activeTracks()) expect(track.sequence.missing()).toBe(0);
+    }
+
+    // One relay for every viewer: open on both ends, and what A sent once B received once.
+    expect(await metricValue(pulling, 'truegather_relays_open{direction="received"}')).toBe(1);
+    expect(await metricValue(origin, 'truegather_relays_open{direction="sent"}')).toBe(1);
+    const sentByOrigin = await metricValue(origin, 'truegather_relayed_packets_total{direction="sent"}');
+    const forwardedOnB = await metricValue(pulling, 'truegather_rtp_forwarded_packets_total');
+    expect(sentByOrigin).toBeGreaterThan(100);
+    // Three viewers get each relayed packet: B forwards about three times what crossed the relay.
+    expect(forwardedOnB).toBeGreaterThan(2 * sentByOrigin);
+    // The relay is not a participant: no load on either node beyond the peers themselves.
+    const health = async (node: MediaNodeProcess) =>
+      (await (await fetch(new URL('/health', node.url))).json()) as { load: number };
+    expect((await health(pulling)).load).toBe(3);
+    expect((await health(origin)).load).toBe(1);
+
+    // `feeds: []` closes the relay on both nodes.
+    expect(await relay(roomId, [])).toMatchObject({ status: 200, body: { feeds: [] } });
+    await waitFor(async () => (await metricValue(origin, 'truegather_relays_open{direction="sent"}')) === 0, {
+      message: 'the origin end of the relay to close',
+    });
+    expect(await metricValue(pulling, 'truegather_relays_open{direction="received"}')).toBe(0);
+  });
+
+  it('re-establishes a relay that dropped: viewers on B get media again, sequence numbers continuous', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+    expect((await relay(roomId, [publisherId])).status).toBe(200);
+    const viewer = peers.track(new TestSubscriber());
+    await subscribeThrough(pulling, roomId, newId(), viewer, [publisherId]);
+    await waitFor(() => viewer.packets('video', publisherId) > 30, { message: 'relayed video on B' });
+
+    // The origin drops its end of the relay (as a crash of its peer connection would).
+    const relayId = await waitFor(() => relaySenderIds(origin).at(-1), { message: 'the relay sender id' });
+    const closed = await origin.request('DELETE', mediaControlPath('closeRelaySender', roomId, relayId), undefined, {
+      token: await nodeToken(origin, pulling),
+    });
+    expect(closed.status).toBe(200);
+    await waitFor(() => relaySenderIds(origin).length >= 2, { message: 'the pulling node to re-establish the relay' });
+    const before = { audio: viewer.packets('audio', publisherId), video: viewer.packets('video', publisherId) };
+    await waitFor(
+      () =>
+        viewer.packets('audio', publisherId) > before.audio + 50 &&
+        viewer.packets('video', publisherId) > before.video + 30,
+      { message: 'media on B again after the relay was re-established' },
+    );
+    // The viewer's tracks stayed (no renegotiation), and their sequence numbers have no jump.
+    expect(viewer.activeTracks()).toHaveLength(2);
+    for (const track of viewer.activeTracks()) expect(track.sequence.missing()).toBe(0);
+    expect(await metricValue(pulling, 'truegather_relays_open{direction="received"}')).toBe(1);
+    expect(await metricValue(origin, 'truegather_relays_open{direction="sent"}')).toBe(1);
+    await relay(roomId, []);
+  });
+
+  it('refuses an unreachable origin with media_unavailable, and node-to-node calls with the edge’s token', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+
+    const unreachable = await relay(roomId, [publisherId], 'http://127.0.0.1:9/');
+    expect(unreachable.status).toBe(503);
+    expect(unreachable.body).toMatchObject({ error: { code: 'media_unavailable' } });
+
+    const invalid = await relay(roomId, [publisherId], 'ftp://example.com/');
+    expect(invalid).toMatchObject({ status: 400, body: { error: { code: 'validation_failed' } } });
+    const tooMany = await relay(
+      roomId,
+      Array.from({ length: 65 }, () => newId()),
+    );
+    expect(tooMany.status).toBe(400);
+
+    // The edge's token is not a node's: the node-to-node routes refuse it.
+    const pull = mediaControlPath('pull', roomId, newId());
+    const asEdge = await origin.request('PUT', pull, { feeds: [publisherId], connection: newId() });
+    expect(asEdge.status).toBe(401);
+    // A node's token signed with another secret, or minted for another node, is refused too.
+    const nodeToken = (secret: Uint8Array, node: string) =>
+      signServiceToken(secret, {
+        issuer: mediaNodeIdentity(pulling.url),
+        audience: MEDIA_NODE_AUDIENCE,
+        claims: { node },
+      });
+    const wrongSecret = await nodeToken(randomBytes(32), mediaNodeIdentity(origin.url));
+    const forAnotherNode = await nodeToken(origin.secret, mediaNodeIdentity(pulling.url));
+    for (const token of [wrongSecret, forAnotherNode]) {
+      const refused = await origin.request('PUT', pull, { feeds: [publisherId], connection: newId() }, { token });
+      expect(refused.status).toBe(401);
+    }
+    // A node may not call the edge's routes either.
+    const asNode = await nodeToken(origin.secret, mediaNodeIdentity(origin.url));
+    expect(
+      (await origin.request('GET', mediaControlPath('describeRoom', roomId), undefined, { token: asNode })).status,
+    ).toBe(401);
+    // Nothing was left behind by the refusals.
+    expect(await metricValue(pulling, 'truegather_relays_open')).toBe(0);
+    expect(await metricValue(origin, 'truegather_relays_open')).toBe(0);
+  });
+});
