@@ -2,23 +2,29 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
+import { DEFAULT_RTC_MAX_PORT, DEFAULT_RTC_MIN_PORT, MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
 import { EDGE_VARIABLES } from '../workers/src/env-schema.ts';
 import { buildMediaNode, MEDIA_NODE_ARGS, MEDIA_NODE_ENV } from './build-media-node.ts';
 
 /**
  * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
- * media node, wired to each other. `npm start`, the end-to-end tests and the benchmarks all use it,
+ * media node(s), wired to each other. `npm start`, the end-to-end tests and the benchmarks all use it,
  * so what the tests exercise is exactly what a developer runs.
  */
 export interface StackOptions {
   edgeHost: string;
   edgePort: number;
   mediaHost: string;
+  /** The first media node's port; node i listens on mediaPort + i. */
   mediaPort: number;
+  /**
+   * How many media nodes to run (default 1). The stack is the one owner of the node list: it gives
+   * the edge their URLs as MEDIA_NODE_URL, each node its port, its id and its share of the RTC ports.
+   */
+  mediaNodes?: number;
   /** Variables for both processes (secrets, ICE, Upstash…); missing secrets are generated. */
   env: Record<string, string | undefined>;
   /** Where child output goes: inherit for `npm start`, a callback (or nothing) for tests. */
@@ -34,14 +40,17 @@ export interface StackOptions {
 
 export interface RunningStack {
   edgeUrl: string;
+  /** The first media node's control URL (the only one, unless `mediaNodes` > 1). */
   mediaUrl: string;
+  /** Every media node's control URL, by index (each also serves /metrics). */
+  mediaUrls: string[];
   /** wrangler dev's DevTools port: the Worker's isolate (heap snapshots in the soak). */
   edgeInspectorPort: number;
   secrets: { jwtSecret: string; mediaNodeSecret: string; generated: string[] };
-  /** Kills the media node (no drain: as a crash would) and starts a fresh one on the same port. */
-  restartMediaNode(): Promise<void>;
-  /** The running media node's process id (undefined while none runs). */
-  mediaNodePid(): number | undefined;
+  /** Kills a media node (no drain: as a crash would) and starts a fresh one on the same port. */
+  restartMediaNode(index?: number): Promise<void>;
+  /** A running media node's process id (undefined while none runs). */
+  mediaNodePid(index?: number): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -87,8 +96,14 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const jwtSecret = secret('JWT_SECRET');
   const mediaNodeSecret = secret('MEDIA_NODE_SECRET');
   const edgeUrl = `http://${dialHost(options.edgeHost)}:${options.edgePort}`;
-  const mediaUrl = `http://${dialHost(options.mediaHost)}:${options.mediaPort}`;
   const withMediaNode = options.withMediaNode ?? true;
+  const nodeCount = withMediaNode ? (options.mediaNodes ?? 1) : 0;
+  if (nodeCount > 1 && options.env.MEDIA_PUBLIC_URL) {
+    throw new Error('MEDIA_PUBLIC_URL names one media node: leave it unset to run several');
+  }
+  const nodeUrl = (index: number) => `http://${dialHost(options.mediaHost)}:${options.mediaPort + index}`;
+  const mediaUrls = Array.from({ length: Math.max(nodeCount, 1) }, (_, index) => nodeUrl(index));
+  const [mediaUrl = nodeUrl(0)] = mediaUrls;
 
   // Secrets reach wrangler through a private env file, not the command line (visible in `ps`).
   const secretsDir = mkdtempSync(join(tmpdir(), 'truegather-'));
@@ -97,8 +112,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     ...pick(options.env, EDGE_VARIABLES),
     JWT_SECRET: jwtSecret,
     MEDIA_NODE_SECRET: mediaNodeSecret,
-    // The node signs its events with the URL it advertises; the edge must know it by that same URL.
-    MEDIA_NODE_URL: withMediaNode ? (options.env.MEDIA_PUBLIC_URL ?? mediaUrl) : options.env.MEDIA_NODE_URL,
+    // A node signs its events with the URL it advertises; the edge must know it by that same URL.
+    MEDIA_NODE_URL: withMediaNode ? (options.env.MEDIA_PUBLIC_URL ?? mediaUrls.join(',')) : options.env.MEDIA_NODE_URL,
   };
   writeFileSync(edgeEnvFile, toEnvFile(edgeVars), { mode: 0o600 });
 
@@ -111,7 +126,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   };
   const stop = async () => {
     stopping = true;
-    clearTimeout(restartTimer);
+    for (const node of nodes) clearTimeout(node.restartTimer);
     await Promise.all([...children].map((child) => terminate(child)));
     rmSync(secretsDir, { recursive: true, force: true });
   };
@@ -119,41 +134,47 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     const { output } = options;
     return typeof output === 'function' ? (line: string) => output(`[${name}] ${line}`) : output;
   };
-  const startMediaNode = () =>
+  const startMediaNode = (index: number) =>
     track(
-      'media-node',
+      nodeName(index),
       launchMediaNode(
         {
           ...pick(options.env, MEDIA_NODE_VARIABLES),
+          ...(nodeCount > 1 ? nodeShare(options.env, index, nodeCount) : {}),
           MEDIA_HOST: options.mediaHost,
-          MEDIA_PORT: String(options.mediaPort),
+          MEDIA_PORT: String(options.mediaPort + index),
           MEDIA_NODE_SECRET: mediaNodeSecret,
           EDGE_URL: edgeUrl,
         },
-        outputOf('media-node'),
+        outputOf(nodeName(index)),
       ),
     );
-  let mediaNode: ChildProcess | undefined;
+  const nodeName = (index: number) => (nodeCount > 1 ? `media-node-${index + 1}` : 'media-node');
+  /** Each node's running process and its supervision (restart delay, pending restart). */
+  const nodes = Array.from({ length: nodeCount }, () => ({
+    child: undefined as ChildProcess | undefined,
+    restartDelayMs: SUPERVISED_RESTART_MIN_MS,
+    restartTimer: undefined as NodeJS.Timeout | undefined,
+  }));
   let stopping = false;
-  let restartDelayMs = SUPERVISED_RESTART_MIN_MS;
-  let restartTimer: NodeJS.Timeout | undefined;
-  const superviseMediaNode = () => {
-    const child = startMediaNode();
-    mediaNode = child;
+  const superviseMediaNode = (index: number) => {
+    const node = nodes[index]!;
+    const child = startMediaNode(index);
+    node.child = child;
     const startedAt = Date.now();
     if (!options.superviseMediaNode) return;
     child.once('exit', (code, signal) => {
       // Stopped on purpose (stop, restartMediaNode): nothing to do.
-      if (stopping || mediaNode !== child) return;
-      mediaNode = undefined;
+      if (stopping || node.child !== child) return;
+      node.child = undefined;
       children.delete(child);
       exits.delete(child);
-      if (Date.now() - startedAt > SUPERVISED_HEALTHY_MS) restartDelayMs = SUPERVISED_RESTART_MIN_MS;
-      report(`media node exited (${code ?? signal}); starting it again in ${restartDelayMs / 1000} s`);
-      restartTimer = setTimeout(() => {
-        if (!stopping) superviseMediaNode();
-      }, restartDelayMs);
-      restartDelayMs = Math.min(restartDelayMs * 2, SUPERVISED_RESTART_MAX_MS);
+      if (Date.now() - startedAt > SUPERVISED_HEALTHY_MS) node.restartDelayMs = SUPERVISED_RESTART_MIN_MS;
+      report(`${nodeName(index)} exited (${code ?? signal}); starting it again in ${node.restartDelayMs / 1000} s`);
+      node.restartTimer = setTimeout(() => {
+        if (!stopping) superviseMediaNode(index);
+      }, node.restartDelayMs);
+      node.restartDelayMs = Math.min(node.restartDelayMs * 2, SUPERVISED_RESTART_MAX_MS);
     });
   };
   const report = (line: string) => {
@@ -161,7 +182,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     if (output === 'inherit') console.error(`[stack] ${line}`);
     else output?.(`[stack] ${line}`);
   };
-  if (withMediaNode) superviseMediaNode();
+  for (const index of nodes.keys()) superviseMediaNode(index);
 
   const edgeInspectorPort = await freePort();
   try {
@@ -193,35 +214,55 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     );
     await Promise.all([
       waitForHttp(`${edgeUrl}/health`, exits),
-      withMediaNode ? waitForHttp(mediaHealthUrl(options.env, mediaUrl), exits) : undefined,
+      ...nodes.map((_, index) => waitForHttp(mediaHealthUrl(options.env, index, mediaUrls[index]!), exits)),
     ]);
   } catch (error) {
     await stop();
     throw error;
   }
 
-  const restartMediaNode = async () => {
-    if (!withMediaNode) throw new Error('this stack runs no media node');
-    clearTimeout(restartTimer);
-    const old = mediaNode;
-    mediaNode = undefined;
+  const restartMediaNode = async (index = 0) => {
+    const node = nodes[index];
+    if (!node) throw new Error(`this stack runs no media node ${index}`);
+    clearTimeout(node.restartTimer);
+    const old = node.child;
+    node.child = undefined;
     if (old) {
       await terminate(old, 'SIGKILL');
       children.delete(old);
       exits.delete(old);
     }
-    superviseMediaNode();
-    await waitForHttp(mediaHealthUrl(options.env, mediaUrl), exits);
+    superviseMediaNode(index);
+    await waitForHttp(mediaHealthUrl(options.env, index, mediaUrls[index]!), exits);
   };
   return {
     edgeUrl,
     mediaUrl,
+    mediaUrls,
     edgeInspectorPort,
     secrets: { jwtSecret, mediaNodeSecret, generated },
     restartMediaNode,
-    mediaNodePid: () => mediaNode?.pid,
+    mediaNodePid: (index = 0) => nodes[index]?.child?.pid,
     stop,
   };
+}
+
+/**
+ * What sets node `index` of `count` apart on one host: its id (the registry's key), its share of the
+ * RTC port range (so that two nodes never race for a port), and its own operator port when one is set.
+ */
+function nodeShare(env: StackOptions['env'], index: number, count: number): Record<string, string> {
+  const min = Number(env.MEDIA_RTC_MIN_PORT ?? DEFAULT_RTC_MIN_PORT);
+  const max = Number(env.MEDIA_RTC_MAX_PORT ?? DEFAULT_RTC_MAX_PORT);
+  const size = Math.floor((max - min + 1) / count);
+  const share: Record<string, string> = {
+    MEDIA_NODE_ID: `${env.MEDIA_NODE_ID ?? hostname()}-${index + 1}`,
+    MEDIA_RTC_MIN_PORT: String(min + index * size),
+    MEDIA_RTC_MAX_PORT: String(min + (index + 1) * size - 1),
+  };
+  const operatorPort = Number(env.MEDIA_OPERATOR_PORT ?? 0);
+  if (operatorPort !== 0) share.MEDIA_OPERATOR_PORT = String(operatorPort + index);
+  return share;
 }
 
 function pick(env: Record<string, string | undefined>, names: readonly string[]): Record<string, string> {
@@ -300,13 +341,14 @@ export function launch(
 }
 
 /**
- * Where the media node answers /health: its own operator listener when MEDIA_OPERATOR_PORT gives it
- * one (a fixed port: with 0 the stack could not know where to look), else the control API's.
+ * Where media node `index` answers /health: its own operator listener when MEDIA_OPERATOR_PORT gives
+ * it one (a fixed port, one more per node: with 0 the stack could not know where to look), else the
+ * control API's.
  */
-function mediaHealthUrl(env: StackOptions['env'], mediaUrl: string): string {
-  const port = env.MEDIA_OPERATOR_PORT;
+function mediaHealthUrl(env: StackOptions['env'], index: number, mediaUrl: string): string {
+  const port = Number(env.MEDIA_OPERATOR_PORT ?? 0);
   if (!port) return `${mediaUrl}/health`;
-  return `http://${dialHost(env.MEDIA_OPERATOR_HOST ?? '127.0.0.1')}:${port}/health`;
+  return `http://${dialHost(env.MEDIA_OPERATOR_HOST ?? '127.0.0.1')}:${port + index}/health`;
 }
 
 /** Polls a health URL until it answers 200, failing fast when a child has exited. */

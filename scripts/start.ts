@@ -5,8 +5,9 @@ import { dialHost, generateSecret, startStack } from './stack.ts';
 import { startUpstashCompatServer } from './upstash-compat-server.ts';
 
 /**
- * `npm start`: the edge on SERVER_HOST:SERVER_PORT (default 0.0.0.0:8080) and the media node on
- * MEDIA_PORT (8081), configured from the environment and an optional `.env`. Ctrl-C stops all.
+ * `npm start`: the edge on SERVER_HOST:SERVER_PORT (default 0.0.0.0:8080) and MEDIA_NODES media nodes
+ * (default 1) from MEDIA_PORT on (8081, 8082…), configured from the environment and an optional
+ * `.env`. Ctrl-C stops all.
  */
 if (existsSync('.env')) process.loadEnvFile('.env');
 
@@ -15,6 +16,8 @@ const StartEnvSchema = z.object({
   SERVER_PORT: z.coerce.number().int().min(1).max(65_535).default(8080),
   MEDIA_HOST: z.string().default('0.0.0.0'),
   MEDIA_PORT: z.coerce.number().int().min(1).max(65_535).default(8081),
+  /** Media nodes to run, on MEDIA_PORT, MEDIA_PORT + 1…: a room overflows from one to the next (MEDIA_CAPACITY each). */
+  MEDIA_NODES: z.coerce.number().int().min(1).max(8).default(1),
   REDIS_URL: z.url().optional(),
   // Checked here too, so that a weak secret stops `npm start` at once with its name, rather than
   // leaving an edge that answers every request with 500.
@@ -51,6 +54,7 @@ const stack = await startStack({
   edgePort: startEnv.SERVER_PORT,
   mediaHost: startEnv.MEDIA_HOST,
   mediaPort: startEnv.MEDIA_PORT,
+  mediaNodes: startEnv.MEDIA_NODES,
   env,
   output: 'inherit',
   superviseMediaNode: true,
@@ -67,7 +71,9 @@ const lines = [
   `  demo & API   http://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/`,
   `  websocket    ws://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/ws?room_id=…`,
   `  openapi      http://${dialHost(startEnv.SERVER_HOST)}:${startEnv.SERVER_PORT}/openapi.json`,
-  `  media node   ${stack.mediaUrl}  (metrics: ${stack.mediaUrl}/metrics)`,
+  ...stack.mediaUrls.map(
+    (url, index) => `  ${index === 0 ? 'media nodes ' : '            '} ${url}  (metrics: ${url}/metrics)`,
+  ),
   `  state        ${store}`,
 ];
 if (stack.secrets.generated.length > 0) {

@@ -9,6 +9,10 @@ import {
   SecretSchema,
 } from '../../shared/src/config.ts';
 
+/** The RTC port range unless MEDIA_RTC_MIN_PORT/MAX_PORT say otherwise (the stack splits it between local nodes). */
+export const DEFAULT_RTC_MIN_PORT = 40_000;
+export const DEFAULT_RTC_MAX_PORT = 49_999;
+
 const PortSchema = (defaultValue: number) => z.coerce.number().int().min(0).max(65_535).default(defaultValue);
 
 const MediaNodeEnvSchema = z
@@ -36,8 +40,8 @@ const MediaNodeEnvSchema = z
       .ipv4()
       .refine((ip) => ip !== '0.0.0.0', 'must be a concrete address, not 0.0.0.0')
       .optional(),
-    MEDIA_RTC_MIN_PORT: PortSchema(40_000),
-    MEDIA_RTC_MAX_PORT: PortSchema(49_999),
+    MEDIA_RTC_MIN_PORT: PortSchema(DEFAULT_RTC_MIN_PORT),
+    MEDIA_RTC_MAX_PORT: PortSchema(DEFAULT_RTC_MAX_PORT),
     MEDIA_WORKERS: PositiveIntSchema(availableParallelism(), 256),
     /** Peer connections this node accepts before it reports itself full. */
     MEDIA_CAPACITY: PositiveIntSchema(500, 100_000),

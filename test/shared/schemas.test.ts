@@ -289,7 +289,20 @@ describe('transport to a media node', () => {
     const allowed = edgeEnv({ MEDIA_NODE_URL: 'http://203.0.113.7:8081', MEDIA_NODE_ALLOW_HTTP: 'true' });
     expect(parseEnvironment(EdgeEnvSchema, allowed).MEDIA_NODE_ALLOW_HTTP).toBe(true);
     for (const url of ['https://media.example', 'http://127.0.0.1:8081', 'http://10.0.0.5:8081']) {
-      expect(parseEnvironment(EdgeEnvSchema, edgeEnv({ MEDIA_NODE_URL: url })).MEDIA_NODE_URL).toBe(url);
+      expect(parseEnvironment(EdgeEnvSchema, edgeEnv({ MEDIA_NODE_URL: url })).MEDIA_NODE_URL).toEqual([url]);
+    }
+  });
+
+  it('takes several static media nodes in MEDIA_NODE_URL, separated by commas, each checked', () => {
+    const two = edgeEnv({ MEDIA_NODE_URL: 'http://127.0.0.1:8081, http://127.0.0.1:8082' });
+    expect(parseEnvironment(EdgeEnvSchema, two).MEDIA_NODE_URL).toEqual([
+      'http://127.0.0.1:8081',
+      'http://127.0.0.1:8082',
+    ]);
+    const oneInsecure = edgeEnv({ MEDIA_NODE_URL: 'http://127.0.0.1:8081,http://203.0.113.7:8081' });
+    expect(() => parseEnvironment(EdgeEnvSchema, oneInsecure)).toThrow(/MEDIA_NODE_URL: must be https/);
+    for (const bad of [',', 'http://127.0.0.1:8081,not a url', 'ftp://127.0.0.1']) {
+      expect(() => parseEnvironment(EdgeEnvSchema, edgeEnv({ MEDIA_NODE_URL: bad }))).toThrow(/MEDIA_NODE_URL/);
     }
   });
 

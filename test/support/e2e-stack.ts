@@ -3,18 +3,18 @@ import { expectReply, SignalingConnection } from '../../client/src/signaling-con
 import { launchMediaNode, type RunningStack, type StackOptions, startStack } from '../../scripts/stack.ts';
 import type { CreatedRoom, JoinRoomResponse } from '../../shared/src/rest.ts';
 import type { ServerFrame } from '../../shared/src/signaling.ts';
-import { freePort } from './ports.ts';
+import { freePort, freePortRun } from './ports.ts';
 import { TestPublisher, type TestPublisherOptions, TestSubscriber, waitFor } from './werift-peers.ts';
 
 /**
- * The real stack on free loopback ports, for end-to-end tests: `wrangler dev` plus a media node that
- * gathers ICE candidates on 127.0.0.1 only, with one worker thread.
+ * The real stack on free loopback ports, for end-to-end tests: `wrangler dev` plus media nodes (one
+ * unless `mediaNodes` says more) that gather ICE candidates on 127.0.0.1 only, with one worker thread.
  */
 export async function startLoopbackStack(
   env: Record<string, string> = {},
-  options: Pick<StackOptions, 'withMediaNode' | 'superviseMediaNode' | 'output'> = {},
+  options: Pick<StackOptions, 'withMediaNode' | 'superviseMediaNode' | 'output' | 'mediaNodes'> = {},
 ): Promise<RunningStack> {
-  const [edgePort, mediaPort] = [await freePort(), await freePort()];
+  const [edgePort, mediaPort] = [await freePort(), await freePortRun(options.mediaNodes ?? 1)];
   return startStack({
     edgeHost: '127.0.0.1',
     edgePort,

@@ -5,7 +5,7 @@ import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { bodyDigest, signServiceToken } from '../../shared/src/service-token.ts';
 import { EDGE_AUDIENCE, MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
-import { MEDIA_NODE_PIN_KEY } from '../../workers/src/media/media-node-placement.ts';
+import { MEDIA_NODES_KEY } from '../../workers/src/media/media-node-placement.ts';
 import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
 import { createRoom, joinMember, roomStub, useMediaNode } from './support/rooms.ts';
 import { BASE_URL } from './support/signaling-socket.ts';
@@ -22,7 +22,7 @@ async function pinnedRoom() {
   useMediaNode(room.id, new FakeMediaNode());
   await ann.socket.expectReply('publish_offer', { sdp: fakeSdp('ann offer') }, 'publish_answer');
   await runInDurableObject(roomStub(room.id), async (_instance, state) => {
-    state.storage.kv.put(MEDIA_NODE_PIN_KEY, NODE_A);
+    state.storage.kv.put(MEDIA_NODES_KEY, [[ann.participantId, NODE_A]]);
   });
   const ready = {
     type: 'publisher_ready',
@@ -122,6 +122,36 @@ describe('POST /internal/media-events', () => {
     const body = JSON.stringify(setup.ready);
     const refused = await postEvent(body, await eventToken(body, { room: setup.room.id, node: NODE_B }));
     await expectRefusedThenClean(setup, refused, 403, 'forbidden');
+  });
+
+  it('takes an event about a participant only from that participant’s node, one about the room from any of its nodes', async () => {
+    const setup = await pinnedRoom();
+    const { room, ann, bob } = setup;
+    await runInDurableObject(roomStub(room.id), async (_instance, state) => {
+      state.storage.kv.put(MEDIA_NODES_KEY, [
+        [ann.participantId, NODE_A],
+        [bob.participantId, NODE_B],
+      ]);
+    });
+    const aboutBob = JSON.stringify({
+      type: 'ice_candidate',
+      room_id: room.id,
+      participant_id: bob.participantId,
+      target: 'subscriber',
+      candidate: null,
+    });
+    const fromA = await postEvent(aboutBob, await eventToken(aboutBob, { room: room.id, node: NODE_A }));
+    expect(fromA.status).toBe(403);
+    const fromB = await postEvent(aboutBob, await eventToken(aboutBob, { room: room.id, node: NODE_B }));
+    expect(fromB.status).toBe(200);
+    expect((await bob.socket.nextOf('trickle_ice')).payload).toEqual({ target: 'subscriber', candidate: null });
+    const speakers = JSON.stringify({ type: 'active_speakers', room_id: room.id, speakers: [] });
+    for (const node of [NODE_A, NODE_B]) {
+      expect((await postEvent(speakers, await eventToken(speakers, { room: room.id, node }))).status).toBe(200);
+    }
+    const third = JSON.stringify({ type: 'active_speakers', room_id: room.id, speakers: [] });
+    const elsewhere = await postEvent(third, await eventToken(third, { room: room.id, node: 'http://10.0.0.3:8081' }));
+    expect(elsewhere.status).toBe(403);
   });
 
   it('refuses an event for a room that is pinned to no node (403)', async () => {

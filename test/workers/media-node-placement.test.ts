@@ -5,7 +5,7 @@ import type { MediaNodeRegistration } from '../../shared/src/media-control.ts';
 import { signRegistration } from '../../shared/src/media-node-trust.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
 import { MediaCallError } from '../../workers/src/media/media-node-client.ts';
-import { chooseNode, MediaNodePlacement, SUSPECT_NODE_TTL_MS } from '../../workers/src/media/media-node-placement.ts';
+import { MediaNodePlacement, SUSPECT_NODE_TTL_MS } from '../../workers/src/media/media-node-placement.ts';
 import type { RoomRepository } from '../../workers/src/store/room-repository.ts';
 
 const node = (url: string, load: number, capacity: number, draining = false): MediaNodeRegistration => ({
@@ -17,21 +17,12 @@ const node = (url: string, load: number, capacity: number, draining = false): Me
   updated_at: new Date().toISOString(),
 });
 
-describe('chooseNode', () => {
-  it('takes the live node with the lowest load relative to capacity', () => {
-    expect(chooseNode([node('http://a', 50, 100), node('http://b', 30, 200), node('http://c', 10, 20)])).toBe(
-      'http://b',
-    );
-  });
-
-  it('skips draining and full nodes, and answers undefined when none is left', () => {
-    expect(chooseNode([node('http://a', 0, 100, true), node('http://b', 100, 100), node('http://c', 99, 100)])).toBe(
-      'http://c',
-    );
-    expect(chooseNode([node('http://a', 0, 100, true), node('http://b', 5, 0)])).toBeUndefined();
-    expect(chooseNode([])).toBeUndefined();
-  });
-});
+/** A new participant placed as RoomMedia places it when its first node takes it: the best candidate. */
+async function place(placement: MediaNodePlacement): Promise<string> {
+  const [url] = await placement.candidates();
+  placement.assign(crypto.randomUUID(), url!);
+  return url!;
+}
 
 describe('MediaNodePlacement', () => {
   const secret = crypto.getRandomValues(new Uint8Array(32));
@@ -51,7 +42,7 @@ describe('MediaNodePlacement', () => {
   /** Runs `body` with a placement on a fresh room object's storage and a registry the test controls. */
   async function withPlacement(
     options: {
-      staticUrl?: string;
+      staticUrls?: string[];
       allowHttp?: boolean;
       registry: () => Promise<MediaNodeRegistration[]>;
       suspects?: SuspectNodes;
@@ -61,7 +52,7 @@ describe('MediaNodePlacement', () => {
     const config = {
       ...edgeConfig(env),
       upstash: { url: 'http://registry.test', token: 'x' },
-      mediaNode: { url: options.staticUrl, secret, allowHttp: options.allowHttp ?? false },
+      mediaNode: { urls: options.staticUrls ?? [], secret, allowHttp: options.allowHttp ?? false },
     };
     const repository = {
       listMediaNodes: options.registry,
@@ -77,7 +68,7 @@ describe('MediaNodePlacement', () => {
     await runInDurableObject(stub, (_instance, state) =>
       body(
         new MediaNodePlacement(
-          state.storage,
+          state.storage.kv,
           () => repository,
           config,
           () => capture,
@@ -95,7 +86,7 @@ describe('MediaNodePlacement', () => {
     await withPlacement(
       { registry: async () => [forgedUnsigned, forgedWrongKey, tampered, real] },
       async (placement, logs) => {
-        expect(await placement.baseUrl()).toBe('https://real.example');
+        expect(await place(placement)).toBe('https://real.example');
         expect(logs).toHaveLength(3);
         expect(logs.join('\n')).toMatch(/"verdict":"unsigned"/);
         expect(logs.join('\n')).toMatch(/"verdict":"bad_signature"/);
@@ -109,54 +100,96 @@ describe('MediaNodePlacement', () => {
     old.updated_at = new Date(Date.now() - 60_000).toISOString();
     const entries = await signed([old, node('https://live.example', 50, 100)]);
     await withPlacement({ registry: async () => entries }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://live.example');
+      expect(await place(placement)).toBe('https://live.example');
     });
   });
 
   it('refuses plain http to a public address unless MEDIA_NODE_ALLOW_HTTP; loopback and private networks may', async () => {
     const publicHttp = await signed([node('http://203.0.113.7:8081', 0, 100), node('https://tls.example', 90, 100)]);
     await withPlacement({ registry: async () => publicHttp }, async (placement, logs) => {
-      expect(await placement.baseUrl()).toBe('https://tls.example');
+      expect(await place(placement)).toBe('https://tls.example');
       expect(logs.join('\n')).toMatch(/"verdict":"insecure_url"/);
     });
     await withPlacement({ allowHttp: true, registry: async () => publicHttp }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('http://203.0.113.7:8081');
+      expect(await place(placement)).toBe('http://203.0.113.7:8081');
     });
     for (const local of ['http://127.0.0.1:8081', 'http://10.1.2.3:8081', 'http://192.168.0.9', 'http://[::1]:8081']) {
       const entries = await signed([node(local, 0, 100), node('https://tls.example', 90, 100)]);
       await withPlacement({ registry: async () => entries }, async (placement) => {
-        expect(await placement.baseUrl()).toBe(local);
+        expect(await place(placement)).toBe(local);
       });
     }
+  });
+
+  it('offers the live nodes least loaded first, draining and full ones not at all', async () => {
+    const nodes = [
+      node('https://a', 50, 100),
+      node('https://b', 30, 200),
+      node('https://c', 5, 20),
+      node('https://d', 0, 100, true),
+      node('https://e', 100, 100),
+    ];
+    await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
+      expect(await placement.candidates()).toEqual(['https://b', 'https://c', 'https://a']);
+    });
+  });
+
+  it('offers the nodes the room uses first, in the order it started using them, while the registry has room on them', async () => {
+    let nodes = [node('https://a', 10, 100), node('https://b', 50, 100), node('https://c', 0, 100)];
+    await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
+      placement.assign('p1', 'https://b');
+      placement.assign('p2', 'https://a');
+      expect(await placement.candidates()).toEqual(['https://b', 'https://a', 'https://c']);
+      nodes = [node('https://a', 10, 100), node('https://b', 100, 100), node('https://c', 0, 100)];
+      expect(await placement.candidates()).toEqual(['https://a', 'https://c']);
+      expect(placement.nodesInUse()).toEqual(['https://b', 'https://a']);
+      expect(placement.participantsOn('https://b')).toEqual(['p1']);
+    });
+  });
+
+  it("offers the MEDIA_NODE_URL nodes in their order without a registry, the room's own first", async () => {
+    const down = async (): Promise<MediaNodeRegistration[]> => {
+      throw new Error('registry down');
+    };
+    await withPlacement({ staticUrls: ['http://a', 'http://b'], registry: down }, async (placement) => {
+      expect(await placement.candidates()).toEqual(['http://a', 'http://b']);
+      placement.assign('p1', 'http://b');
+      expect(await placement.candidates()).toEqual(['http://b', 'http://a']);
+      await placement.release('http://b');
+      expect(await placement.candidates()).toEqual(['http://a']);
+      await placement.release('http://a');
+      // Every node lost lately: a restarted one may be back on its URL, better than none.
+      expect(await placement.candidates()).toEqual(['http://b', 'http://a']);
+    });
   });
 
   it('pins a room to the least-loaded node and keeps it there when a registry read misses that node', async () => {
     let nodes = [node('https://a', 10, 100), node('https://b', 50, 100)];
     await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       nodes = [node('https://b', 0, 100)];
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
     });
   });
 
   it('places the room again once its node is released as unreachable', async () => {
     let nodes = [node('https://a', 10, 100)];
     await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://a');
-      nodes = [node('https://a', 10, 100, true), node('https://b', 20, 100)];
+      expect(await place(placement)).toBe('https://a');
+      nodes = [node('https://a', 10, 100), node('https://b', 20, 100)];
       await placement.release('https://other');
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       await placement.release('https://a');
-      expect(await placement.baseUrl()).toBe('https://b');
+      expect(await place(placement)).toBe('https://b');
     });
   });
 
   it('keeps away from a released node while the registry still lists it (its entry outlives it)', async () => {
     const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
     await withPlacement({ registry: () => signed(nodes) }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       await placement.release('https://a');
-      expect(await placement.baseUrl()).toBe('https://b');
+      expect(await place(placement)).toBe('https://b');
     });
   });
 
@@ -164,21 +197,21 @@ describe('MediaNodePlacement', () => {
     const suspects = new SuspectNodes();
     const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
     await withPlacement({ registry: () => signed(nodes), suspects }, async (placement, logs) => {
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       await placement.timedOut('https://a');
       await placement.answered('https://a');
       await placement.timedOut('https://a');
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       expect(suspects.marks.size).toBe(0);
 
       await placement.timedOut('https://a');
       expect(suspects.marks).toEqual(new Map([['https://a', SUSPECT_NODE_TTL_MS]]));
       expect(logs.join('\n')).toMatch(/media node stopped answering/);
-      expect(await placement.baseUrl()).toBe('https://b');
+      expect(await place(placement)).toBe('https://b');
     });
     // Another room, which never called node a, passes it over too.
     await withPlacement({ registry: () => signed(nodes), suspects }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://b');
+      expect(await place(placement)).toBe('https://b');
     });
   });
 
@@ -186,7 +219,7 @@ describe('MediaNodePlacement', () => {
     const suspects = new SuspectNodes();
     const nodes = [node('https://a', 0, 100), node('https://b', 50, 100)];
     await withPlacement({ registry: () => signed(nodes), suspects }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://a');
+      expect(await place(placement)).toBe('https://a');
       await placement.timedOut('https://a');
       await placement.answered('https://b');
       await placement.timedOut('https://a');
@@ -200,7 +233,7 @@ describe('MediaNodePlacement', () => {
     await withPlacement(
       { registry: () => signed([node('https://a', 0, 100), node('https://b', 100, 100)]), suspects },
       async (placement) => {
-        expect(await placement.baseUrl()).toBe('https://a');
+        expect(await place(placement)).toBe('https://a');
         expect(suspects.marks.has('https://a')).toBe(true);
         await placement.answered('https://a');
         expect(suspects.marks.has('https://a')).toBe(false);
@@ -208,7 +241,7 @@ describe('MediaNodePlacement', () => {
     );
     // A room on a node that was not suspect when it was placed clears nobody's suspicion.
     await withPlacement({ registry: () => signed([node('https://c', 0, 100)]), suspects }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('https://c');
+      expect(await place(placement)).toBe('https://c');
       await suspects.repository.markMediaNodeSuspect('https://c', SUSPECT_NODE_TTL_MS);
       await placement.answered('https://c');
       expect(suspects.marks.has('https://c')).toBe(true);
@@ -223,7 +256,7 @@ describe('MediaNodePlacement', () => {
     await withPlacement(
       { registry: () => signed([node('https://a', 0, 100), node('https://b', 50, 100)]), suspects },
       async (placement) => {
-        expect(await placement.baseUrl()).toBe('https://a');
+        expect(await place(placement)).toBe('https://a');
       },
     );
   });
@@ -232,11 +265,11 @@ describe('MediaNodePlacement', () => {
     const down = async (): Promise<MediaNodeRegistration[]> => {
       throw new Error('registry down');
     };
-    await withPlacement({ staticUrl: 'http://static', registry: down }, async (placement) => {
-      expect(await placement.baseUrl()).toBe('http://static');
+    await withPlacement({ staticUrls: ['http://static'], registry: down }, async (placement) => {
+      expect(await place(placement)).toBe('http://static');
     });
     await withPlacement({ registry: async () => [] }, async (placement) => {
-      await expect(placement.baseUrl()).rejects.toBeInstanceOf(MediaCallError);
+      await expect(place(placement)).rejects.toBeInstanceOf(MediaCallError);
     });
   });
 });

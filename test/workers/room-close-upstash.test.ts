@@ -6,7 +6,7 @@ import { MEDIA_NODE_REGISTRY_KEY_PREFIX, MEDIA_NODE_REGISTRY_SET } from '../../s
 import { signRegistration } from '../../shared/src/media-node-trust.ts';
 import { edgeConfig } from '../../workers/src/config.ts';
 import type { Env } from '../../workers/src/env.ts';
-import { MEDIA_NODE_PIN_KEY } from '../../workers/src/media/media-node-placement.ts';
+import { MEDIA_NODES_KEY } from '../../workers/src/media/media-node-placement.ts';
 import type { RoomCoordinator } from '../../workers/src/room/room-coordinator.ts';
 import { eventually } from './support/barrier.ts';
 import { fakeSdp } from './support/fake-media-node.ts';
@@ -39,7 +39,7 @@ it('closes a room on the node it is pinned to, and leaves no pin behind', async 
     runInDurableObject(stub, (_instance: RoomCoordinator, state) => [...state.storage.kv.list()].map(([key]) => key));
   const refused = await ann.socket.request('publish_offer', { sdp: fakeSdp('offer') });
   expect(refused).toMatchObject({ type: 'error', payload: { code: 'media_unavailable' } });
-  expect(await storageKeys()).toContain(MEDIA_NODE_PIN_KEY);
+  expect(await storageKeys()).toContain(MEDIA_NODES_KEY);
 
   await ann.socket.expectReply('leave', {}, 'ack');
   await ann.socket.closed;

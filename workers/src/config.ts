@@ -17,7 +17,8 @@ export interface EdgeConfig {
    * Absent: no media node is configured (signaling without media). `allowHttp`: plain http to a node
    * on a public address is accepted (MEDIA_NODE_ALLOW_HTTP); otherwise only loopback/private ones.
    */
-  mediaNode?: { url?: string; secret: Uint8Array; allowHttp: boolean };
+  /** `urls`: MEDIA_NODE_URL's static nodes (none when only the registry names them). */
+  mediaNode?: { urls: string[]; secret: Uint8Array; allowHttp: boolean };
   maxParticipants: number;
   reconnectGraceSeconds: number;
   /** Absent: no webhooks are produced. */
@@ -55,7 +56,7 @@ export function parseEdgeConfig(env: Env): EdgeConfig {
     allowedOrigins: origins.length === 0 || origins.includes('*') ? '*' : origins,
     mediaNode: parsed.MEDIA_NODE_SECRET
       ? {
-          url: parsed.MEDIA_NODE_URL,
+          urls: parsed.MEDIA_NODE_URL ?? [],
           secret: encoder.encode(parsed.MEDIA_NODE_SECRET),
           allowHttp: parsed.MEDIA_NODE_ALLOW_HTTP,
         }

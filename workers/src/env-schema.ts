@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { IceUrlEnvSchema, LogLevelSchema, PositiveIntSchema, SecretSchema } from '../../shared/src/config.ts';
 import { isTransportAllowed } from '../../shared/src/media-node-trust.ts';
 
+/** MEDIA_NODE_URL lists at most this many nodes (more belong in the registry). */
+const MAX_STATIC_MEDIA_NODES = 16;
+
 /** The edge's variables and secrets, as wrangler hands them over: config.ts parses them once. */
 export const EdgeEnvSchema = z
   .object({
@@ -18,7 +21,25 @@ export const EdgeEnvSchema = z
     LOG_LEVEL: LogLevelSchema,
     API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
     ALLOWED_ORIGINS: z.string().default('*'),
-    MEDIA_NODE_URL: z.url().optional(),
+    /**
+     * The static media nodes, when there is no registry (or it cannot be read): one URL, or several
+     * separated by commas (`MEDIA_NODES=2 npm start` passes its two). Participants fill them in order.
+     */
+    MEDIA_NODE_URL: z
+      .string()
+      .transform((list) =>
+        list
+          .split(',')
+          .map((url) => url.trim())
+          .filter(Boolean),
+      )
+      .pipe(
+        z
+          .array(z.url({ protocol: /^https?$/ }))
+          .min(1)
+          .max(MAX_STATIC_MEDIA_NODES),
+      )
+      .optional(),
     MEDIA_NODE_SECRET: SecretSchema.optional(),
     /** `true`: plain http to a media node on a public address is allowed (else https, or loopback/private). */
     MEDIA_NODE_ALLOW_HTTP: z.stringbool().default(false),
@@ -53,7 +74,8 @@ export const EdgeEnvSchema = z
     if (env.MEDIA_NODE_URL && !env.MEDIA_NODE_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['MEDIA_NODE_SECRET'], message: 'is required when MEDIA_NODE_URL is set' });
     }
-    if (env.MEDIA_NODE_URL && !isTransportAllowed(env.MEDIA_NODE_URL, env.MEDIA_NODE_ALLOW_HTTP)) {
+    // Refinements run on a list whose own check failed too: only URLs that parse are judged here.
+    if (env.MEDIA_NODE_URL?.some((url) => URL.canParse(url) && !isTransportAllowed(url, env.MEDIA_NODE_ALLOW_HTTP))) {
       ctx.addIssue({
         code: 'custom',
         path: ['MEDIA_NODE_URL'],

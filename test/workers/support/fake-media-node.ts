@@ -1,11 +1,17 @@
 import type { ErrorCode } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type {
+  PublishResponse,
+  RelayResponse,
+  RoomPeersResponse,
+  SubscribeResponse,
+} from '../../../shared/src/media-control.ts';
 import type { Stream, StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 import {
   MediaCallError,
   type MediaNodeClient,
+  MediaNodeFullError,
   MediaNodeRefusedError,
 } from '../../../workers/src/media/media-node-client.ts';
 
@@ -28,11 +34,16 @@ export const fakeSdp = (label: string, kinds: Stream['kind'][] = ['audio', 'vide
     .concat('\r\n');
 
 /**
- * An in-memory MediaNodeClient for Durable Object tests: it keeps publishers and subscriptions per
- * room like the media node does, records every call, and can be told to fail the next call of a method.
+ * An in-memory MediaNodeClient for Durable Object tests: it keeps publishers, subscriptions and
+ * relayed feeds per room like the media node does, records every call, and can be told to fail the
+ * next call of a method. With a `capacity`, a call that would add a peer beyond it is refused as the
+ * node's pool refuses it (at capacity).
  */
 export class FakeMediaNode implements MediaNodeClient {
   readonly calls: MediaCall[] = [];
+  /** `${roomId} ${originUrl}` → the feeds this node pulls from that origin (as a pulling node). */
+  readonly relays = new Map<string, string[]>();
+  capacity = Number.POSITIVE_INFINITY;
   /** `${roomId}/${participantId}` → streams. */
   readonly publishers = new Map<string, Stream[]>();
   /** `${roomId}/${participantId}` → feeds. */
@@ -58,6 +69,23 @@ export class FakeMediaNode implements MediaNodeClient {
     return this.calls.filter((call) => call.method === method);
   }
 
+  /** Peers (publishers and subscribers) the node holds, all rooms: what MEDIA_CAPACITY counts. */
+  get load(): number {
+    return this.publishers.size + this.subscribers.size;
+  }
+
+  #admitPeer(map: Map<string, unknown>, key: string): void {
+    if (!map.has(key) && this.load >= this.capacity) throw new MediaNodeFullError();
+  }
+
+  /** Feeds of the room that this node relays from other nodes. */
+  #relayed(roomId: string): Set<string> {
+    const relayed = new Set<string>();
+    for (const [key, feeds] of this.relays)
+      if (key.startsWith(`${roomId} `)) for (const feed of feeds) relayed.add(feed);
+    return relayed;
+  }
+
   #enter(call: MediaCall): void {
     this.calls.push(call);
     const code = this.#failures.get(call.method);
@@ -74,6 +102,7 @@ export class FakeMediaNode implements MediaNodeClient {
     await hold;
     const kinds = [...sdp.matchAll(/^m=(audio|video) /gm)].map((match) => match[1] as Stream['kind']);
     if (kinds.length === 0) throw new MediaCallError('bad_sdp', 'the offer has no audio or video section');
+    this.#admitPeer(this.publishers, `${roomId}/${participantId}`);
     const streams = kinds.map((kind, index) => ({ kind, mid: String(index) }));
     this.publishers.set(`${roomId}/${participantId}`, streams);
     return { sdp: fakeSdp(`answer for ${participantId}`, kinds), streams };
@@ -86,7 +115,9 @@ export class FakeMediaNode implements MediaNodeClient {
 
   async subscribe(roomId: string, participantId: string, feeds: string[]): Promise<SubscribeResponse> {
     this.#enter({ method: 'subscribe', roomId, participantId, detail: feeds });
-    const carried = feeds.filter((feed) => this.publishers.has(`${roomId}/${feed}`));
+    this.#admitPeer(this.subscribers, `${roomId}/${participantId}`);
+    const relayed = this.#relayed(roomId);
+    const carried = feeds.filter((feed) => this.publishers.has(`${roomId}/${feed}`) || relayed.has(feed));
     this.subscribers.set(`${roomId}/${participantId}`, carried);
     return { sdp: fakeSdp(`offer for ${participantId}: ${carried.join(',')}`), feeds: carried };
   }
@@ -121,6 +152,20 @@ export class FakeMediaNode implements MediaNodeClient {
     for (const map of [this.publishers, this.subscribers]) {
       for (const key of map.keys()) if (key.startsWith(`${roomId}/`)) map.delete(key);
     }
+    for (const key of this.relays.keys()) if (key.startsWith(`${roomId} `)) this.relays.delete(key);
+  }
+
+  /** As a pulling node: records the set (`[]` closes the relay); carries what it was asked for. */
+  async relay(roomId: string, originUrl: string, feeds: string[]): Promise<RelayResponse> {
+    this.#enter({ method: 'relay', roomId, detail: { origin: originUrl, feeds } });
+    if (feeds.length === 0) this.relays.delete(`${roomId} ${originUrl}`);
+    else this.relays.set(`${roomId} ${originUrl}`, feeds);
+    return { feeds };
+  }
+
+  /** The feeds this node pulls from `originUrl` for the room (none when no relay is open). */
+  relayedFrom(roomId: string, originUrl: string): string[] {
+    return this.relays.get(`${roomId} ${originUrl}`) ?? [];
   }
 
   /** Answers from the fake's maps; a probe is not recorded in {@link calls} (the alarm sends it on its own schedule). */

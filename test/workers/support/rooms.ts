@@ -105,9 +105,17 @@ export function roomStub(roomId: string): DurableObjectStub<RoomCoordinator> {
   return env.ROOMS.get(env.ROOMS.idFromName(roomId)) as DurableObjectStub<RoomCoordinator>;
 }
 
+/** The URL a room's one fake media node stands for (see test-worker.ts). */
+export const FAKE_NODE_URL = 'http://127.0.0.1:18081';
+
 /** Gives the room a fake media node client (its coordinator is the test Worker's, see test-worker.ts). */
 export function useMediaNode(roomId: string, client: MediaNodeClient): void {
-  mediaNodeFakes.set(roomId, client);
+  mediaNodeFakes.set(roomId, new Map([[FAKE_NODE_URL, client]]));
+}
+
+/** Gives the room several fake media nodes, by URL, in the order placement fills them. */
+export function useMediaNodes(roomId: string, nodes: Record<string, MediaNodeClient>): void {
+  mediaNodeFakes.set(roomId, new Map(Object.entries(nodes)));
 }
 
 export interface Member {

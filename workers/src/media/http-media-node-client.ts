@@ -7,6 +7,7 @@ import {
   type MuteRequest,
   mediaControlPath,
   PublishResponseSchema,
+  RelayResponseSchema,
   RoomPeersResponseSchema,
   SubscribeResponseSchema,
 } from '../../../shared/src/media-control.ts';
@@ -15,15 +16,19 @@ import type { StreamKind } from '../../../shared/src/rest.ts';
 import { signServiceToken } from '../../../shared/src/service-token.ts';
 import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 import { MEDIA_NODE_AUDIENCE, MEDIA_TOKEN_MAX_LIFETIME_SECONDS, TOKEN_ISSUER } from '../../../shared/src/token.ts';
-import { MediaCallError, type MediaNodeClient, MediaNodeRefusedError } from './media-node-client.ts';
+import {
+  MediaCallError,
+  type MediaNodeClient,
+  MediaNodeFullError,
+  MediaNodeRefusedError,
+} from './media-node-client.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 /** The node answers a probe from memory: one that takes longer than this is not answering. */
 const PROBE_TIMEOUT_MS = 2_000;
 
-/** Where the room's calls go, and what it learns from each call's outcome (MediaNodePlacement). */
-interface Placement {
-  baseUrl(): Promise<string>;
+/** What the room's placement learns from each call's outcome (MediaNodePlacement). */
+export interface NodeHealth {
   release(url: string): Promise<void>;
   answered(url: string): Promise<void>;
   timedOut(url: string): Promise<void>;
@@ -35,19 +40,21 @@ interface Placement {
 const TOKEN_REUSE_MS = 30_000;
 
 /**
- * The media node's control API over HTTP, each call signed with a short-lived service token.
- * One client serves one room; `placement` says which node that room is on, and hears how each call
- * went: it forgets a node that refuses connections, or that keeps timing out, so that the room is
- * placed again.
+ * One media node's control API over HTTP, each call signed with a short-lived service token.
+ * One client serves one room on one node (RoomMedia holds one per node the room uses); `health`
+ * hears how each call went: placement forgets a node that refuses connections, or that keeps timing
+ * out, so that its participants are placed again.
  */
 export class HttpMediaNodeClient implements MediaNodeClient {
   readonly #secret: Uint8Array;
-  readonly #placement: Placement;
-  #token: { value: string; mintedAt: number; node: string } | undefined;
+  readonly #url: string;
+  readonly #health: NodeHealth;
+  #token: { value: string; mintedAt: number } | undefined;
 
-  constructor(secret: Uint8Array, placement: Placement) {
+  constructor(secret: Uint8Array, url: string, health: NodeHealth) {
     this.#secret = secret;
-    this.#placement = placement;
+    this.#url = url;
+    this.#health = health;
   }
 
   async publish(roomId: string, participantId: string, sdp: string) {
@@ -91,21 +98,24 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     await this.#call('updateSubscription', roomId, participantId, undefined, subscription);
   }
 
+  async relay(roomId: string, originUrl: string, feeds: string[]) {
+    return this.#call('relay', roomId, undefined, RelayResponseSchema, { origin_url: originUrl, feeds });
+  }
+
   /**
    * A control token bound to the node it is sent to (`node` claim): a node that receives it, or
    * whoever runs a node drawn into placement, cannot replay it against another node.
    */
-  async #bearer(baseUrl: string): Promise<string> {
+  async #bearer(): Promise<string> {
     const now = Date.now();
-    const node = mediaNodeIdentity(baseUrl);
-    if (!this.#token || this.#token.node !== node || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
+    if (!this.#token || now - this.#token.mintedAt > TOKEN_REUSE_MS) {
       const value = await signServiceToken(this.#secret, {
         issuer: TOKEN_ISSUER,
         audience: MEDIA_NODE_AUDIENCE,
         lifetimeSeconds: MEDIA_TOKEN_MAX_LIFETIME_SECONDS,
-        claims: { node },
+        claims: { node: mediaNodeIdentity(this.#url) },
       });
-      this.#token = { value, mintedAt: now, node };
+      this.#token = { value, mintedAt: now };
     }
     return this.#token.value;
   }
@@ -120,7 +130,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
   ): Promise<z.output<S>> {
     const { method } = MEDIA_CONTROL_ROUTES[operation];
     const path = mediaControlPath(operation, roomId, participantId);
-    const baseUrl = await this.#placement.baseUrl();
+    const baseUrl = this.#url;
     // A timer cleared as soon as the call ends (AbortSignal.timeout would keep the room's Durable
     // Object awake until it fires).
     const controller = new AbortController();
@@ -131,7 +141,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
       response = await fetch(new URL(path, baseUrl), {
         method,
         headers: {
-          authorization: `Bearer ${await this.#bearer(baseUrl)}`,
+          authorization: `Bearer ${await this.#bearer()}`,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -145,20 +155,24 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     } catch {
       if (controller.signal.aborted) {
         // Slow, perhaps hung: placement counts it, and a node that keeps timing out is left.
-        await this.#placement.timedOut(baseUrl);
+        await this.#health.timedOut(baseUrl);
         throw new MediaCallError('media_unavailable', 'the media node did not answer in time');
       }
       // Refused or reset, not merely slow: the node is gone, and the room may move to a live one.
-      await this.#placement.release(baseUrl);
+      await this.#health.release(baseUrl);
       throw new MediaNodeRefusedError();
     } finally {
       clearTimeout(timer);
     }
-    await this.#placement.answered(baseUrl);
+    await this.#health.answered(baseUrl);
     if (!response.ok) {
-      // A draining node takes no new rooms: a room it no longer holds (its calls ended, or the drain
-      // timed out and closed them) is placed on another node by the next call.
-      if (isDrainingRefusal(response.status, payload)) await this.#placement.release(baseUrl);
+      // A draining node takes no new rooms: the room keeps away from it, and the participant that
+      // asked is placed on another node (as when a node is full: it keeps what it holds).
+      if (isRefusalFor('draining', response.status, payload)) {
+        await this.#health.release(baseUrl);
+        throw new MediaNodeFullError('draining');
+      }
+      if (isRefusalFor('capacity', response.status, payload)) throw new MediaNodeFullError('at capacity');
       throw errorFromResponse(response.status, payload);
     }
     if (!responseSchema) return undefined as z.output<S>;
@@ -168,10 +182,11 @@ export class HttpMediaNodeClient implements MediaNodeClient {
   }
 }
 
-function isDrainingRefusal(status: number, payload: unknown): boolean {
+/** A 503 whose details carry `key`: the pool's refusals name why (`draining`, or `capacity` when full). */
+function isRefusalFor(key: 'draining' | 'capacity', status: number, payload: unknown): boolean {
   const envelope = ErrorEnvelopeSchema.safeParse(payload);
   const details = envelope.success ? envelope.data.error.details : undefined;
-  return status === 503 && typeof details === 'object' && details !== null && 'draining' in details;
+  return status === 503 && typeof details === 'object' && details !== null && key in details;
 }
 
 /** What a client may learn from a media node refusal: its own input was at fault. Anything else is the node's problem. */

@@ -1,5 +1,4 @@
 import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
-import { MEDIA_NODE_PIN_KEY } from './media-node-placement.ts';
 
 /** Who sent a media event, from its verified service token. */
 export interface MediaEventOrigin {
@@ -10,7 +9,7 @@ export interface MediaEventOrigin {
   expiresAt: number;
 }
 
-/** `accepted`; `other_node`: the room is not pinned to the issuer (or to no node); `replayed`: jti seen. */
+/** `accepted`; `other_node`: the issuer is not a node the event may come from; `replayed`: jti seen. */
 export type MediaEventVerdict = 'accepted' | 'other_node' | 'replayed';
 
 /** Where the room keeps the jtis of the event tokens it accepted, each until that token has expired. */
@@ -22,8 +21,9 @@ const SWEEP_INTERVAL_MS = 10_000;
 
 /**
  * The room's check of a media event's origin, in its Durable Object storage: the event must come from
- * the node the room is pinned to, and each token is accepted once. Synchronous storage: the check and
- * the record of the jti happen in one step, so two deliveries of one token cannot both pass.
+ * one of the nodes it may come from (the node of the participant it is about, or for an event about
+ * the room, one of the room's nodes), and each token is accepted once. Synchronous storage: the check
+ * and the record of the jti happen in one step, so two deliveries of one token cannot both pass.
  */
 export class MediaEventOriginCheck {
   readonly #kv: SyncKvStorage;
@@ -33,9 +33,8 @@ export class MediaEventOriginCheck {
     this.#kv = kv;
   }
 
-  admit(origin: MediaEventOrigin, now: number): MediaEventVerdict {
-    const pinned = this.#kv.get<string>(MEDIA_NODE_PIN_KEY);
-    if (!pinned || mediaNodeIdentity(pinned) !== origin.issuer) return 'other_node';
+  admit(origin: MediaEventOrigin, nodes: string[], now: number): MediaEventVerdict {
+    if (!nodes.some((url) => mediaNodeIdentity(url) === origin.issuer)) return 'other_node';
     const key = SEEN_PREFIX + origin.jti;
     const until = this.#kv.get<number>(key);
     if (until !== undefined && until > now) return 'replayed';

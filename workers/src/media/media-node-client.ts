@@ -1,13 +1,19 @@
 import { CodedError } from '../../../shared/src/errors.ts';
 import type { IceCandidate } from '../../../shared/src/ice.ts';
-import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import type {
+  PublishResponse,
+  RelayResponse,
+  RoomPeersResponse,
+  SubscribeResponse,
+} from '../../../shared/src/media-control.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
 
 /**
- * What the room coordinator needs from a media node: one method per route of the control API in
+ * What the room needs from one media node: one method per route of the control API in
  * shared/src/media-control.ts. Implementations reject with MediaCallError so that the coordinator can
- * answer the client with an `error` frame carrying the right code.
+ * answer the client with an `error` frame carrying the right code. RoomMedia routes each call to the
+ * node of the participant it concerns.
  */
 export interface MediaNodeClient {
   /** Creates (or renegotiates) the participant's publishing peer connection from its offer. */
@@ -33,6 +39,11 @@ export interface MediaNodeClient {
   mute(roomId: string, participantId: string, kind: StreamKind, muted: boolean): Promise<void>;
   /** Which layer of one feed's video the participant's subscriber gets, or none (paused). */
   updateSubscription(roomId: string, participantId: string, subscription: UpdateSubscription): Promise<void>;
+  /**
+   * Sent to a pulling node: the complete set of `feeds` it pulls from the origin node at `originUrl`
+   * for the room (`[]` closes that relay). Resolves once the relayed feeds exist on this node.
+   */
+  relay(roomId: string, originUrl: string, feeds: string[]): Promise<RelayResponse>;
 }
 
 /** A media node failure with the signaling error code the client should see (`media_unavailable`, `bad_sdp`, …). */
@@ -42,6 +53,16 @@ export class MediaCallError extends CodedError {}
 export class MediaNodeRefusedError extends MediaCallError {
   constructor() {
     super('media_unavailable', 'the media node is unreachable');
+  }
+}
+
+/**
+ * The node takes no new peer: it is at capacity (MEDIA_CAPACITY), or drains. It keeps the peers it
+ * holds; a participant that asked for its first one there is placed on another node.
+ */
+export class MediaNodeFullError extends MediaCallError {
+  constructor(reason: 'at capacity' | 'draining' = 'at capacity') {
+    super('media_unavailable', `the media node is ${reason}`);
   }
 }
 
@@ -59,5 +80,6 @@ export function unavailableMediaNodeClient(reason: string): MediaNodeClient {
     describeRoom: fail,
     mute: fail,
     updateSubscription: fail,
+    relay: fail,
   };
 }

@@ -9,112 +9,163 @@ import type { EdgeConfig } from '../config.ts';
 import type { RoomRepository } from '../store/room-repository.ts';
 import { MediaCallError } from './media-node-client.ts';
 
-/** Where the room's Durable Object keeps the pin (its storage, its key). */
-export const MEDIA_NODE_PIN_KEY = 'media-node-url';
-/** The node this room last lost, kept away from until its registry entry has expired. */
-const MEDIA_NODE_LOST_KEY = 'media-node-lost';
+/**
+ * Where the room's Durable Object keeps each participant's node: participant id → node URL, in the
+ * order participants were placed (the order the room's nodes fill up in). The publisher and the
+ * subscriber connections of one participant live on its one node.
+ */
+export const MEDIA_NODES_KEY = 'media-nodes';
+/** Nodes this room lost (URL → until when it keeps away from them, while the registry may still list them). */
+const MEDIA_NODES_LOST_KEY = 'media-nodes-lost';
+/** Per node, consecutive calls that got no answer in time (storage key prefix, this room's count). */
+const MEDIA_NODE_TIMEOUTS_PREFIX = 'media-node-timeouts:';
+/** Nodes this room placed participants on although they were suspect (no other was left): their first answer clears it. */
+const PLACED_ON_SUSPECT_KEY = 'media-nodes-placed-on-suspect';
 /** A little over the registry's entry TTL: by then a dead node has left the registry. */
 const LOST_NODE_AVOID_MS = (MEDIA_NODE_REGISTRATION_TTL_SECONDS + 5) * 1000;
-/** Consecutive calls to the pinned node that got no answer in time (storage key, this room's count). */
-const MEDIA_NODE_TIMEOUTS_KEY = 'media-node-timeouts';
-/** The node this room was placed on although it was suspect (no other was left): its first answer clears it. */
-const PLACED_ON_SUSPECT_KEY = 'media-node-placed-on-suspect';
 /**
- * Calls in a row without an answer after which a room leaves its node as if it were dead and marks it
+ * Calls in a row without an answer after which a room leaves a node as if it were dead and marks it
  * suspect for every room: a node that keeps heartbeating but whose control API (or the path to it)
- * hangs would otherwise keep getting new rooms. Probes run every 3 s with a 2 s timeout, so a room
- * with media on the node gives up on it within about 10 s.
+ * hangs would otherwise keep getting new participants. Probes run every 3 s with a 2 s timeout, so a
+ * room with media on the node gives up on it within about 10 s.
  */
 export const MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT = 2;
 /**
- * How long a suspicion keeps new rooms off a node: twice the registry's entry TTL. Rooms still on the
- * node renew it as they give up on it; a room placed there because no other node was left clears it
- * at its first answer. A node that still hangs afterwards takes a new room, and is marked again.
+ * How long a suspicion keeps new participants off a node: twice the registry's entry TTL. Rooms still
+ * on the node renew it as they give up on it; a room placed there because no other node was left
+ * clears it at its first answer. A node that still hangs afterwards takes new participants, and is marked again.
  */
 export const SUSPECT_NODE_TTL_MS = 2 * MEDIA_NODE_REGISTRATION_TTL_SECONDS * 1000;
 
-interface LostNode {
-  url: string;
-  until: number;
-}
+/** The keys of the room's placement: kept until the nodes are told the room closed (room-coordinator.ts). */
+export const PLACEMENT_KEYS = [MEDIA_NODES_KEY, MEDIA_NODES_LOST_KEY, PLACED_ON_SUSPECT_KEY] as const;
 
-interface NodeTimeouts {
-  url: string;
-  count: number;
-}
+/** Participant id → node URL, as stored (an array of pairs: the order of placement matters). */
+type Assignments = [participantId: string, url: string][];
 
 /**
- * The room lost its pinned node (refused connections, or found dead by the room's probe): the pin
- * goes, and the next placement keeps away from that node while the registry may still list it.
- */
-export function abandonNode(kv: SyncKvStorage, url: string, now = Date.now()): void {
-  if (kv.get<string>(MEDIA_NODE_PIN_KEY) === url) kv.delete(MEDIA_NODE_PIN_KEY);
-  kv.put(MEDIA_NODE_LOST_KEY, { url, until: now + LOST_NODE_AVOID_MS } satisfies LostNode);
-}
-
-/** The room ended: nothing of its placement stays in its storage (pin, lost node, tallies). */
-export function forgetPlacement(kv: SyncKvStorage): void {
-  for (const key of [MEDIA_NODE_PIN_KEY, MEDIA_NODE_LOST_KEY, MEDIA_NODE_TIMEOUTS_KEY, PLACED_ON_SUSPECT_KEY]) {
-    kv.delete(key);
-  }
-}
-
-/**
- * Which media node serves a room. A room is pinned to one node (its peers must meet on one SFU), and
- * the pin is kept in the room's Durable Object storage. It is not moved because a registry read
- * missed the node (a late heartbeat must not split a room over two nodes); only a node that cannot
- * be reached releases it ({@link release}), and the next call places the room again: on the
- * least-loaded live, non-draining node of the registry, else on MEDIA_NODE_URL. Only registry entries
- * signed with MEDIA_NODE_SECRET, fresh, and on https (or a loopback/private address, or with
- * MEDIA_NODE_ALLOW_HTTP) count: whoever can write to Redis cannot draw rooms to a node of theirs.
+ * Which media node serves each participant of a room, kept in the room's Durable Object storage (it
+ * survives eviction and hibernation). A new participant goes to a node the room already uses, in the
+ * order the room started using them, while it has room; then to the least-loaded live, non-draining
+ * node of the registry, else to the MEDIA_NODE_URL nodes in their order. RoomMedia tries them
+ * in that order and moves on when a node answers that it is at capacity. A participant stays on its
+ * node while that node answers: a registry read that misses the node moves nobody (a late heartbeat
+ * must not move peers); only a node that cannot be reached is left ({@link release}), and once the
+ * room's probe has found it dead its participants are placed again. Only registry entries signed with MEDIA_NODE_SECRET, fresh, and on
+ * https (or a loopback/private address, or with MEDIA_NODE_ALLOW_HTTP) count: whoever can write to
+ * Redis cannot draw participants to a node of theirs.
  *
- * Placement also keeps the room's tally of its node's answers: calls that time out
- * {@link MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT} times in a row release the pin and mark the node suspect
- * in the store, where every room's placement sees it and passes the node over unless no other is left.
+ * Placement also keeps the room's tally of each node's answers: calls that time out
+ * {@link MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT} times in a row leave the node and mark it suspect in the
+ * store, where every room's placement sees it and passes the node over unless no other is left.
  */
 export class MediaNodePlacement {
-  readonly #storage: DurableObjectStorage;
+  readonly #kv: SyncKvStorage;
   readonly #repository: () => RoomRepository;
-  readonly #staticUrl: string | undefined;
+  readonly #staticUrls: string[];
   readonly #useRegistry: boolean;
   readonly #trust: { secret: Uint8Array; allowHttp: boolean } | undefined;
   readonly #logger: () => Logger;
+  /** The suspects among the last candidates: one of them taken is remembered ({@link assign}). */
+  #suspectCandidates = new Set<string>();
 
-  constructor(
-    storage: DurableObjectStorage,
-    repository: () => RoomRepository,
-    config: EdgeConfig,
-    logger: () => Logger,
-  ) {
-    this.#storage = storage;
+  constructor(kv: SyncKvStorage, repository: () => RoomRepository, config: EdgeConfig, logger: () => Logger) {
+    this.#kv = kv;
     this.#repository = repository;
-    this.#staticUrl = config.mediaNode?.url;
+    this.#staticUrls = config.mediaNode?.urls ?? [];
     this.#useRegistry = config.upstash !== undefined;
     this.#trust = config.mediaNode && { secret: config.mediaNode.secret, allowHttp: config.mediaNode.allowHttp };
     this.#logger = logger;
   }
 
-  async baseUrl(): Promise<string> {
-    const pinned = await this.#storage.get<string>(MEDIA_NODE_PIN_KEY);
-    if (pinned) return pinned;
-    const url = (await this.#chooseFromRegistry()) ?? this.#staticUrl;
-    if (!url) throw new MediaCallError('media_unavailable', 'no media node is available');
-    await this.#storage.put(MEDIA_NODE_PIN_KEY, url);
-    return url;
+  /** The participant's node, if it has been placed. */
+  nodeOf(participantId: string): string | undefined {
+    return this.#assignments().find(([id]) => id === participantId)?.[1];
   }
 
-  /** The pinned node refused the connection, or drains: the next call places the room again, elsewhere. */
+  /** The nodes the room uses, in the order it started using them. */
+  nodesInUse(): string[] {
+    return [...new Set(this.#assignments().map(([, url]) => url))];
+  }
+
+  /** The participants on `url`. */
+  participantsOn(url: string): string[] {
+    return this.#assignments().flatMap(([id, node]) => (node === url ? [id] : []));
+  }
+
+  /**
+   * Records the participant's node (before the first call that creates a peer there: its events come
+   * from it). A node taken although it was suspect (only suspects were left) is remembered: its first
+   * answer clears the suspicion.
+   */
+  assign(participantId: string, url: string): void {
+    const assignments = this.#assignments().filter(([id]) => id !== participantId);
+    assignments.push([participantId, url]);
+    this.#kv.put(MEDIA_NODES_KEY, assignments);
+    const placedOnSuspect = this.#kv.get<string[]>(PLACED_ON_SUSPECT_KEY) ?? [];
+    if (this.#suspectCandidates.has(url) && !placedOnSuspect.includes(url)) {
+      this.#kv.put(PLACED_ON_SUSPECT_KEY, [...placedOnSuspect, url]);
+    }
+  }
+
+  /** The participant has no peer left on its node: its next call places it again. */
+  unassign(participantId: string): void {
+    const assignments = this.#assignments();
+    const kept = assignments.filter(([id]) => id !== participantId);
+    if (kept.length === assignments.length) return;
+    if (kept.length === 0) this.#kv.delete(MEDIA_NODES_KEY);
+    else this.#kv.put(MEDIA_NODES_KEY, kept);
+  }
+
+  /**
+   * Where a new participant may go, best first: the room's nodes that have room, then the other live
+   * nodes (registry, least loaded first, suspects last), else the MEDIA_NODE_URL nodes in their order.
+   * Nodes the room lost come only when nothing else is left (a restarted node is back on its URL).
+   * Throws media_unavailable when there is none.
+   */
+  async candidates(): Promise<string[]> {
+    const lost = this.#lostNodes();
+    const registry = await this.#fromRegistry();
+    this.#suspectCandidates = registry?.suspects ?? new Set();
+    const full = new Set(registry?.full ?? []);
+    const inUse = this.nodesInUse().filter((url) => !full.has(url));
+    const others = registry?.ranked.length ? registry.ranked : this.#staticUrls;
+    const all = [...new Set([...inUse, ...others])];
+    const live = all.filter((url) => !lost.has(url));
+    const ordered = live.length > 0 ? live : all;
+    if (ordered.length === 0) throw new MediaCallError('media_unavailable', 'no media node is available');
+    return ordered;
+  }
+
+  /** Whether the room left this node lately (dead, unreachable or hung). */
+  isLost(url: string): boolean {
+    return this.#lostNodes().has(url);
+  }
+
+  /**
+   * The node refused the connection, drains, or stopped answering: the room keeps away from it while
+   * the registry may still list it. Its participants stay recorded there until the room's probe
+   * has dealt with what they lost (RoomCoordinator), which places them again.
+   */
   async release(url: string): Promise<void> {
-    abandonNode(this.#storage.kv, url);
+    const now = Date.now();
+    const lost = Object.fromEntries(
+      Object.entries(this.#kv.get<Record<string, number>>(MEDIA_NODES_LOST_KEY) ?? {}).filter(
+        ([, until]) => until > now,
+      ),
+    );
+    lost[url] = now + LOST_NODE_AVOID_MS;
+    this.#kv.put(MEDIA_NODES_LOST_KEY, lost);
   }
 
   /** The node answered a call (whatever the status): it is responsive. */
   async answered(url: string): Promise<void> {
-    const kv = this.#storage.kv;
-    // Only this node's tally: another node answering says nothing about the one that hung.
-    if (kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY)?.url === url) kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
-    if (kv.get<string>(PLACED_ON_SUSPECT_KEY) !== url) return;
-    kv.delete(PLACED_ON_SUSPECT_KEY);
+    this.#kv.delete(MEDIA_NODE_TIMEOUTS_PREFIX + url);
+    const suspects = this.#kv.get<string[]>(PLACED_ON_SUSPECT_KEY);
+    if (!suspects?.includes(url)) return;
+    const rest = suspects.filter((node) => node !== url);
+    if (rest.length === 0) this.#kv.delete(PLACED_ON_SUSPECT_KEY);
+    else this.#kv.put(PLACED_ON_SUSPECT_KEY, rest);
     try {
       await this.#repository().clearMediaNodeSuspect(url);
       this.#logger().info('media node answers again: no longer suspect', { node: mediaNodeIdentity(url) });
@@ -128,16 +179,20 @@ export class MediaNodePlacement {
    * leaves the node as a dead one, and tells every room's placement through the store.
    */
   async timedOut(url: string): Promise<void> {
-    const kv = this.#storage.kv;
-    const previous = kv.get<NodeTimeouts>(MEDIA_NODE_TIMEOUTS_KEY);
-    const count = previous?.url === url ? previous.count + 1 : 1;
+    const key = MEDIA_NODE_TIMEOUTS_PREFIX + url;
+    const count = (this.#kv.get<number>(key) ?? 0) + 1;
     if (count < MEDIA_NODE_TIMEOUTS_BEFORE_SUSPECT) {
-      kv.put(MEDIA_NODE_TIMEOUTS_KEY, { url, count } satisfies NodeTimeouts);
+      this.#kv.put(key, count);
       return;
     }
-    kv.delete(MEDIA_NODE_TIMEOUTS_KEY);
-    if (kv.get<string>(PLACED_ON_SUSPECT_KEY) === url) kv.delete(PLACED_ON_SUSPECT_KEY);
-    abandonNode(kv, url);
+    this.#kv.delete(key);
+    const suspects = this.#kv.get<string[]>(PLACED_ON_SUSPECT_KEY);
+    if (suspects?.includes(url))
+      this.#kv.put(
+        PLACED_ON_SUSPECT_KEY,
+        suspects.filter((node) => node !== url),
+      );
+    await this.release(url);
     this.#logger().warn('media node stopped answering: leaving it, and marking it suspect', {
       node: mediaNodeIdentity(url),
       timeouts: count,
@@ -145,28 +200,48 @@ export class MediaNodePlacement {
     try {
       await this.#repository().markMediaNodeSuspect(url, SUSPECT_NODE_TTL_MS);
     } catch {
-      // The store is down: this room keeps away from the node all the same (abandonNode).
+      // The store is down: this room keeps away from the node all the same (release).
       this.#logger().warn('could not record a suspect media node: the store is unavailable');
     }
   }
 
-  async #chooseFromRegistry(): Promise<string | undefined> {
+  /** The room ended: nothing of its placement stays in its storage (assignments, lost nodes, tallies). */
+  forget(): void {
+    for (const key of PLACEMENT_KEYS) this.#kv.delete(key);
+    for (const [key] of this.#kv.list({ prefix: MEDIA_NODE_TIMEOUTS_PREFIX })) this.#kv.delete(key);
+  }
+
+  #assignments(): Assignments {
+    return this.#kv.get<Assignments>(MEDIA_NODES_KEY) ?? [];
+  }
+
+  #lostNodes(): Set<string> {
+    const now = Date.now();
+    const lost = this.#kv.get<Record<string, number>>(MEDIA_NODES_LOST_KEY) ?? {};
+    return new Set(Object.entries(lost).flatMap(([url, until]) => (until > now ? [url] : [])));
+  }
+
+  /**
+   * The registry's live nodes, best first (non-suspects by load, then suspects), and those that are full or draining; undefined
+   * without a registry or when it cannot be read (MEDIA_NODE_URL, if set, then serves).
+   */
+  async #fromRegistry(): Promise<{ ranked: string[]; full: string[]; suspects: Set<string> } | undefined> {
     if (!this.#useRegistry || !this.#trust) return undefined;
     let entries: MediaNodeRegistration[];
     try {
       entries = await this.#repository().listMediaNodes();
     } catch {
-      // The registry is unreachable: MEDIA_NODE_URL, if set, still serves.
       return undefined;
     }
     const trusted = await this.#trusted(entries, this.#trust);
-    const lost = this.#storage.kv.get<LostNode>(MEDIA_NODE_LOST_KEY);
-    const candidates = lost && lost.until > Date.now() ? trusted.filter((node) => node.url !== lost.url) : trusted;
-    const suspects = new Set(await this.#suspects(candidates));
-    const url = chooseNode(candidates.filter((node) => !suspects.has(node.url))) ?? chooseNode(candidates);
-    // Only suspects were left: this room tries one, and its first answer clears the suspicion.
-    if (url !== undefined && suspects.has(url)) this.#storage.kv.put(PLACED_ON_SUSPECT_KEY, url);
-    return url;
+    const suspects = new Set(await this.#suspects(trusted));
+    const open = trusted.filter(hasRoom).sort((a, b) => a.load / a.capacity - b.load / b.capacity);
+    const ranked = [
+      ...open.filter((node) => !suspects.has(node.url)),
+      ...open.filter((node) => suspects.has(node.url)),
+    ].map((node) => node.url);
+    const full = trusted.filter((node) => !hasRoom(node)).map((node) => node.url);
+    return { ranked, full, suspects };
   }
 
   /** The candidates some room found unresponsive lately; none when the store cannot say. */
@@ -189,13 +264,5 @@ export class MediaNodePlacement {
   }
 }
 
-/** The live node with the lowest load relative to its capacity, skipping draining and full ones. */
-export function chooseNode(nodes: MediaNodeRegistration[]): string | undefined {
-  let best: { url: string; ratio: number } | undefined;
-  for (const node of nodes) {
-    if (node.draining || node.capacity === 0 || node.load >= node.capacity) continue;
-    const ratio = node.load / node.capacity;
-    if (!best || ratio < best.ratio) best = { url: node.url, ratio };
-  }
-  return best?.url;
-}
+/** Whether a registered node takes new peers: not draining, not full. */
+const hasRoom = (node: MediaNodeRegistration) => !node.draining && node.capacity > 0 && node.load < node.capacity;

@@ -148,6 +148,8 @@ async function renegotiate<T extends 'subscribe' | 'unsubscribe'>(
     fresh.subscription = offer.feeds;
   });
   request.reply('subscribe_offer', { sdp: offer.sdp });
+  // Relays to the viewer's node that nobody there needs any more (an unsubscribe) close.
+  await room.media.settleRelays();
   // A subscription with feeds is media on the node: the alarm probes it.
   await room.scheduleAlarm();
 }

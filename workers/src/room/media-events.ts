@@ -17,7 +17,10 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
       changed = !record.publisher.ready || JSON.stringify(record.publisher.streams) !== JSON.stringify(event.streams);
       record.publisher = { streams: event.streams, ready: true };
     });
-    if (!record?.publisher || !changed) return;
+    if (!record?.publisher) return;
+    // Renegotiated or republished on its node: nodes that relay it pull its tracks again.
+    await room.media.publisherReady(record.id);
+    if (!changed) return;
     const publisher = publisherOf({ ...record, publisher: record.publisher });
     room.broadcast(encodeServerFrame('publisher_joined', { publisher }), record.id);
     room.webhook('track.published', { participant: participantOf(record), streams: publisher.streams });
@@ -27,16 +30,18 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
   async publisher_closed(room, event) {
     await room.stopPublishing(event.participant_id, { unpublishOnMediaNode: false });
   },
-  subscriber_closed(room, event) {
+  async subscriber_closed(room, event) {
     room.state.updateParticipant(event.participant_id, (record) => {
       record.subscription = null;
     });
+    await room.media.settleRelays();
   },
-  subscriber_offer(room, event) {
+  async subscriber_offer(room, event) {
     const record = room.state.updateParticipant(event.participant_id, (record) => {
       record.subscription = event.feeds;
     });
     if (record) room.sendTo(record.id, encodeServerFrame('subscribe_offer', { sdp: event.sdp }));
+    await room.media.settleRelays();
   },
   subscriber_layer(room, event) {
     if (!room.state.participant(event.participant_id)) return;

@@ -17,9 +17,10 @@ import { type EdgeConfig, edgeConfig } from '../config.ts';
 import type { Env } from '../env.ts';
 import { errorResponse } from '../http/errors.ts';
 import { type MediaEventOrigin, MediaEventOriginCheck, type MediaEventVerdict } from '../media/media-event-origin.ts';
-import { type MediaNodeClient, MediaNodeRefusedError } from '../media/media-node-client.ts';
-import { createMediaNodeClient } from '../media/media-node-factory.ts';
-import { abandonNode, forgetPlacement, MEDIA_NODE_PIN_KEY } from '../media/media-node-placement.ts';
+import { MediaNodeRefusedError } from '../media/media-node-client.ts';
+import { createRoomMedia } from '../media/media-node-factory.ts';
+import { PLACEMENT_KEYS } from '../media/media-node-placement.ts';
+import { MEDIA_RELAYS_KEY, type RoomMedia } from '../media/room-media.ts';
 import { type RoomMirror, type RoomRepository, roomRepository } from '../store/index.ts';
 import { ActiveSpeakersRelay, visibleSpeakers } from './active-speakers.ts';
 import {
@@ -64,8 +65,8 @@ import { WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY, WebhookOutbox } from './webhook-ou
 
 /** Sockets a room accepts beyond its participant cap: connections that have not joined yet (join_room checks the cap). */
 const CONNECTION_HEADROOM = 16;
-/** Consecutive media node probes that failed (storage key; gone with the room's state). */
-const MEDIA_PROBE_FAILURES_KEY = 'media-probe-failures';
+/** Consecutive probes of one media node that failed (storage key prefix + node URL; gone with the room's state). */
+const MEDIA_PROBE_FAILURES_PREFIX = 'media-probe-failures:';
 
 /**
  * One room's coordinator (one instance per room id, `idFromName`), and the single authority on its
@@ -80,13 +81,12 @@ const MEDIA_PROBE_FAILURES_KEY = 'media-probe-failures';
  */
 export class RoomCoordinator extends DurableObject<Env> {
   /**
-   * How a room gets its media node client: over HTTP to the node the room is placed on (or one that
-   * answers `media_unavailable` when none is configured). A class-level dependency, so that a
-   * deployment or a test binds another class rather than reaching into an instance; static, so that
-   * RPC never exposes it.
+   * How a room gets its media: each participant on a media node, over HTTP (nodes that answer
+   * `media_unavailable` when none is configured). A class-level dependency, so that a deployment or
+   * a test binds another class rather than reaching into an instance; static, so that RPC never exposes it.
    */
-  static readonly createMediaNodeClient: typeof createMediaNodeClient = createMediaNodeClient;
-  #mediaNode: MediaNodeClient | undefined;
+  static readonly createRoomMedia: typeof createRoomMedia = createRoomMedia;
+  #roomMedia: RoomMedia | undefined;
   readonly #state: RoomState;
   readonly #handle: RoomHandle;
   readonly #storeMirror: StoreMirror;
@@ -170,15 +170,25 @@ export class RoomCoordinator extends DurableObject<Env> {
     return this.#config;
   }
 
-  #media(): MediaNodeClient {
-    const create = (this.constructor as typeof RoomCoordinator).createMediaNodeClient;
-    this.#mediaNode ??= create(
-      this.#settings(),
-      this.ctx.storage,
-      () => this.#repository(),
-      () => this.#logger(),
-    );
-    return this.#mediaNode;
+  #media(): RoomMedia {
+    const create = (this.constructor as typeof RoomCoordinator).createRoomMedia;
+    // One object per room id: the id, once known, stays this room's after its state is wiped (closeRoom).
+    let roomId = this.#state.meta()?.roomId;
+    this.#roomMedia ??= create({
+      config: this.#settings(),
+      kv: this.ctx.storage.kv,
+      repository: () => this.#repository(),
+      logger: () => this.#logger(),
+      roomId: () => {
+        roomId ??= this.#meta().roomId;
+        return roomId;
+      },
+      view: {
+        subscriptions: () =>
+          this.#state.participants().map((record) => ({ participantId: record.id, feeds: record.subscription })),
+      },
+    });
+    return this.#roomMedia;
   }
 
   #logger(): Logger {
@@ -269,10 +279,12 @@ export class RoomCoordinator extends DurableObject<Env> {
       // Both removals are idempotent and sent whenever the room used media: a control call that
       // timed out here may still have created the peer on the node, which must not outlive its owner.
       if (this.#state.meta()?.mediaUsed) {
-        await this.#bestEffort('unpublish', () => this.#media().unpublish(this.#meta().roomId, participantId));
-        await this.#bestEffort('closeSubscriber', () =>
-          this.#media().closeSubscriber(this.#meta().roomId, participantId),
-        );
+        const media = this.#media();
+        await this.#bestEffort('unpublish', () => media.unpublish(this.#meta().roomId, participantId));
+        await this.#bestEffort('closeSubscriber', () => media.closeSubscriber(this.#meta().roomId, participantId));
+        media.forget(participantId);
+        // Relays that only this participant needed (as a viewer, or as the publisher) close.
+        await media.settleRelays();
       }
     }
     await this.#scheduleAlarm();
@@ -316,6 +328,8 @@ export class RoomCoordinator extends DurableObject<Env> {
     if (options.unpublishOnMediaNode) {
       await this.#bestEffort('unpublish', () => this.#media().unpublish(this.#meta().roomId, participantId));
     }
+    // Pulling nodes stop relaying the feed (their viewers are renegotiated by the node, as for a local publisher).
+    await this.#media().settleRelays();
     return true;
   }
 
@@ -443,13 +457,19 @@ export class RoomCoordinator extends DurableObject<Env> {
 
   /**
    * A media event as the node POSTs it (routes/internal.ts, token already verified and bound to this
-   * room and body): accepted only from the node this room is pinned to and once per token, then
-   * handled as {@link handleMediaEvent}. Events for a room not open here are refused likewise.
+   * room and body): accepted only from the node of the participant it is about (for an event about
+   * the room, from one of the room's nodes) and once per token, then handled as
+   * {@link handleMediaEvent}. Events for a room not open here are refused likewise.
    */
   async handleNodeEvent(event: MediaEvent, origin: MediaEventOrigin): Promise<MediaEventVerdict> {
     const parsed = MediaEventSchema.parse(event);
-    const verdict =
-      this.#state.meta()?.roomId === parsed.room_id ? this.#eventOrigins.admit(origin, Date.now()) : 'other_node';
+    let verdict: MediaEventVerdict = 'other_node';
+    if (this.#state.meta()?.roomId === parsed.room_id) {
+      const media = this.#media();
+      const nodeOf = 'participant_id' in parsed ? media.placement.nodeOf(parsed.participant_id) : undefined;
+      const nodes = 'participant_id' in parsed ? (nodeOf ? [nodeOf] : []) : media.nodes();
+      verdict = this.#eventOrigins.admit(origin, nodes, Date.now());
+    }
     if (verdict !== 'accepted') {
       this.#logger().warn('media event refused', { type: parsed.type, verdict });
       return verdict;
@@ -621,7 +641,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       });
     }
 
-    await this.#probeMediaNode();
+    await this.#probeMediaNodes();
 
     const participants = this.#state.participants().length;
     const refreshAt = this.#roomRefreshAt();
@@ -722,50 +742,61 @@ export class RoomCoordinator extends DurableObject<Env> {
     }
   }
 
-  /** Participants whose media lives on the node: a publisher it reported ready, or a subscription with feeds. */
+  /** Participants whose media lives on a node: a publisher it reported ready, or a subscription with feeds. */
   #mediaOnNode(participants = this.#state.participants()): ParticipantRecord[] {
     return participants.filter((record) => record.publisher?.ready || (record.subscription?.length ?? 0) > 0);
   }
 
+  /** Probes every node that holds media of the room's participants (each on its own: one node's loss is its own). */
+  async #probeMediaNodes(): Promise<void> {
+    const withMedia = this.#mediaOnNode();
+    if (withMedia.length === 0) return;
+    const media = this.#media();
+    const nodes = new Set(withMedia.flatMap((record) => media.placement.nodeOf(record.id) ?? []));
+    for (const url of nodes) await this.#probeMediaNode(media, url);
+  }
+
   /**
-   * Asks the room's media node which peers it holds, and treats what it lost as gone: a node that
-   * refuses connections (killed), fails {@link MEDIA_PROBE_FAILURES_BEFORE_LOST} probes in a row
-   * (hung), or no longer knows the room (restarted) lost everything; a node that misses some
-   * publishers (a worker thread died) lost those.
+   * Asks one media node which of the room's peers it holds, and treats what it lost as gone: a node
+   * that refuses connections (killed), fails {@link MEDIA_PROBE_FAILURES_BEFORE_LOST} probes in a row
+   * (hung), or no longer knows the room (restarted) lost everything its participants had there; a node
+   * that misses some publishers (a worker thread died) lost those. Participants on other nodes lose
+   * only the feeds they received from it, and the relays from it close.
    */
-  async #probeMediaNode(): Promise<void> {
-    const expected = this.#mediaOnNode();
-    if (expected.length === 0) return;
+  async #probeMediaNode(media: RoomMedia, url: string): Promise<void> {
     const kv = this.ctx.storage.kv;
-    const pinned = kv.get<string>(MEDIA_NODE_PIN_KEY);
+    const failuresKey = MEDIA_PROBE_FAILURES_PREFIX + url;
     let peers: RoomPeersResponse | null;
     try {
-      peers = await this.#media().describeRoom(this.#meta().roomId);
-      kv.delete(MEDIA_PROBE_FAILURES_KEY);
+      peers = await media.describeNode(this.#meta().roomId, url);
+      kv.delete(failuresKey);
     } catch (error) {
-      const failures = (kv.get<number>(MEDIA_PROBE_FAILURES_KEY) ?? 0) + 1;
+      const failures = (kv.get<number>(failuresKey) ?? 0) + 1;
       // A refused connection: that node is gone, no second chance. Nor for a node the room's placement
       // already left (it kept timing out, and is now suspect for every room).
       const refused = error instanceof MediaNodeRefusedError;
-      const left = pinned !== undefined && kv.get<string>(MEDIA_NODE_PIN_KEY) !== pinned;
+      const left = media.placement.isLost(url);
       this.#logger().warn('media node probe failed', { error: errorName(error), failures, refused, left });
       if (!refused && !left && failures < MEDIA_PROBE_FAILURES_BEFORE_LOST) {
-        kv.put(MEDIA_PROBE_FAILURES_KEY, failures);
+        kv.put(failuresKey, failures);
         return;
       }
-      kv.delete(MEDIA_PROBE_FAILURES_KEY);
-      // The next call places the room again, on a node that answers.
-      if (pinned && !left) abandonNode(kv, pinned);
+      kv.delete(failuresKey);
+      // New participants keep away from it while the registry may still list it.
+      if (!left) await media.placement.release(url);
       peers = null;
     }
-    const roomLost = peers === null || (peers.publishers.length === 0 && peers.subscribers.length === 0);
+    const onNode = new Set(media.placement.participantsOn(url));
+    const nodeLost = peers === null || (peers.publishers.length === 0 && peers.subscribers.length === 0);
     const lostPublishers = this.#state
       .participants()
-      .filter((record) =>
-        roomLost ? record.publisher !== null : record.publisher?.ready && !peers?.publishers.includes(record.id),
+      .filter(
+        (record) =>
+          onNode.has(record.id) &&
+          (nodeLost ? record.publisher !== null : record.publisher?.ready && !peers?.publishers.includes(record.id)),
       );
-    if (!roomLost && lostPublishers.length === 0) return;
-    this.#logger().warn('media node lost the room’s media', { room_lost: roomLost, publishers: lostPublishers.length });
+    if (!nodeLost && lostPublishers.length === 0) return;
+    this.#logger().warn('media node lost the room’s media', { room_lost: nodeLost, publishers: lostPublishers.length });
     for (const record of lostPublishers) {
       this.#state.updateParticipant(record.id, (fresh) => {
         fresh.publisher = null;
@@ -774,15 +805,18 @@ export class RoomCoordinator extends DurableObject<Env> {
       this.#broadcast(encodeServerFrame('publisher_left', { publisher_id: record.id }));
       this.#forgetFeed(record.id);
     }
-    if (roomLost) {
-      // Nothing the node held survives: the next subscribe starts a new subscriber, wherever the room is placed.
-      for (const record of this.#state.participants()) {
-        if (record.subscription === null) continue;
-        this.#state.updateParticipant(record.id, (fresh) => {
+    if (nodeLost) {
+      // Nothing the node held survives: its participants' next calls place them again, on a node that
+      // answers, and a subscribe there starts a new subscriber.
+      for (const participantId of onNode) {
+        this.#state.updateParticipant(participantId, (fresh) => {
           fresh.subscription = null;
         });
+        media.forget(participantId);
       }
     }
+    // Relays from the node close on the pulling nodes; relays it pulled are forgotten with it.
+    await media.settleRelays();
   }
 
   /** When the alarm must touch the room in the store so that it does not expire while in use. */
@@ -871,22 +905,23 @@ export class RoomCoordinator extends DurableObject<Env> {
    */
   async #closeRoom(reason: 'room_empty' | 'room_expired' | 'room_deleted'): Promise<void> {
     const meta = this.#meta();
+    const media = this.#media();
     for (const ws of this.ctx.getWebSockets()) closeSocket(ws, CLOSE_CODES.normal, 'room closed');
     this.#speakers.close();
     // State goes first, before anything awaits the network: a client that connects while the media
-    // node is being told must find an empty room, not have its fresh join wiped afterwards. The node
-    // pin stays until the node is told, so that the room is closed where it was, not placed anew.
+    // nodes are being told must find an empty room, not have its fresh join wiped afterwards. The
+    // placement stays until the nodes are told, so that the room is closed where it was.
     await this.ctx.storage.deleteAlarm();
     // Only a session that started finishes (ending a room nobody ever joined is not an event).
     if (meta.started) this.#webhooks.record('room.finished', meta.roomId, { reason });
     // The webhook outbox and sequence outlive the close: room.finished must still go out, and a
     // later session of the same room goes on numbering where this one stopped.
-    this.#state.clearExceptLeaveMarkers([MEDIA_NODE_PIN_KEY, WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY]);
+    this.#state.clearExceptLeaveMarkers([...PLACEMENT_KEYS, MEDIA_RELAYS_KEY, WEBHOOK_OUTBOX_KEY, WEBHOOK_SEQ_KEY]);
     this.#storeMirror.changed(meta.roomId, { deleteRoom: reason !== 'room_empty' });
     await this.#storeMirror.flush();
-    if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => this.#media().closeRoom(meta.roomId));
-    // Unless a new session began meanwhile (and uses the pin), nothing of the room is left behind.
-    if (!this.#state.meta()) forgetPlacement(this.ctx.storage.kv);
+    if (meta.mediaUsed) await this.#bestEffort('closeRoom', () => media.closeRoom(meta.roomId));
+    // Unless a new session began meanwhile (and uses the placement), nothing of the room is left behind.
+    if (!this.#state.meta()) media.placement.forget();
     await this.#scheduleAfterClose(this.#state.pruneLeft(Date.now()));
     this.#logger().info('room closed', { reason });
   }

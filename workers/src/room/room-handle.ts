@@ -2,7 +2,7 @@ import { CodedError, type ErrorCode } from '../../../shared/src/errors.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { WebhookData, WebhookEventType } from '../../../shared/src/webhooks.ts';
 import type { EdgeConfig } from '../config.ts';
-import type { MediaNodeClient } from '../media/media-node-client.ts';
+import type { RoomMedia } from '../media/room-media.ts';
 import { StoreUnavailableError } from '../store/index.ts';
 import type { ActiveSpeakersRelay } from './active-speakers.ts';
 import type { RoomState } from './room-state.ts';
@@ -33,7 +33,8 @@ export const MEDIA_PROBE_FAILURES_BEFORE_LOST = 2;
 export interface RoomHandle {
   readonly roomId: string;
   readonly state: RoomState;
-  readonly media: MediaNodeClient;
+  /** The room's media: each participant's calls go to its node; relays between nodes follow subscriptions. */
+  readonly media: RoomMedia;
   /** Log lines carry the room id (ids only: never tokens, SDP or display names). */
   readonly logger: Logger;
   readonly config: Pick<EdgeConfig, 'ice' | 'roomTtlSeconds' | 'maxParticipants'>;
