@@ -1,6 +1,11 @@
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import type { Logger } from '../../../shared/src/log.ts';
-import type { PublishResponse, RoomPeersResponse, SubscribeResponse } from '../../../shared/src/media-control.ts';
+import {
+  type PublishResponse,
+  RELAY_FEEDS_MAX,
+  type RoomPeersResponse,
+  type SubscribeResponse,
+} from '../../../shared/src/media-control.ts';
 import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
@@ -262,7 +267,9 @@ export class RoomMedia {
   /** Asks the pulling node for the set wanted now, if it differs from the last one sent (or `resend`). */
   async #sendRelay(key: string, options: { resend: boolean }): Promise<void> {
     const { pulling, origin } = parseRelayKey(key);
-    const feeds = [...(this.#wanted().get(key) ?? [])].sort();
+    // The contract's bound on one relay: more feeds of one origin than that stay off the pulling node
+    // (its viewers' offers leave them out), rather than the whole relay being refused.
+    const feeds = [...(this.#wanted().get(key) ?? [])].sort().slice(0, RELAY_FEEDS_MAX);
     const sent = this.#relays()[key];
     if (!options.resend && sameSet(sent ?? [], feeds)) return;
     if (feeds.length === 0 && sent === undefined) return;
