@@ -163,6 +163,11 @@ export const PullResponseSchema = z.object({
   sdp: SdpSchema,
   feeds: RelayFeedsSchema,
   tracks: z.array(RelayedTrackSchema).max(RELAY_TRACKS_MAX),
+  /**
+   * The version of what the origin has of these feeds. The relay sender's RTCP keepalive carries it
+   * too: when it moves (a publisher added, ended or replaced tracks, or left), the pulling node pulls again.
+   */
+  version: z.number().int().min(0),
 });
 export type PullResponse = z.infer<typeof PullResponseSchema>;
 

@@ -1,18 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RTCPeerConnection } from 'werift';
 import { newId } from '../../shared/src/ids.ts';
 import { mediaControlPath } from '../../shared/src/media-control.ts';
-import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { nackCount, PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
 import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
-
-/** NACKs sent (inbound-rtp) or received (outbound-rtp) on a werift peer's video. */
-async function nackCount(pc: RTCPeerConnection, type: 'inbound-rtp' | 'outbound-rtp'): Promise<number> {
-  let count = 0;
-  (await pc.getStats()).forEach((stats: { type: string; kind?: string; nackCount?: number }) => {
-    if (stats.type === type && stats.kind === 'video') count += stats.nackCount ?? 0;
-  });
-  return count;
-}
 
 /** Measurement windows are real time: the rate is what the test is about. */
 const measure = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

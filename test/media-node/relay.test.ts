@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ChromiumSimulcastPublisher } from '../../bench/media/chromium-publisher.ts';
 import { newId } from '../../shared/src/ids.ts';
-import { mediaControlPath, type RelayResponse } from '../../shared/src/media-control.ts';
+import { mediaControlPath, type PublishResponse, type RelayResponse } from '../../shared/src/media-control.ts';
 import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { signServiceToken } from '../../shared/src/service-token.ts';
 import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
-import { PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
-import { isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
+import { nackCount, PeerSet, TestPublisher, TestSubscriber, waitFor } from '../support/werift-peers.ts';
+import { answerOffer, isEvent, MediaNodeProcess, metricValue, publishThrough, subscribeThrough } from './harness.ts';
 
 /** The relay senders the origin opened so far, oldest first (from its log). */
 function relaySenderIds(node: MediaNodeProcess): string[] {
@@ -14,6 +15,32 @@ function relaySenderIds(node: MediaNodeProcess): string[] {
     const parsed = JSON.parse(line) as { message?: string; relay_id?: string };
     return parsed.message === 'relay sender opened' && parsed.relay_id ? [parsed.relay_id] : [];
   });
+}
+
+/**
+ * Answers each `subscriber_offer` the node sends about this viewer, in order, as the SDK would,
+ * until stopped.
+ */
+function answerOffersOf(node: MediaNodeProcess, roomId: string, viewerId: string, viewer: TestSubscriber) {
+  const failures: string[] = [];
+  let answered = 0;
+  let stopped = false;
+  const offers = () => node.events.events.filter(isEvent('subscriber_offer', viewerId));
+  const loop = async () => {
+    for (;;) {
+      const next = await waitFor(() => (stopped ? 'stopped' : offers()[answered]), { timeoutMs: 120_000 });
+      if (next === 'stopped') return;
+      answered++;
+      await answerOffer(node, roomId, viewerId, viewer, next.sdp).catch((error: Error) => failures.push(error.message));
+    }
+  };
+  loop().catch((error: Error) => failures.push(error.message));
+  return {
+    failures,
+    stop: () => {
+      stopped = true;
+    },
+  };
 }
 
 /** A node-to-node token: `from` calling `to`. */
@@ -136,6 +163,110 @@ describe('relays between media nodes', () => {
     await relay(roomId, []);
   });
 
+  it('answers a viewer’s NACKs on B from B’s history', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+    expect((await relay(roomId, [publisherId])).status).toBe(200);
+    const viewer = peers.track(new TestSubscriber({ lossPercent: 5 }));
+    await subscribeThrough(pulling, roomId, newId(), viewer, [publisherId]);
+    const video = await waitFor(
+      () => viewer.activeTracks().find((received) => received.kind === 'video' && received.sequence.span >= 150),
+      { timeoutMs: 15_000, message: '150 relayed video packets at the viewer' },
+    );
+    expect(await nackCount(viewer.pc, 'inbound-rtp')).toBeGreaterThan(0);
+    expect(video.sequence.missing()).toBeLessThanOrEqual(1);
+    await relay(roomId, []);
+  });
+
+  it('follows the origin’s publishers: added tracks, leaving and republishing reach B’s viewer', async () => {
+    const roomId = newId();
+    const { publisherId, publisher } = await publishOnOrigin(roomId);
+    // A second publisher that stays: the viewer always keeps a feed (and its connection).
+    const { publisherId: stayingId } = await publishOnOrigin(roomId);
+    expect((await relay(roomId, [publisherId, stayingId])).body).toEqual({ feeds: [publisherId, stayingId] });
+    const viewerId = newId();
+    const viewer = peers.track(new TestSubscriber());
+    await subscribeThrough(pulling, roomId, viewerId, viewer, [publisherId, stayingId]);
+    const answering = answerOffersOf(pulling, roomId, viewerId, viewer);
+    const liveVideoTracks = (feed: string) =>
+      viewer.activeTracks().filter((track) => track.kind === 'video' && track.streamId === feed && track.packets > 0);
+    try {
+      await waitFor(() => liveVideoTracks(publisherId).length === 1 && liveVideoTracks(stayingId).length === 1, {
+        message: 'both feeds on B',
+      });
+
+      // A screen track added on A: the relay renegotiates by itself, B's viewer gets it.
+      await publisher.addScreenTrack();
+      await publishThrough(origin, roomId, publisherId, publisher);
+      await waitFor(() => liveVideoTracks(publisherId).length === 2, { message: 'the relayed screen track' });
+
+      // The publisher leaves A: its relayed feed ends on B, the viewer renegotiates as for a local publisher.
+      expect((await origin.request('DELETE', mediaControlPath('unpublish', roomId, publisherId))).status).toBe(200);
+      await waitFor(() => viewer.feeds().join() === stayingId, { message: 'the feed to end on B' });
+      // The origin's events are the edge's only source about publishers: B reports none.
+      expect(pulling.events.events.filter((event) => event.type.startsWith('publisher_'))).toEqual([]);
+
+      // It publishes again from a new connection: the relay, still up, brings its new tracks.
+      const republished = peers.track(await TestPublisher.create());
+      await publishThrough(origin, roomId, publisherId, republished);
+      await waitFor(() => liveVideoTracks(publisherId).length === 1 && viewer.packets('audio', publisherId) > 0, {
+        message: 'the republished feed on B',
+      });
+      expect(await metricValue(pulling, 'truegather_relays_open{direction="received"}')).toBe(1);
+      expect(await metricValue(origin, 'truegather_relays_open{direction="sent"}')).toBe(1);
+      expect(answering.failures).toEqual([]);
+    } finally {
+      answering.stop();
+      await relay(roomId, []);
+    }
+  });
+
+  it('relays every layer of a Chromium simulcast publisher: a viewer on B switches layers', async () => {
+    const roomId = newId();
+    const publisherId = newId();
+    const chromium = await ChromiumSimulcastPublisher.launch();
+    peers.track(chromium);
+    const published = await origin.request<PublishResponse>('POST', mediaControlPath('publish', roomId), {
+      participant_id: publisherId,
+      sdp: await chromium.createOffer(),
+    });
+    expect(published.status).toBe(201);
+    await chromium.setAnswer(published.body.sdp);
+    await origin.events.waitForEvent(isEvent('publisher_ready', publisherId), 20_000);
+    expect((await relay(roomId, [publisherId])).body).toEqual({ feeds: [publisherId] });
+
+    const viewerId = newId();
+    const keyframes: { width: number; height: number }[] = [];
+    const viewer = peers.track(new TestSubscriber({ onKeyframe: (size) => keyframes.push(size) }));
+    await subscribeThrough(pulling, roomId, viewerId, viewer, [publisherId]);
+    const layerEvents = () => pulling.events.events.filter(isEvent('subscriber_layer', viewerId));
+    const prefer = (max_width: number, max_height: number) =>
+      pulling.request('PUT', mediaControlPath('updateSubscription', roomId, viewerId), {
+        feed: publisherId,
+        max_width,
+        max_height,
+      });
+
+    // The smallest layer, then the full one: each arrives from its keyframe, as from a local publisher.
+    expect((await prefer(320, 180)).status).toBe(200);
+    await waitFor(() => layerEvents().some((event) => event.width === 320), {
+      timeoutMs: 30_000,
+      message: 'the 320-px layer at the viewer on B',
+    });
+    await waitFor(() => keyframes.some((size) => size.width === 320), { message: 'a 320-px keyframe' });
+    expect((await prefer(1280, 720)).status).toBe(200);
+    await waitFor(() => layerEvents().some((event) => event.width === 1280), {
+      timeoutMs: 30_000,
+      message: 'the 1280-px layer at the viewer on B',
+    });
+    await waitFor(() => keyframes.some((size) => size.width === 1280), { message: 'a 1280-px keyframe' });
+    const video = viewer.activeTracks().find((track) => track.kind === 'video')!;
+    // One stream for the viewer across the switches: no sequence gap.
+    expect(video.sequence.missing()).toBeLessThanOrEqual(1);
+    expect(await metricValue(pulling, 'truegather_layer_switches_total')).toBeGreaterThan(0);
+    await relay(roomId, []);
+  });
+
   it('refuses an unreachable origin with media_unavailable, and node-to-node calls with the edge’s token', async () => {
     const roomId = newId();
     const { publisherId } = await publishOnOrigin(roomId);
@@ -143,6 +274,10 @@ describe('relays between media nodes', () => {
     const unreachable = await relay(roomId, [publisherId], 'http://127.0.0.1:9/');
     expect(unreachable.status).toBe(503);
     expect(unreachable.body).toMatchObject({ error: { code: 'media_unavailable' } });
+
+    // A feed the origin does not have is not relayed, and no relay stays open for it.
+    expect(await relay(roomId, [newId()])).toMatchObject({ status: 200, body: { feeds: [] } });
+    expect(await metricValue(pulling, 'truegather_relays_open')).toBe(0);
 
     const invalid = await relay(roomId, [publisherId], 'ftp://example.com/');
     expect(invalid).toMatchObject({ status: 400, body: { error: { code: 'validation_failed' } } });

@@ -349,6 +349,15 @@ export function isVp8Keyframe(payload: Buffer): boolean {
   }
 }
 
+/** NACKs sent (inbound-rtp) or received (outbound-rtp) on a werift peer's video. */
+export async function nackCount(pc: RTCPeerConnection, type: 'inbound-rtp' | 'outbound-rtp'): Promise<number> {
+  let count = 0;
+  (await pc.getStats()).forEach((stats: { type: string; kind?: string; nackCount?: number }) => {
+    if (stats.type === type && stats.kind === 'video') count += stats.nackCount ?? 0;
+  });
+  return count;
+}
+
 /**
  * Polls a condition until it holds (resolving with its value) or the timeout passes (rejecting
  * with `message`). For state that changes without an event to await, e.g. packet counters.

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { MediaStreamTrack, type RTCRtpTransceiver, type RtpPacket } from 'werift';
+import {
+  MediaStreamTrack,
+  type RTCRtpTransceiver,
+  type RtcpPacket,
+  RtcpSourceDescriptionPacket,
+  type RtpPacket,
+} from 'werift';
 import { newId } from '../../../shared/src/ids.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { PullResponse, RelayedTrack } from '../../../shared/src/media-control.ts';
@@ -7,7 +13,7 @@ import { badSdp, loggableError, MediaNodeError, notFound } from '../errors.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
 import { MediaPeer, type MediaPeerOptions } from './media-peer.ts';
 import type { OriginClient } from './origin-client.ts';
-import { RELAY_KEEPALIVE_MS } from './relay-sender.ts';
+import { RELAY_KEEPALIVE_MS, relayNoteVersion, SDES_NOTE } from './relay-sender.ts';
 import { announceHostCandidates, sdpShapeProblem } from './sdp-text.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SourceTrack } from './source-track.ts';
@@ -28,8 +34,17 @@ export const RELAY_SILENCE_MS = 3_000;
  * One peer connection of a relay's pulling end, answering the origin's offers. A relay that is
  * re-established gets a new one; the relayed feeds outlive it.
  */
-class RelayConnection extends MediaPeer<{ connected: []; closed: [reason: string, byRemote: boolean] }> {
+interface RelayConnectionEvents {
+  connected: [];
+  /** The origin's keepalive told a track map version other than the last pull's. */
+  version: [number];
+  closed: [reason: string, byRemote: boolean];
+}
+
+class RelayConnection extends MediaPeer<RelayConnectionEvents> {
   readonly id = newId();
+  /** The track map version of the last pull over this connection. */
+  version = 0;
   #heardAt = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #unsubscribers: (() => void)[] = [];
@@ -63,7 +78,10 @@ class RelayConnection extends MediaPeer<{ connected: []; closed: [reason: string
       };
       this.#unsubscribers = [
         transport.onRtp.subscribe(heard).unSubscribe,
-        transport.onRtcp.subscribe(heard).unSubscribe,
+        transport.onRtcp.subscribe((packet) => {
+          heard();
+          this.#readKeepalive(packet);
+        }).unSubscribe,
       ];
       this.#watchdog = setInterval(() => {
         if (performance.now() - this.#heardAt > RELAY_SILENCE_MS) this.close('the origin went silent', true);
@@ -71,6 +89,16 @@ class RelayConnection extends MediaPeer<{ connected: []; closed: [reason: string
       this.#watchdog.unref();
     }
     this.emit('connected');
+  }
+
+  #readKeepalive(packet: RtcpPacket): void {
+    if (!(packet instanceof RtcpSourceDescriptionPacket)) return;
+    for (const chunk of packet.chunks) {
+      for (const item of chunk.items) {
+        const version = item.type === SDES_NOTE ? relayNoteVersion(item.text) : undefined;
+        if (version !== undefined && version !== this.version) this.emit('version', version);
+      }
+    }
   }
 
   protected override onClosed(reason: string, byRemote: boolean): void {
@@ -263,6 +291,11 @@ export class RelayReceiver extends EventEmitter<RelayReceiverEvents> {
     return this.#closed;
   }
 
+  /** The relay has a peer connection to the origin (not idle, not between two of them). */
+  get open(): boolean {
+    return this.#connection !== undefined && !this.#connection.closed;
+  }
+
   /** The feeds the relay carries now. */
   get feeds(): string[] {
     return this.#wanted.filter((feed) => this.#feeds.has(feed));
@@ -297,13 +330,15 @@ export class RelayReceiver extends EventEmitter<RelayReceiverEvents> {
     const connection = fresh ? this.#newConnection() : existing;
     try {
       const offer = await this.#options.origin.pull(this.relayId, { feeds: this.#wanted, connection: connection.id });
-      if (offer.tracks.length === 0) {
-        // The origin has none of the feeds (now): nothing to connect until the edge asks again.
+      if (offer.tracks.length === 0 && fresh) {
+        // The origin has none of the feeds: nothing to connect until the edge asks again. (A relay
+        // that is up stays up without tracks: the publisher may be republishing on the origin.)
         this.#endFeeds(() => true);
         connection.close('nothing to relay');
         await this.#options.origin.closeRelaySender(this.relayId);
         return;
       }
+      connection.version = offer.version;
       const answer = await connection.answer(offer.sdp);
       this.#applyTracks(connection, offer);
       await this.#options.origin.setRelaySenderAnswer(this.relayId, answer);
@@ -329,6 +364,7 @@ export class RelayReceiver extends EventEmitter<RelayReceiverEvents> {
       this.#attempt = 0;
       for (const sources of this.#feeds.values()) for (const source of sources.values()) source.requestKeyframes();
     });
+    connection.on('version', (version) => this.#pullAgain(connection, version));
     connection.once('closed', (reason, byRemote) => {
       if (this.#connection === connection) this.#connection = undefined;
       if (byRemote && !this.#closed) {
@@ -337,6 +373,21 @@ export class RelayReceiver extends EventEmitter<RelayReceiverEvents> {
       }
     });
     return connection;
+  }
+
+  /** The origin's feeds changed by themselves: pull the same feeds again (renegotiating the relay). */
+  #pullAgain(connection: RelayConnection, version: number): void {
+    this.#queue
+      .run(async () => {
+        if (this.#closed || this.#connection !== connection || connection.closed || connection.version === version) {
+          return;
+        }
+        await this.#negotiate();
+      })
+      .catch((error: unknown) => {
+        // The keepalive tells the version again; a connection that failed is re-established.
+        this.#logger.warn('renegotiating a relay failed', { error: loggableError(error) });
+      });
   }
 
   #scheduleReconnect(): void {

@@ -1,4 +1,4 @@
-import { type MediaStream, RtcpRrPacket } from 'werift';
+import { type MediaStream, RtcpSourceDescriptionPacket, SourceDescriptionChunk, SourceDescriptionItem } from 'werift';
 import type { PullResponse, RelayedTrack } from '../../../shared/src/media-control.ts';
 import { badSdp, conflict, loggableError, notFound } from '../errors.ts';
 import { ForwardedTrack, type SentBytes } from './forwarded-track.ts';
@@ -9,10 +9,28 @@ import type { SourceLayer, SourceTrack } from './source-track.ts';
 import { type FeedTracks, feedStream } from './subscriber.ts';
 
 /**
- * While connected, a relay sender sends an (empty) RTCP receiver report this often, whether media
- * flows or not (a muted or silent feed): the pulling node takes silence for a dropped relay.
+ * While connected, a relay sender sends an RTCP keepalive this often, whether media flows or not (a
+ * muted or silent feed): the pulling node takes silence for a dropped relay. It is an SDES packet
+ * whose NOTE item (RFC 3550 §6.5.7: the source's current state) tells the version of the relay's
+ * track map ({@link relayNote}), and goes out at once when that changes.
  */
 export const RELAY_KEEPALIVE_MS = 1_000;
+
+/** The SDES item type NOTE (RFC 3550 §6.5.7). */
+export const SDES_NOTE = 7;
+const RELAY_NOTE_PREFIX = 'truegather-relay-tracks ';
+
+/** The keepalive's NOTE text for a track map version. */
+export function relayNote(version: number): string {
+  return `${RELAY_NOTE_PREFIX}${version}`;
+}
+
+/** The track map version a keepalive's NOTE tells, if it is one. */
+export function relayNoteVersion(text: string): number | undefined {
+  if (!text.startsWith(RELAY_NOTE_PREFIX)) return undefined;
+  const version = Number(text.slice(RELAY_NOTE_PREFIX.length));
+  return Number.isSafeInteger(version) && version >= 0 ? version : undefined;
+}
 
 /**
  * The origin node's end of a relay: an egress peer connection to one pulling node, set up like a
@@ -34,6 +52,8 @@ export class RelaySender extends MediaPeer<{ closed: [reason: string, byRemote: 
   #wantedFeeds: string[] = [];
   #awaitingKeyframe = new Set<ForwardedTrack>();
   #keepalive: NodeJS.Timeout | undefined;
+  /** Moves whenever what the wanted feeds offer changes by itself (see PullResponse.version). */
+  #version = 0;
 
   constructor(
     options: MediaPeerOptions & { connection: string; feedTracks: FeedTracks; senderReports: SenderReportClock },
@@ -56,7 +76,7 @@ export class RelaySender extends MediaPeer<{ closed: [reason: string, byRemote: 
       const sdp = announceHostCandidates(this.pc.localDescription?.sdp ?? '', this.announcedIp);
       const tracks = this.#trackMap();
       const carried = new Set(tracks.map((track) => track.feed));
-      return { sdp, feeds: this.#wantedFeeds.filter((feed) => carried.has(feed)), tracks };
+      return { sdp, feeds: this.#wantedFeeds.filter((feed) => carried.has(feed)), tracks, version: this.#version };
     });
   }
 
@@ -108,12 +128,40 @@ export class RelaySender extends MediaPeer<{ closed: [reason: string, byRemote: 
         sent: this.#sent,
         relayLayer: layer,
       });
-      // A source that ends takes its layers' m-lines with it; the next pull renegotiates them away.
+      // A source that ends by itself (its publisher left or renegotiated) changes the track map.
       track.once('closed', () => {
-        if (this.#forwarded.get(layer) === track) this.#forwarded.delete(layer);
+        if (this.#forwarded.get(layer) !== track) return;
+        this.#forwarded.delete(layer);
+        this.refresh();
       });
       this.#forwarded.set(layer, track);
     }
+  }
+
+  get wantedFeeds(): readonly string[] {
+    return this.#wantedFeeds;
+  }
+
+  /**
+   * The tracks of a wanted feed changed by themselves (the room calls this as it does
+   * Subscriber.refresh): the pulling node hears it from the next keepalive, sent at once, and pulls again.
+   */
+  refresh(): void {
+    if (this.closed) return;
+    this.#version++;
+    this.#sendKeepalive();
+  }
+
+  #sendKeepalive(): void {
+    const transport = this.pc.getTransceivers()[0]?.sender.dtlsTransport;
+    if (!this.lifecycle.connected || transport?.state !== 'connected') return;
+    const note = new SourceDescriptionItem({ type: SDES_NOTE, text: relayNote(this.#version) });
+    const packet = new RtcpSourceDescriptionPacket({
+      chunks: [new SourceDescriptionChunk({ source: 1, items: [note] })],
+    });
+    transport.sendRtcp([packet]).catch((error: unknown) => {
+      this.logger.debug('a relay keepalive failed', { error: loggableError(error) });
+    });
   }
 
   #trackMap(): RelayedTrack[] {
@@ -136,14 +184,7 @@ export class RelaySender extends MediaPeer<{ closed: [reason: string, byRemote: 
 
   protected override onConnected(): void {
     this.#requestKeyframes();
-    const keepalive = new RtcpRrPacket({ ssrc: 1, reports: [] });
-    this.#keepalive = setInterval(() => {
-      const transport = this.pc.getTransceivers()[0]?.sender.dtlsTransport;
-      if (transport?.state !== 'connected') return;
-      transport.sendRtcp([keepalive]).catch((error: unknown) => {
-        this.logger.debug('a relay keepalive failed', { error: loggableError(error) });
-      });
-    }, RELAY_KEEPALIVE_MS);
+    this.#keepalive = setInterval(() => this.#sendKeepalive(), RELAY_KEEPALIVE_MS);
     this.#keepalive.unref();
   }
 

@@ -118,7 +118,9 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
 
   /** Relays of this room open on this node, by this node's end (metrics). */
   get relays(): { sending: number; receiving: number } {
-    return { sending: this.#relaySenders.size, receiving: this.#relayReceivers.size };
+    let receiving = 0;
+    for (const receiver of this.#relayReceivers.values()) if (receiver.open) receiving++;
+    return { sending: this.#relaySenders.size, receiving };
   }
 
   get peers(): RoomPeers {
@@ -357,6 +359,9 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   #refreshSubscribersOf(publisherId: string): void {
     for (const subscriber of this.#subscribers.values()) {
       if (subscriber.wantedFeeds.includes(publisherId)) subscriber.refresh();
+    }
+    for (const sender of this.#relaySenders.values()) {
+      if (sender.wantedFeeds.includes(publisherId)) sender.refresh();
     }
   }
 
