@@ -43,6 +43,12 @@ const MediaNodeEnvSchema = z
     MEDIA_RTC_MIN_PORT: PortSchema(DEFAULT_RTC_MIN_PORT),
     MEDIA_RTC_MAX_PORT: PortSchema(DEFAULT_RTC_MAX_PORT),
     MEDIA_WORKERS: PositiveIntSchema(availableParallelism(), 256),
+    /**
+     * A room's new participant joins a worker that already holds part of the room while that worker has
+     * at most this many participants more than the least-loaded worker: below it a room stays on one
+     * thread (a second one costs ~25 MB and its own timers), above it the room spreads over the workers.
+     */
+    MEDIA_ROOM_AFFINITY: PositiveIntSchema(24, 100_000),
     /** Peer connections this node accepts before it reports itself full. */
     MEDIA_CAPACITY: PositiveIntSchema(500, 100_000),
     MEDIA_DRAIN_TIMEOUT_SECONDS: PositiveIntSchema(600, 86_400),
@@ -101,6 +107,8 @@ export interface MediaNodeConfig {
   rtcListenIp?: string;
   rtcPortRange: { min: number; max: number };
   workers: number;
+  /** MEDIA_ROOM_AFFINITY: see the schema. */
+  roomAffinity: number;
   capacity: number;
   drainTimeoutSeconds: number;
   connectTimeoutSeconds: number;
@@ -128,6 +136,7 @@ export function parseMediaNodeConfig(env: Record<string, string | undefined>): M
     rtcListenIp: parsed.MEDIA_RTC_LISTEN_IP,
     rtcPortRange: { min: parsed.MEDIA_RTC_MIN_PORT, max: parsed.MEDIA_RTC_MAX_PORT },
     workers: parsed.MEDIA_WORKERS,
+    roomAffinity: parsed.MEDIA_ROOM_AFFINITY,
     capacity: parsed.MEDIA_CAPACITY,
     drainTimeoutSeconds: parsed.MEDIA_DRAIN_TIMEOUT_SECONDS,
     connectTimeoutSeconds: parsed.MEDIA_CONNECT_TIMEOUT_SECONDS,

@@ -65,6 +65,7 @@ export async function startMediaNode(
   const events = new EdgeEventSender({ edgeUrl: config.edgeUrl, secret: config.secret, identity, logger });
   const pool = new MediaWorkerPool({
     workers: config.workers,
+    roomAffinity: config.roomAffinity,
     capacity: config.capacity,
     connectTimeoutMs: config.connectTimeoutSeconds * 1_000,
     nodeId: config.nodeId,

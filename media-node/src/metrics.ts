@@ -29,6 +29,7 @@ export class MediaMetrics {
   readonly #workerHeap: Gauge<'worker'>;
   readonly #workerUtilization: Gauge<'worker'>;
   readonly #workerRooms: Gauge<'worker'>;
+  readonly #workerPeers: Gauge<'worker'>;
 
   constructor(source: { stats(): Promise<PoolStats>; readonly draining: boolean; readonly load: number }) {
     this.#source = source;
@@ -102,7 +103,13 @@ export class MediaMetrics {
     });
     this.#workerRooms = new Gauge({
       name: 'truegather_worker_rooms',
-      help: 'Rooms pinned to each media worker thread.',
+      help: 'Rooms with peers on each media worker thread (a room spread over workers counts on each).',
+      labelNames: ['worker'],
+      registers,
+    });
+    this.#workerPeers = new Gauge({
+      name: 'truegather_worker_peer_connections',
+      help: 'Peer connections on each media worker thread.',
       labelNames: ['worker'],
       registers,
     });
@@ -142,8 +149,10 @@ export class MediaMetrics {
     this.#workerHeap.reset();
     this.#workerUtilization.reset();
     this.#workerRooms.reset();
+    this.#workerPeers.reset();
     for (const worker of stats.workers) {
       this.#workerRooms.set({ worker: String(worker.index) }, worker.rooms);
+      this.#workerPeers.set({ worker: String(worker.index) }, worker.peerConnections);
       this.#workerHeap.set({ worker: String(worker.index) }, worker.heapUsedBytes);
       this.#workerUtilization.set({ worker: String(worker.index) }, worker.eventLoopUtilization);
     }

@@ -18,7 +18,7 @@ describe('media node rooms: feeds, departures, workers', () => {
   });
 
   // First, while the node is empty: the second room must go to the other (least-loaded) worker.
-  it('pins each room to one worker and spreads rooms over the workers, with one DTLS certificate for the node', async () => {
+  it('places a new room on the least-loaded worker, with one DTLS certificate for the node', async () => {
     const rooms = [newId(), newId()];
     const fingerprints: string[] = [];
     for (const roomId of rooms) {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaNodeError } from '../../media-node/src/errors.ts';
 import { MediaMetrics } from '../../media-node/src/metrics.ts';
-import { MediaWorkerPool } from '../../media-node/src/workers/pool.ts';
+import { MediaWorkerPool, type PoolOptions } from '../../media-node/src/workers/pool.ts';
 import { newId } from '../../shared/src/ids.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import type { MediaEvent } from '../../shared/src/media-control.ts';
@@ -9,6 +9,25 @@ import { waitFor } from '../support/werift-peers.ts';
 
 /** The crash is expected: its error line would only be noise in the test output. */
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
+
+/** The pools' MEDIA_ROOM_AFFINITY here. */
+const ROOM_AFFINITY_PARTICIPANTS = 4;
+
+/** A pool of stand-in workers (fixtures/) on loopback: each test says how many, and which stand-in. */
+const standInPool = (
+  options: Pick<PoolOptions, 'workers' | 'capacity' | 'onEvent' | 'workerUrl'> & Partial<PoolOptions>,
+) =>
+  new MediaWorkerPool({
+    connectTimeoutMs: 30_000,
+    nodeId: 'node-test',
+    logLevel: 'error',
+    settings: { hostAddresses: ['127.0.0.1'] },
+    portRange: { min: 40_000, max: 40_099 },
+    secret: new TextEncoder().encode('x'.repeat(32)),
+    logger: silent,
+    roomAffinity: ROOM_AFFINITY_PARTICIPANTS,
+    ...options,
+  });
 
 describe('media worker pool', () => {
   let pool: MediaWorkerPool | undefined;
@@ -18,16 +37,9 @@ describe('media worker pool', () => {
 
   it('reports the peers of a worker that dies, refuses its pending command, and replaces it', async () => {
     const events: MediaEvent[] = [];
-    pool = new MediaWorkerPool({
+    pool = standInPool({
       workers: 1,
       capacity: 10,
-      connectTimeoutMs: 30_000,
-      nodeId: 'node-test',
-      logLevel: 'error',
-      settings: { hostAddresses: ['127.0.0.1'] },
-      portRange: { min: 40_000, max: 40_099 },
-      secret: new TextEncoder().encode('x'.repeat(32)),
-      logger: silent,
       onEvent: (event) => events.push(event),
       workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
     });
@@ -55,16 +67,9 @@ describe('media worker pool', () => {
 
   it('replaces a worker that stops answering (watchdog), reporting its peers closed', async () => {
     const events: MediaEvent[] = [];
-    pool = new MediaWorkerPool({
+    pool = standInPool({
       workers: 1,
       capacity: 10,
-      connectTimeoutMs: 30_000,
-      nodeId: 'node-test',
-      logLevel: 'error',
-      settings: { hostAddresses: ['127.0.0.1'] },
-      portRange: { min: 40_000, max: 40_099 },
-      secret: new TextEncoder().encode('x'.repeat(32)),
-      logger: silent,
       onEvent: (event) => events.push(event),
       workerUrl: new URL('./fixtures/hanging-worker.ts', import.meta.url),
       watchdogIntervalMs: 100,
@@ -89,16 +94,9 @@ describe('media worker pool', () => {
   });
 
   it('starts workers beyond the first with their first room, and stops them once they hold none', async () => {
-    pool = new MediaWorkerPool({
+    pool = standInPool({
       workers: 2,
       capacity: 10,
-      connectTimeoutMs: 30_000,
-      nodeId: 'node-test',
-      logLevel: 'error',
-      settings: { hostAddresses: ['127.0.0.1'] },
-      portRange: { min: 40_000, max: 40_099 },
-      secret: new TextEncoder().encode('x'.repeat(32)),
-      logger: silent,
       onEvent: () => {},
       workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
       idleWorkerStopMs: 100,
@@ -121,17 +119,53 @@ describe('media worker pool', () => {
     expect(pool.runningWorkers).toBe(2);
   });
 
+  it('places a room on one worker while it is small, spreads it by load as it grows, and routes by participant', async () => {
+    pool = standInPool({
+      workers: 2,
+      capacity: 100,
+      onEvent: () => {},
+      workerUrl: new URL('./fixtures/plain-worker.ts', import.meta.url),
+    });
+    await pool.start();
+    const roomId = newId();
+    const publisherId = newId();
+    await pool.run('publish', { roomId, participantId: publisherId, sdp: 'v=0' });
+    const viewers = Array.from({ length: 2 * ROOM_AFFINITY_PARTICIPANTS }, () => newId());
+    for (const participantId of viewers) await pool.run('subscribe', { roomId, participantId, feeds: [publisherId] });
+    // The publisher and ROOM_AFFINITY_PARTICIPANTS viewers keep to the first worker; from there the
+    // other one is the least loaded by more than that, and the room's later viewers go to it.
+    expect(pool.workerOf(roomId, publisherId)).toBe(0);
+    expect(viewers.map((participantId) => pool!.workerOf(roomId, participantId))).toEqual([
+      ...Array(ROOM_AFFINITY_PARTICIPANTS).fill(0),
+      ...Array(ROOM_AFFINITY_PARTICIPANTS).fill(1),
+    ]);
+    expect(pool.runningWorkers).toBe(2);
+    // The edge sees one room: its peers over both workers.
+    expect(pool.peersOf(roomId)).toEqual({ publishers: [publisherId], subscribers: viewers });
+    expect(pool.roomCount).toBe(1);
+
+    // Joins that arrive together spread before any worker reported them: the second room's
+    // participants go to the worker with fewer participants, then stay together.
+    const otherRoom = newId();
+    const together = Array.from({ length: 3 }, () => newId());
+    await Promise.all(
+      together.map((participantId) => pool!.run('subscribe', { roomId: otherRoom, participantId, feeds: [] })),
+    );
+    expect(together.map((participantId) => pool!.workerOf(otherRoom, participantId))).toEqual([1, 1, 1]);
+
+    // A participant's commands go to its worker; closeRoom to every worker holding part of the room.
+    await pool.run('closeSubscriber', { roomId, participantId: viewers.at(-1)! });
+    expect(pool.peersOf(roomId).subscribers).toEqual(viewers.slice(0, -1));
+    await pool.run('closeRoom', { roomId });
+    expect(pool.peersOf(roomId)).toEqual({ publishers: [], subscribers: [] });
+    expect(pool.roomCount).toBe(1);
+    expect(pool.load).toBe(together.length);
+  });
+
   it('refuses a peer beyond MEDIA_CAPACITY and new rooms while draining, with 503', async () => {
-    pool = new MediaWorkerPool({
+    pool = standInPool({
       workers: 1,
       capacity: 1,
-      connectTimeoutMs: 30_000,
-      nodeId: 'node-test',
-      logLevel: 'error',
-      settings: { hostAddresses: ['127.0.0.1'] },
-      portRange: { min: 40_000, max: 40_099 },
-      secret: new TextEncoder().encode('x'.repeat(32)),
-      logger: silent,
       onEvent: () => {},
       workerUrl: new URL('./fixtures/crashing-worker.ts', import.meta.url),
     });
@@ -155,16 +189,9 @@ describe('media worker pool', () => {
   });
 
   it('keeps counting a worker that does not answer a scrape with its last stats: counters never go back', async () => {
-    pool = new MediaWorkerPool({
+    pool = standInPool({
       workers: 1,
       capacity: 10,
-      connectTimeoutMs: 30_000,
-      nodeId: 'node-test',
-      logLevel: 'error',
-      settings: { hostAddresses: ['127.0.0.1'] },
-      portRange: { min: 40_000, max: 40_099 },
-      secret: new TextEncoder().encode('x'.repeat(32)),
-      logger: silent,
       onEvent: () => {},
       workerUrl: new URL('./fixtures/stalling-worker.ts', import.meta.url),
       statsTimeoutMs: 100,
@@ -186,7 +213,7 @@ describe('media worker pool', () => {
     // The worker stalls from here on: the scrape waits 100 ms for it and then uses what it knew.
     expect(await counters()).toEqual([1_000, 7, 3, 100, 5_000]);
     const stats = await pool.stats();
-    expect(stats).toMatchObject({ forwardedPackets: 1_000, rooms: 1, subscribers: 2 });
+    expect(stats).toMatchObject({ forwardedPackets: 1_000, subscribers: 2 });
     // Per-worker gauges would describe the past: left out.
     expect(stats.workers).toEqual([]);
   });

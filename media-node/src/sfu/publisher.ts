@@ -44,7 +44,7 @@ export class Publisher extends MediaPeer<PublisherEvents> {
   constructor(options: MediaPeerOptions) {
     super(options);
     this.#bandwidthFeedback = new PublisherBandwidthFeedback({
-      receivers: () => this.#videoTracks().map((track) => track.receiver),
+      receivers: () => this.#videoTracks().flatMap((track) => (track.receiver ? [track.receiver] : [])),
       mediaSsrcs: () =>
         this.#videoTracks().flatMap((track) =>
           track.layers.flatMap((layer) => (layer.ssrc === undefined ? [] : [layer.ssrc])),

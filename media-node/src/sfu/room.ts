@@ -46,7 +46,24 @@ interface RoomEvents {
   event: [MediaEvent];
   /** Publishers or subscribers came or went. */
   peers: [RoomPeers];
+  /** A local publisher's tracks, or their mute, changed: relays of its feed follow. */
+  feed: [participantId: string];
   closed: [];
+}
+
+/**
+ * The room's feeds whose publisher is not on this worker thread (a worker relay brings them from the
+ * publisher's worker: workers/worker-relay.ts). Subscribers attach to their tracks as to a local
+ * publisher's.
+ */
+export interface RelayedFeeds {
+  /** The tracks of a feed relayed into this room here (none when it is not relayed). */
+  tracksOf(roomId: string, feed: string): readonly SourceTrack[];
+  /**
+   * Sets the complete set of feeds the room's subscribers here want from elsewhere. Resolves once
+   * each of them is described (its tracks exist here, or nobody holds it), or after a timeout.
+   */
+  want(roomId: string, feeds: ReadonlySet<string>): Promise<void>;
 }
 
 export interface RoomDependencies {
@@ -61,6 +78,8 @@ export interface RoomDependencies {
   connectTimeoutMs: number;
   /** MEDIA_NODE_SECRET: signs this node's calls to the origin nodes of its relays. */
   secret: Uint8Array;
+  /** Feeds relayed from the node's other worker threads; none on a node of one worker. */
+  relayedFeeds?: RelayedFeeds;
 }
 
 interface EarlyCandidates {
@@ -84,6 +103,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   /** The pulling ends of relays from origin nodes, by the origin's identity. */
   readonly #relayReceivers = new Map<string, RelayReceiver>();
   readonly #earlyCandidates = new Map<string, EarlyCandidates>();
+  /** Feeds of subscribe and pull commands under way, by count: wanted from elsewhere before anyone lists them. */
+  readonly #subscribing = new Map<string, number>();
   readonly #speakers: ActiveSpeakerObserver;
   readonly #dynacast: Dynacast | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
@@ -150,7 +171,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     existing?.close('replaced by a new connection');
     publisher.on('track', (source) => {
       this.#speakers.add(source);
-      this.#refreshSubscribersOf(participantId);
+      this.refreshSubscribersOf(participantId);
+      this.emit('feed', participantId);
     });
     publisher.on('ready', (streams) =>
       this.emit('event', { type: 'publisher_ready', room_id: this.id, participant_id: participantId, streams }),
@@ -160,11 +182,27 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     return this.#firstNegotiation('publisher', publisher, () => publisher.negotiate(offerSdp));
   }
 
+  /**
+   * The tracks of a feed sourced on this worker thread: a local publisher's, else the relay from
+   * another node brings it here. What a worker relay carries to the node's other workers; never a
+   * feed that a worker relay brought here, so no feed goes round in circles.
+   */
+  localFeedTracks(feed: string): readonly SourceTrack[] {
+    const publisher = this.#publishers.get(feed);
+    if (publisher) return publisher.tracks;
+    for (const receiver of this.#relayReceivers.values()) {
+      const tracks = receiver.tracksOf(feed);
+      if (tracks.length > 0) return tracks;
+    }
+    return NO_TRACKS;
+  }
+
   /** Stops or resumes forwarding a publisher's tracks of one kind (see Publisher.mute). */
   mute(participantId: string, kind: StreamKind, muted: boolean): void {
     const publisher = this.#publishers.get(participantId);
     if (!publisher) throw notFound('publisher');
     publisher.mute(kind, muted);
+    this.emit('feed', participantId);
   }
 
   /** One feed's layer preference for a subscriber (see Subscriber.updateSubscription). */
@@ -181,10 +219,47 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
   /** Creates the subscriber if needed and returns an offer for exactly `feeds`. */
   async subscribe(participantId: string, feeds: readonly string[]): Promise<SubscribeResponse> {
     this.#assertOpen();
-    const existing = this.#subscribers.get(participantId);
-    if (existing) return existing.update(feeds);
-    const subscriber = this.#createSubscriber(participantId);
-    return this.#firstNegotiation('subscriber', subscriber, () => subscriber.update(feeds));
+    return this.#wantingAlso(feeds, async () => {
+      // Feeds whose publisher is on another worker must be here before the offer lists their tracks.
+      await this.#syncRelayedFeeds();
+      this.#assertOpen();
+      const existing = this.#subscribers.get(participantId);
+      if (existing) return existing.update(feeds);
+      const subscriber = this.#createSubscriber(participantId);
+      return this.#firstNegotiation('subscriber', subscriber, () => subscriber.update(feeds));
+    });
+  }
+
+  /**
+   * Runs a command that sets what a subscriber or relay sender wants, counting `feeds` as wanted while
+   * it runs (before it lists them); afterwards, feeds no longer wanted may stop being relayed here.
+   */
+  async #wantingAlso<Result>(feeds: readonly string[], command: () => Promise<Result>): Promise<Result> {
+    for (const feed of feeds) this.#subscribing.set(feed, (this.#subscribing.get(feed) ?? 0) + 1);
+    try {
+      return await command();
+    } finally {
+      for (const feed of feeds) {
+        const count = (this.#subscribing.get(feed) ?? 1) - 1;
+        if (count > 0) this.#subscribing.set(feed, count);
+        else this.#subscribing.delete(feed);
+      }
+      void this.#syncRelayedFeeds();
+    }
+  }
+
+  /** Asks the worker relays for the feeds this room's subscribers and relay senders want and no local publisher sends. */
+  #syncRelayedFeeds(): Promise<void> {
+    const relayed = this.#deps.relayedFeeds;
+    if (!relayed) return Promise.resolve();
+    const wanted = new Set<string>();
+    if (!this.#closed) {
+      for (const feed of this.#subscribing.keys()) wanted.add(feed);
+      for (const subscriber of this.#subscribers.values()) for (const feed of subscriber.wantedFeeds) wanted.add(feed);
+      for (const sender of this.#relaySenders.values()) for (const feed of sender.wantedFeeds) wanted.add(feed);
+    }
+    for (const publisherId of this.#publishers.keys()) wanted.delete(publisherId);
+    return relayed.want(this.id, wanted);
   }
 
   setSubscriberAnswer(participantId: string, answerSdp: string): Promise<void> {
@@ -230,15 +305,14 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     return subscriber;
   }
 
-  /** A feed's live tracks: a local publisher's, else a relayed feed's (a source next to the publishers). */
+  /**
+   * A feed's live tracks: a local publisher's, else a relayed feed's (a source next to the publishers):
+   * from another node, or from another worker thread of this node.
+   */
   #feedTracks(feed: string): readonly SourceTrack[] {
-    const publisher = this.#publishers.get(feed);
-    if (publisher) return publisher.tracks;
-    for (const receiver of this.#relayReceivers.values()) {
-      const tracks = receiver.tracksOf(feed);
-      if (tracks.length > 0) return tracks;
-    }
-    return NO_TRACKS;
+    const local = this.localFeedTracks(feed);
+    if (local.length > 0) return local;
+    return this.#deps.relayedFeeds?.tracksOf(this.id, feed) ?? NO_TRACKS;
   }
 
   /**
@@ -278,7 +352,10 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     });
     const key = mediaNodeIdentity(originUrl);
     this.#relayReceivers.set(key, receiver);
-    receiver.on('track', (source) => this.#refreshSubscribersOf(source.publisherId));
+    receiver.on('track', (source) => {
+      this.refreshSubscribersOf(source.publisherId);
+      this.emit('feed', source.publisherId);
+    });
     receiver.once('closed', () => {
       if (this.#relayReceivers.get(key) === receiver) this.#relayReceivers.delete(key);
       this.#peersChanged();
@@ -292,32 +369,38 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
    */
   async pull(relayId: string, connection: string, feeds: readonly string[]): Promise<PullResponse> {
     this.#assertOpen();
-    const existing = this.#relaySenders.get(relayId);
-    if (existing && existing.connection === connection) return existing.update(feeds);
-    const sender = new RelaySender({
-      participantId: relayId,
-      connection,
-      ...this.#peerConnection('egress'),
-      feedTracks: (feed) => this.#publishers.get(feed)?.tracks ?? NO_TRACKS,
-      announcedIp: this.#deps.settings.announcedIp,
-      stats: this.#deps.stats,
-      senderReports: this.#deps.senderReports,
-      connectTimeoutMs: this.#deps.connectTimeoutMs,
-      logger: this.#logger.child({ relay_id: relayId, peer: 'relay-sender' }),
+    return this.#wantingAlso(feeds, async () => {
+      // Feeds whose publisher is on another worker thread come through its worker relay.
+      await this.#syncRelayedFeeds();
+      this.#assertOpen();
+      const existing = this.#relaySenders.get(relayId);
+      if (existing && existing.connection === connection) return existing.update(feeds);
+      const sender = new RelaySender({
+        participantId: relayId,
+        connection,
+        ...this.#peerConnection('egress'),
+        feedTracks: (feed) => this.#feedTracks(feed),
+        announcedIp: this.#deps.settings.announcedIp,
+        stats: this.#deps.stats,
+        senderReports: this.#deps.senderReports,
+        connectTimeoutMs: this.#deps.connectTimeoutMs,
+        logger: this.#logger.child({ relay_id: relayId, peer: 'relay-sender' }),
+      });
+      this.#relaySenders.set(relayId, sender);
+      existing?.close('replaced by a new connection');
+      this.#logger.info('relay sender opened', { relay_id: relayId, replaces: existing !== undefined });
+      sender.once('closed', () => {
+        if (this.#relaySenders.get(relayId) === sender) this.#relaySenders.delete(relayId);
+        void this.#syncRelayedFeeds();
+        this.#peersChanged();
+      });
+      try {
+        return await sender.update(feeds);
+      } catch (error) {
+        sender.close('negotiation failed');
+        throw error;
+      }
     });
-    this.#relaySenders.set(relayId, sender);
-    existing?.close('replaced by a new connection');
-    this.#logger.info('relay sender opened', { relay_id: relayId, replaces: existing !== undefined });
-    sender.once('closed', () => {
-      if (this.#relaySenders.get(relayId) === sender) this.#relaySenders.delete(relayId);
-      this.#peersChanged();
-    });
-    try {
-      return await sender.update(feeds);
-    } catch (error) {
-      sender.close('negotiation failed');
-      throw error;
-    }
   }
 
   setRelaySenderAnswer(relayId: string, answerSdp: string): Promise<void> {
@@ -338,6 +421,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     if (byRemote) {
       this.emit('event', { type: `${role}_closed`, room_id: this.id, participant_id: participantId, reason });
     }
+    if (role === 'publisher') this.emit('feed', participantId);
+    else void this.#syncRelayedFeeds();
     this.#peersChanged();
   }
 
@@ -356,7 +441,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     return { peerConnection, onReleased: () => this.#deps.ports.release(block) };
   }
 
-  #refreshSubscribersOf(publisherId: string): void {
+  /** Subscribers of the feed take up its current tracks (a local publisher's, or a relayed feed's). */
+  refreshSubscribersOf(publisherId: string): void {
     for (const subscriber of this.#subscribers.values()) {
       if (subscriber.wantedFeeds.includes(publisherId)) subscriber.refresh();
     }
@@ -463,6 +549,7 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     this.#relayReceivers.clear();
     this.#relaySenders.clear();
     this.#earlyCandidates.clear();
+    void this.#syncRelayedFeeds();
     this.emit('closed');
   }
 }

@@ -70,6 +70,12 @@ export class SourceLayer {
   lastKeyframeRequestAt = Number.NEGATIVE_INFINITY;
   deferredKeyframeRequest: NodeJS.Timeout | undefined;
 
+  /**
+   * Told of a NACKed packet the history does not hold: a relayed feed asks its origin for it
+   * (workers/worker-relay.ts). A publisher's layer has none: what it lacks, nobody has.
+   */
+  onHistoryMiss: ((sequenceNumber: number) => void) | undefined;
+
   constructor(index: number, rid: string | undefined, ssrc: number | undefined) {
     this.index = index;
     this.rid = rid;
@@ -79,9 +85,17 @@ export class SourceLayer {
   /** The packet with this (source) sequence number, while it is among the last {@link SOURCE_HISTORY_SIZE}. */
   readonly packetBySequenceNumber = (sequenceNumber: number): RtpPacket | undefined => {
     const packet = this.history[sequenceNumber & (SOURCE_HISTORY_SIZE - 1)];
-    return packet?.header.sequenceNumber === sequenceNumber ? packet : undefined;
+    if (packet?.header.sequenceNumber === sequenceNumber) return packet;
+    this.onHistoryMiss?.(sequenceNumber);
+    return undefined;
   };
 }
+
+/**
+ * Where a layer's packets come from: werift's track of one rid (or the only one) of a publisher's
+ * receiver, or, for a relayed feed, a description without a track ({@link SourceTrack.receive} is fed).
+ */
+export type LayerInput = Pick<MediaStreamTrack, 'rid' | 'ssrc'> & Partial<Pick<MediaStreamTrack, 'onReceiveRtp'>>;
 
 /** What a viewer asks of a video track (`update_subscription`): the smallest layer covering this size. */
 export interface LayerPreference {
@@ -107,8 +121,13 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   readonly codec: RTCRtpCodecParameters;
   /** In the publisher's order; more than one with simulcast. */
   readonly layers: readonly SourceLayer[];
-  /** Where keyframe requests go; a relayed feed's changes when its relay is re-established. */
-  receiver: RTCRtpReceiver;
+  /**
+   * The werift receiver keyframe requests go to: a publisher's, or a node relay's (replaced when the
+   * relay is re-established); none for a feed a worker relay brings (its keyframe requests go to the
+   * publisher's worker).
+   */
+  receiver: RTCRtpReceiver | undefined;
+  readonly #keyframeRequestSender: (layer: SourceLayer) => Promise<void>;
   readonly #stats: ForwardingStats;
   readonly #logger: Logger;
   readonly #unsubscribers: (() => void)[] = [];
@@ -136,9 +155,12 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     kind: 'audio' | 'video';
     mid: string;
     codec: RTCRtpCodecParameters;
-    receiver: RTCRtpReceiver;
+    /** The publisher's receiver: keyframe requests go out as its RTCP PLI. */
+    receiver?: RTCRtpReceiver;
+    /** Where keyframe requests go without a receiver (a relayed feed: to its origin). */
+    sendKeyframeRequest?: (layer: SourceLayer) => Promise<void>;
     /** One per layer: werift's track of each rid, or its single track. */
-    tracks: readonly MediaStreamTrack[];
+    tracks: readonly LayerInput[];
     stats: ForwardingStats;
     logger: Logger;
     /** The id the publisher's answer gave `urn:ietf:params:rtp-hdrext:ssrc-audio-level`, if any. */
@@ -150,6 +172,10 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.mid = options.mid;
     this.codec = options.codec;
     this.receiver = options.receiver;
+    this.#keyframeRequestSender =
+      options.sendKeyframeRequest ??
+      ((layer) =>
+        this.receiver && layer.ssrc !== undefined ? this.receiver.sendRtcpPLI(layer.ssrc) : Promise.resolve());
     this.#stats = options.stats;
     this.#logger = options.logger;
     if (options.kind === 'audio' && options.audioLevelExtensionId !== undefined) {
@@ -161,7 +187,9 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     this.#readsH264 = options.kind === 'video' && mimeType === 'video/h264';
     this.layers = options.tracks.map((track, index) => {
       const layer = new SourceLayer(index, track.rid, track.ssrc);
-      this.#unsubscribers.push(track.onReceiveRtp.subscribe((packet) => this.#onRtp(layer, packet)).unSubscribe);
+      if (track.onReceiveRtp) {
+        this.#unsubscribers.push(track.onReceiveRtp.subscribe((packet) => this.#onRtp(layer, packet)).unSubscribe);
+      }
       return layer;
     });
     if (this.layers.length > 1) {
@@ -180,6 +208,11 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** A packet of a source without werift tracks (a relayed feed), handled as werift's would be. */
+  receive(layer: SourceLayer, packet: RtpPacket): void {
+    this.#onRtp(layer, packet);
   }
 
   /** The hot path. werift delivers a clone of each received packet and this is its only listener: edit in place. */
@@ -352,7 +385,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     if (this.#closed || layer.ssrc === undefined) return;
     layer.lastKeyframeRequestAt = performance.now();
     this.#stats.keyframeRequests++;
-    this.receiver.sendRtcpPLI(layer.ssrc).catch((error: unknown) => {
+    this.#keyframeRequestSender(layer).catch((error: unknown) => {
       this.#logger.debug('keyframe request failed', { error: loggableError(error) });
     });
   }

@@ -22,6 +22,14 @@ process.on('unhandledRejection', (reason) => {
 });
 
 port.on('message', async (message: MainToWorker) => {
+  if (message.kind === 'link') {
+    host.link(message);
+    return;
+  }
+  if (message.kind === 'unlink') {
+    host.unlink(message.peer);
+    return;
+  }
   try {
     const result = await host.execute(message.command, message.args as never);
     post({ kind: 'response', id: message.id, ok: true, result });

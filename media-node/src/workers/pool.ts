@@ -1,12 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type TransferListItem, Worker } from 'node:worker_threads';
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { Logger } from '../../../shared/src/log.ts';
 import type { MediaEvent } from '../../../shared/src/media-control.ts';
+import type { ActiveSpeaker } from '../../../shared/src/signaling.ts';
 import { loggableError, MediaNodeError, notFound, unavailable } from '../errors.ts';
 import { addForwardingStats, createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { workerPortSlice } from '../sfu/port-allocator.ts';
 import type { DtlsCertificate, RtcSettings } from '../sfu/rtc-settings.ts';
+import { createRingBuffer } from './packet-ring.ts';
 import type {
   CommandArgs,
   CommandName,
@@ -62,6 +64,12 @@ export const WATCHDOG_MISSES = 2;
 
 export interface PoolOptions {
   workers: number;
+  /**
+   * A participant joins a worker that already holds part of its room while that worker has at most
+   * this many participants more than the least-loaded one (MEDIA_ROOM_AFFINITY): a small room stays on
+   * one thread (nothing to relay), a large one spreads over every worker.
+   */
+  roomAffinity: number;
   capacity: number;
   connectTimeoutMs: number;
   nodeId: string;
@@ -85,20 +93,32 @@ export interface PoolOptions {
 
 /** The workers' counters summed, plus the per-worker figures that make no sense summed. */
 export type PoolStats = Omit<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization'> & {
-  workers: (Pick<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization' | 'rooms'> & { index: number })[];
+  workers: (Pick<WorkerStats, 'heapUsedBytes' | 'eventLoopUtilization' | 'rooms'> & {
+    index: number;
+    peerConnections: number;
+  })[];
 };
 
-interface PinnedRoom {
-  worker: number;
+/** A room's part on one worker thread: the peers it reported there. */
+interface RoomPart {
   publishers: string[];
   subscribers: string[];
   /** Commands sent to the worker and not answered yet. */
   inflight: number;
   /**
    * The worker reported the room closed while commands were in flight: one of them may create it
-   * again on the same worker, so the pin is kept until they are answered.
+   * again on the same worker, so the part is kept until they are answered.
    */
   closed: boolean;
+}
+
+interface PlacedRoom {
+  /** Each participant's worker: its publisher and subscriber live there together. */
+  participants: Map<string, number>;
+  /** The parts of the room, by worker. */
+  parts: Map<number, RoomPart>;
+  /** The active speakers each worker last reported: the edge gets them merged. */
+  speakers: Map<number, ActiveSpeaker[]>;
 }
 
 interface Pending {
@@ -107,7 +127,13 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** Commands that may create a room (and so pin it) when the room is not on this node yet. */
+/**
+ * The placement key of a room's relays between nodes (both ends): they live on one worker of the room,
+ * whose worker relays share their feeds with the others. No participant id is empty.
+ */
+const ROOM_RELAYS = '';
+
+/** Commands that may create a room (and so place it) when the room is not on this node yet. */
 const ROOM_CREATING: ReadonlySet<RoomCommandName> = new Set(['publish', 'subscribe', 'addIceCandidate', 'relay']);
 
 interface PoolEvents {
@@ -116,10 +142,15 @@ interface PoolEvents {
 }
 
 /**
- * The media worker threads (MEDIA_WORKERS, one per core by default) and the pinning of rooms to
- * them: a room lives on one worker for its whole life, new rooms go to the least-loaded one. The
- * main thread keeps each room's peers, as the workers report them, for load, draining and for
- * reporting the peers of a worker that died.
+ * The media worker threads (MEDIA_WORKERS, one per core by default) and the placement of rooms'
+ * participants on them: a participant's publisher and subscriber live on one worker (one place to
+ * route its commands and early ICE candidates, as one node holds both across nodes), chosen by load
+ * when it first comes ({@link PoolOptions.roomAffinity}), so a large room spreads over every
+ * worker. Every pair of running workers is linked for worker relays (workers/worker-relay.ts): a
+ * feed reaches a worker's viewers from its publisher's worker. Commands about a participant go to
+ * its worker, room-wide ones (closeRoom) to every worker holding part of the room; the edge sees one
+ * room. The main thread keeps each room's peers per worker, as the workers report them, for load,
+ * draining and for reporting the peers of a worker that died.
  *
  * Only the first worker runs from the start; the others start with the first room placed on them
  * and stop after {@link IDLE_WORKER_STOP_MS} without rooms: a worker thread with werift loaded
@@ -131,7 +162,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   /** Workers starting (on demand, or replacing one that died). */
   readonly #spawning = new Map<number, Promise<WorkerThread>>();
   readonly #idleTimers = new Map<number, NodeJS.Timeout>();
-  readonly #rooms = new Map<string, PinnedRoom>();
+  readonly #rooms = new Map<string, PlacedRoom>();
   /** Counters of workers that died, so the node's totals never go backwards. */
   readonly #retired = createForwardingStats();
   #draining = false;
@@ -198,7 +229,9 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   /** Peer connections on this node: the unit of MEDIA_CAPACITY. */
   get load(): number {
     let peers = 0;
-    for (const room of this.#rooms.values()) peers += room.publishers.length + room.subscribers.length;
+    for (const room of this.#rooms.values()) {
+      for (const part of room.parts.values()) peers += part.publishers.length + part.subscribers.length;
+    }
     return peers;
   }
 
@@ -215,40 +248,84 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     return this.#threads.filter((thread) => thread !== undefined).length;
   }
 
-  /** Runs a control-API command on the worker its room is pinned to (pinning it first if needed). */
-  /** The peers this node holds for a room, as its worker last reported them (none for an unknown room). */
+  /** The peers this node holds for a room, over all its workers as they last reported them (none for an unknown room). */
   peersOf(roomId: string): { publishers: string[]; subscribers: string[] } {
-    const room = this.#rooms.get(roomId);
-    return { publishers: [...(room?.publishers ?? [])], subscribers: [...(room?.subscribers ?? [])] };
+    const parts = [...(this.#rooms.get(roomId)?.parts.values() ?? [])];
+    return {
+      publishers: parts.flatMap((part) => part.publishers),
+      subscribers: parts.flatMap((part) => part.subscribers),
+    };
   }
 
+  /** The worker holding a participant's peers (tests and the benchmark look; the edge never does). */
+  workerOf(roomId: string, participantId: string): number | undefined {
+    return this.#rooms.get(roomId)?.participants.get(participantId);
+  }
+
+  /**
+   * Runs a control-API command on the worker of its participant (placing the participant first if
+   * needed); closeRoom runs on every worker holding part of the room.
+   */
   async run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>> {
-    const { roomId } = args as { roomId: string };
+    const { roomId, participantId } = args as { roomId: string; participantId?: string };
     let room = this.#rooms.get(roomId);
-    if (!room) {
-      if (command === 'setSubscriberAnswer' || command === 'pull' || command === 'setRelaySenderAnswer') {
-        throw notFound('room');
-      }
-      // Removing what is not there already holds: removals are idempotent.
-      if (!ROOM_CREATING.has(command)) return null as CommandResult<N>;
-      if (this.#draining) throw unavailable('this media node is draining and takes no new rooms', { draining: true });
+    if (command === 'closeRoom') {
+      if (!room) return null as CommandResult<N>;
+      const placed = room;
+      await Promise.all([...placed.parts.keys()].map((worker) => this.#runOn(roomId, placed, worker, command, args)));
+      return null as CommandResult<N>;
     }
-    if (this.#addsPeer(command, args, room) && this.load >= this.#options.capacity) {
+    // The room's relays between nodes are not a participant's: they have a worker of their own in the room.
+    const placementKey = participantId ?? ROOM_RELAYS;
+    let worker = room?.participants.get(placementKey);
+    if (worker === undefined) {
+      if (command === 'setSubscriberAnswer') throw notFound(room ? 'subscriber' : 'room');
+      if (!room && (command === 'pull' || command === 'setRelaySenderAnswer')) throw notFound('room');
+      if (command === 'setRelaySenderAnswer') throw notFound('relay sender');
+      if (room && command === 'mute') throw notFound('publisher');
+      if (room && command === 'updateSubscription') throw notFound('subscriber');
+      // Removing what is not there already holds: removals are idempotent.
+      if (!ROOM_CREATING.has(command) && command !== 'pull') return null as CommandResult<N>;
+      if (!room && this.#draining) {
+        throw unavailable('this media node is draining and takes no new rooms', { draining: true });
+      }
+    }
+    const part = worker === undefined ? undefined : room?.parts.get(worker);
+    if (this.#addsPeer(command, placementKey, part) && this.load >= this.#options.capacity) {
       throw unavailable('this media node is at capacity', { load: this.load, capacity: this.#options.capacity });
     }
     if (!room) {
-      room = { worker: this.#leastLoadedWorker(), publishers: [], subscribers: [], inflight: 0, closed: false };
+      room = { participants: new Map(), parts: new Map(), speakers: new Map() };
       this.#rooms.set(roomId, room);
       this.emit('rooms', this.#rooms.size);
     }
-    room.inflight++;
+    if (worker === undefined) {
+      worker = this.#place(room);
+      room.participants.set(placementKey, worker);
+    }
+    return this.#runOn(roomId, room, worker, command, args);
+  }
+
+  async #runOn<N extends RoomCommandName>(
+    roomId: string,
+    room: PlacedRoom,
+    worker: number,
+    command: N,
+    args: CommandArgs<N>,
+  ): Promise<CommandResult<N>> {
+    let part = room.parts.get(worker);
+    if (!part) {
+      part = { publishers: [], subscribers: [], inflight: 0, closed: false };
+      room.parts.set(worker, part);
+    }
+    part.inflight++;
     try {
-      const thread = this.#threads[room.worker] ?? (await this.#spawn(room.worker));
-      this.#cancelIdleStop(room.worker);
+      const thread = this.#threads[worker] ?? (await this.#spawn(worker));
+      this.#cancelIdleStop(worker);
       return await thread.request(command, args);
     } finally {
-      room.inflight--;
-      this.#forgetIfClosed(roomId, room);
+      part.inflight--;
+      this.#forgetIfClosed(roomId, worker);
     }
   }
 
@@ -272,11 +349,12 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     );
     const total = emptyPoolStats();
     addForwardingStats(total, this.#retired);
+    // A room spread over workers counts once.
+    total.rooms = this.#rooms.size;
     for (const result of results) {
       if (!result) continue;
       const { stats, index, fresh } = result;
       addForwardingStats(total, stats);
-      total.rooms += stats.rooms;
       total.publishers += stats.publishers;
       total.subscribers += stats.subscribers;
       total.bandwidthLimitedViewers += stats.bandwidthLimitedViewers;
@@ -288,6 +366,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
         heapUsedBytes: stats.heapUsedBytes,
         eventLoopUtilization: stats.eventLoopUtilization,
         rooms: stats.rooms,
+        peerConnections: stats.publishers + stats.subscribers,
       });
     }
     return total;
@@ -309,22 +388,34 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     await Promise.all(this.#threads.map((thread) => thread?.terminate()));
   }
 
-  #addsPeer(command: RoomCommandName, args: unknown, room: PinnedRoom | undefined): boolean {
-    const { participantId } = args as { participantId: string };
-    if (command === 'publish') return !room?.publishers.includes(participantId);
-    if (command === 'subscribe') return !room?.subscribers.includes(participantId);
+  #addsPeer(command: RoomCommandName, participantId: string, part: RoomPart | undefined): boolean {
+    if (command === 'publish') return !part?.publishers.includes(participantId);
+    if (command === 'subscribe') return !part?.subscribers.includes(participantId);
     return false;
   }
 
-  #forgetIfClosed(roomId: string, room: PinnedRoom): void {
-    if (!room.closed || room.inflight > 0 || this.#rooms.get(roomId) !== room) return;
+  #forgetIfClosed(roomId: string, worker: number): void {
+    const room = this.#rooms.get(roomId);
+    const part = room?.parts.get(worker);
+    if (!room || !part?.closed || part.inflight > 0) return;
+    this.#dropPart(roomId, room, worker);
+    this.#stopIfIdle(worker);
+  }
+
+  /** Forgets a room's part on a worker and the participants placed there; the room goes with its last part. */
+  #dropPart(roomId: string, room: PlacedRoom, worker: number): void {
+    room.parts.delete(worker);
+    room.speakers.delete(worker);
+    for (const [participantId, placed] of room.participants) {
+      if (placed === worker) room.participants.delete(participantId);
+    }
+    if (room.parts.size > 0) return;
     this.#rooms.delete(roomId);
     this.emit('rooms', this.#rooms.size);
-    this.#stopIfIdle(room.worker);
   }
 
   #holdsRooms(index: number): boolean {
-    for (const room of this.#rooms.values()) if (room.worker === index) return true;
+    for (const room of this.#rooms.values()) if (room.parts.has(index)) return true;
     return false;
   }
 
@@ -359,6 +450,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     // A room may have been placed on it meanwhile.
     if (this.#holdsRooms(index) || this.#threads[index] !== thread) return;
     this.#threads[index] = undefined;
+    this.#unlink(index);
     if (stats) this.#addRetired(stats);
     await thread.terminate();
   }
@@ -367,18 +459,19 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     addForwardingStats(this.#retired, stats);
   }
 
-  #leastLoadedWorker(): number {
-    const peers = this.#threads.map(() => 0);
-    const rooms = this.#threads.map(() => 0);
-    for (const room of this.#rooms.values()) {
-      peers[room.worker]! += room.publishers.length + room.subscribers.length;
-      rooms[room.worker]! += 1;
-    }
-    let best = 0;
-    for (let index = 1; index < this.#threads.length; index++) {
-      if (peers[index]! < peers[best]! || (peers[index] === peers[best] && rooms[index]! < rooms[best]!)) best = index;
-    }
-    return best;
+  /**
+   * The worker for a room's new participant. Load is participants placed (counted at placement, so
+   * that joins arriving together spread before any worker reports its peers): the least-loaded
+   * worker, unless a worker already holding part of the room is within `roomAffinity` of it.
+   */
+  #place(room: PlacedRoom): number {
+    const load = this.#threads.map(() => 0);
+    for (const placed of this.#rooms.values()) for (const worker of placed.participants.values()) load[worker]! += 1;
+    let least = 0;
+    for (let index = 1; index < load.length; index++) if (load[index]! < load[least]!) least = index;
+    let home: number | undefined;
+    for (const worker of room.parts.keys()) if (home === undefined || load[worker]! < load[home]!) home = worker;
+    return home !== undefined && load[home]! - load[least]! <= this.#options.roomAffinity ? home : least;
   }
 
   /** Starts worker `index`, or joins its start under way. */
@@ -413,32 +506,66 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       throw unavailable(`a media worker could not start: ${loggableError(error)}`);
     }
     this.#threads[index] = thread;
+    this.#threads.forEach((other, peer) => {
+      if (other && peer !== index) this.#link(index, thread, peer, other);
+    });
     return thread;
+  }
+
+  /** Pairs two running workers for worker relays: a port and a packet ring each way. */
+  #link(index: number, thread: WorkerThread, peer: number, other: WorkerThread): void {
+    const { port1, port2 } = new MessageChannel();
+    const toPeer = createRingBuffer();
+    const fromPeer = createRingBuffer();
+    thread.post({ kind: 'link', peer, port: port1, outbound: toPeer, inbound: fromPeer }, [port1]);
+    other.post({ kind: 'link', peer: index, port: port2, outbound: fromPeer, inbound: toPeer }, [port2]);
+  }
+
+  /** A worker stopped: the others end their links to it (its relayed feeds end with them). */
+  #unlink(index: number): void {
+    for (const thread of this.#threads) thread?.post({ kind: 'unlink', peer: index });
   }
 
   #onMessage(index: number, message: WorkerToMain): void {
     if (message.kind === 'event') {
-      this.#options.onEvent(message.event);
+      if (message.event.type === 'active_speakers') this.#reportSpeakers(index, message.event);
+      else this.#options.onEvent(message.event);
     } else if (message.kind === 'room') {
-      const room = this.#rooms.get(message.roomId);
-      if (room && room.worker !== index) return;
+      let room = this.#rooms.get(message.roomId);
+      const part = room?.parts.get(index);
       if (message.closed) {
-        if (!room) return;
-        room.publishers = [];
-        room.subscribers = [];
-        room.closed = true;
-        this.#forgetIfClosed(message.roomId, room);
-      } else if (room) {
-        room.closed = false;
-        room.publishers = message.publishers;
-        room.subscribers = message.subscribers;
-      } else {
-        // Re-created by a command that was in flight when the pin was dropped: pin it back.
-        const { publishers, subscribers } = message;
-        this.#rooms.set(message.roomId, { worker: index, publishers, subscribers, inflight: 0, closed: false });
+        if (!room || !part) return;
+        part.publishers = [];
+        part.subscribers = [];
+        part.closed = true;
+        this.#forgetIfClosed(message.roomId, index);
+        return;
+      }
+      if (!room) {
+        // Re-created by a command that was in flight when the room was dropped: placed back.
+        room = { participants: new Map(), parts: new Map(), speakers: new Map() };
+        this.#rooms.set(message.roomId, room);
         this.emit('rooms', this.#rooms.size);
       }
+      const { publishers, subscribers } = message;
+      if (part) Object.assign(part, { publishers, subscribers, closed: false });
+      else room.parts.set(index, { publishers, subscribers, inflight: 0, closed: false });
+      for (const participantId of [...publishers, ...subscribers]) {
+        if (!room.participants.has(participantId)) room.participants.set(participantId, index);
+      }
     }
+  }
+
+  /** Each worker hears its own publishers: the edge gets one list per room, loudest first. */
+  #reportSpeakers(index: number, event: Extract<MediaEvent, { type: 'active_speakers' }>): void {
+    const room = this.#rooms.get(event.room_id);
+    if (!room) {
+      this.#options.onEvent(event);
+      return;
+    }
+    room.speakers.set(index, event.speakers);
+    const speakers = [...room.speakers.values()].flat().sort((a, b) => b.level - a.level);
+    this.#options.onEvent({ ...event, speakers });
   }
 
   /**
@@ -449,18 +576,20 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     if (this.#threads[index] !== thread) return;
     this.#threads[index] = undefined;
     if (this.#stopping) return;
+    this.#unlink(index);
     this.#options.logger.error('media worker exited; restarting it', { worker: index, code });
     if (thread.lastStats) this.#addRetired(thread.lastStats);
     const reason = 'media worker failed';
     for (const [roomId, room] of this.#rooms) {
-      if (room.worker !== index) continue;
-      for (const participantId of room.publishers) {
+      const part = room.parts.get(index);
+      if (!part) continue;
+      for (const participantId of part.publishers) {
         this.#options.onEvent({ type: 'publisher_closed', room_id: roomId, participant_id: participantId, reason });
       }
-      for (const participantId of room.subscribers) {
+      for (const participantId of part.subscribers) {
         this.#options.onEvent({ type: 'subscriber_closed', room_id: roomId, participant_id: participantId, reason });
       }
-      this.#rooms.delete(roomId);
+      this.#dropPart(roomId, room, index);
     }
     this.emit('rooms', this.#rooms.size);
     // The first worker is replaced at once; the others start again with their next room.
@@ -530,9 +659,12 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
         reject(unavailable('the media worker did not answer in time'));
       }, timeoutMs);
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
-      const message: MainToWorker = { kind: 'request', id, command, args };
-      this.#worker.postMessage(message);
+      this.post({ kind: 'request', id, command, args });
     });
+  }
+
+  post(message: MainToWorker, transfer: TransferListItem[] = []): void {
+    this.#worker.postMessage(message, transfer);
   }
 
   #settle(message: Extract<WorkerToMain, { kind: 'response' }>): void {

@@ -13,6 +13,7 @@ import type { SerializedMediaError } from '../errors.ts';
 import type { ViewerPreference } from '../sfu/forwarded-track.ts';
 import type { ForwardingStats } from '../sfu/forwarding-stats.ts';
 import type { RtcSettings } from '../sfu/rtc-settings.ts';
+import type { LinkEnds } from './worker-relay.ts';
 
 /**
  * Messages between the main thread and a media worker thread. Everything here is structured-clone
@@ -87,7 +88,12 @@ export interface WorkerStats extends ForwardingStats {
   eventLoopUtilization: number;
 }
 
-export type MainToWorker = { kind: 'request'; id: number; command: CommandName; args: unknown };
+export type MainToWorker =
+  | { kind: 'request'; id: number; command: CommandName; args: unknown }
+  /** Pairs this worker with another one for worker relays (the port is transferred). */
+  | ({ kind: 'link' } & LinkEnds)
+  /** The other worker stopped: its link ends. */
+  | { kind: 'unlink'; peer: number };
 
 export type WorkerToMain =
   | { kind: 'ready' }

@@ -9,6 +9,7 @@ import { MediaRoom } from '../sfu/room.ts';
 import { socketsPerPeer } from '../sfu/rtc-settings.ts';
 import { SenderReportClock } from '../sfu/sender-reports.ts';
 import type { CommandArgs, CommandName, CommandResult, WorkerInit, WorkerStats, WorkerToMain } from './protocol.ts';
+import { type LinkEnds, WorkerRelay } from './worker-relay.ts';
 
 /**
  * The rooms pinned to one worker thread, and the commands the main thread sends them. Kept apart
@@ -23,6 +24,8 @@ export class RoomHost {
   readonly #senderReports = new SenderReportClock();
   readonly #speakerClock = new SpeakerClock();
   readonly #rooms = new Map<string, MediaRoom>();
+  /** Parts of rooms on other worker threads: the feeds relayed to and from them. */
+  readonly #relay: WorkerRelay;
   #lastUtilization = performance.eventLoopUtilization();
 
   constructor(init: WorkerInit, logger: Logger, post: (message: WorkerToMain) => void) {
@@ -30,6 +33,16 @@ export class RoomHost {
     this.#logger = logger;
     this.#post = post;
     this.#ports = new PortAllocator(init.ports, socketsPerPeer(init.settings));
+    this.#relay = new WorkerRelay({ roomOf: (roomId) => this.#rooms.get(roomId), logger });
+  }
+
+  /** Pairs this worker with another one (the pool does, for every pair of running workers). */
+  link(ends: LinkEnds): void {
+    this.#relay.link(ends);
+  }
+
+  unlink(peer: number): void {
+    this.#relay.unlink(peer);
   }
 
   /** One handler per command; the main thread validated the arguments. */
@@ -106,7 +119,9 @@ export class RoomHost {
       logger: this.#logger,
       connectTimeoutMs: this.#init.connectTimeoutMs,
       secret: this.#init.secret,
+      relayedFeeds: this.#relay,
     });
+    room.on('feed', (participantId) => this.#relay.feedChanged(roomId, participantId));
     this.#rooms.set(roomId, room);
     room.on('event', (event: MediaEvent) => this.#post({ kind: 'event', event }));
     room.on('peers', ({ publishers, subscribers }) =>
