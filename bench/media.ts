@@ -18,6 +18,12 @@
  * three layers, Opus) instead of the werift one; with both publishers listed, each system runs with
  * each in turn and the report compares their cost per forwarded packet. Such runs write
  * bench/results/media-simulcast.json and leave bench/README.md alone (its figures are the werift run's).
+ *
+ * `--scale 1x1,1x2`: the single-room scale dimension (#14). The media node runs once per placement,
+ * `<nodes>x<worker threads per node>`, with the same steps (default 20,60,100,200,300,400), each
+ * reporting the node's worker threads' event-loop utilization and peers per step, and the N at which
+ * loss first passes 1 %; the other `--systems` (Janus) run once as the same-run reference. Such runs
+ * write bench/results/media-scale.json and their own section of bench/README.md.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -42,11 +48,12 @@ import {
   writeReport,
   writeSimulcastReport,
 } from './media/report.ts';
+import { parseTopologies, type Topology, writeScaleReport } from './media/scale-report.ts';
 import type { FloorCommand } from './media/udp-floor.ts';
 
 const { values: args } = parseArgs({
   options: {
-    steps: { type: 'string', default: '0,20,60,100,300' },
+    steps: { type: 'string' },
     window: { type: 'string', default: '20' },
     'idle-window': { type: 'string', default: '10' },
     systems: { type: 'string', default: 'node,janus,janus-el2,floor' },
@@ -57,9 +64,12 @@ const { values: args } = parseArgs({
     publisher: { type: 'string', default: 'werift' },
     /** NODE_OPTIONS for the media node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under load. */
     'node-options': { type: 'string' },
+    /** The single-room scale dimension: the node's placements to compare, e.g. `1x1,1x2` (nodes x workers). */
+    scale: { type: 'string' },
   },
 });
-const STEPS = args.steps.split(',').map(Number);
+const TOPOLOGIES: Topology[] | undefined = args.scale === undefined ? undefined : parseTopologies(args.scale);
+const STEPS = (args.steps ?? (TOPOLOGIES ? '20,60,100,200,300,400' : '0,20,60,100,300')).split(',').map(Number);
 const WINDOW_S = Number(args.window);
 const IDLE_WINDOW_S = Number(args['idle-window']);
 const FULL_SUBSCRIBERS = Number(args.full);
@@ -134,13 +144,18 @@ interface Sfu {
   subscribe(answer: (offer: string) => Promise<string>): Promise<void>;
   /** Its recent warnings and errors, printed when a step fails. */
   problems(): string[];
+  /**
+   * Per worker thread: its event-loop utilization since the previous call, and its peer connections
+   * (the media node's /metrics). Called at both ends of a window, so the utilization is the window's.
+   */
+  workerLoad?(): Promise<{ utilization: number[]; peers: number[] }>;
   stop(): Promise<void>;
 }
 
-async function startNode(): Promise<Sfu> {
-  // As `npm start` runs it: default workers (one per core), capacity and port range, info logs.
+/** The media node as `npm start` runs it: default workers (one per core) unless told, capacity and port range, info logs. */
+async function startNode(workers = availableParallelism()): Promise<Sfu> {
   const node = await MediaNodeProcess.start({
-    MEDIA_WORKERS: String(availableParallelism()),
+    MEDIA_WORKERS: String(workers),
     MEDIA_RTC_MIN_PORT: '40000',
     MEDIA_RTC_MAX_PORT: '49999',
     ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
@@ -171,6 +186,20 @@ async function startNode(): Promise<Sfu> {
       if (answered.status !== 200) throw new Error(`answer: ${answered.status}`);
     },
     problems: () => node.logs.filter((line) => /"level":"(warn|error)"/.test(line)).slice(-20),
+    async workerLoad() {
+      const text = await (await fetch(new URL('/metrics', node.url))).text();
+      const perWorker = (metric: string) => {
+        const values: number[] = [];
+        for (const match of text.matchAll(new RegExp(`^${metric}\\{worker="(\\d+)"\\} (\\S+)$`, 'gm'))) {
+          values[Number(match[1])] = round(Number(match[2]));
+        }
+        return Array.from(values, (value) => value ?? 0);
+      };
+      return {
+        utilization: perWorker('truegather_worker_event_loop_utilization'),
+        peers: perWorker('truegather_worker_peer_connections'),
+      };
+    },
     stop: () => node.stop(),
   };
 }
@@ -204,7 +233,7 @@ async function startJanus(eventLoops: number): Promise<Sfu> {
 }
 
 /** Runs the steps against one SFU: a publisher, werift subscribers, CPU/RSS windows, loss, latency. */
-async function runSfu(system: SystemName, sfu: Sfu, publisherKind: PublisherKind): Promise<StepResult[]> {
+async function runSfu(system: string, sfu: Sfu, publisherKind: PublisherKind): Promise<StepResult[]> {
   const loadArgs = sfu.iceAddress ? [sfu.iceAddress] : [];
   const publisher = publisherKind === 'werift' ? weriftPublisher(loadArgs) : await chromiumPublisher();
   const label = publisherKind === 'werift' ? system : `${system} (${publisherKind})`;
@@ -261,6 +290,9 @@ async function runSfu(system: SystemName, sfu: Sfu, publisherKind: PublisherKind
         missing_sequence_numbers: flowing.missingSequenceNumbers,
         full_subscribers: full.length,
         load_cpu_percent: flowing.loadCpu.map((share) => round(share * 100)),
+        ...(flowing.workers
+          ? { worker_utilization: flowing.workers.utilization, worker_peers: flowing.workers.peers }
+          : {}),
         first_rtp_ms:
           latencies.length > 0
             ? { p50: round(percentile(latencies, 50)), p95: round(percentile(latencies, 95)) }
@@ -334,12 +366,15 @@ async function runSfu(system: SystemName, sfu: Sfu, publisherKind: PublisherKind
 
   async function measureWindow(seconds: number) {
     const statsBefore = await allStats();
+    // Starts the workers' utilization measurement afresh: the next call reports this window's.
+    await sfu.workerLoad?.();
     const before = sampleProcess(sfu.pid);
     const pids = loadPids();
     const loadBefore = pids.map((pid) => sampleProcess(pid));
     await new Promise((resolve) => setTimeout(resolve, seconds * 1_000));
     const after = sampleProcess(sfu.pid);
     const loadAfter = pids.map((pid) => sampleProcess(pid));
+    const workers = await sfu.workerLoad?.();
     const statsAfter = await allStats();
     // Pauses leave gaps in the publisher's sequence numbers: only what went missing in the window counts.
     const missing = (stats: typeof statsBefore) =>
@@ -354,6 +389,7 @@ async function runSfu(system: SystemName, sfu: Sfu, publisherKind: PublisherKind
       missingSequenceNumbers: missing(statsAfter) - missing(statsBefore),
       sentPackets: statsAfter.publisherSent - statsBefore.publisherSent,
       loadCpu: loadAfter.map((sample, index) => cpuShare(loadBefore[index]!, sample)),
+      workers,
     };
   }
 }
@@ -425,44 +461,88 @@ function round(value: number): number {
   return Math.round(value * 100) / 100;
 }
 
-const runs: Partial<Record<PublisherKind, BenchReport['systems']>> = {};
-let publisherRate = 80;
-for (const publisherKind of PUBLISHERS) {
-  const systems: BenchReport['systems'] = {};
-  runs[publisherKind] = systems;
-  for (const system of SYSTEMS) {
-    console.log(`--- ${system}, ${publisherKind} publisher`);
-    if (system === 'floor') {
-      systems.floor = await runFloor(publisherRate);
-      continue;
-    }
-    const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
+/** The single-room scale dimension: the node in each placement, the other systems once, werift publisher. */
+async function runScale(topologies: Topology[]): Promise<void> {
+  const placements: Record<string, StepResult[]> = {};
+  for (const topology of topologies) {
+    console.log(`--- node, ${topology.label}`);
+    const sfu = await startNode(topology.workers);
     try {
-      const steps = await runSfu(system, sfu, publisherKind);
-      publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
-      systems[system] = steps;
+      placements[topology.key] = await runSfu(`node ${topology.key}`, sfu, 'werift');
     } finally {
       await sfu.stop();
     }
   }
+  const references: Partial<Record<SystemName, StepResult[]>> = {};
+  for (const system of SYSTEMS) {
+    if (system !== 'janus' && system !== 'janus-el2') continue;
+    console.log(`--- ${system} (reference)`);
+    const sfu = await startJanus(system === 'janus-el2' ? 2 : 0);
+    try {
+      references[system] = await runSfu(system, sfu, 'werift');
+    } finally {
+      await sfu.stop();
+    }
+  }
+  writeScaleReport(
+    {
+      benchmark: 'media-scale',
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: availableParallelism(),
+      window_s: WINDOW_S,
+      full_subscribers: FULL_SUBSCRIBERS,
+      topologies: topologies.map((topology) => ({ ...topology, steps: placements[topology.key]! })),
+      references,
+    },
+    { readme: !args['no-readme'] },
+  );
 }
 
-const reportOf = (systems: BenchReport['systems']): BenchReport => ({
-  benchmark: 'media',
-  date: new Date().toISOString(),
-  node: process.version,
-  cpus: availableParallelism(),
-  window_s: WINDOW_S,
-  idle_window_s: IDLE_WINDOW_S,
-  full_subscribers: FULL_SUBSCRIBERS,
-  systems,
-  summary: summarize(systems),
-});
-if (runs['chromium-simulcast']) {
-  writeSimulcastReport({
-    werift: runs.werift && reportOf(runs.werift),
-    simulcast: reportOf(runs['chromium-simulcast']),
+/** The systems compared at each N, with each publisher in turn (the default run, issue #10). */
+async function runComparison(): Promise<void> {
+  const runs: Partial<Record<PublisherKind, BenchReport['systems']>> = {};
+  let publisherRate = 80;
+  for (const publisherKind of PUBLISHERS) {
+    const systems: BenchReport['systems'] = {};
+    runs[publisherKind] = systems;
+    for (const system of SYSTEMS) {
+      console.log(`--- ${system}, ${publisherKind} publisher`);
+      if (system === 'floor') {
+        systems.floor = await runFloor(publisherRate);
+        continue;
+      }
+      const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
+      try {
+        const steps = await runSfu(system, sfu, publisherKind);
+        publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
+        systems[system] = steps;
+      } finally {
+        await sfu.stop();
+      }
+    }
+  }
+
+  const reportOf = (systems: BenchReport['systems']): BenchReport => ({
+    benchmark: 'media',
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: availableParallelism(),
+    window_s: WINDOW_S,
+    idle_window_s: IDLE_WINDOW_S,
+    full_subscribers: FULL_SUBSCRIBERS,
+    systems,
+    summary: summarize(systems),
   });
-} else {
-  writeReport(reportOf(runs.werift ?? {}), { readme: !args['no-readme'] });
+  if (runs['chromium-simulcast']) {
+    writeSimulcastReport({
+      werift: runs.werift && reportOf(runs.werift),
+      simulcast: reportOf(runs['chromium-simulcast']),
+    });
+  } else {
+    writeReport(reportOf(runs.werift ?? {}), { readme: !args['no-readme'] });
+  }
 }
+
+if (TOPOLOGIES) await runScale(TOPOLOGIES);
+else await runComparison();

@@ -29,6 +29,9 @@ export interface StepResult {
   full_subscribers?: number;
   load_cpu_percent: number[];
   first_rtp_ms?: { p50: number; p95: number };
+  /** The media node's worker threads over the window: event-loop utilization (0–1) and peer connections. */
+  worker_utilization?: number[];
+  worker_peers?: number[];
 }
 
 export interface SystemSummary {
@@ -57,7 +60,7 @@ export interface BenchReport {
 
 const round = (value: number) => Math.round(value * 100) / 100;
 
-function summarizeSystem(steps: StepResult[]): SystemSummary {
+export function summarizeSystem(steps: StepResult[]): SystemSummary {
   const done = steps.filter((step) => !step.failed);
   const at = (n: number) => done.find((step) => step.subscribers === n);
   const [s0, s20, s60] = [at(0), at(20), at(60)];
@@ -183,8 +186,6 @@ export function targets(report: BenchReport): Target[] {
 }
 
 const benchDir = fileURLToPath(new URL('..', import.meta.url));
-const BEGIN = '<!-- bench:media:begin -->';
-const END = '<!-- bench:media:end -->';
 
 export function writeReport(report: BenchReport, options: { readme: boolean }): void {
   const resultsFile = join(benchDir, 'results', 'media.json');
@@ -194,18 +195,25 @@ export function writeReport(report: BenchReport, options: { readme: boolean }): 
   console.log(`\n${markdown}\n→ ${resultsFile}`);
   if (!options.readme) return;
   writeFileSync(join(benchDir, 'media.svg'), chart(report));
+  writeReadmeSection('media', markdown);
+  console.log(`→ ${join(benchDir, 'media.svg')}`);
+}
+
+/** Replaces what bench/README.md holds between `<!-- bench:<name>:begin -->` and its end marker. */
+export function writeReadmeSection(name: string, markdown: string): void {
+  const [begin, end] = [`<!-- bench:${name}:begin -->`, `<!-- bench:${name}:end -->`];
   const readmeFile = join(benchDir, 'README.md');
   let readme: string;
   try {
     readme = readFileSync(readmeFile, 'utf8');
   } catch {
-    readme = `# Benchmarks\n\n${BEGIN}\n${END}\n`;
+    readme = `# Benchmarks\n\n${begin}\n${end}\n`;
   }
-  const start = readme.indexOf(BEGIN);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < 0) throw new Error(`${readmeFile} lacks the ${BEGIN} / ${END} markers`);
-  writeFileSync(readmeFile, `${readme.slice(0, start + BEGIN.length)}\n${markdown}\n${readme.slice(end)}`);
-  console.log(`→ ${readmeFile}, ${join(benchDir, 'media.svg')}`);
+  const start = readme.indexOf(begin);
+  const stop = readme.indexOf(end);
+  if (start < 0 || stop < 0) throw new Error(`${readmeFile} lacks the ${begin} / ${end} markers`);
+  writeFileSync(readmeFile, `${readme.slice(0, start + begin.length)}\n${markdown}\n${readme.slice(stop)}`);
+  console.log(`→ ${readmeFile}`);
 }
 
 export function markdownReport(report: BenchReport): string {
