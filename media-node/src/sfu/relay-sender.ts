@@ -64,11 +64,6 @@ export class RelaySender extends MediaPeer<{ closed: [reason: string, byRemote: 
     this.#senderReports = options.senderReports;
   }
 
-  /** The feeds the pulling node asked for (some may have no track here yet). */
-  get wantedFeeds(): readonly string[] {
-    return this.#wantedFeeds;
-  }
-
   /** Sets the feeds the relay carries and returns a fresh offer with its track map. */
   update(feeds: readonly string[]): Promise<PullResponse> {
     return this.negotiations.run(async () => {
