@@ -5,7 +5,8 @@
  * packet here, most of it setup. This keeps one EVP_CIPHER_CTX per SRTP session key, keyed once;
  * per packet only the IV is set. The output (header | ciphertext | tag) is written in one piece and
  * either returned as a Buffer or sent on the leg's UDP socket directly with sendto(2), which skips
- * dgram's per-datagram JS (request object, address lookup, list of buffers).
+ * dgram's per-datagram JS (request object, address lookup, list of buffers). The same contexts decrypt
+ * what the node receives (SRTP and SRTCP, media-node/src/sfu/srtp-sessions.ts) and encrypt its RTCP.
  *
  * Built against Node's own OpenSSL headers; the symbols resolve from the node binary, which exports
  * them, so nothing is linked and the OpenSSL that runs is the one Node's crypto uses.
@@ -31,6 +32,8 @@
 typedef struct {
   EVP_CIPHER_CTX *ctx;
   uint8_t salt[SALT_SIZE];
+  /* Set up for decryption (the remote side's keys): only the unprotect functions take it. */
+  int decrypts;
 } srtp_session;
 
 typedef struct {
@@ -80,21 +83,26 @@ static int optional_buffer_arg(napi_env env, napi_value value, uint8_t **data, s
   return buffer_arg(env, value, data, length);
 }
 
-/* srtpSession(sessionKey: Buffer(16), sessionSalt: Buffer(12)) -> external */
+/* srtpSession(sessionKey: Buffer(16), sessionSalt: Buffer(12), decrypts?: boolean) -> external */
 static napi_value srtp_session_new(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint8_t *key, *salt;
   size_t key_length, salt_length;
+  bool decrypts = false;
   if (argc < 2 || !buffer_arg(env, argv[0], &key, &key_length) || !buffer_arg(env, argv[1], &salt, &salt_length) ||
-      key_length != KEY_SIZE || salt_length < SALT_SIZE) {
-    return throw_error(env, "srtpSession(key: 16-byte Buffer, salt: Buffer of at least 12 bytes)");
+      key_length != KEY_SIZE || salt_length < SALT_SIZE ||
+      (argc > 2 && napi_get_value_bool(env, argv[2], &decrypts) != napi_ok)) {
+    return throw_error(env, "srtpSession(key: 16-byte Buffer, salt: Buffer of at least 12 bytes, decrypts?: boolean)");
   }
   srtp_session *session = calloc(1, sizeof(*session));
   if (!session) return throw_error(env, "out of memory");
+  session->decrypts = decrypts;
   session->ctx = EVP_CIPHER_CTX_new();
-  if (!session->ctx || EVP_EncryptInit_ex(session->ctx, EVP_aes_128_gcm(), NULL, key, NULL) != 1) {
+  if (!session->ctx ||
+      (decrypts ? EVP_DecryptInit_ex(session->ctx, EVP_aes_128_gcm(), NULL, key, NULL)
+                : EVP_EncryptInit_ex(session->ctx, EVP_aes_128_gcm(), NULL, key, NULL)) != 1) {
     EVP_CIPHER_CTX_free(session->ctx);
     free(session);
     return throw_error(env, "AES-128-GCM is not available");
@@ -144,17 +152,24 @@ static napi_value udp_destination_new(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* RFC 7714 section 8.1: SRTP IV = salt XOR (00 00 || SSRC || ROC || SEQ). */
+static void srtp_iv(const srtp_session *session, uint32_t ssrc, uint32_t roc, uint32_t sequence_number,
+                    uint8_t iv[SALT_SIZE]) {
+  const uint8_t plain[SALT_SIZE] = {0, 0, ssrc >> 24, ssrc >> 16, ssrc >> 8, ssrc, roc >> 24, roc >> 16, roc >> 8, roc,
+                                    sequence_number >> 8, sequence_number};
+  for (int position = 0; position < SALT_SIZE; position++) iv[position] = plain[position] ^ session->salt[position];
+}
+
 /*
  * Encrypts into `out` (header | ciphertext | tag); returns the datagram's length, or 0 on failure.
- * RFC 7714 section 8.1: IV = salt XOR (00 00 || SSRC || ROC || SEQ); the header is the AAD. `prefix`
+ * RFC 7714 section 8.1 (IV: srtp_iv); the header is the AAD. `prefix`
  * is encrypted in place of the payload's first bytes (the payload is shared by every leg).
  */
 static size_t seal(srtp_session *session, const uint8_t *header, size_t header_length, const uint8_t *prefix,
                    size_t prefix_length, const uint8_t *payload, size_t payload_length, uint32_t ssrc, uint32_t roc,
                    uint32_t sequence_number, uint8_t *out) {
-  uint8_t iv[SALT_SIZE] = {0, 0, ssrc >> 24, ssrc >> 16, ssrc >> 8, ssrc, roc >> 24, roc >> 16, roc >> 8, roc,
-                           sequence_number >> 8, sequence_number};
-  for (int index = 0; index < SALT_SIZE; index++) iv[index] ^= session->salt[index];
+  uint8_t iv[SALT_SIZE];
+  srtp_iv(session, ssrc, roc, sequence_number, iv);
   EVP_CIPHER_CTX *ctx = session->ctx;
   int written;
   if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1) return 0;
@@ -186,7 +201,7 @@ typedef struct {
 /* (session, header, payload, prefix | undefined, ssrc, roc, sequenceNumber) from argv[first]. */
 static int read_seal_args(napi_env env, napi_value *argv, seal_args *args) {
   void *session;
-  if (napi_get_value_external(env, argv[0], &session) != napi_ok) return 0;
+  if (napi_get_value_external(env, argv[0], &session) != napi_ok || ((srtp_session *)session)->decrypts) return 0;
   args->session = session;
   return buffer_arg(env, argv[1], &args->header, &args->header_length) &&
          buffer_arg(env, argv[2], &args->payload, &args->payload_length) &&
@@ -252,12 +267,170 @@ static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static uint32_t read_u32(const uint8_t *data) {
+  return (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+}
+
+/* A session argument set up for the direction asked (decrypts or not), or NULL. */
+static srtp_session *session_arg(napi_env env, napi_value value, int decrypts) {
+  void *data;
+  if (napi_get_value_external(env, value, &data) != napi_ok) return NULL;
+  srtp_session *session = data;
+  return session->decrypts == decrypts ? session : NULL;
+}
+
+/* RFC 7714 section 9.1: SRTCP IV = salt XOR (00 00 || SSRC || 00 00 || SRTCP index). */
+static void srtcp_iv(const srtp_session *session, uint32_t ssrc, uint32_t index, uint8_t iv[SALT_SIZE]) {
+  const uint8_t plain[SALT_SIZE] = {0, 0, ssrc >> 24, ssrc >> 16, ssrc >> 8, ssrc, 0, 0, index >> 24, index >> 16,
+                                    index >> 8, index};
+  for (int position = 0; position < SALT_SIZE; position++) iv[position] = plain[position] ^ session->salt[position];
+}
+
+/* The AEAD's open: returns 1 when `tag` authenticates `aad` (two parts) and the ciphertext, written to `out`. */
+static int open_sealed(srtp_session *session, const uint8_t iv[SALT_SIZE], const uint8_t *aad, size_t aad_length,
+                       const uint8_t *aad_tail, size_t aad_tail_length, const uint8_t *ciphertext,
+                       size_t ciphertext_length, const uint8_t *tag, uint8_t *out) {
+  EVP_CIPHER_CTX *ctx = session->ctx;
+  int written;
+  if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1) return 0;
+  if (EVP_DecryptUpdate(ctx, NULL, &written, aad, (int)aad_length) != 1) return 0;
+  if (aad_tail_length > 0 && EVP_DecryptUpdate(ctx, NULL, &written, aad_tail, (int)aad_tail_length) != 1) return 0;
+  if (ciphertext_length > 0 && EVP_DecryptUpdate(ctx, out, &written, ciphertext, (int)ciphertext_length) != 1) {
+    return 0;
+  }
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_SIZE, (void *)tag) != 1) return 0;
+  return EVP_DecryptFinal_ex(ctx, out + ciphertext_length, &written) == 1;
+}
+
+/*
+ * unprotectRtp(session, packet, headerLength, rolloverCounter) -> Buffer (header | plaintext), or null
+ * when the packet does not authenticate. The caller parsed the header (its length, SSRC and sequence
+ * number) and keeps the rollover counter (RFC 3711 section 3.3.1), as werift does.
+ */
+static napi_value unprotect_rtp(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  srtp_session *session = argc < 4 ? NULL : session_arg(env, argv[0], 1);
+  uint8_t *packet;
+  size_t packet_length;
+  uint32_t header_length, roc;
+  if (!session || !buffer_arg(env, argv[1], &packet, &packet_length) ||
+      napi_get_value_uint32(env, argv[2], &header_length) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &roc) != napi_ok || header_length < 12 ||
+      header_length + TAG_SIZE > packet_length) {
+    return throw_error(env, "unprotectRtp(decrypting session, packet, headerLength, rolloverCounter)");
+  }
+  uint32_t ssrc = read_u32(packet + 8);
+  uint32_t sequence_number = (uint32_t)packet[2] << 8 | packet[3];
+  uint8_t iv[SALT_SIZE];
+  srtp_iv(session, ssrc, roc, sequence_number, iv);
+  size_t plain_length = packet_length - TAG_SIZE;
+  napi_value result;
+  uint8_t *out;
+  CHECK(napi_create_buffer(env, plain_length, (void **)&out, &result));
+  memcpy(out, packet, header_length);
+  if (!open_sealed(session, iv, packet, header_length, NULL, 0, packet + header_length, plain_length - header_length,
+                   packet + plain_length, out + header_length)) {
+    CHECK(napi_get_null(env, &result));
+  }
+  return result;
+}
+
+#define SRTCP_INDEX_SIZE 4
+#define RTCP_HEADER_SIZE 8
+
+/*
+ * unprotectRtcp(session, packet) -> Buffer (the compound RTCP packet), or null when it does not
+ * authenticate or is too short. RFC 7714 section 9: the E flag says whether the body is encrypted;
+ * the AAD is the first 8 bytes (or the whole packet when not encrypted) and the E flag | index.
+ */
+static napi_value unprotect_rtcp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  srtp_session *session = argc < 2 ? NULL : session_arg(env, argv[0], 1);
+  uint8_t *packet;
+  size_t packet_length;
+  if (!session || !buffer_arg(env, argv[1], &packet, &packet_length)) {
+    return throw_error(env, "unprotectRtcp(decrypting session, packet)");
+  }
+  napi_value result;
+  if (packet_length < RTCP_HEADER_SIZE + TAG_SIZE + SRTCP_INDEX_SIZE) {
+    CHECK(napi_get_null(env, &result));
+    return result;
+  }
+  size_t index_offset = packet_length - SRTCP_INDEX_SIZE;
+  size_t tag_offset = index_offset - TAG_SIZE;
+  uint32_t encoded_index = read_u32(packet + index_offset);
+  int encrypted = encoded_index >> 31;
+  uint8_t iv[SALT_SIZE];
+  srtcp_iv(session, read_u32(packet + 4), encoded_index & 0x7fffffff, iv);
+  uint8_t *out;
+  CHECK(napi_create_buffer(env, tag_offset, (void **)&out, &result));
+  memcpy(out, packet, encrypted ? RTCP_HEADER_SIZE : tag_offset);
+  int authentic = encrypted ? open_sealed(session, iv, packet, RTCP_HEADER_SIZE, packet + index_offset,
+                                          SRTCP_INDEX_SIZE, packet + RTCP_HEADER_SIZE, tag_offset - RTCP_HEADER_SIZE,
+                                          packet + tag_offset, out + RTCP_HEADER_SIZE)
+                            : open_sealed(session, iv, packet, tag_offset, packet + index_offset, SRTCP_INDEX_SIZE,
+                                          NULL, 0, packet + tag_offset, out + tag_offset);
+  if (!authentic) CHECK(napi_get_null(env, &result));
+  return result;
+}
+
+/*
+ * protectRtcp(session, packet, srtcpIndex) -> Buffer: header | encrypted body | tag | E flag and index
+ * (RFC 7714 section 9), the body always encrypted. The caller keeps the index, as werift does.
+ */
+static napi_value protect_rtcp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  srtp_session *session = argc < 3 ? NULL : session_arg(env, argv[0], 0);
+  uint8_t *packet;
+  size_t packet_length;
+  uint32_t index;
+  if (!session || !buffer_arg(env, argv[1], &packet, &packet_length) ||
+      napi_get_value_uint32(env, argv[2], &index) != napi_ok || packet_length < RTCP_HEADER_SIZE ||
+      index > 0x7fffffff) {
+    return throw_error(env, "protectRtcp(encrypting session, packet of 8 bytes or more, srtcpIndex < 2^31)");
+  }
+  uint8_t iv[SALT_SIZE];
+  srtcp_iv(session, read_u32(packet + 4), index, iv);
+  const uint8_t trailer[SRTCP_INDEX_SIZE] = {0x80 | index >> 24, index >> 16, index >> 8, index};
+  napi_value result;
+  uint8_t *out;
+  CHECK(napi_create_buffer(env, packet_length + TAG_SIZE + SRTCP_INDEX_SIZE, (void **)&out, &result));
+  EVP_CIPHER_CTX *ctx = session->ctx;
+  int written;
+  size_t length = RTCP_HEADER_SIZE;
+  memcpy(out, packet, RTCP_HEADER_SIZE);
+  if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
+      EVP_EncryptUpdate(ctx, NULL, &written, packet, RTCP_HEADER_SIZE) != 1 ||
+      EVP_EncryptUpdate(ctx, NULL, &written, trailer, SRTCP_INDEX_SIZE) != 1 ||
+      EVP_EncryptUpdate(ctx, out + length, &written, packet + RTCP_HEADER_SIZE,
+                        (int)(packet_length - RTCP_HEADER_SIZE)) != 1) {
+    return throw_error(env, "SRTCP encryption failed");
+  }
+  length += (size_t)written;
+  if (EVP_EncryptFinal_ex(ctx, out + length, &written) != 1) return throw_error(env, "SRTCP encryption failed");
+  length += (size_t)written;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_SIZE, out + length) != 1) {
+    return throw_error(env, "SRTCP encryption failed");
+  }
+  memcpy(out + length + TAG_SIZE, trailer, SRTCP_INDEX_SIZE);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"srtpSession", NULL, srtp_session_new, NULL, NULL, NULL, napi_default, NULL},
       {"udpDestination", NULL, udp_destination_new, NULL, NULL, NULL, napi_default, NULL},
       {"protectRtp", NULL, protect_rtp, NULL, NULL, NULL, napi_default, NULL},
       {"sendProtectedRtp", NULL, send_protected_rtp, NULL, NULL, NULL, napi_default, NULL},
+      {"unprotectRtp", NULL, unprotect_rtp, NULL, NULL, NULL, napi_default, NULL},
+      {"unprotectRtcp", NULL, unprotect_rtcp, NULL, NULL, NULL, napi_default, NULL},
+      {"protectRtcp", NULL, protect_rtcp, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties) != napi_ok) {
     return NULL;

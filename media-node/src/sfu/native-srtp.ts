@@ -9,7 +9,8 @@ export type NativeUdpDestination = { readonly nativeUdpDestination: unique symbo
 
 /** media-node/native/srtp.c: see there, and the media node's README. */
 export interface NativeSrtp {
-  srtpSession(sessionKey: Buffer, sessionSalt: Buffer): NativeSrtpSession;
+  /** `decrypts`: a session for the remote side's packets (the unprotect functions), else for ours. */
+  srtpSession(sessionKey: Buffer, sessionSalt: Buffer, decrypts?: boolean): NativeSrtpSession;
   udpDestination(ip: string, port: number): NativeUdpDestination;
   /** header | ciphertext | tag; `prefix` is encrypted in place of the payload's first bytes. */
   protectRtp(
@@ -33,6 +34,17 @@ export interface NativeSrtp {
     fd: number,
     destination: NativeUdpDestination,
   ): number;
+  /** header | plaintext of an SRTP packet whose header is `headerLength` bytes; null when it does not authenticate. */
+  unprotectRtp(
+    session: NativeSrtpSession,
+    packet: Buffer,
+    headerLength: number,
+    rolloverCounter: number,
+  ): Buffer | null;
+  /** The compound RTCP packet of an SRTCP packet; null when it does not authenticate or is too short. */
+  unprotectRtcp(session: NativeSrtpSession, packet: Buffer): Buffer | null;
+  /** An SRTCP packet (body encrypted) with the given index. */
+  protectRtcp(session: NativeSrtpSession, packet: Buffer, srtcpIndex: number): Buffer;
 }
 
 /**

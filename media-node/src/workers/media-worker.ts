@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../../../shared/src/log.ts';
 import { asMediaNodeError, loggableError } from '../errors.ts';
+import { installNativeSrtpSessions } from '../sfu/srtp-sessions.ts';
 import type { MainToWorker, WorkerInit, WorkerToMain } from './protocol.ts';
 import { RoomHost } from './room-host.ts';
 
@@ -14,6 +15,8 @@ const init = workerData as WorkerInit;
 const logger = createLogger(init.logLevel, { node_id: init.nodeId, worker: init.index });
 const post = (message: WorkerToMain) => port.postMessage(message);
 const host = new RoomHost(init, logger, post);
+// What this thread's connections receive (media, RTCP) is decrypted by the SRTP addon, not werift's JS.
+installNativeSrtpSessions();
 
 // werift runs many fire-and-forget promises (RTCP loops, socket sends). One that rejects late, e.g.
 // while its connection closes, must not take every room of this worker down with it.
