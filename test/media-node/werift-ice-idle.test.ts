@@ -109,4 +109,30 @@ describe('werift ICE while idle (patches/werift+*.patch)', () => {
     // One import for the password, one for the wrong one.
     expect(imports).toBe(2);
   });
+  it('reads and writes XOR-MAPPED-ADDRESS as RFC 5389 §15.2 says, in one copy rather than a Buffer per byte', () => {
+    const concat = vi.spyOn(Buffer, 'concat');
+    /** The attribute's value as sent, and Buffer.concat calls for one response written and read back. */
+    const roundTrip = (address: [string, number]) => {
+      concat.mockClear();
+      const response = new Message(methods.BINDING, classes.RESPONSE);
+      response.setAttribute('XOR-MAPPED-ADDRESS', address);
+      const parsed = parseMessage(response.bytes);
+      expect(parsed?.getAttributeValue('XOR-MAPPED-ADDRESS')).toEqual(address);
+      const bytes = response.bytes;
+      const value = bytes.subarray(20 + 4, 20 + 4 + bytes.readUInt16BE(20 + 2));
+      return { value, transactionId: response.transactionId, concats: concat.mock.calls.length };
+    };
+    const v4 = roundTrip(['192.0.2.1', 32_853]);
+    // Port XOR the cookie's high 16 bits, IPv4 address XOR the cookie (0x2112a442).
+    expect(v4.value.toString('hex')).toBe(
+      `0001${(32_853 ^ 0x2112).toString(16)}${((0xc0000201 ^ 0x2112a442) >>> 0).toString(16)}`,
+    );
+    const v6 = roundTrip(['2001:db8:1234:5678:11:2233:4455:6677', 32_853]);
+    const address = Buffer.from('20010db8123456780011223344556677', 'hex');
+    const pad = Buffer.concat([Buffer.from('2112a442', 'hex'), v6.transactionId]);
+    for (let index = 0; index < 16; index++) address[index]! ^= pad[index]!;
+    expect(v6.value.toString('hex')).toBe(`0002${(32_853 ^ 0x2112).toString(16)}${address.toString('hex')}`);
+    // Stock werift concatenates once per address byte: 12 more for an IPv6 address than for IPv4.
+    expect(v6.concats).toBe(v4.concats);
+  });
 });
