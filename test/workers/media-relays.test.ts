@@ -1,6 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { MEDIA_NODES_KEY } from '../../workers/src/media/media-node-placement.ts';
+import { MEDIA_NODES_KEY, MEDIA_NODES_LOST_KEY } from '../../workers/src/media/media-node-placement.ts';
 import { MEDIA_RELAYS_KEY } from '../../workers/src/media/room-media.ts';
 import { roundTrip } from './support/barrier.ts';
 import { FakeMediaNode, fakeSdp } from './support/fake-media-node.ts';
@@ -130,6 +130,39 @@ describe('a room across media nodes', () => {
     });
     expect(a.callsOf('relay')).toEqual([]);
     for (const member of [ann, cy]) member.socket.close();
+  });
+
+  it('keeps a relay on record while its pulling node has not closed it, so that the room closes there', async () => {
+    const { room, b, ann, viewers } = await annWithViewers(1, ['Cy', 'Dee']);
+    const [cy, dee] = viewers as [Member, Member];
+    await cy.socket.expectReply('leave', {}, 'ack');
+    expect(b.relayedFrom(room.id, NODE_A)).toEqual([ann.participantId]);
+
+    // Dee, the last viewer on B, leaves while B fails the call that closes the relay: B still pulls,
+    // and has no participant left through whom the room would reach it.
+    b.failNext('relay', 'media_unavailable');
+    await dee.socket.expectReply('leave', {}, 'ack');
+    expect(b.relayedFrom(room.id, NODE_A)).toEqual([ann.participantId]);
+    await runInDurableObject(roomStub(room.id), (_instance, state) => {
+      expect(state.storage.kv.get(MEDIA_RELAYS_KEY)).toEqual({ [`${NODE_B} ${NODE_A}`]: [ann.participantId] });
+    });
+
+    await roomStub(room.id).endRoom(room.id);
+    expect(b.callsOf('closeRoom')).toHaveLength(1);
+    ann.socket.close();
+  });
+
+  it('closes a relay on a pulling node the room keeps away from (draining) but that still answers', async () => {
+    const { room, b, ann, viewers } = await annWithViewers(1, ['Cy']);
+    const [cy] = viewers as [Member];
+    expect(b.relayedFrom(room.id, NODE_A)).toEqual([ann.participantId]);
+    // B answered a placement that it drains: the room keeps away from it for new participants.
+    await runInDurableObject(roomStub(room.id), (_instance, state) => {
+      state.storage.kv.put(MEDIA_NODES_LOST_KEY, { [NODE_B]: Date.now() + 60_000 });
+    });
+    await cy.socket.expectReply('leave', {}, 'ack');
+    expect(b.relayedFrom(room.id, NODE_A)).toEqual([]);
+    ann.socket.close();
   });
 
   it("shrinks the relay when one of its feeds' publisher leaves, and asks again when a publisher renegotiates", async () => {

@@ -16,7 +16,7 @@ import { MediaCallError } from './media-node-client.ts';
  */
 export const MEDIA_NODES_KEY = 'media-nodes';
 /** Nodes this room lost (URL → until when it keeps away from them, while the registry may still list them). */
-const MEDIA_NODES_LOST_KEY = 'media-nodes-lost';
+export const MEDIA_NODES_LOST_KEY = 'media-nodes-lost';
 /** Per node, consecutive calls that got no answer in time (storage key prefix, this room's count). */
 const MEDIA_NODE_TIMEOUTS_PREFIX = 'media-node-timeouts:';
 /** Nodes this room placed participants on although they were suspect (no other was left): their first answer clears it. */

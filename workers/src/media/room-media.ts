@@ -280,17 +280,14 @@ export class RoomMedia {
       if (Object.keys(relays).length === 0) this.#options.kv.delete(MEDIA_RELAYS_KEY);
       else this.#options.kv.put(MEDIA_RELAYS_KEY, relays);
     };
-    // A pulling node the room lost holds no relay any more: nothing to close there.
-    if (feeds.length === 0 && this.placement.isLost(pulling)) {
-      record(undefined);
-      return;
-    }
     try {
       await this.#client(pulling).relay(this.#options.roomId(), origin, feeds);
     } catch (error) {
-      // Closing a relay on a node that cannot be reached: it dies with the node, or with the
-      // room's closeRoom; the room stops counting it.
-      if (feeds.length === 0) record(undefined);
+      // A relay that could not be closed stays on record, so that the next change asks again and
+      // closeRoom reaches the node (it may hold no participant of the room any more). Only a node the
+      // room lost (the call just failed) is forgotten: its relays died with it. A node the room merely
+      // keeps away from (draining) is asked all the same: it is alive and would pull until the room ends.
+      if (feeds.length === 0 && this.placement.isLost(pulling)) record(undefined);
       throw error;
     }
     record(feeds.length === 0 ? undefined : feeds);
