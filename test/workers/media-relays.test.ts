@@ -1,5 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
+import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { MEDIA_NODES_KEY, MEDIA_NODES_LOST_KEY } from '../../workers/src/media/media-node-placement.ts';
 import { MEDIA_RELAYS_KEY } from '../../workers/src/media/room-media.ts';
 import { roundTrip } from './support/barrier.ts';
@@ -211,6 +212,37 @@ describe('a room across media nodes', () => {
       [dan.participantId]: NODE_B,
       [cy.participantId]: NODE_B,
     });
+    for (const member of [ann, bob, dan, cy]) member.socket.close();
+  });
+
+  it('tells who speaks across the nodes: each node reports its own publishers, the room merges them', async () => {
+    const { room, b, ann, bob, dan, cy } = await publisherOnEachNode();
+    let jti = 0;
+    const report = (node: string, speakers: { participant_id: string; level: number }[]) =>
+      roomStub(room.id).handleNodeEvent(
+        { type: 'active_speakers', room_id: room.id, speakers },
+        { issuer: mediaNodeIdentity(node), jti: `speakers-report-${++jti}`, expiresAt: Date.now() / 1000 + 60 },
+      );
+    const heard = async () =>
+      (await cy.socket.nextOf('active_speakers')).payload.speakers.map(
+        (speaker: { participant_id: string }) => speaker.participant_id,
+      );
+
+    expect(await report(NODE_A, [{ participant_id: ann.participantId, level: 0.5 }])).toBe('accepted');
+    expect(await heard()).toEqual([ann.participantId]);
+    // Dan on B speaks louder while Ann goes on: both speak, Dan first.
+    expect(await report(NODE_B, [{ participant_id: dan.participantId, level: 0.8 }])).toBe('accepted');
+    expect(await heard()).toEqual([dan.participantId, ann.participantId]);
+    // Ann stops (A reports nobody): Dan still speaks.
+    expect(await report(NODE_A, [])).toBe('accepted');
+    expect(await heard()).toEqual([dan.participantId]);
+
+    // B dies: what it last reported goes with it.
+    expect(await report(NODE_A, [{ participant_id: ann.participantId, level: 0.5 }])).toBe('accepted');
+    expect(await heard()).toEqual([dan.participantId, ann.participantId]);
+    b.failNext('describeRoom', 'refused');
+    await runDurableObjectAlarm(roomStub(room.id));
+    expect(await heard()).toEqual([ann.participantId]);
     for (const member of [ann, bob, dan, cy]) member.socket.close();
   });
 

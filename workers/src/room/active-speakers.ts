@@ -37,13 +37,32 @@ export class ActiveSpeakersRelay {
   #sentAt = Number.NEGATIVE_INFINITY;
   #waiting: readonly ActiveSpeaker[] | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The last report of each media node: a node hears only the publishers it holds, so a room across
+   * nodes speaks the merge of them, loudest first.
+   */
+  readonly #reports = new Map<string, readonly ActiveSpeaker[]>();
 
   constructor(options: ActiveSpeakersRelayOptions) {
     this.#options = { now: Date.now, ...options };
   }
 
-  report(speakers: readonly ActiveSpeaker[]): void {
-    this.#waiting = speakers;
+  /** A node's report of who speaks among its publishers (`node`: its identity). */
+  report(speakers: readonly ActiveSpeaker[], node = ''): void {
+    this.#reports.set(node, speakers);
+    this.#schedule();
+  }
+
+  /** The room lost that node: what it last reported no longer holds. */
+  forgetNode(node: string): void {
+    if (this.#reports.delete(node)) this.#schedule();
+  }
+
+  #schedule(): void {
+    const all = [...this.#reports.values()].flat().sort((a, b) => b.level - a.level);
+    this.#waiting = all.filter(
+      (speaker, index) => all.findIndex((other) => other.participant_id === speaker.participant_id) === index,
+    );
     if (this.#timer !== undefined) return;
     const wait = this.#sentAt + ACTIVE_SPEAKERS_MIN_INTERVAL_MS - this.#options.now();
     if (wait <= 0) {
@@ -81,6 +100,7 @@ export class ActiveSpeakersRelay {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#waiting = undefined;
+    this.#reports.clear();
     this.#sent = [];
     this.#sentAt = Number.NEGATIVE_INFINITY;
   }

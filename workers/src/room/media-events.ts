@@ -6,6 +6,8 @@ import { participantOf, publisherOf } from './room-state.ts';
 type MediaEventHandler<T extends MediaEvent['type']> = (
   room: RoomHandle,
   event: Extract<MediaEvent, { type: T }>,
+  /** The identity of the node that sent it, when known. */
+  node: string | undefined,
 ) => Promise<void> | void;
 
 /** How the coordinator reacts to each media node event; events about departed participants are dropped. */
@@ -58,8 +60,8 @@ const mediaEventHandlers: { [T in MediaEvent['type']]: MediaEventHandler<T> } = 
     const frame = encodeServerFrame('trickle_ice', { target: event.target, candidate: event.candidate });
     room.sendTo(event.participant_id, frame);
   },
-  active_speakers(room, event) {
-    room.speakers.report(event.speakers);
+  active_speakers(room, event, node) {
+    room.speakers.report(event.speakers, node);
   },
 };
 
@@ -73,9 +75,10 @@ export function queueMediaEvent(
   room: RoomHandle,
   event: MediaEvent,
   exclusive: (participantId: string, task: () => Promise<void>) => Promise<void>,
+  node?: string,
 ): void {
   const handler = mediaEventHandlers[event.type] as MediaEventHandler<MediaEvent['type']>;
-  const run = async () => handler(room, event);
+  const run = async () => handler(room, event, node);
   const done = 'participant_id' in event ? exclusive(event.participant_id, run) : run();
   done.catch((error) => room.logger.warn('media event failed', { type: event.type, error: errorName(error) }));
 }

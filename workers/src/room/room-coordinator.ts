@@ -3,6 +3,7 @@ import { CodedError, type ErrorCode } from '../../../shared/src/errors.ts';
 import { ParticipantIdSchema, RoomIdSchema } from '../../../shared/src/ids.ts';
 import { createLogger, type Logger } from '../../../shared/src/log.ts';
 import { type MediaEvent, MediaEventSchema, type RoomPeersResponse } from '../../../shared/src/media-control.ts';
+import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import {
   type MuteRequest,
   MuteRequestSchema,
@@ -446,13 +447,13 @@ export class RoomCoordinator extends DurableObject<Env> {
    * `publisher_left` and renegotiation, subscriber_offer → `subscribe_offer`, ice_candidate →
    * `trickle_ice`, active_speakers → `active_speakers`. Resolves once the event is queued; its frames follow the participant's in-flight replies.
    */
-  async handleMediaEvent(event: MediaEvent): Promise<void> {
+  async handleMediaEvent(event: MediaEvent, node?: string): Promise<void> {
     const parsed = MediaEventSchema.parse(event);
     if (this.#state.meta()?.roomId !== parsed.room_id) {
       this.#logger().warn('media event for another room', { type: parsed.type });
       return;
     }
-    queueMediaEvent(this.#handle, parsed, (participantId, task) => this.#exclusive(participantId, task));
+    queueMediaEvent(this.#handle, parsed, (participantId, task) => this.#exclusive(participantId, task), node);
   }
 
   /**
@@ -474,7 +475,7 @@ export class RoomCoordinator extends DurableObject<Env> {
       this.#logger().warn('media event refused', { type: parsed.type, verdict });
       return verdict;
     }
-    await this.handleMediaEvent(parsed);
+    await this.handleMediaEvent(parsed, origin.issuer);
     return verdict;
   }
 
@@ -814,6 +815,8 @@ export class RoomCoordinator extends DurableObject<Env> {
         });
         media.forget(participantId);
       }
+      // Whoever it heard speaking is not heard any more.
+      this.#speakers.forgetNode(mediaNodeIdentity(url));
     }
     // Relays from the node close on the pulling nodes; relays it pulled are forgotten with it.
     await media.settleRelays();
