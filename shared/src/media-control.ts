@@ -60,6 +60,12 @@ export function mediaControlPath(operation: MediaControlOperation, roomId: strin
     .replace(/:participant_id|:relay_id/, encodeURIComponent(participantId));
 }
 
+/**
+ * A control call that got no answer within this long has failed: the edge counts it against the node
+ * it called (MediaNodePlacement), so a node answers within it, even when it must call another node.
+ */
+export const MEDIA_CONTROL_TIMEOUT_MS = 10_000;
+
 export const EDGE_MEDIA_EVENTS_PATH = '/internal/media-events';
 
 export const PublishRequestSchema = z.strictObject({

@@ -1,8 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChromiumSimulcastPublisher } from '../../bench/media/chromium-publisher.ts';
 import { newId } from '../../shared/src/ids.ts';
-import { mediaControlPath, type PublishResponse, type RelayResponse } from '../../shared/src/media-control.ts';
+import {
+  MEDIA_CONTROL_TIMEOUT_MS,
+  mediaControlPath,
+  type PublishResponse,
+  type RelayResponse,
+} from '../../shared/src/media-control.ts';
 import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
 import { signServiceToken } from '../../shared/src/service-token.ts';
 import { MEDIA_NODE_AUDIENCE } from '../../shared/src/token.ts';
@@ -265,6 +272,25 @@ describe('relays between media nodes', () => {
     expect(video.sequence.missing()).toBeLessThanOrEqual(1);
     expect(await metricValue(pulling, 'truegather_layer_switches_total')).toBeGreaterThan(0);
     await relay(roomId, []);
+  });
+
+  it('answers the edge before it gives up when the origin hangs, so that the pulling node is not taken for hung', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+    // An origin that accepts the connection and never answers.
+    const hung = createServer(() => {});
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = performance.now();
+      const answer = await relay(roomId, [publisherId], `http://127.0.0.1:${(hung.address() as AddressInfo).port}/`);
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({ error: { code: 'media_unavailable' } });
+      // The edge counts a call without an answer in MEDIA_CONTROL_TIMEOUT_MS against the node it called.
+      expect(performance.now() - started).toBeLessThan(MEDIA_CONTROL_TIMEOUT_MS);
+    } finally {
+      hung.closeAllConnections();
+      await new Promise((resolve) => hung.close(resolve));
+    }
   });
 
   it('refuses an unreachable origin with media_unavailable, and node-to-node calls with the edge’s token', async () => {

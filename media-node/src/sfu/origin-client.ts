@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import {
   MEDIA_CONTROL_ROUTES,
+  MEDIA_CONTROL_TIMEOUT_MS,
   type MediaControlOperation,
   mediaControlPath,
   type PullRequest,
@@ -12,8 +13,12 @@ import { signServiceToken } from '../../../shared/src/service-token.ts';
 import { MEDIA_NODE_AUDIENCE } from '../../../shared/src/token.ts';
 import { MediaNodeError } from '../errors.ts';
 
-/** A call to the origin node that takes longer than this has failed (its worker answers within seconds). */
-export const ORIGIN_CALL_TIMEOUT_MS = 10_000;
+/**
+ * A call to the origin node that takes longer than this has failed (its worker answers within
+ * seconds). A `relay` makes two in a row (pull, then the answer), and must answer the edge within
+ * MEDIA_CONTROL_TIMEOUT_MS: else the edge counts the origin's silence against this node.
+ */
+export const ORIGIN_CALL_TIMEOUT_MS = (MEDIA_CONTROL_TIMEOUT_MS - 2_000) / 2;
 
 /** The origin could not be reached or did not answer as the contract says: the relay is unavailable. */
 export const originUnavailable = (reason: string) =>

@@ -3,6 +3,7 @@ import { type ErrorCode, ErrorEnvelopeSchema } from '../../../shared/src/errors.
 import type { IceCandidate } from '../../../shared/src/ice.ts';
 import {
   MEDIA_CONTROL_ROUTES,
+  MEDIA_CONTROL_TIMEOUT_MS,
   type MediaControlOperation,
   type MuteRequest,
   mediaControlPath,
@@ -23,7 +24,6 @@ import {
   MediaNodeRefusedError,
 } from './media-node-client.ts';
 
-const REQUEST_TIMEOUT_MS = 10_000;
 /** The node answers a probe from memory: one that takes longer than this is not answering. */
 const PROBE_TIMEOUT_MS = 2_000;
 
@@ -126,7 +126,7 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     participantId?: string,
     responseSchema?: S,
     body?: unknown,
-    timeoutMs = REQUEST_TIMEOUT_MS,
+    timeoutMs = MEDIA_CONTROL_TIMEOUT_MS,
   ): Promise<z.output<S>> {
     const { method } = MEDIA_CONTROL_ROUTES[operation];
     const path = mediaControlPath(operation, roomId, participantId);
