@@ -232,6 +232,23 @@ describe('werift simulcast receive (patches/werift+0.25.2.patch)', () => {
 });
 
 describe('SourceTrack layers', () => {
+  it('tells a sink that watches before any layer is active when layers become active (a relayed feed’s viewer)', () => {
+    const tracks = ['q', 'h'].map((rid) => new MediaStreamTrack({ kind: 'video', rid }));
+    const source = vp8Source(tracks);
+    let changes = 0;
+    const sink: RtpSink = { forward() {}, layersChanged: () => void changes++, close() {} };
+    expect(source.layerFor({})).toBeUndefined();
+    source.watch(sink);
+    tracks[0]!.onReceiveRtp.execute(rtp(10, 1, vp8Payload({ pictureId: 1, tl0PicIdx: 1 })));
+    expect(changes).toBe(1);
+    expect(source.layerFor({})?.rid).toBe('q');
+    // Released, it hears nothing more.
+    source.release(sink);
+    tracks[1]!.onReceiveRtp.execute(rtp(11, 1, vp8Payload({ pictureId: 1, tl0PicIdx: 1 })));
+    expect(changes).toBe(1);
+    source.close();
+  });
+
   it('ranks layers by the resolution their keyframes announce, and forwards only watched layers', () => {
     const tracks = ['q', 'h', 'f'].map((rid) => new MediaStreamTrack({ kind: 'video', rid }));
     const source = vp8Source(tracks);

@@ -151,6 +151,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#current = options.relayLayer;
       this.source.attach(this, this.#current);
     } else if (this.source.simulcast || this.#preference.paused) {
+      this.source.watch(this);
       this.#selectLayer();
     } else {
       // One layer: forwarded from the first packet, as before simulcast (the viewer's decoder waits

@@ -346,6 +346,16 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     if (!muted) for (const layer of this.layers) if (layer.sinks.length > 0) this.requestKeyframe(layer);
   }
 
+  /**
+   * The sink hears of layer changes without taking a layer yet: a simulcast viewer whose track exists
+   * before any layer is active (a relayed feed's tracks exist before their first packets) picks its
+   * layer when they come.
+   */
+  watch(sink: RtpSink): void {
+    if (this.#closed) throw new Error('source track is closed');
+    this.#sinks.add(sink);
+  }
+
   attach(sink: RtpSink, layer: SourceLayer): void {
     if (this.#closed) throw new Error('source track is closed');
     this.#sinks.add(sink);
