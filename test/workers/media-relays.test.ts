@@ -110,6 +110,36 @@ describe('a room across media nodes', () => {
     for (const member of [ann, bob, cy]) member.socket.close();
   });
 
+  it('places a new participant whose first node refuses the connection on the next one, at once', async () => {
+    const { room, a, b } = await twoNodeRoom(10);
+    const ann = await joinMember(room.id, 'Ann');
+    a.failNext('publish', 'refused');
+    await ann.socket.expectReply('publish_offer', { sdp: fakeSdp('ann offer') }, 'publish_answer');
+    expect(await recordedNodes(room.id)).toEqual({ [ann.participantId]: NODE_B });
+    expect(b.publishers.has(`${room.id}/${ann.participantId}`)).toBe(true);
+    ann.socket.close();
+  });
+
+  it('places a participant whose node drains and no longer holds the room on the next one, at once', async () => {
+    const { room, a, b } = await twoNodeRoom(10);
+    const [ann, bob] = [await joinMember(room.id, 'Ann'), await joinMember(room.id, 'Bob')];
+    await publishReady(room.id, ann, STREAMS, [bob.socket]);
+    // A drains: its drain timeout ends Ann's publisher, and it refuses the room when she publishes again.
+    a.publishers.clear();
+    await roomStub(room.id).handleMediaEvent({
+      type: 'publisher_closed',
+      room_id: room.id,
+      participant_id: ann.participantId,
+      reason: 'drain timeout',
+    });
+    await ann.socket.nextOf('publisher_left');
+    a.failNext('publish', 'draining');
+    await ann.socket.expectReply('publish_offer', { sdp: fakeSdp('ann again') }, 'publish_answer');
+    expect((await recordedNodes(room.id))[ann.participantId]).toBe(NODE_B);
+    expect(b.publishers.has(`${room.id}/${ann.participantId}`)).toBe(true);
+    for (const member of [ann, bob]) member.socket.close();
+  });
+
   it('keeps one relay per node pair, whatever the number of viewers behind it, and closes it when the last one goes', async () => {
     const { room, a, b, ann, viewers } = await annWithViewers(1, ['Cy', 'Dee']);
     const [cy, dee] = viewers as [Member, Member];

@@ -17,8 +17,15 @@ import {
 
 type Method = keyof MediaNodeClient;
 
-const failure = (code: ErrorCode | 'refused', method: Method) =>
-  code === 'refused' ? new MediaNodeRefusedError() : new MediaCallError(code, `fake media node refused ${method}`);
+/** How a call may fail: with a code, or as a node that refuses connections, or one that drains. */
+type Failure = ErrorCode | 'refused' | 'draining';
+
+const failure = (code: Failure, method: Method) =>
+  code === 'refused'
+    ? new MediaNodeRefusedError()
+    : code === 'draining'
+      ? new MediaNodeFullError('draining')
+      : new MediaCallError(code, `fake media node refused ${method}`);
 
 export interface MediaCall {
   method: Method;
@@ -49,10 +56,13 @@ export class FakeMediaNode implements MediaNodeClient {
   /** `${roomId}/${participantId}` → feeds. */
   readonly subscribers = new Map<string, string[]>();
   readonly candidates: { participantId: string; target: IceTarget; candidate: IceCandidate | null }[] = [];
-  readonly #failures = new Map<Method, ErrorCode | 'refused'>();
+  readonly #failures = new Map<Method, Failure>();
 
-  /** The next call of `method` fails with `code` (`refused`: as a node whose connection is refused). */
-  failNext(method: Method, code: ErrorCode | 'refused'): void {
+  /**
+   * The next call of `method` fails with `code` (`refused`: as a node whose connection is refused;
+   * `draining`: as a draining node refuses a room it no longer holds).
+   */
+  failNext(method: Method, code: Failure): void {
     this.#failures.set(method, code);
   }
 

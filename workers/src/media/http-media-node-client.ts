@@ -166,12 +166,9 @@ export class HttpMediaNodeClient implements MediaNodeClient {
     }
     await this.#health.answered(baseUrl);
     if (!response.ok) {
-      // A draining node takes no new rooms: the room keeps away from it, and the participant that
-      // asked is placed on another node (as when a node is full: it keeps what it holds).
-      if (isRefusalFor('draining', response.status, payload)) {
-        await this.#health.release(baseUrl);
-        throw new MediaNodeFullError('draining');
-      }
+      // A draining node takes no new rooms, a full one no new peers: the participant that asked is
+      // placed on another node (RoomMedia), and the room keeps away from a draining one.
+      if (isRefusalFor('draining', response.status, payload)) throw new MediaNodeFullError('draining');
       if (isRefusalFor('capacity', response.status, payload)) throw new MediaNodeFullError('at capacity');
       throw errorFromResponse(response.status, payload);
     }

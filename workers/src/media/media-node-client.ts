@@ -61,8 +61,12 @@ export class MediaNodeRefusedError extends MediaCallError {
  * holds; a participant that asked for its first one there is placed on another node.
  */
 export class MediaNodeFullError extends MediaCallError {
+  /** Draining: the node refuses only rooms it no longer holds, so nothing of the room is left there. */
+  readonly draining: boolean;
+
   constructor(reason: 'at capacity' | 'draining' = 'at capacity') {
     super('media_unavailable', `the media node is ${reason}`);
+    this.draining = reason === 'draining';
   }
 }
 

@@ -9,7 +9,12 @@ import {
 import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget, UpdateSubscription } from '../../../shared/src/signaling.ts';
-import { MediaCallError, type MediaNodeClient, MediaNodeFullError } from './media-node-client.ts';
+import {
+  MediaCallError,
+  type MediaNodeClient,
+  MediaNodeFullError,
+  MediaNodeRefusedError,
+} from './media-node-client.ts';
 import type { MediaNodePlacement } from './media-node-placement.ts';
 
 /**
@@ -167,12 +172,23 @@ export class RoomMedia {
 
   /**
    * Runs a participant's call on its node. A participant without one is placed: on the room's nodes
-   * first, then on others; a node that answers it is at capacity passes the participant on to the
-   * next. The node is recorded before the call, since the node's events about it may come first.
+   * first, then on others; a node that answers it is at capacity (or drains), or refuses the
+   * connection, passes the participant on to the next. The node is recorded before the call, since
+   * the node's events about it may come first. A participant whose node the room has left (it refused
+   * connections, kept timing out, or drains and no longer holds the room) is placed again: what it
+   * had there is gone, or going.
    */
   async #onParticipantNode<T>(participantId: string, call: (client: MediaNodeClient, url: string) => Promise<T>) {
     const placed = this.placement.nodeOf(participantId);
-    if (placed) return call(this.#client(placed), placed);
+    if (placed && !this.placement.isLost(placed)) {
+      try {
+        return await call(this.#client(placed), placed);
+      } catch (error) {
+        if (!(error instanceof MediaNodeFullError && error.draining)) throw error;
+        await this.placement.release(placed);
+      }
+    }
+    if (placed) this.placement.unassign(participantId);
     const candidates = await this.placement.candidates();
     for (const [index, url] of candidates.entries()) {
       this.placement.assign(participantId, url);
@@ -181,13 +197,16 @@ export class RoomMedia {
       } catch (error) {
         // Any other refusal leaves the participant where it was asked: a call that timed out may
         // still have created its peer there, which its departure must end.
-        if (!(error instanceof MediaNodeFullError)) throw error;
+        if (!(error instanceof MediaNodeFullError || error instanceof MediaNodeRefusedError)) throw error;
         this.placement.unassign(participantId);
+        // A draining node takes no new room: the room keeps away from it while the registry lists it.
+        if (error instanceof MediaNodeFullError && error.draining) await this.placement.release(url);
         // What was pulled to that node for this participant alone goes again.
         await this.settleRelays();
         if (index === candidates.length - 1) throw error;
-        this.#options.logger().info('media node at capacity: placing the participant on the next one', {
+        this.#options.logger().info('media node takes no new peer: placing the participant on the next one', {
           node: mediaNodeIdentity(url),
+          reason: error.message,
         });
       }
     }
