@@ -178,6 +178,20 @@ describe('native SRTP sessions (srtp-sessions.ts)', () => {
     expect(werift.srtcp.decrypt(packet).toString('hex')).toBe(rtcp.toString('hex'));
   });
 
+  it('leaves the sessions to werift with an addon built before it could decrypt', () => {
+    const addon = requireAddon();
+    const encryptOnly = {
+      srtpSession: (...args) => addon.srtpSession(...args),
+      udpDestination: (...args) => addon.udpDestination(...args),
+      protectRtp: (...args) => addon.protectRtp(...args),
+      sendProtectedRtp: (...args) => addon.sendProtectedRtp(...args),
+    } as Partial<NativeSrtp> as NativeSrtp;
+    const srtp = new SrtpSession({ keys: remote, profile: ProtectionProfileAeadAes128Gcm });
+    const srtcp = new SrtcpSession({ keys: remote, profile: ProtectionProfileAeadAes128Gcm });
+    expect(useNativeSrtp(srtp, srtcp, encryptOnly)).toBe(false);
+    expect(srtp.decrypt(hex(fixture.stock.gcm.srtp[0]!)).toString('hex')).toBe(fixture.rtp[0]);
+  });
+
   it('leaves AES-CM sessions to werift', () => {
     const { used, native, werift } = sessionPairs(remote, ProtectionProfileAes128CmHmacSha1_80);
     expect(used).toBe(false);

@@ -86,6 +86,10 @@ function paddingFits(packet: Buffer, headerLength: number): boolean {
  * addon. False, and werift's own code kept, for another profile or an unexpected shape.
  */
 export function useNativeSrtp(srtp: SrtpSession, srtcp: SrtcpSession, addon: NativeSrtp): boolean {
+  // An addon built from an older srtp.c (a checkout that did not rerun `npm run build:native`) has no
+  // receive side: werift keeps decrypting rather than every packet failing.
+  if (typeof addon.unprotectRtp !== 'function' || typeof addon.unprotectRtcp !== 'function') return false;
+  if (typeof addon.protectRtcp !== 'function') return false;
   const remote: unknown = srtp.remoteContext;
   const remoteRtcp: unknown = srtcp.remoteContext;
   const localRtcp: unknown = srtcp.localContext;
