@@ -25,11 +25,10 @@
  * loss first passes 1 %; the other `--systems` (Janus) run once as the same-run reference. Such runs
  * write bench/results/media-scale.json and their own section of bench/README.md.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultHostAddresses } from '../media-node/src/sfu/rtc-settings.ts';
-import { MEDIA_NODE_ENTRY } from '../scripts/build-media-node.ts';
 import { newId } from '../shared/src/ids.ts';
 import { mediaControlPath, type PublishResponse, type SubscribeResponse } from '../shared/src/media-control.ts';
 import { MediaNodeProcess } from '../test/media-node/harness.ts';
@@ -38,7 +37,7 @@ import { BenchChild } from './media/child.ts';
 import { ChromiumSimulcastPublisher } from './media/chromium-publisher.ts';
 import { ensureJanusInstalled, JanusProcess, JanusSession } from './media/janus.ts';
 import type { LoadCommand, LoadStats } from './media/load-generator.ts';
-import { cpuShare, sampleProcess } from './media/proc-stats.ts';
+import { cpuShare, sampleProcess, sampleProcesses } from './media/proc-stats.ts';
 import {
   type BenchReport,
   type PublisherKind,
@@ -137,7 +136,8 @@ async function chromiumPublisher(): Promise<BenchPublisher> {
 }
 
 interface Sfu {
-  pid: number;
+  /** Its processes (several nodes, or one): CPU and RSS are their sum. */
+  pids: number[];
   /** The local address the load generators' peers use for ICE (default 127.0.0.1). */
   iceAddress?: string;
   publish(offer: string): Promise<string>;
@@ -145,28 +145,43 @@ interface Sfu {
   /** Its recent warnings and errors, printed when a step fails. */
   problems(): string[];
   /**
-   * Per worker thread: its event-loop utilization since the previous call, and its peer connections
-   * (the media node's /metrics). Called at both ends of a window, so the utilization is the window's.
+   * Per worker thread (of every node, in order): its event-loop utilization since the previous call,
+   * and its peer connections (the media node's /metrics). Called at both ends of a window, so the utilization is the window's.
    */
   workerLoad?(): Promise<{ utilization: number[]; peers: number[] }>;
   stop(): Promise<void>;
 }
 
-/** The media node as `npm start` runs it: default workers (one per core) unless told, capacity and port range, info logs. */
-async function startNode(workers = availableParallelism()): Promise<Sfu> {
-  const node = await MediaNodeProcess.start({
-    MEDIA_WORKERS: String(workers),
-    MEDIA_RTC_MIN_PORT: '40000',
-    MEDIA_RTC_MAX_PORT: '49999',
-    ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
-  });
-  const pid = childPid(MEDIA_NODE_ENTRY);
+/**
+ * The media node as `npm start` runs it: default workers (one per core) unless told, capacity and port
+ * range, info logs. With several nodes (`--scale 2x1`), they share MEDIA_NODE_SECRET and each its own
+ * port range; the publisher is on the first, viewers go to the node with the fewest, and each other
+ * node pulls the feed from the first through one relay (the `relay` operation, as the room's Durable
+ * Object calls it).
+ */
+async function startNodes({ nodes, workers }: Pick<Topology, 'nodes' | 'workers'>): Promise<Sfu> {
+  const secret = randomBytes(32).toString('base64url');
+  const portsPerNode = Math.floor(10_000 / nodes);
+  const started = await Promise.all(
+    Array.from({ length: nodes }, (_, index) =>
+      MediaNodeProcess.start({
+        MEDIA_NODE_SECRET: secret,
+        MEDIA_WORKERS: String(workers),
+        MEDIA_RTC_MIN_PORT: String(40_000 + index * portsPerNode),
+        MEDIA_RTC_MAX_PORT: String(40_000 + (index + 1) * portsPerNode - 1),
+        ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
+      }),
+    ),
+  );
+  const [origin] = started as [MediaNodeProcess, ...MediaNodeProcess[]];
   const roomId = newId();
   const publisherId = newId();
+  const viewers = started.map(() => 0);
+  const relaying = new Set<MediaNodeProcess>([origin]);
   return {
-    pid,
+    pids: started.map((node) => node.pid),
     async publish(offer) {
-      const response = await node.request<PublishResponse>('POST', mediaControlPath('publish', roomId), {
+      const response = await origin.request<PublishResponse>('POST', mediaControlPath('publish', roomId), {
         participant_id: publisherId,
         sdp: offer,
       });
@@ -174,6 +189,17 @@ async function startNode(workers = availableParallelism()): Promise<Sfu> {
       return response.body.sdp;
     },
     async subscribe(answer) {
+      const index = viewers.indexOf(Math.min(...viewers));
+      viewers[index]! += 1;
+      const node = started[index]!;
+      if (!relaying.has(node)) {
+        relaying.add(node);
+        const relayed = await node.request('PUT', mediaControlPath('relay', roomId), {
+          origin_url: origin.url,
+          feeds: [publisherId],
+        });
+        if (relayed.status !== 200) throw new Error(`relay: ${relayed.status} ${JSON.stringify(relayed.body)}`);
+      }
       const participantId = newId();
       const offer = await node.request<SubscribeResponse>('PUT', mediaControlPath('subscribe', roomId, participantId), {
         feeds: [publisherId],
@@ -185,22 +211,32 @@ async function startNode(workers = availableParallelism()): Promise<Sfu> {
       });
       if (answered.status !== 200) throw new Error(`answer: ${answered.status}`);
     },
-    problems: () => node.logs.filter((line) => /"level":"(warn|error)"/.test(line)).slice(-20),
+    problems: () =>
+      started.flatMap((node) => node.logs.filter((line) => /"level":"(warn|error)"/.test(line))).slice(-20),
     async workerLoad() {
-      const text = await (await fetch(new URL('/metrics', node.url))).text();
-      const perWorker = (metric: string) => {
-        const values: number[] = [];
-        for (const match of text.matchAll(new RegExp(`^${metric}\\{worker="(\\d+)"\\} (\\S+)$`, 'gm'))) {
-          values[Number(match[1])] = round(Number(match[2]));
-        }
-        return Array.from(values, (value) => value ?? 0);
-      };
+      const loads = await Promise.all(started.map((node) => workerLoadOf(node)));
       return {
-        utilization: perWorker('truegather_worker_event_loop_utilization'),
-        peers: perWorker('truegather_worker_peer_connections'),
+        utilization: loads.flatMap((load) => load.utilization),
+        peers: loads.flatMap((load) => load.peers),
       };
     },
-    stop: () => node.stop(),
+    stop: async () => void (await Promise.all(started.map((node) => node.stop()))),
+  };
+}
+
+/** A node's worker threads, from its /metrics: event-loop utilization since the previous scrape, and peers. */
+async function workerLoadOf(node: MediaNodeProcess): Promise<{ utilization: number[]; peers: number[] }> {
+  const text = await (await fetch(new URL('/metrics', node.url))).text();
+  const perWorker = (metric: string) => {
+    const values: number[] = [];
+    for (const match of text.matchAll(new RegExp(`^${metric}\\{worker="(\\d+)"\\} (\\S+)$`, 'gm'))) {
+      values[Number(match[1])] = round(Number(match[2]));
+    }
+    return Array.from(values, (value) => value ?? 0);
+  };
+  return {
+    utilization: perWorker('truegather_worker_event_loop_utilization'),
+    peers: perWorker('truegather_worker_peer_connections'),
   };
 }
 
@@ -216,7 +252,7 @@ async function startJanus(eventLoops: number): Promise<Sfu> {
   const session = await JanusSession.connect(janus.wsUrl);
   let feed = 0;
   return {
-    pid: janus.pid,
+    pids: [janus.pid],
     iceAddress,
     async publish(offer) {
       const published = await session.publish(offer);
@@ -368,11 +404,11 @@ async function runSfu(system: string, sfu: Sfu, publisherKind: PublisherKind): P
     const statsBefore = await allStats();
     // Starts the workers' utilization measurement afresh: the next call reports this window's.
     await sfu.workerLoad?.();
-    const before = sampleProcess(sfu.pid);
+    const before = sampleProcesses(sfu.pids);
     const pids = loadPids();
     const loadBefore = pids.map((pid) => sampleProcess(pid));
     await new Promise((resolve) => setTimeout(resolve, seconds * 1_000));
-    const after = sampleProcess(sfu.pid);
+    const after = sampleProcesses(sfu.pids);
     const loadAfter = pids.map((pid) => sampleProcess(pid));
     const workers = await sfu.workerLoad?.();
     const statsAfter = await allStats();
@@ -436,22 +472,6 @@ async function runFloor(packetsPerSecond: number): Promise<StepResult[]> {
   return results;
 }
 
-/** The pid of this process's child whose command line contains `script`. */
-function childPid(script: string): number {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parent === process.pid && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(script))
-        return Number(entry);
-    } catch {
-      // the process ended meanwhile
-    }
-  }
-  throw new Error(`no child process runs ${script}`);
-}
-
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -466,7 +486,7 @@ async function runScale(topologies: Topology[]): Promise<void> {
   const placements: Record<string, StepResult[]> = {};
   for (const topology of topologies) {
     console.log(`--- node, ${topology.label}`);
-    const sfu = await startNode(topology.workers);
+    const sfu = await startNodes(topology);
     try {
       placements[topology.key] = await runSfu(`node ${topology.key}`, sfu, 'werift');
     } finally {
@@ -512,7 +532,10 @@ async function runComparison(): Promise<void> {
         systems.floor = await runFloor(publisherRate);
         continue;
       }
-      const sfu = system === 'node' ? await startNode() : await startJanus(system === 'janus-el2' ? 2 : 0);
+      const sfu =
+        system === 'node'
+          ? await startNodes({ nodes: 1, workers: availableParallelism() })
+          : await startJanus(system === 'janus-el2' ? 2 : 0);
       try {
         const steps = await runSfu(system, sfu, publisherKind);
         publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;

@@ -25,3 +25,13 @@ export function sampleProcess(pid: number): ProcessSample {
 export function cpuShare(before: ProcessSample, after: ProcessSample): number {
   return (after.cpuSeconds - before.cpuSeconds) / ((after.at - before.at) / 1000);
 }
+
+/** The sum of several processes' samples (a benchmark's SFU that runs as more than one). */
+export function sampleProcesses(pids: readonly number[]): ProcessSample {
+  const samples = pids.map((pid) => sampleProcess(pid));
+  return {
+    cpuSeconds: samples.reduce((sum, sample) => sum + sample.cpuSeconds, 0),
+    rssBytes: samples.reduce((sum, sample) => sum + sample.rssBytes, 0),
+    at: performance.now(),
+  };
+}

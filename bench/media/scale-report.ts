@@ -16,7 +16,10 @@ import {
  * over several nodes. Its figure is the N at which loss first passes 1 % in each placement.
  */
 
-/** Where the room's participants may be placed: `<nodes>x<worker threads per node>`, e.g. `1x2`. */
+/**
+ * Where the room's participants may be placed: `<nodes>x<worker threads per node>`, e.g. `1x2`; with
+ * several nodes the publisher is on the first and the others pull its feed through one relay each.
+ */
 export interface Topology {
   key: string;
   nodes: number;
@@ -30,9 +33,6 @@ export function parseTopologies(list: string): Topology[] {
     if (!match) throw new Error(`--scale takes <nodes>x<workers per node>, e.g. 1x1,1x2: not ${key}`);
     const [nodes, workers] = [Number(match[1]), Number(match[2])];
     if (nodes < 1 || workers < 1) throw new Error(`--scale ${key}: at least one node and one worker`);
-    // A room over several nodes needs the edge's placement and a cross-node relay in the bench's
-    // SFU (two nodes started by scripts/stack.ts, viewers placed over both): not part of it yet.
-    if (nodes > 1) throw new Error(`--scale ${key}: the benchmark runs one node so far`);
     const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;
     return { key, nodes, workers, label: `${plural(nodes, 'node')} × ${plural(workers, 'worker')}` };
   });
@@ -105,10 +105,15 @@ function scaleMarkdown(report: ScaleReport, summary: ReturnType<typeof summarize
     largest_n_completed: largest,
   }: Pick<SystemSummary, 'first_n_with_loss_over_1_percent' | 'largest_n_completed'>) =>
     n === undefined ? `none up to N = ${largest ?? '—'}` : `N = ${n}`;
-  const [one, two] = [report.topologies.find((t) => t.workers === 1), report.topologies.find((t) => t.workers === 2)];
   const nOf = (topology: Topology | undefined) =>
     topology && summary.placements[topology.key]?.first_n_with_loss_over_1_percent;
-  const ratio = nOf(one) && nOf(two) ? `${round(nOf(two)! / nOf(one)!)}×` : '—';
+  const base = report.topologies.find((topology) => topology.nodes === 1 && topology.workers === 1);
+  const ratios = report.topologies
+    .filter((topology) => topology !== base)
+    .map((topology) => {
+      const [n, baseN] = [nOf(topology), nOf(base)];
+      return `${topology.label}: ${n && baseN ? `${round(n / baseN)}×` : '—'}`;
+    });
   return [
     `Run of ${report.date.slice(0, 16).replace('T', ' ')} UTC, Node ${report.node}, ${report.cpus} CPUs, ${report.window_s} s windows; one publisher, N viewers in one room.`,
     '',
@@ -116,7 +121,7 @@ function scaleMarkdown(report: ScaleReport, summary: ReturnType<typeof summarize
     '|---|---|',
     ...rows.map((row) => `| ${row.label} | ${thresholdOf(row.threshold)} |`),
     '',
-    `N at which loss passes 1 %, 2 workers ÷ 1 worker: ${ratio}`,
+    `N at which loss passes 1 %, against 1 node × 1 worker: ${ratios.join(', ') || '—'}`,
     '',
     'Per N: loss · SFU process CPU (% of a core, every thread) · each worker thread’s event-loop utilization (its peer connections).',
     '',

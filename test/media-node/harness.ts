@@ -202,6 +202,11 @@ export class MediaNodeProcess {
     return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
   }
 
+  /** The node's process id (a benchmark reads its CPU and memory from /proc). */
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
   signal(signal: NodeJS.Signals): void {
     this.#child.kill(signal);
   }
