@@ -24,10 +24,12 @@ describe('Grafana dashboard (deploy/grafana/media-node.json)', () => {
     expect(queried).toContain('truegather_layer_switches_total');
     expect(queried).toContain('truegather_simulcast_forwarded_bytes_total');
     expect(queried).toContain('truegather_viewers_bandwidth_limited');
-    // Grouped by node (and layer or worker thread) only.
+    expect(queried).toContain('truegather_relays_open');
+    expect(queried).toContain('truegather_relayed_bytes_total');
+    // Grouped by node (and layer, or relay direction) only.
     const groupings = parsed.panels.flatMap((panel) =>
       panel.targets.flatMap((target) => [...target.expr.matchAll(/by \(([^)]*)\)/g)].map((match) => match[1])),
     );
-    expect(new Set(groupings)).toEqual(new Set(['instance', 'instance, layer']));
+    expect(new Set(groupings)).toEqual(new Set(['instance', 'instance, layer', 'instance, direction']));
   });
 });

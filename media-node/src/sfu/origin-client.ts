@@ -30,13 +30,13 @@ export const originUnavailable = (reason: string) =>
  * origin, so that it works nowhere else.
  */
 export class OriginClient {
-  readonly originUrl: string;
+  readonly #originUrl: string;
   readonly #roomId: string;
   readonly #pullingNode: string;
   readonly #secret: Uint8Array;
 
   constructor(options: { originUrl: string; roomId: string; pullingNode: string; secret: Uint8Array }) {
-    this.originUrl = options.originUrl;
+    this.#originUrl = options.originUrl;
     this.#roomId = options.roomId;
     this.#pullingNode = options.pullingNode;
     this.#secret = options.secret;
@@ -64,12 +64,12 @@ export class OriginClient {
     const token = await signServiceToken(this.#secret, {
       issuer: this.#pullingNode,
       audience: MEDIA_NODE_AUDIENCE,
-      claims: { node: mediaNodeIdentity(this.originUrl) },
+      claims: { node: mediaNodeIdentity(this.#originUrl) },
     });
     let response: Response;
     let payload: unknown;
     try {
-      response = await fetch(new URL(mediaControlPath(operation, this.#roomId, relayId), this.originUrl), {
+      response = await fetch(new URL(mediaControlPath(operation, this.#roomId, relayId), this.#originUrl), {
         method: MEDIA_CONTROL_ROUTES[operation].method,
         headers: {
           authorization: `Bearer ${token}`,

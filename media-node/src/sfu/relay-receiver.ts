@@ -283,10 +283,6 @@ export class RelayReceiver extends EventEmitter<RelayReceiverEvents> {
     this.#logger = options.logger.child({ relay_id: this.relayId });
   }
 
-  get originUrl(): string {
-    return this.#options.origin.originUrl;
-  }
-
   get closed(): boolean {
     return this.#closed;
   }

@@ -333,6 +333,8 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     } catch (error) {
       // A relay that never got established is not retried: the edge hears of it and asks again.
       if (!existing) receiver.close('establishing the relay failed');
+      // A `feeds: []` queued just before closed the relay this call waited on: this one opens a new one.
+      if (existing?.closed && feeds.length > 0) return this.relay(originUrl, feeds, pullingNode);
       throw error;
     }
   }
