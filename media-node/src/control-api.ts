@@ -29,6 +29,8 @@ import type { CommandArgs, CommandResult, RoomCommandName } from './workers/prot
  * few percent. Anything larger is refused (413) before it is read.
  */
 export const CONTROL_BODY_MAX_BYTES = LIMITS.sdpMaxBytes + 16 * 1024;
+/** A node-to-node body carries a relay's answer, larger than a participant's SDP. */
+export const RELAY_BODY_MAX_BYTES = LIMITS.relaySdpMaxBytes + 16 * 1024;
 
 export interface RoomCommandRunner {
   run<N extends RoomCommandName>(command: N, args: CommandArgs<N>): Promise<CommandResult<N>>;
@@ -110,15 +112,16 @@ export function createControlApi(deps: ControlApiDependencies, options: { operat
     }
     await next();
   });
-  app.use(
-    '/v1/*',
+  const limitBody = (maxSize: number) =>
     bodyLimit({
-      maxSize: CONTROL_BODY_MAX_BYTES,
+      maxSize,
       onError: () => {
-        throw new MediaNodeError(413, 'payload_too_large', `the body exceeds ${CONTROL_BODY_MAX_BYTES} bytes`);
+        throw new MediaNodeError(413, 'payload_too_large', `the body exceeds ${maxSize} bytes`);
       },
-    }),
-  );
+    });
+  const controlBodyLimit = limitBody(CONTROL_BODY_MAX_BYTES);
+  const relayBodyLimit = limitBody(RELAY_BODY_MAX_BYTES);
+  app.use('/v1/*', (c, next) => (isNodeToNodePath(c.req.path) ? relayBodyLimit : controlBodyLimit)(c, next));
 
   const routes = MEDIA_CONTROL_ROUTES;
   app.on(routes.publish.method, routes.publish.path, async (c) => {

@@ -10,6 +10,11 @@ export const LIMITS = {
   maxPublishersDefault: 10,
   /** An SDP is at most 64 KiB; real offers with simulcast are ~10 KiB. */
   sdpMaxBytes: 64 * 1024,
+  /**
+   * A relay's offer or answer between media nodes: an m-line (~0.8 KiB) per layer of every relayed
+   * track, up to 64 feeds of a simulcast camera and its audio (256 m-lines).
+   */
+  relaySdpMaxBytes: 256 * 1024,
   /** REST bodies above this are answered 413. */
   restBodyMaxBytes: 16 * 1024,
   /** A signaling frame above this is answered `message_too_large`: room for a 64 KiB SDP and its envelope. */

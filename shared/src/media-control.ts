@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { IceCandidateSchema } from './ice.ts';
 import { ParticipantIdSchema, RoomIdSchema } from './ids.ts';
 import { MuteRequestSchema, PublisherLayersSchema, StreamSchema, SubscriberLayerSchema } from './rest.ts';
-import { SdpSchema } from './sdp.ts';
+import { RelaySdpSchema, SdpSchema } from './sdp.ts';
 import { ActiveSpeakersSchema, FeedsSchema, IceTargetSchema, UpdateSubscriptionSchema } from './signaling.ts';
 
 /**
@@ -166,7 +166,7 @@ export const RelayedTrackSchema = z.object({
 export type RelayedTrack = z.infer<typeof RelayedTrackSchema>;
 
 export const PullResponseSchema = z.object({
-  sdp: SdpSchema,
+  sdp: RelaySdpSchema,
   feeds: RelayFeedsSchema,
   tracks: z.array(RelayedTrackSchema).max(RELAY_TRACKS_MAX),
   /**
@@ -177,7 +177,7 @@ export const PullResponseSchema = z.object({
 });
 export type PullResponse = z.infer<typeof PullResponseSchema>;
 
-export const RelaySenderAnswerRequestSchema = z.strictObject({ sdp: SdpSchema });
+export const RelaySenderAnswerRequestSchema = z.strictObject({ sdp: RelaySdpSchema });
 export type RelaySenderAnswerRequest = z.infer<typeof RelaySenderAnswerRequestSchema>;
 
 export type { MuteRequest } from './rest.ts';

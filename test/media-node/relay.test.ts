@@ -318,23 +318,25 @@ describe('relays between media nodes', () => {
     const asEdge = await origin.request('PUT', pull, { feeds: [publisherId], connection: newId() });
     expect(asEdge.status).toBe(401);
     // A node's token signed with another secret, or minted for another node, is refused too.
-    const nodeToken = (secret: Uint8Array, node: string) =>
-      signServiceToken(secret, {
-        issuer: mediaNodeIdentity(pulling.url),
-        audience: MEDIA_NODE_AUDIENCE,
-        claims: { node },
-      });
-    const wrongSecret = await nodeToken(randomBytes(32), mediaNodeIdentity(origin.url));
-    const forAnotherNode = await nodeToken(origin.secret, mediaNodeIdentity(pulling.url));
+    const wrongSecret = await nodeToken(origin, pulling, randomBytes(32));
+    const forAnotherNode = await nodeToken(pulling, pulling);
     for (const token of [wrongSecret, forAnotherNode]) {
       const refused = await origin.request('PUT', pull, { feeds: [publisherId], connection: newId() }, { token });
       expect(refused.status).toBe(401);
     }
     // A node may not call the edge's routes either.
-    const asNode = await nodeToken(origin.secret, mediaNodeIdentity(origin.url));
+    const asNode = await nodeToken(origin, pulling);
     expect(
       (await origin.request('GET', mediaControlPath('describeRoom', roomId), undefined, { token: asNode })).status,
     ).toBe(401);
+    // A relay's SDP may exceed a participant's 64 KiB (an m-line per layer of every feed), up to 256 KiB.
+    const answer = mediaControlPath('setRelaySenderAnswer', roomId, newId());
+    const sdpOf = (kib: number) => `v=0\r\n${'a=x\r\n'.repeat((kib * 1024) / 5)}`;
+    const token = asNode;
+    const large = await origin.request('POST', answer, { sdp: sdpOf(100) }, { token });
+    expect(large).toMatchObject({ status: 404, body: { error: { code: 'not_found' } } });
+    const tooLarge = await origin.request('POST', answer, { sdp: sdpOf(300) }, { token });
+    expect(tooLarge.status).toBe(413);
     // Nothing was left behind by the refusals.
     expect(await metricValue(pulling, 'truegather_relays_open')).toBe(0);
     expect(await metricValue(origin, 'truegather_relays_open')).toBe(0);
