@@ -26,7 +26,8 @@ import { type NativeSrtp, type NativeSrtpSession, type NativeUdpDestination, nat
  * returns undefined when they do not have the expected shape, and the caller uses werift's path.
  */
 
-const RTP_HEADER_SIZE = 12;
+/** The fixed RTP header (RFC 3550 §5.1), before CSRCs and extensions. */
+export const RTP_HEADER_SIZE = 12;
 const ONE_BYTE_EXTENSION_PROFILE = 0xbede;
 const IV_SIZE = 12;
 

@@ -6,6 +6,7 @@ import {
   type SrtpSession,
 } from 'werift';
 import { type NativeSrtp, nativeSrtp } from './native-srtp.ts';
+import { RTP_HEADER_SIZE } from './rtp-egress.ts';
 
 /**
  * werift's SRTP/SRTCP sessions on the native addon (media-node/native/srtp.c) for AES-128-GCM: what
@@ -22,7 +23,6 @@ import { type NativeSrtp, nativeSrtp } from './native-srtp.ts';
  */
 
 const TAG_SIZE = 16;
-const RTP_HEADER_SIZE = 12;
 /** werift's SRTCP index wrap (SrtcpContext.encryptRTCP). */
 const MAX_SRTCP_INDEX = 2147483647;
 
