@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ChromiumSimulcastPublisher } from '../../bench/media/chromium-publisher.ts';
 import { newId } from '../../shared/src/ids.ts';
 import {
@@ -241,6 +241,10 @@ describe('relays between media nodes', () => {
     await chromium.setAnswer(published.body.sdp);
     await origin.events.waitForEvent(isEvent('publisher_ready', publisherId), 20_000);
     expect((await relay(roomId, [publisherId])).body).toEqual({ feeds: [publisherId] });
+    // Closed even when a wait below fails: an open relay would fail the next test's relay count.
+    onTestFinished(async () => {
+      await relay(roomId, []);
+    });
 
     const viewerId = newId();
     const keyframes: { width: number; height: number }[] = [];
@@ -271,8 +275,8 @@ describe('relays between media nodes', () => {
     // One stream for the viewer across the switches: no sequence gap.
     expect(video.sequence.missing()).toBeLessThanOrEqual(1);
     expect(await metricValue(pulling, 'truegather_layer_switches_total')).toBeGreaterThan(0);
-    await relay(roomId, []);
-  });
+    // Chromium's start plus two layer switches, each waiting up to 30 s on a loaded machine.
+  }, 90_000);
 
   it('answers the edge before it gives up when the origin hangs, so that the pulling node is not taken for hung', async () => {
     const roomId = newId();
@@ -290,6 +294,33 @@ describe('relays between media nodes', () => {
     } finally {
       hung.closeAllConnections();
       await new Promise((resolve) => hung.close(resolve));
+    }
+  });
+
+  it('does not follow an origin’s redirect, so the node token never goes elsewhere', async () => {
+    const roomId = newId();
+    const { publisherId } = await publishOnOrigin(roomId);
+    const tokensSeen: (string | undefined)[] = [];
+    const elsewhere = createServer((request, response) => {
+      tokensSeen.push(request.headers.authorization);
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const redirecting = createServer((_request, response) => {
+      response.writeHead(307, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/` }).end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const answer = await relay(
+        roomId,
+        [publisherId],
+        `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/`,
+      );
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({ error: { code: 'media_unavailable' } });
+      expect(tokensSeen).toEqual([]);
+    } finally {
+      await Promise.all([elsewhere, redirecting].map((server) => new Promise((resolve) => server.close(resolve))));
     }
   });
 

@@ -76,6 +76,8 @@ export class OriginClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
+        // A node's control API never redirects: following one would send the call (and, same-origin, the node token) elsewhere.
+        redirect: 'error',
         signal: AbortSignal.timeout(ORIGIN_CALL_TIMEOUT_MS),
       });
       payload = await response.json().catch(() => undefined);
