@@ -120,7 +120,10 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   const children = new Set<ChildProcess>();
   const exits = new Map<ChildProcess, string>();
   const track = (name: string, child: ChildProcess) => {
-    child.once('exit', (code, signal) => exits.set(child, `${name} exited (${code ?? signal})`));
+    child.once('exit', (code, signal) => {
+      const stderr = stderrTails.get(child)?.trim();
+      exits.set(child, `${name} exited (${code ?? signal})${stderr ? `: …${stderr}` : ''}`);
+    });
     children.add(child);
     return child;
   };
@@ -335,10 +338,19 @@ export function launch(
     }
   } else if (output === undefined) {
     child.stdout?.resume();
-    child.stderr?.resume();
+    // Kept so that a child that exits while starting says why (see `track`), e.g. a port taken meanwhile.
+    let tail = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      tail = (tail + chunk.toString()).slice(-STDERR_TAIL_CHARS);
+      stderrTails.set(child, tail);
+    });
   }
   return child;
 }
+
+const STDERR_TAIL_CHARS = 600;
+/** The end of what a child launched without an output sink wrote to stderr. */
+const stderrTails = new WeakMap<ChildProcess, string>();
 
 /**
  * Where media node `index` answers /health: its own operator listener when MEDIA_OPERATOR_PORT gives
