@@ -157,9 +157,13 @@ interface Sfu {
  * range, info logs. With several nodes (`--scale 2x1`), they share MEDIA_NODE_SECRET and each its own
  * port range; the publisher is on the first, viewers go to the node with the fewest, and each other
  * node pulls the feed from the first through one relay (the `relay` operation, as the room's Durable
- * Object calls it).
+ * Object calls it). `spreadRoom`: the room's viewers go to each worker in turn (MEDIA_ROOM_AFFINITY=1)
+ * instead of staying on one worker until it is busy, which this VM's load never makes it.
  */
-async function startNodes({ nodes, workers }: Pick<Topology, 'nodes' | 'workers'>): Promise<Sfu> {
+async function startNodes(
+  { nodes, workers }: Pick<Topology, 'nodes' | 'workers'>,
+  { spreadRoom = false } = {},
+): Promise<Sfu> {
   const secret = randomBytes(32).toString('base64url');
   const portsPerNode = Math.floor(10_000 / nodes);
   const started = await Promise.all(
@@ -167,6 +171,7 @@ async function startNodes({ nodes, workers }: Pick<Topology, 'nodes' | 'workers'
       MediaNodeProcess.start({
         MEDIA_NODE_SECRET: secret,
         MEDIA_WORKERS: String(workers),
+        ...(spreadRoom ? { MEDIA_ROOM_AFFINITY: '1' } : {}),
         MEDIA_RTC_MIN_PORT: String(40_000 + index * portsPerNode),
         MEDIA_RTC_MAX_PORT: String(40_000 + (index + 1) * portsPerNode - 1),
         ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
@@ -486,7 +491,8 @@ async function runScale(topologies: Topology[]): Promise<void> {
   const placements: Record<string, StepResult[]> = {};
   for (const topology of topologies) {
     console.log(`--- node, ${topology.label}`);
-    const sfu = await startNodes(topology);
+    // Each placement's workers all forward: the room is spread over them from its first viewers.
+    const sfu = await startNodes(topology, { spreadRoom: true });
     try {
       placements[topology.key] = await runSfu(`node ${topology.key}`, sfu, 'werift');
     } finally {

@@ -44,11 +44,18 @@ const MediaNodeEnvSchema = z
     MEDIA_RTC_MAX_PORT: PortSchema(DEFAULT_RTC_MAX_PORT),
     MEDIA_WORKERS: PositiveIntSchema(availableParallelism(), 256),
     /**
-     * A room's new participant joins a worker that already holds part of the room while that worker has
-     * at most this many participants more than the least-loaded worker: below it a room stays on one
-     * thread (a second one costs ~25 MB and its own timers), above it the room spreads over the workers.
+     * A worker thread whose event-loop utilization over the last 5 s reached this fraction is busy: a
+     * room's new participants go to another worker while one is not (a room stays on one thread until
+     * then, since a spread room costs a second thread's memory and a relayed copy of every packet).
      */
-    MEDIA_ROOM_AFFINITY: PositiveIntSchema(24, 100_000),
+    MEDIA_WORKER_BUSY_UTILIZATION: z.coerce.number().gt(0).max(1).default(0.7),
+    /**
+     * However idle its worker, a room's new participant goes to the least-loaded worker once the
+     * room's worker holds more than this many participants more than that one: joins that arrive
+     * faster than utilization shows them still spread. 1 spreads every room evenly (the benchmark's
+     * two-worker placement does).
+     */
+    MEDIA_ROOM_AFFINITY: PositiveIntSchema(200, 100_000),
     /** Peer connections this node accepts before it reports itself full. */
     MEDIA_CAPACITY: PositiveIntSchema(500, 100_000),
     MEDIA_DRAIN_TIMEOUT_SECONDS: PositiveIntSchema(600, 86_400),
@@ -107,6 +114,8 @@ export interface MediaNodeConfig {
   rtcListenIp?: string;
   rtcPortRange: { min: number; max: number };
   workers: number;
+  /** MEDIA_WORKER_BUSY_UTILIZATION: see the schema. */
+  workerBusyUtilization: number;
   /** MEDIA_ROOM_AFFINITY: see the schema. */
   roomAffinity: number;
   capacity: number;
@@ -136,6 +145,7 @@ export function parseMediaNodeConfig(env: Record<string, string | undefined>): M
     rtcListenIp: parsed.MEDIA_RTC_LISTEN_IP,
     rtcPortRange: { min: parsed.MEDIA_RTC_MIN_PORT, max: parsed.MEDIA_RTC_MAX_PORT },
     workers: parsed.MEDIA_WORKERS,
+    workerBusyUtilization: parsed.MEDIA_WORKER_BUSY_UTILIZATION,
     roomAffinity: parsed.MEDIA_ROOM_AFFINITY,
     capacity: parsed.MEDIA_CAPACITY,
     drainTimeoutSeconds: parsed.MEDIA_DRAIN_TIMEOUT_SECONDS,

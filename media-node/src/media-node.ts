@@ -1,6 +1,5 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { Redis } from '@upstash/redis';
 import { ConfigError } from '../../shared/src/config.ts';
 import { createLogger, type Logger } from '../../shared/src/log.ts';
 import { mediaNodeIdentity } from '../../shared/src/media-node-trust.ts';
@@ -65,6 +64,7 @@ export async function startMediaNode(
   const events = new EdgeEventSender({ edgeUrl: config.edgeUrl, secret: config.secret, identity, logger });
   const pool = new MediaWorkerPool({
     workers: config.workers,
+    busyUtilization: config.workerBusyUtilization,
     roomAffinity: config.roomAffinity,
     capacity: config.capacity,
     connectTimeoutMs: config.connectTimeoutSeconds * 1_000,
@@ -107,7 +107,8 @@ export async function startMediaNode(
   const registryClient =
     overrides.registryClient ??
     (config.upstash
-      ? new Redis({
+      ? // Loaded only when a registry is configured: the client's ~1 MB of heap is for nodes that use it.
+        new (await import('@upstash/redis')).Redis({
           url: config.upstash.url,
           token: config.upstash.token,
           // A fresh deadline per command (retries included): a hung request ends instead of lingering.

@@ -38,4 +38,15 @@ describe('media node bundle', () => {
       expect(imports.filter((specifier) => specifier.startsWith('.') || specifier.endsWith('.ts'))).toEqual([]);
     }
   });
+
+  it('starts the main thread without werift or the registry client: memory for what it never uses', () => {
+    buildMediaNode();
+    // The main thread serves the control API and links workers; it never reads a packet (werift: ~6 MB
+    // of heap), and a node without Upstash never loads @upstash/redis (~1 MB): it is imported when configured.
+    const main = read(MEDIA_NODE_ENTRY);
+    const imports = [...main.matchAll(/^import .* from "([^"]+)";$/gm)].map((match) => match[1]!);
+    expect(imports).toContain('hono');
+    expect(imports).not.toContain('werift');
+    expect(imports).not.toContain('@upstash/redis');
+  });
 });

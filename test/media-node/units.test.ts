@@ -126,6 +126,8 @@ describe('media node configuration', () => {
       rtcListenIp: '10.0.0.5',
       rtcPortRange: { min: 50_000, max: 50_999 },
       connectTimeoutSeconds: 30,
+      workerBusyUtilization: 0.7,
+      roomAffinity: 200,
       dynacast: false,
       ice: { stunUrl: 'stun:stun.example.org:3478' },
       upstash: { url: 'https://example.upstash.io', token: 'token' },
@@ -154,6 +156,9 @@ describe('media node configuration', () => {
     [{ MEDIA_NODE_SECRET: SECRET, MEDIA_RTC_LISTEN_IP: '0.0.0.0' }, 'MEDIA_RTC_LISTEN_IP'],
     [{ MEDIA_NODE_SECRET: SECRET, UPSTASH_REDIS_REST_URL: 'https://x.upstash.io' }, 'UPSTASH_REDIS_REST_TOKEN'],
     [{ MEDIA_NODE_SECRET: SECRET, MEDIA_DYNACAST: 'sometimes' }, 'MEDIA_DYNACAST'],
+    // A fraction of one event loop: 0 would make every worker busy, above 1 none ever is.
+    [{ MEDIA_NODE_SECRET: SECRET, MEDIA_WORKER_BUSY_UTILIZATION: '0' }, 'MEDIA_WORKER_BUSY_UTILIZATION'],
+    [{ MEDIA_NODE_SECRET: SECRET, MEDIA_WORKER_BUSY_UTILIZATION: '70' }, 'MEDIA_WORKER_BUSY_UTILIZATION'],
   ])('refuses %j', (env, variable) => {
     expect(() => parseMediaNodeConfig(env)).toThrow(ConfigError);
     try {

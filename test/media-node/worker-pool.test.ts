@@ -12,6 +12,8 @@ const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: ()
 
 /** The pools' MEDIA_ROOM_AFFINITY here. */
 const ROOM_AFFINITY_PARTICIPANTS = 4;
+/** The pools' MEDIA_WORKER_BUSY_UTILIZATION here. */
+const BUSY_UTILIZATION = 0.7;
 
 /** A pool of stand-in workers (fixtures/) on loopback: each test says how many, and which stand-in. */
 const standInPool = (
@@ -25,6 +27,7 @@ const standInPool = (
     portRange: { min: 40_000, max: 40_099 },
     secret: new TextEncoder().encode('x'.repeat(32)),
     logger: silent,
+    busyUtilization: BUSY_UTILIZATION,
     roomAffinity: ROOM_AFFINITY_PARTICIPANTS,
     ...options,
   });
@@ -119,7 +122,7 @@ describe('media worker pool', () => {
     expect(pool.runningWorkers).toBe(2);
   });
 
-  it('places a room on one worker while it is small, spreads it by load as it grows, and routes by participant', async () => {
+  it('places a room on one worker while it is small, spreads it past MEDIA_ROOM_AFFINITY, and routes by participant', async () => {
     pool = standInPool({
       workers: 2,
       capacity: 100,
@@ -160,6 +163,52 @@ describe('media worker pool', () => {
     expect(pool.peersOf(roomId)).toEqual({ publishers: [], subscribers: [] });
     expect(pool.roomCount).toBe(1);
     expect(pool.load).toBe(together.length);
+  });
+
+  it('keeps a room on its worker while that worker is idle, and spreads its new participants once it is busy', async () => {
+    // The workers' event-loop utilization, as the pool would have measured it over the last window.
+    const utilization = [0, 0];
+    pool = standInPool({
+      workers: 2,
+      capacity: 100,
+      onEvent: () => {},
+      workerUrl: new URL('./fixtures/plain-worker.ts', import.meta.url),
+      roomAffinity: 50,
+      utilizationOf: (worker) => utilization[worker]!,
+    });
+    await pool.start();
+    const roomId = newId();
+    const publisherId = newId();
+    const join = async (count: number) => {
+      const viewers = Array.from({ length: count }, () => newId());
+      for (const participantId of viewers)
+        await pool!.run('subscribe', { roomId, participantId, feeds: [publisherId] });
+      return viewers.map((participantId) => pool!.workerOf(roomId, participantId));
+    };
+    await pool.run('publish', { roomId, participantId: publisherId, sdp: 'v=0' });
+    // Far more participants than the other worker's none, but an idle worker: the room stays together.
+    utilization[0] = BUSY_UTILIZATION - 0.05;
+    expect(await join(20)).toEqual(Array(20).fill(0));
+    expect(pool.runningWorkers).toBe(1);
+
+    // Its worker is busy: new participants go to the other one, and the room spans both.
+    utilization[0] = BUSY_UTILIZATION;
+    expect(await join(3)).toEqual([1, 1, 1]);
+    expect(pool.runningWorkers).toBe(2);
+    expect(pool.peersOf(roomId).subscribers).toHaveLength(23);
+    // A new room keeps away from the busy worker too.
+    const otherRoom = newId();
+    const otherParticipant = newId();
+    await pool.run('subscribe', { roomId: otherRoom, participantId: otherParticipant, feeds: [] });
+    expect(pool.workerOf(otherRoom, otherParticipant)).toBe(1);
+
+    // Both busy: placement by participants alone, which keeps the room's next ones where the room has fewest.
+    utilization[1] = 0.95;
+    expect(await join(2)).toEqual([1, 1]);
+    // The first worker is idle again and the other busy: the room's new participants go back to the first.
+    utilization[0] = 0;
+    utilization[1] = BUSY_UTILIZATION;
+    expect(await join(2)).toEqual([0, 0]);
   });
 
   it('refuses a peer beyond MEDIA_CAPACITY and new rooms while draining, with 503', async () => {

@@ -4,12 +4,8 @@ import { MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import type { MediaRoom } from '../../media-node/src/sfu/room.ts';
 import { type RtpSink, type SourceLayer, SourceTrack } from '../../media-node/src/sfu/source-track.ts';
-import {
-  createRingBuffer,
-  RING_RETRANSMISSION,
-  RingReader,
-  RingWriter,
-} from '../../media-node/src/workers/packet-ring.ts';
+import { RING_RETRANSMISSION, RingReader, RingWriter } from '../../media-node/src/workers/packet-ring.ts';
+import { createRingBuffer } from '../../media-node/src/workers/ring-buffer.ts';
 import { WorkerRelay } from '../../media-node/src/workers/worker-relay.ts';
 import { waitFor } from '../support/werift-peers.ts';
 import { silentLogger, VP8 } from './source-tracks.ts';

@@ -1,4 +1,5 @@
 import { RtpHeader, RtpPacket } from 'werift';
+import { align4, RING_CONTROL_BYTES as CONTROL_BYTES } from './ring-buffer.ts';
 
 /**
  * A single-producer, single-consumer ring of RTP packets in a SharedArrayBuffer: how a worker relay
@@ -13,13 +14,6 @@ import { RtpHeader, RtpPacket } from 'werift';
  * A length of {@link WRAP} says the next record starts at offset 0.
  */
 
-/**
- * The relay's ring, each way between two workers: ~3 s of a 3 Mbit/s feed should the receiving worker
- * stall (a GC pause is milliseconds), and little resident memory for a node that relays little.
- */
-export const RING_BYTES = 1024 * 1024;
-
-const CONTROL_BYTES = 16;
 /** Next byte the producer writes (relative to the data area). */
 const HEAD = 0;
 /** Next byte the consumer reads. */
@@ -36,12 +30,6 @@ export const RING_MARKER = 1;
 export const RING_PADDING = 2;
 /** A retransmission asked for with a NACK: it fills the receiving history, it is not forwarded. */
 export const RING_RETRANSMISSION = 4;
-
-const align4 = (bytes: number) => (bytes + 3) & ~3;
-
-export function createRingBuffer(bytes = RING_BYTES): SharedArrayBuffer {
-  return new SharedArrayBuffer(CONTROL_BYTES + align4(bytes));
-}
 
 abstract class RingView {
   protected readonly control: Int32Array;

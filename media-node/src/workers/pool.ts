@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import { MessageChannel, type TransferListItem, Worker } from 'node:worker_threads';
 import type { LogLevel } from '../../../shared/src/config.ts';
 import type { Logger } from '../../../shared/src/log.ts';
@@ -8,7 +9,6 @@ import { loggableError, MediaNodeError, notFound, unavailable } from '../errors.
 import { addForwardingStats, createForwardingStats } from '../sfu/forwarding-stats.ts';
 import { workerPortSlice } from '../sfu/port-allocator.ts';
 import type { DtlsCertificate, RtcSettings } from '../sfu/rtc-settings.ts';
-import { createRingBuffer } from './packet-ring.ts';
 import type {
   CommandArgs,
   CommandName,
@@ -19,6 +19,7 @@ import type {
   WorkerStats,
   WorkerToMain,
 } from './protocol.ts';
+import { createRingBuffer } from './ring-buffer.ts';
 
 /** The pool's figures before any worker's are added: nothing forwarded, no rooms. */
 export function emptyPoolStats(): PoolStats {
@@ -61,13 +62,25 @@ export const IDLE_WORKER_STOP_MS = 30_000;
  */
 export const WATCHDOG_INTERVAL_MS = 5_000;
 export const WATCHDOG_MISSES = 2;
+/**
+ * Each worker's event-loop utilization is read this often, over the interval since the last reading:
+ * long enough that a keyframe burst or a join does not make a worker look busy, short enough that
+ * a room spreads within seconds of its worker filling up.
+ */
+export const UTILIZATION_WINDOW_MS = 5_000;
 
 export interface PoolOptions {
   workers: number;
   /**
-   * A participant joins a worker that already holds part of its room while that worker has at most
-   * this many participants more than the least-loaded one (MEDIA_ROOM_AFFINITY): a small room stays on
-   * one thread (nothing to relay), a large one spreads over every worker.
+   * A worker whose event-loop utilization over the last {@link UTILIZATION_WINDOW_MS} reached this
+   * (0–1, MEDIA_WORKER_BUSY_UTILIZATION) is busy: new participants go to the others while one of
+   * them is not.
+   */
+  busyUtilization: number;
+  /**
+   * However idle its worker, a room's new participant goes to the least-loaded worker once its room's
+   * worker holds more than this many participants more than that one (MEDIA_ROOM_AFFINITY): joins
+   * arriving faster than utilization can show them still spread.
    */
   roomAffinity: number;
   capacity: number;
@@ -89,6 +102,11 @@ export interface PoolOptions {
   idleWorkerStopMs?: number;
   /** The watchdog's ping interval and timeout (a seam for tests); default {@link WATCHDOG_INTERVAL_MS}. */
   watchdogIntervalMs?: number;
+  /**
+   * A worker's event-loop utilization over the last window, 0–1 (a seam for tests, which set a load
+   * rather than burn CPU); default: measured from the main thread every {@link UTILIZATION_WINDOW_MS}.
+   */
+  utilizationOf?: (worker: number) => number;
 }
 
 /** The workers' counters summed, plus the per-worker figures that make no sense summed. */
@@ -145,8 +163,9 @@ interface PoolEvents {
  * The media worker threads (MEDIA_WORKERS, one per core by default) and the placement of rooms'
  * participants on them: a participant's publisher and subscriber live on one worker (one place to
  * route its commands and early ICE candidates, as one node holds both across nodes), chosen by load
- * when it first comes ({@link PoolOptions.roomAffinity}), so a large room spreads over every
- * worker. Every pair of running workers is linked for worker relays (workers/worker-relay.ts): a
+ * when it first comes (`#place`): a room stays on one worker until that worker is busy, then its
+ * new participants go to another, so a large room spreads over every worker and a small one pays
+ * for no second thread. Every pair of running workers is linked for worker relays (worker-relay.ts): a
  * feed reaches a worker's viewers from its publisher's worker. Commands about a participant go to
  * its worker, room-wide ones (closeRoom) to every worker holding part of the room; the edge sees one
  * room. The main thread keeps each room's peers per worker, as the workers report them, for load,
@@ -168,6 +187,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   #draining = false;
   #stopping = false;
   #watchdog: NodeJS.Timeout | undefined;
+  #utilizationTimer: NodeJS.Timeout | undefined;
   /** One certificate for every worker's connections, so that no worker generates its own. */
   #dtlsCertificate: DtlsCertificate | undefined;
 
@@ -186,6 +206,12 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
     await this.#spawn(0);
     this.#watchdog = setInterval(() => this.#watch(), this.#options.watchdogIntervalMs ?? WATCHDOG_INTERVAL_MS);
     this.#watchdog.unref();
+    if (!this.#options.utilizationOf) {
+      this.#utilizationTimer = setInterval(() => {
+        for (const thread of this.#threads) thread?.measureUtilization();
+      }, UTILIZATION_WINDOW_MS);
+      this.#utilizationTimer.unref();
+    }
   }
 
   /** Pings every running worker; one that missed too many pings in a row is terminated (#onExit replaces it). */
@@ -382,6 +408,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#watchdog);
+    clearInterval(this.#utilizationTimer);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
     this.#idleTimers.clear();
     await Promise.allSettled(this.#spawning.values());
@@ -460,18 +487,36 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   }
 
   /**
-   * The worker for a room's new participant. Load is participants placed (counted at placement, so
-   * that joins arriving together spread before any worker reports its peers): the least-loaded
-   * worker, unless a worker already holding part of the room is within `roomAffinity` of it.
+   * The worker for a room's new participant: the room's own worker while it is not busy, as an SFU
+   * keeps a room together until its core fills up, since a spread room costs the second worker's
+   * memory and a relayed copy of every packet. Busy workers (event-loop utilization over the last
+   * window at or above {@link PoolOptions.busyUtilization}) are left out while any worker is not.
+   * Among the rest, load is participants placed (counted at placement, so that joins arriving
+   * together spread before any worker reports its peers): the least-loaded worker, unless a worker
+   * already holding part of the room has at most `roomAffinity` more participants than it.
    */
   #place(room: PlacedRoom): number {
     const load = this.#threads.map(() => 0);
     for (const placed of this.#rooms.values()) for (const worker of placed.participants.values()) load[worker]! += 1;
-    let least = 0;
-    for (let index = 1; index < load.length; index++) if (load[index]! < load[least]!) least = index;
-    let home: number | undefined;
-    for (const worker of room.parts.keys()) if (home === undefined || load[worker]! < load[home]!) home = worker;
+    const workers = [...load.keys()];
+    const calm = workers.filter((worker) => this.#utilization(worker) < this.#options.busyUtilization);
+    const eligible = new Set(calm.length > 0 ? calm : workers);
+    const leastLoaded = (candidates: Iterable<number>) => {
+      let least: number | undefined;
+      for (const worker of candidates) {
+        if (eligible.has(worker) && (least === undefined || load[worker]! < load[least]!)) least = worker;
+      }
+      return least;
+    };
+    const least = leastLoaded(workers)!;
+    const home = leastLoaded(room.parts.keys());
     return home !== undefined && load[home]! - load[least]! <= this.#options.roomAffinity ? home : least;
+  }
+
+  /** A worker's event-loop utilization over the last window (0 for one not running). */
+  #utilization(worker: number): number {
+    if (this.#options.utilizationOf) return this.#options.utilizationOf(worker);
+    return this.#threads[worker]?.utilization ?? 0;
   }
 
   /** Starts worker `index`, or joins its start under way. */
@@ -505,6 +550,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
       await thread.terminate();
       throw unavailable(`a media worker could not start: ${loggableError(error)}`);
     }
+    // Its first window starts now: loading its modules is not load.
+    thread.measureUtilization();
     this.#threads[index] = thread;
     this.#threads.forEach((other, peer) => {
       if (other && peer !== index) this.#link(index, thread, peer, other);
@@ -620,7 +667,11 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
   /** The watchdog's bookkeeping: a ping is out, and how many in a row went unanswered. */
   pinging = false;
   missedPings = 0;
+  /** Event-loop utilization over the last window ({@link measureUtilization}), 0–1. */
+  utilization = 0;
   readonly #worker: Worker;
+  /** The worker's event-loop counters at the start of the window. */
+  #utilizationMark: EventLoopUtilization | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
 
@@ -661,6 +712,15 @@ class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       this.post({ kind: 'request', id, command, args });
     });
+  }
+
+  /** Ends the utilization window and starts the next one. */
+  measureUtilization(): void {
+    const now = this.#worker.performance.eventLoopUtilization();
+    if (this.#utilizationMark) {
+      this.utilization = this.#worker.performance.eventLoopUtilization(now, this.#utilizationMark).utilization;
+    }
+    this.#utilizationMark = now;
   }
 
   post(message: MainToWorker, transfer: TransferListItem[] = []): void {
