@@ -65,6 +65,35 @@ static void free_destination(napi_env env, void *data, void *hint) {
   free(data);
 }
 
+/* A session argument set up for the direction asked (decrypts or not), or NULL. */
+static srtp_session *session_arg(napi_env env, napi_value value, int decrypts) {
+  void *data;
+  if (napi_get_value_external(env, value, &data) != napi_ok) return NULL;
+  srtp_session *session = data;
+  return session->decrypts == decrypts ? session : NULL;
+}
+
+/*
+ * The call's `count` arguments into argv, argv[0] a session set up for the direction asked (decrypts
+ * or not); NULL when there are fewer or the first is not such a session.
+ */
+static srtp_session *session_call(napi_env env, napi_callback_info info, size_t count, napi_value *argv,
+                                  int decrypts) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) return NULL;
+  return session_arg(env, argv[0], decrypts);
+}
+
+/* `data` as a JS external that `finalize` frees; freed at once when the external cannot be made. */
+static napi_value wrap_external(napi_env env, void *data, napi_finalize finalize) {
+  napi_value result;
+  if (napi_create_external(env, data, finalize, NULL, &result) != napi_ok) {
+    finalize(env, data, NULL);
+    return NULL;
+  }
+  return result;
+}
+
 static int buffer_arg(napi_env env, napi_value value, uint8_t **data, size_t *length) {
   bool is_buffer = false;
   if (napi_is_buffer(env, value, &is_buffer) != napi_ok || !is_buffer) return 0;
@@ -108,12 +137,7 @@ static napi_value srtp_session_new(napi_env env, napi_callback_info info) {
     return throw_error(env, "AES-128-GCM is not available");
   }
   memcpy(session->salt, salt, SALT_SIZE);
-  napi_value result;
-  if (napi_create_external(env, session, free_session, NULL, &result) != napi_ok) {
-    free_session(env, session, NULL);
-    return NULL;
-  }
-  return result;
+  return wrap_external(env, session, free_session);
 }
 
 /* udpDestination(ip: string, port: number) -> external (a resolved sockaddr) */
@@ -144,12 +168,7 @@ static napi_value udp_destination_new(napi_env env, napi_callback_info info) {
     free(destination);
     return throw_error(env, "udpDestination: not an IP address");
   }
-  napi_value result;
-  if (napi_create_external(env, destination, free_destination, NULL, &result) != napi_ok) {
-    free(destination);
-    return NULL;
-  }
-  return result;
+  return wrap_external(env, destination, free_destination);
 }
 
 /* RFC 7714 section 8.1: SRTP IV = salt XOR (00 00 || SSRC || ROC || SEQ). */
@@ -191,6 +210,10 @@ static size_t seal(srtp_session *session, const uint8_t *header, size_t header_l
   return length + TAG_SIZE;
 }
 
+static uint32_t read_u32(const uint8_t *data) {
+  return (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+}
+
 typedef struct {
   srtp_session *session;
   uint8_t *header, *payload, *prefix;
@@ -198,27 +221,30 @@ typedef struct {
   uint32_t ssrc, roc, sequence_number;
 } seal_args;
 
-/* (session, header, payload, prefix | undefined, ssrc, roc, sequenceNumber) from argv[first]. */
-static int read_seal_args(napi_env env, napi_value *argv, seal_args *args) {
-  void *session;
-  if (napi_get_value_external(env, argv[0], &session) != napi_ok || ((srtp_session *)session)->decrypts) return 0;
+/*
+ * (header, payload, prefix | undefined, roc) from argv[0..3], for `session`. The SSRC and sequence
+ * number (the IV's) are the header's own: the header is at least the fixed 12 bytes.
+ */
+static int read_seal_args(napi_env env, napi_value *argv, srtp_session *session, seal_args *args) {
   args->session = session;
-  return buffer_arg(env, argv[1], &args->header, &args->header_length) &&
-         buffer_arg(env, argv[2], &args->payload, &args->payload_length) &&
-         optional_buffer_arg(env, argv[3], &args->prefix, &args->prefix_length) &&
-         args->prefix_length <= args->payload_length && napi_get_value_uint32(env, argv[4], &args->ssrc) == napi_ok &&
-         napi_get_value_uint32(env, argv[5], &args->roc) == napi_ok &&
-         napi_get_value_uint32(env, argv[6], &args->sequence_number) == napi_ok;
+  if (!buffer_arg(env, argv[0], &args->header, &args->header_length) || args->header_length < 12 ||
+      !buffer_arg(env, argv[1], &args->payload, &args->payload_length) ||
+      !optional_buffer_arg(env, argv[2], &args->prefix, &args->prefix_length) ||
+      args->prefix_length > args->payload_length || napi_get_value_uint32(env, argv[3], &args->roc) != napi_ok) {
+    return 0;
+  }
+  args->ssrc = read_u32(args->header + 8);
+  args->sequence_number = (uint32_t)args->header[2] << 8 | args->header[3];
+  return 1;
 }
 
-/* protectRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber) -> Buffer */
+/* protectRtp(session, header, payload, prefix, roc) -> Buffer */
 static napi_value protect_rtp(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_value argv[5];
   seal_args args;
-  if (argc < 7 || !read_seal_args(env, argv, &args)) {
-    return throw_error(env, "protectRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber)");
+  srtp_session *session = session_call(env, info, 5, argv, 0);
+  if (!session || !read_seal_args(env, argv + 1, session, &args)) {
+    return throw_error(env, "protectRtp(encrypting session, header of 12 bytes or more, payload, prefix, roc)");
   }
   napi_value result;
   uint8_t *out;
@@ -231,23 +257,60 @@ static napi_value protect_rtp(napi_env env, napi_callback_info info) {
 }
 
 /*
- * sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)
+ * A leg's way out: its encrypting session and remote address, one external, so that a packet
+ * costs one lookup of it (sendProtectedRtp). Holds a reference to the session's external.
+ */
+typedef struct {
+  srtp_session *session;
+  napi_ref session_ref;
+  udp_destination destination;
+} send_target;
+
+static void free_send_target(napi_env env, void *data, void *hint) {
+  (void)hint;
+  send_target *target = data;
+  napi_delete_reference(env, target->session_ref);
+  free(target);
+}
+
+/* sendTarget(encrypting session, destination) -> external */
+static napi_value send_target_new(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  srtp_session *session = session_call(env, info, 2, argv, 0);
+  void *destination;
+  if (!session || napi_get_value_external(env, argv[1], &destination) != napi_ok) {
+    return throw_error(env, "sendTarget(encrypting session, destination)");
+  }
+  send_target *target = calloc(1, sizeof(*target));
+  if (!target) return throw_error(env, "out of memory");
+  target->session = session;
+  memcpy(&target->destination, destination, sizeof(target->destination));
+  if (napi_create_reference(env, argv[0], 1, &target->session_ref) != napi_ok) {
+    free(target);
+    return NULL;
+  }
+  return wrap_external(env, target, free_send_target);
+}
+
+/*
+ * sendProtectedRtp(target, header, payload, prefix, roc, fd)
  *   -> the datagram's length, or -errno when it was not sent (EAGAIN: the socket's buffer is full;
  *      EMSGSIZE: larger than the addon's stack buffer): the caller sends it through dgram, which
  *      queues. Throws on bad arguments.
  */
 static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *target_data;
   seal_args args;
   int32_t fd;
-  void *destination_data;
-  if (argc < 9 || !read_seal_args(env, argv, &args) || napi_get_value_int32(env, argv[7], &fd) != napi_ok ||
-      napi_get_value_external(env, argv[8], &destination_data) != napi_ok) {
-    return throw_error(env,
-                       "sendProtectedRtp(session, header, payload, prefix, ssrc, roc, sequenceNumber, fd, destination)");
+  if (argc < 6 || napi_get_value_external(env, argv[0], &target_data) != napi_ok ||
+      !read_seal_args(env, argv + 1, ((send_target *)target_data)->session, &args) ||
+      napi_get_value_int32(env, argv[5], &fd) != napi_ok) {
+    return throw_error(env, "sendProtectedRtp(target, header of 12 bytes or more, payload, prefix, roc, fd)");
   }
+  send_target *target = target_data;
   napi_value result;
   if (args.header_length + args.payload_length + TAG_SIZE > MAX_DATAGRAM) {
     /* Larger than any path MTU the node sees: the caller sends it through dgram. */
@@ -258,25 +321,13 @@ static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
   size_t length = seal(args.session, args.header, args.header_length, args.prefix, args.prefix_length, args.payload,
                        args.payload_length, args.ssrc, args.roc, args.sequence_number, out);
   if (length == 0) return throw_error(env, "SRTP encryption failed");
-  udp_destination *destination = destination_data;
   ssize_t sent;
   do {
-    sent = sendto(fd, out, length, MSG_DONTWAIT, (struct sockaddr *)&destination->address, destination->length);
+    sent = sendto(fd, out, length, MSG_DONTWAIT, (struct sockaddr *)&target->destination.address,
+                  target->destination.length);
   } while (sent < 0 && errno == EINTR);
   CHECK(napi_create_int32(env, sent < 0 ? -errno : (int32_t)sent, &result));
   return result;
-}
-
-static uint32_t read_u32(const uint8_t *data) {
-  return (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
-}
-
-/* A session argument set up for the direction asked (decrypts or not), or NULL. */
-static srtp_session *session_arg(napi_env env, napi_value value, int decrypts) {
-  void *data;
-  if (napi_get_value_external(env, value, &data) != napi_ok) return NULL;
-  srtp_session *session = data;
-  return session->decrypts == decrypts ? session : NULL;
 }
 
 /* RFC 7714 section 9.1: SRTCP IV = salt XOR (00 00 || SSRC || 00 00 || SRTCP index). */
@@ -308,10 +359,8 @@ static int open_sealed(srtp_session *session, const uint8_t iv[SALT_SIZE], const
  * number) and keeps the rollover counter (RFC 3711 section 3.3.1), as werift does.
  */
 static napi_value unprotect_rtp(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  srtp_session *session = argc < 4 ? NULL : session_arg(env, argv[0], 1);
+  srtp_session *session = session_call(env, info, 4, argv, 1);
   uint8_t *packet;
   size_t packet_length;
   uint32_t header_length, roc;
@@ -346,10 +395,8 @@ static napi_value unprotect_rtp(napi_env env, napi_callback_info info) {
  * the AAD is the first 8 bytes (or the whole packet when not encrypted) and the E flag | index.
  */
 static napi_value unprotect_rtcp(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  srtp_session *session = argc < 2 ? NULL : session_arg(env, argv[0], 1);
+  srtp_session *session = session_call(env, info, 2, argv, 1);
   uint8_t *packet;
   size_t packet_length;
   if (!session || !buffer_arg(env, argv[1], &packet, &packet_length)) {
@@ -383,10 +430,8 @@ static napi_value unprotect_rtcp(napi_env env, napi_callback_info info) {
  * (RFC 7714 section 9), the body always encrypted. The caller keeps the index, as werift does.
  */
 static napi_value protect_rtcp(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  srtp_session *session = argc < 3 ? NULL : session_arg(env, argv[0], 0);
+  srtp_session *session = session_call(env, info, 3, argv, 0);
   uint8_t *packet;
   size_t packet_length;
   uint32_t index;
@@ -427,6 +472,7 @@ NAPI_MODULE_INIT() {
       {"srtpSession", NULL, srtp_session_new, NULL, NULL, NULL, napi_default, NULL},
       {"udpDestination", NULL, udp_destination_new, NULL, NULL, NULL, napi_default, NULL},
       {"protectRtp", NULL, protect_rtp, NULL, NULL, NULL, napi_default, NULL},
+      {"sendTarget", NULL, send_target_new, NULL, NULL, NULL, napi_default, NULL},
       {"sendProtectedRtp", NULL, send_protected_rtp, NULL, NULL, NULL, napi_default, NULL},
       {"unprotectRtp", NULL, unprotect_rtp, NULL, NULL, NULL, napi_default, NULL},
       {"unprotectRtcp", NULL, unprotect_rtcp, NULL, NULL, NULL, napi_default, NULL},

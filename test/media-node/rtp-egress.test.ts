@@ -1,5 +1,5 @@
 import { createHook } from 'node:async_hooks';
-import { KeyObject } from 'node:crypto';
+import { createCipheriv, KeyObject } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -410,6 +410,60 @@ describe('forwarding fast path (EgressLeg)', () => {
     const steps = (values: number[]) =>
       values.slice(1).map((value, index) => (value - values[index]! + 0x10000) & 0xffff);
     expect(steps(received)).toEqual(steps(order));
+  });
+
+  for (const [implementation, addon] of Object.entries(IMPLEMENTATIONS)) {
+    it(`keeps each SSRC's rollover counter when RTX answers interleave with packets across a wrap (${implementation})`, () => {
+      const sent: Buffer[] = [];
+      const { sender, leg } = fastPath(ProtectionProfileAeadAes128Gcm, sent, addon());
+      // The media numbering wraps (rollover counter 1) while RTX stays in its first cycle: a state
+      // cached for one SSRC used for the other would give the wrong IV, and the remote could not decrypt.
+      sender.seqOffset = 65_533;
+      sender.rtxSequenceNumber = 100;
+      const history = new Map<number, RtpPacket>();
+      const template = sourcePackets()[0]!;
+      const expected: number[] = [];
+      for (let sequenceNumber = 0; sequenceNumber < 8; sequenceNumber++) {
+        const packet = template.clone();
+        packet.header.sequenceNumber = sequenceNumber;
+        history.set(sequenceNumber, packet);
+        leg.forward(packet, 0n);
+        expected.push(sender.ssrc);
+        if (sequenceNumber > 0) {
+          expect(leg.retransmit((sequenceNumber - 1 + 65_533) & 0xffff, (source) => history.get(source))).toBe(true);
+          expected.push(sender.rtxSsrc);
+        }
+      }
+      const remote = remoteSession(ProtectionProfileAeadAes128Gcm);
+      const received = sent.map((datagram) => RtpPacket.deSerialize(remote.decrypt(datagram)).header);
+      expect(received.map((header) => header.ssrc)).toEqual(expected);
+      expect(
+        received.filter((header) => header.ssrc === sender.rtxSsrc).map((header) => header.sequenceNumber),
+      ).toEqual([100, 101, 102, 103, 104, 105, 106]);
+    });
+  }
+
+  it("takes the IV's SSRC and sequence number from the header, and refuses what it cannot seal", () => {
+    const addon = requireAddon();
+    const key = Buffer.alloc(16, 1);
+    const salt = Buffer.alloc(12, 2);
+    const session = addon.srtpSession(key, salt);
+    const header = Buffer.from('80600102aabbccdd11223344', 'hex');
+    const payload = Buffer.from('payload');
+    const sealed = addon.protectRtp(session, header, payload, undefined, 3);
+    // RFC 7714: IV = salt XOR (00 00 | SSRC | ROC | SEQ), the header as AAD.
+    const iv = Buffer.from('00001122334400000003' + '0102', 'hex').map((byte, index) => byte ^ salt[index]!);
+    const cipher = createCipheriv('aes-128-gcm', key, iv);
+    cipher.setAAD(header);
+    const ciphertext = Buffer.concat([cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
+    expect(sealed.toString('hex')).toBe(Buffer.concat([header, ciphertext]).toString('hex'));
+    expect(() => addon.protectRtp(session, header.subarray(0, 11), payload, undefined, 0)).toThrow(/12 bytes/);
+    const destination = addon.udpDestination('127.0.0.1', 9);
+    const decrypting = addon.srtpSession(key, salt, true);
+    expect(() => addon.sendTarget(decrypting, destination)).toThrow(/encrypting session/);
+    expect(() =>
+      addon.sendProtectedRtp(addon.sendTarget(session, destination), header.subarray(0, 8), payload, undefined, 0, 1),
+    ).toThrow(/12 bytes/);
   });
 });
 

@@ -184,6 +184,7 @@ describe('native SRTP sessions (srtp-sessions.ts)', () => {
       srtpSession: (...args) => addon.srtpSession(...args),
       udpDestination: (...args) => addon.udpDestination(...args),
       protectRtp: (...args) => addon.protectRtp(...args),
+      sendTarget: (...args) => addon.sendTarget(...args),
       sendProtectedRtp: (...args) => addon.sendProtectedRtp(...args),
     } as Partial<NativeSrtp> as NativeSrtp;
     const srtp = new SrtpSession({ keys: remote, profile: ProtectionProfileAeadAes128Gcm });
@@ -229,6 +230,7 @@ describe('installNativeSrtpSessions (the hook in werift)', () => {
       srtpSession: (...args) => addon.srtpSession(...args),
       udpDestination: (...args) => addon.udpDestination(...args),
       protectRtp: (...args) => addon.protectRtp(...args),
+      sendTarget: (...args) => addon.sendTarget(...args),
       sendProtectedRtp: (...args) => addon.sendProtectedRtp(...args),
       unprotectRtp: (...args) => {
         calls.unprotectRtp++;

@@ -6,33 +6,35 @@ import { fileURLToPath } from 'node:url';
 export type NativeSrtpSession = { readonly nativeSrtpSession: unique symbol };
 /** A remote UDP address, parsed once. */
 export type NativeUdpDestination = { readonly nativeUdpDestination: unique symbol };
+/** An encrypting session and a remote address: where one leg's packets go. */
+export type NativeSendTarget = { readonly nativeSendTarget: unique symbol };
 
 /** media-node/native/srtp.c: see there, and the media node's README. */
 export interface NativeSrtp {
   /** `decrypts`: a session for the remote side's packets (the unprotect functions), else for ours. */
   srtpSession(sessionKey: Buffer, sessionSalt: Buffer, decrypts?: boolean): NativeSrtpSession;
   udpDestination(ip: string, port: number): NativeUdpDestination;
-  /** header | ciphertext | tag; `prefix` is encrypted in place of the payload's first bytes. */
+  /**
+   * header | ciphertext | tag; `prefix` is encrypted in place of the payload's first bytes. The IV's
+   * SSRC and sequence number are the header's.
+   */
   protectRtp(
     session: NativeSrtpSession,
     header: Buffer,
     payload: Buffer,
     prefix: Buffer | undefined,
-    ssrc: number,
     rolloverCounter: number,
-    sequenceNumber: number,
   ): Buffer;
+  /** A leg's encrypting session and remote address as one handle, for {@link sendProtectedRtp}. */
+  sendTarget(session: NativeSrtpSession, destination: NativeUdpDestination): NativeSendTarget;
   /** The same datagram sent on socket `fd`: its length, or -errno when the socket did not take it. */
   sendProtectedRtp(
-    session: NativeSrtpSession,
+    target: NativeSendTarget,
     header: Buffer,
     payload: Buffer,
     prefix: Buffer | undefined,
-    ssrc: number,
     rolloverCounter: number,
-    sequenceNumber: number,
     fd: number,
-    destination: NativeUdpDestination,
   ): number;
   /** header | plaintext of an SRTP packet whose header is `headerLength` bytes; null when it does not authenticate. */
   unprotectRtp(

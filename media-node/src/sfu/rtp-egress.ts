@@ -7,7 +7,13 @@ import {
   RtpHeader,
   type RtpPacket,
 } from 'werift';
-import { type NativeSrtp, type NativeSrtpSession, type NativeUdpDestination, nativeSrtp } from './native-srtp.ts';
+import {
+  type NativeSendTarget,
+  type NativeSrtp,
+  type NativeSrtpSession,
+  type NativeUdpDestination,
+  nativeSrtp,
+} from './native-srtp.ts';
 
 /**
  * The forwarding fast path: one forwarded packet to one subscriber leg, without werift's
@@ -63,30 +69,38 @@ export interface SenderBookkeeping {
   redRedundantPayloadType?: number;
 }
 
-/** Writes the RTP header of a forwarded packet: no CSRC, at most the MID as a one-byte extension. */
-export function writeRtpHeader(
-  fields: { marker: boolean; payloadType: number; sequenceNumber: number; timestamp: number; ssrc: number },
-  midExtension: Buffer | undefined,
-): Buffer {
-  const header = Buffer.allocUnsafe(RTP_HEADER_SIZE + (midExtension?.length ?? 0));
+/** A header for {@link writeRtpFields}: no CSRC, at most the MID as a one-byte extension. */
+export function rtpHeaderWithMid(midExtension: Buffer | undefined): Buffer {
+  const header = Buffer.alloc(RTP_HEADER_SIZE + (midExtension?.length ?? 0));
   header[0] = midExtension ? 0x90 : 0x80;
-  header[1] = (fields.marker ? 0x80 : 0) | fields.payloadType;
-  header.writeUInt16BE(fields.sequenceNumber, 2);
-  header.writeUInt32BE(fields.timestamp, 4);
-  header.writeUInt32BE(fields.ssrc, 8);
   midExtension?.copy(header, RTP_HEADER_SIZE);
   return header;
 }
 
-/** Rewrites the fields a forwarded packet changes in a header {@link writeRtpHeader} wrote. */
+/**
+ * Writes the fields a forwarded packet changes into a header {@link rtpHeaderWithMid} made. Runs
+ * once per packet per leg: byte stores of 32-bit integers, no object and no bounds-checked
+ * Buffer writer (the callers' values are already masked to their widths).
+ */
 export function writeRtpFields(
   header: Buffer,
-  fields: { marker: boolean; payloadType: number; sequenceNumber: number; timestamp: number; ssrc: number },
+  marker: boolean,
+  payloadType: number,
+  sequenceNumber: number,
+  timestamp: number,
+  ssrc: number,
 ): Buffer {
-  header[1] = (fields.marker ? 0x80 : 0) | fields.payloadType;
-  header.writeUInt16BE(fields.sequenceNumber, 2);
-  header.writeUInt32BE(fields.timestamp, 4);
-  header.writeUInt32BE(fields.ssrc, 8);
+  header[1] = (marker ? 0x80 : 0) | payloadType;
+  header[2] = sequenceNumber >>> 8;
+  header[3] = sequenceNumber;
+  header[4] = timestamp >>> 24;
+  header[5] = timestamp >>> 16;
+  header[6] = timestamp >>> 8;
+  header[7] = timestamp;
+  header[8] = ssrc >>> 24;
+  header[9] = ssrc >>> 16;
+  header[10] = ssrc >>> 8;
+  header[11] = ssrc;
   return header;
 }
 
@@ -122,6 +136,9 @@ export class SrtpProtector {
   readonly #addon: NativeSrtp | undefined;
   /** werift's rollover-counter state per SSRC (its objects, so werift's own sends stay in step). */
   readonly #states = new Map<number, { rolloverCounter: number }>();
+  /** The last SSRC's state: a leg sends on one SSRC but for RTX answers, and this runs per packet. */
+  #lastSsrc = -1;
+  #lastState: { rolloverCounter: number } | undefined;
 
   /** `addon`: the native SRTP addon, or undefined for node:crypto. */
   constructor(context: SrtpContextShape, addon: NativeSrtp | undefined) {
@@ -153,10 +170,15 @@ export class SrtpProtector {
 
   /** The packet's rollover counter (RFC 3711 §3.3.1), kept in werift's state: once per packet sent. */
   rolloverCounter(ssrc: number, sequenceNumber: number): number {
-    let state = this.#states.get(ssrc);
+    let state = ssrc === this.#lastSsrc ? this.#lastState : undefined;
     if (!state) {
-      state = this.#context.getSrtpSsrcState(ssrc);
-      this.#states.set(ssrc, state);
+      state = this.#states.get(ssrc);
+      if (!state) {
+        state = this.#context.getSrtpSsrcState(ssrc);
+        this.#states.set(ssrc, state);
+      }
+      this.#lastSsrc = ssrc;
+      this.#lastState = state;
     }
     this.#context.updateRolloverCount(sequenceNumber, state);
     return state.rolloverCounter >>> 0;
@@ -171,32 +193,26 @@ export class SrtpProtector {
     return this.seal(this.rolloverCounter(ssrc, sequenceNumber), header, payload, ssrc, sequenceNumber, prefix);
   }
 
+  /** The addon's handle for sending this session's packets to `destination`; undefined without the addon. */
+  sendTarget(destination: NativeUdpDestination): NativeSendTarget | undefined {
+    return this.#native ? this.#addon!.sendTarget(this.#native, destination) : undefined;
+  }
+
   /**
-   * The datagram {@link seal} makes, encrypted and sent on `socket` by the addon: its length, or -1
-   * when it was not sent (no addon, the socket's buffer is full, or a datagram over 2 KB): the caller
-   * sends it through dgram, which queues.
+   * The datagram {@link seal} makes, encrypted and sent on socket `fd` by the addon (`target` from
+   * {@link sendTarget}; the IV's SSRC and sequence number are the header's): its length, or -1 when
+   * it was not sent (the socket's buffer is full, or a datagram over 2 KB): the caller sends it
+   * through dgram, which queues.
    */
   sendSealed(
-    socket: DirectSocket,
+    target: NativeSendTarget,
+    fd: number,
     rolloverCounter: number,
     header: Buffer,
     payload: Buffer,
-    ssrc: number,
-    sequenceNumber: number,
     prefix: Buffer | undefined,
   ): number {
-    if (!this.#native) return -1;
-    const sent = this.#addon!.sendProtectedRtp(
-      this.#native,
-      header,
-      payload,
-      prefix,
-      ssrc,
-      rolloverCounter,
-      sequenceNumber,
-      socket.fd(),
-      socket.destination,
-    );
+    const sent = this.#addon!.sendProtectedRtp(target, header, payload, prefix, rolloverCounter, fd);
     return sent >= 0 ? sent : -1;
   }
 
@@ -209,9 +225,7 @@ export class SrtpProtector {
     sequenceNumber: number,
     prefix: Buffer | undefined,
   ): Buffer[] {
-    if (this.#native) {
-      return [this.#addon!.protectRtp(this.#native, header, payload, prefix, ssrc, rolloverCounter, sequenceNumber)];
-    }
+    if (this.#native) return [this.#addon!.protectRtp(this.#native, header, payload, prefix, rolloverCounter)];
     if (!this.#gcmKey) {
       const plain = prefix ? Buffer.concat([prefix, payload.subarray(prefix.length)]) : payload;
       return [this.#context.encryptRtp(plain, RtpHeader.deSerialize(header))];
@@ -329,6 +343,8 @@ export class EgressLeg {
   readonly #payloadType: number;
   /** Rewritten for every packet when the addon encrypts (it copies the header into the datagram). */
   readonly #reusableHeader: Buffer | undefined;
+  /** The addon's handle for this leg's session and remote address, when the addon sends on the socket. */
+  readonly #sendTarget: NativeSendTarget | undefined;
   /** Set by the forwarded track once the viewer's stream needs it (after a layer switch). */
   payloadRewriter: PayloadPrefixRewriter | undefined;
 
@@ -343,9 +359,8 @@ export class EgressLeg {
     const midId = sender.headerExtensions.find((extension) => extension.uri === RTP_EXTENSION_URI.sdesMid)?.id;
     this.#midExtension = midId !== undefined && sender.mid ? midExtensionBlock(midId, sender.mid) : undefined;
     this.#payloadType = sender.codec!.payloadType;
-    this.#reusableHeader = protector.native
-      ? writeRtpHeader({ marker: false, payloadType: 0, sequenceNumber: 0, timestamp: 0, ssrc: 0 }, this.#midExtension)
-      : undefined;
+    this.#reusableHeader = protector.native ? rtpHeaderWithMid(this.#midExtension) : undefined;
+    this.#sendTarget = route.direct ? protector.sendTarget(route.direct.destination) : undefined;
   }
 
   /**
@@ -369,16 +384,14 @@ export class EgressLeg {
     const source = packet.header;
     const sequenceNumber = (source.sequenceNumber + sender.seqOffset) & 0xffff;
     const timestamp = (source.timestamp + sender.timestampOffset) >>> 0;
-    const fields = {
-      marker: source.marker,
-      payloadType: this.#payloadType,
+    const header = writeRtpFields(
+      this.#reusableHeader ?? rtpHeaderWithMid(this.#midExtension),
+      source.marker,
+      this.#payloadType,
       sequenceNumber,
       timestamp,
-      ssrc: sender.ssrc,
-    };
-    const header = this.#reusableHeader
-      ? writeRtpFields(this.#reusableHeader, fields)
-      : writeRtpHeader(fields, this.#midExtension);
+      sender.ssrc,
+    );
     const payload = packet.payload;
     sender.sequenceNumber = sequenceNumber;
     sender.timestamp = timestamp;
@@ -403,15 +416,13 @@ export class EgressLeg {
     if (sender.rtxPayloadType !== undefined) {
       const rtxSequenceNumber = sender.rtxSequenceNumber;
       sender.rtxSequenceNumber = (rtxSequenceNumber + 1) & 0xffff;
-      const header = writeRtpHeader(
-        {
-          marker: original.header.marker,
-          payloadType: sender.rtxPayloadType,
-          sequenceNumber: rtxSequenceNumber,
-          timestamp,
-          ssrc: sender.rtxSsrc,
-        },
-        this.#midExtension,
+      const header = writeRtpFields(
+        rtpHeaderWithMid(this.#midExtension),
+        original.header.marker,
+        sender.rtxPayloadType,
+        rtxSequenceNumber,
+        timestamp,
+        sender.rtxSsrc,
       );
       const payload = Buffer.allocUnsafe(2 + original.payload.length);
       payload.writeUInt16BE(sequenceNumber, 0);
@@ -420,15 +431,13 @@ export class EgressLeg {
       sender.retransmittedBytesSent += payload.length;
       this.#send(header, payload, sender.rtxSsrc, rtxSequenceNumber, undefined);
     } else {
-      const header = writeRtpHeader(
-        {
-          marker: original.header.marker,
-          payloadType: this.#payloadType,
-          sequenceNumber,
-          timestamp,
-          ssrc: sender.ssrc,
-        },
-        this.#midExtension,
+      const header = writeRtpFields(
+        rtpHeaderWithMid(this.#midExtension),
+        original.header.marker,
+        this.#payloadType,
+        sequenceNumber,
+        timestamp,
+        sender.ssrc,
       );
       sender.retransmittedBytesSent += original.payload.length;
       const prefix = this.payloadRewriter?.prefixFor(original.payload, true);
@@ -445,8 +454,9 @@ export class EgressLeg {
     // Every packet counts for the rollover counter, sent or not (a long consent loss may span a wrap).
     const rolloverCounter = protector.rolloverCounter(ssrc, sequenceNumber);
     if (!route.canSend()) return;
-    let length = route.direct
-      ? protector.sendSealed(route.direct, rolloverCounter, header, payload, ssrc, sequenceNumber, prefix)
+    const target = this.#sendTarget;
+    let length = target
+      ? protector.sendSealed(target, route.direct!.fd(), rolloverCounter, header, payload, prefix)
       : -1;
     if (length < 0) {
       const parts = protector.seal(rolloverCounter, header, payload, ssrc, sequenceNumber, prefix);
