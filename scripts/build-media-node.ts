@@ -46,11 +46,15 @@ export function buildMediaNode(): void {
     entryPoints: [
       'media-node/src/main.ts',
       'media-node/src/workers/media-worker.ts',
-      'media-node/src/workers/dtls-certificate-worker.ts',
+      'media-node/src/workers/dtls-certificate-process.ts',
     ],
     outdir: dirname(MEDIA_NODE_ENTRY),
     outExtension: { '.js': '.mjs' },
     entryNames: '[name]',
+    // What a dynamic import loads (a relay's pulling end, sfu/room.ts) goes into a chunk of its own,
+    // beside the entries, and is loaded only when used; code the entries share goes into chunks too.
+    splitting: true,
+    chunkNames: 'chunk-[hash]',
     bundle: true,
     packages: 'external',
     platform: 'node',

@@ -1,4 +1,4 @@
-import { ConfigError } from '../../shared/src/config.ts';
+import { ConfigError } from '../../shared/src/config-error.ts';
 import type { ErrorCode } from '../../shared/src/errors.ts';
 import { HttpError } from '../../shared/src/http-error.ts';
 

@@ -1,16 +1,7 @@
 import { z } from 'zod';
+import { ConfigError } from './config-error.ts';
 
-/** Raised when environment variables do not satisfy a runtime's config schema; names each bad variable. */
-export class ConfigError extends Error {
-  readonly variables: string[];
-
-  constructor(issues: z.core.$ZodIssue[]) {
-    const lines = issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`);
-    super(`Invalid configuration: ${lines.join('; ')}`);
-    this.name = 'ConfigError';
-    this.variables = [...new Set(issues.map((issue) => String(issue.path[0] ?? '')))];
-  }
-}
+export { ConfigError } from './config-error.ts';
 
 /** Parses a flat string-valued environment with a zod schema, or throws ConfigError. */
 export function parseEnvironment<S extends z.ZodType>(schema: S, source: Record<string, unknown>): z.output<S> {

@@ -30,6 +30,13 @@ export const LIMITS = {
   dataRecipientsMax: 100,
 } as const;
 
+/**
+ * `active_speakers` reaches clients at most this often per room (4 times a second): the media node
+ * reports no faster, and the room's Durable Object holds back a report that comes sooner. Here, not
+ * beside the schema in signaling.ts, so that the media worker reads it without loading zod.
+ */
+export const ACTIVE_SPEAKERS_MIN_INTERVAL_MS = 250;
+
 const encoder = new TextEncoder();
 
 /** UTF-8 byte length: limits are on bytes on the wire, not on UTF-16 code units. */

@@ -2,14 +2,7 @@ import { base64url } from 'jose';
 import { z } from 'zod';
 import type { MediaNodeRegistration } from './media-control.ts';
 
-/**
- * A media node is known by the URL the edge reaches its control API at: the room's pin, the `node`
- * claim of the control tokens the edge sends it, the `iss` of the event tokens it sends the edge and
- * its registry entry all name it this way, compared in this normal form.
- */
-export function mediaNodeIdentity(url: string): string {
-  return new URL(url).href;
-}
+export { mediaNodeIdentity } from './media-node-identity.ts';
 
 /** A registry entry lives this long after its last heartbeat (three missed beats and it is gone). */
 export const MEDIA_NODE_REGISTRATION_TTL_SECONDS = 15;

@@ -56,11 +56,7 @@ export const ActiveSpeakerSchema = z.object({ participant_id: ParticipantIdSchem
 export type ActiveSpeaker = z.infer<typeof ActiveSpeakerSchema>;
 /** Every publisher of a room may speak at once: a room has at most maxPublishersMax. */
 export const ActiveSpeakersSchema = z.array(ActiveSpeakerSchema).max(LIMITS.maxPublishersMax);
-/**
- * `active_speakers` reaches clients at most this often per room (4 times a second): the media node
- * reports no faster, and the room's Durable Object holds back a report that comes sooner.
- */
-export const ACTIVE_SPEAKERS_MIN_INTERVAL_MS = 250;
+export { ACTIVE_SPEAKERS_MIN_INTERVAL_MS } from './limits.ts';
 
 /** Payload schemas of client requests, by frame type. */
 export const ClientPayloadSchemas = {

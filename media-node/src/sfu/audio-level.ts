@@ -5,7 +5,7 @@
  * speaks when at least 40 % of its packets in the last 400 ms were active.
  */
 
-import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS } from '../../../shared/src/signaling.ts';
+import { ACTIVE_SPEAKERS_MIN_INTERVAL_MS } from '../../../shared/src/limits.ts';
 
 /** The level value of silence: −127 dBov. */
 export const SILENCE_DBOV = 127;

@@ -9,7 +9,7 @@ import type {
   RelayResponse,
   SubscribeResponse,
 } from '../../../shared/src/media-control.ts';
-import { mediaNodeIdentity } from '../../../shared/src/media-node-trust.ts';
+import { mediaNodeIdentity } from '../../../shared/src/media-node-identity.ts';
 import type { StreamKind } from '../../../shared/src/rest.ts';
 import type { IceTarget } from '../../../shared/src/signaling.ts';
 import { notFound, unavailable } from '../errors.ts';
@@ -17,11 +17,10 @@ import { ActiveSpeakerObserver, type SpeakerClock } from './active-speakers.ts';
 import { Dynacast } from './dynacast.ts';
 import type { ViewerPreference } from './forwarded-track.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
-import { OriginClient } from './origin-client.ts';
 import { createPeerConnection, type PeerRole } from './peer-connection.ts';
 import type { PortAllocator } from './port-allocator.ts';
 import { Publisher } from './publisher.ts';
-import { RelayReceiver } from './relay-receiver.ts';
+import type { RelayReceiver } from './relay-receiver.ts';
 import { RelaySender } from './relay-sender.ts';
 import type { RtcSettings } from './rtc-settings.ts';
 import { fingerprintOf } from './sdp-text.ts';
@@ -86,6 +85,20 @@ interface EarlyCandidates {
   candidates: (IceCandidate | null)[];
   expiresAt: number;
 }
+
+/**
+ * The pulling end of a relay between nodes, loaded with a room's first relay: the origin client
+ * validates the origin's answers with the wire contract's zod schemas and signs its calls with jose,
+ * ~6 MB of heap that a worker which pulls nothing never loads. Node caches the modules.
+ */
+const loadPullingEnd = async () => {
+  const [{ OriginClient }, { RelayReceiver }] = await Promise.all([
+    import('./origin-client.ts'),
+    import('./relay-receiver.ts'),
+  ]);
+  return { OriginClient, RelayReceiver };
+};
+type PullingEnd = Awaited<ReturnType<typeof loadPullingEnd>>;
 
 /**
  * A room on this node (mediasoup's Router): its publishers and subscribers, and the wiring that
@@ -321,13 +334,15 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
    */
   async relay(originUrl: string, feeds: readonly string[], pullingNode: string): Promise<RelayResponse> {
     this.#assertOpen();
+    const pulling = await loadPullingEnd();
+    this.#assertOpen();
     const origin = mediaNodeIdentity(originUrl);
     const existing = this.#relayReceivers.get(origin);
     if (!existing && feeds.length === 0) {
       this.#peersChanged();
       return { feeds: [] };
     }
-    const receiver = existing ?? this.#createRelayReceiver(originUrl, pullingNode);
+    const receiver = existing ?? this.#createRelayReceiver(pulling, originUrl, pullingNode);
     try {
       return { feeds: await receiver.relay(feeds) };
     } catch (error) {
@@ -339,7 +354,11 @@ export class MediaRoom extends EventEmitter<RoomEvents> {
     }
   }
 
-  #createRelayReceiver(originUrl: string, pullingNode: string): RelayReceiver {
+  #createRelayReceiver(
+    { OriginClient, RelayReceiver }: PullingEnd,
+    originUrl: string,
+    pullingNode: string,
+  ): RelayReceiver {
     const origin = new OriginClient({ originUrl, roomId: this.id, pullingNode, secret: this.#deps.secret });
     const receiver = new RelayReceiver({
       origin,
