@@ -141,6 +141,18 @@ function fastPath(profile: number, sent: Buffer[], addon: NativeSrtp | undefined
   return { sender, werift, leg, transport, protector };
 }
 
+/** A socket to send from and a receiver collecting what arrives, both bound on 127.0.0.1. */
+async function loopbackPair() {
+  const receiver = createSocket('udp4');
+  const socket = createSocket('udp4');
+  await Promise.all(
+    [receiver, socket].map((bound) => new Promise((resolve) => bound.bind(0, '127.0.0.1', () => resolve(undefined)))),
+  );
+  const received: Buffer[] = [];
+  receiver.on('message', (datagram) => received.push(datagram));
+  return { socket, receiver, received, port: receiver.address().port };
+}
+
 /** The remote side of the fixture's keys: decrypts what the fast path sends. */
 function remoteSession(profile: number) {
   return new SrtpSession({
@@ -280,16 +292,8 @@ describe('forwarding fast path (EgressLeg)', () => {
 
   for (const [implementation, addon] of Object.entries(IMPLEMENTATIONS)) {
     it(`sends on a real UDP socket what werift sends, across a sequence-number wrap and with payload prefixes (${implementation})`, async () => {
-      const receiver = createSocket('udp4');
-      const socket = createSocket('udp4');
-      await Promise.all([
-        new Promise((resolve) => receiver.bind(0, '127.0.0.1', () => resolve(undefined))),
-        new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined))),
-      ]);
+      const { socket, receiver, received, port } = await loopbackPair();
       try {
-        const received: Buffer[] = [];
-        receiver.on('message', (datagram) => received.push(datagram));
-        const port = receiver.address().port;
         const native = addon();
         const expected: Buffer[] = [];
         const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
@@ -340,16 +344,8 @@ describe('forwarding fast path (EgressLeg)', () => {
 
   it('sends a datagram too large for the addon through dgram, the same bytes as werift', async () => {
     const addon = requireAddon();
-    const receiver = createSocket('udp4');
-    const socket = createSocket('udp4');
-    await Promise.all([
-      new Promise((resolve) => receiver.bind(0, '127.0.0.1', () => resolve(undefined))),
-      new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined))),
-    ]);
+    const { socket, receiver, received, port } = await loopbackPair();
     try {
-      const received: Buffer[] = [];
-      receiver.on('message', (datagram) => received.push(datagram));
-      const port = receiver.address().port;
       const expected: Buffer[] = [];
       const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
       const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
