@@ -1,7 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MediaNodeError } from '../../media-node/src/errors.ts';
 import { MediaMetrics } from '../../media-node/src/metrics.ts';
-import { MediaWorkerPool, type PoolOptions } from '../../media-node/src/workers/pool.ts';
+import { MediaWorkerPool, type PoolOptions, UTILIZATION_WINDOW_MS } from '../../media-node/src/workers/pool.ts';
 import { newId } from '../../shared/src/ids.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import type { MediaEvent } from '../../shared/src/media-control.ts';
@@ -211,6 +214,37 @@ describe('media worker pool', () => {
     expect(await join(2)).toEqual([0, 0]);
   });
 
+  it('measures a worker busy from its event loop, and spreads the room away from it', async () => {
+    // The pool's window timer is driven by the test; the worker's event loop and its counters are real.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      pool = standInPool({
+        workers: 2,
+        capacity: 100,
+        onEvent: () => {},
+        workerUrl: new URL('./fixtures/busy-worker.ts', import.meta.url),
+        roomAffinity: 50,
+      });
+      await pool.start();
+      const roomId = newId();
+      const publisherId = newId();
+      await pool.run('publish', { roomId, participantId: publisherId, sdp: 'v=0' });
+      const subscribe = async () => {
+        const participantId = newId();
+        await pool!.run('subscribe', { roomId, participantId, feeds: [publisherId] });
+        return pool!.workerOf(roomId, participantId);
+      };
+      expect(await subscribe()).toBe(0);
+      // Worker 0's event loop is busy for most of the window that ends now (fixtures/busy-worker.ts).
+      await pool.run('mute', { roomId, participantId: publisherId, kind: 'audio', muted: true });
+      vi.advanceTimersByTime(UTILIZATION_WINDOW_MS);
+      expect(await subscribe()).toBe(1);
+      expect(pool.runningWorkers).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('refuses a peer beyond MEDIA_CAPACITY and new rooms while draining, with 503', async () => {
     pool = standInPool({
       workers: 1,
@@ -265,5 +299,49 @@ describe('media worker pool', () => {
     expect(stats).toMatchObject({ forwardedPackets: 1_000, subscribers: 2 });
     // Per-worker gauges would describe the past: left out.
     expect(stats.workers).toEqual([]);
+  });
+
+  describe('the DTLS certificate child process', () => {
+    // Where fixtures/silent-certificate-process.ts writes its pid: named after this process, its parent.
+    const pidFile = join(tmpdir(), `silent-certificate-process-${process.pid}.pid`);
+    const silentCertificatePool = (timeoutMs: number) =>
+      standInPool({
+        workers: 1,
+        capacity: 10,
+        onEvent: () => {},
+        workerUrl: new URL('./fixtures/plain-worker.ts', import.meta.url),
+        dtlsCertificateScriptUrl: new URL('./fixtures/silent-certificate-process.ts', import.meta.url),
+        dtlsCertificateTimeoutMs: timeoutMs,
+      });
+    const isRunning = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    afterEach(() => rmSync(pidFile, { force: true }));
+
+    it('is killed when it sends no certificate in time, and the start fails', async () => {
+      rmSync(pidFile, { force: true });
+      pool = silentCertificatePool(1_000);
+      await expect(pool.start()).rejects.toThrow(/DTLS certificate process sent no certificate within 1000 ms/);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      expect(isRunning(pid)).toBe(false);
+    });
+
+    it('is killed by a stop during the start', async () => {
+      rmSync(pidFile, { force: true });
+      pool = silentCertificatePool(60_000);
+      const started = pool.start();
+      const pid = await waitFor(() => existsSync(pidFile) && Number(readFileSync(pidFile, 'utf8')), {
+        message: 'the certificate process to run',
+      });
+      expect(isRunning(pid)).toBe(true);
+      await pool.stop();
+      await expect(started).rejects.toThrow(/was stopped with the media node/);
+      expect(isRunning(pid)).toBe(false);
+    });
   });
 });

@@ -70,6 +70,8 @@ export const WATCHDOG_MISSES = 2;
  * a room spreads within seconds of its worker filling up.
  */
 export const UTILIZATION_WINDOW_MS = 5_000;
+/** How long the DTLS certificate's child process may take (~1 s here) before it is killed and the start fails. */
+export const DTLS_CERTIFICATE_TIMEOUT_MS = 20_000;
 
 export interface PoolOptions {
   workers: number;
@@ -98,6 +100,10 @@ export interface PoolOptions {
   onEvent: (event: MediaEvent) => void;
   /** The worker script (a seam for tests); default: media-worker.ts. */
   workerUrl?: URL;
+  /** The DTLS certificate's child process script (a seam for tests); default: dtls-certificate-process.ts. */
+  dtlsCertificateScriptUrl?: URL;
+  /** How long that child process may take (a seam for tests); default {@link DTLS_CERTIFICATE_TIMEOUT_MS}. */
+  dtlsCertificateTimeoutMs?: number;
   /** How long a scrape waits for each worker's stats (a seam for tests); default 2 s. */
   statsTimeoutMs?: number;
   /** How long a worker without rooms keeps running (a seam for tests); default {@link IDLE_WORKER_STOP_MS}. */
@@ -188,6 +194,8 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
   readonly #retired = createForwardingStats();
   #draining = false;
   #stopping = false;
+  /** Aborted by stop(): kills the DTLS certificate's child process if it is still running. */
+  readonly #stopped = new AbortController();
   #watchdog: NodeJS.Timeout | undefined;
   #utilizationTimer: NodeJS.Timeout | undefined;
   /** One certificate for every worker's connections, so that no worker generates its own. */
@@ -204,7 +212,11 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
    * start fails at once, not at its first room.
    */
   async start(): Promise<void> {
-    this.#dtlsCertificate = await generateDtlsCertificate();
+    this.#dtlsCertificate = await generateDtlsCertificate(
+      this.#options.dtlsCertificateScriptUrl ?? DTLS_CERTIFICATE_SCRIPT_URL,
+      this.#options.dtlsCertificateTimeoutMs ?? DTLS_CERTIFICATE_TIMEOUT_MS,
+      this.#stopped.signal,
+    );
     await this.#spawn(0);
     this.#watchdog = setInterval(() => this.#watch(), this.#options.watchdogIntervalMs ?? WATCHDOG_INTERVAL_MS);
     this.#watchdog.unref();
@@ -409,6 +421,7 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#stopped.abort();
     clearInterval(this.#watchdog);
     clearInterval(this.#utilizationTimer);
     for (const timer of this.#idleTimers.values()) clearTimeout(timer);
@@ -654,26 +667,44 @@ export class MediaWorkerPool extends EventEmitter<PoolEvents> {
  * sent it. Not a worker thread: what a thread allocated and touched stays resident in the process
  * after the thread ends (~28 MB measured for this one), while a process's memory goes with it.
  */
-function generateDtlsCertificate(): Promise<DtlsCertificate> {
+function generateDtlsCertificate(script: URL, timeoutMs: number, stopped: AbortSignal): Promise<DtlsCertificate> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(DTLS_CERTIFICATE_SCRIPT_URL), [], {
+    if (stopped.aborted) {
+      reject(unavailable('this media node is stopping'));
+      return;
+    }
+    const child = fork(fileURLToPath(script), [], {
       // None of the node's environment (its secret) nor its Node options: the child needs neither.
       env: {},
       execArgv: [],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
+    // Whatever happens, the child goes: one that hangs would otherwise hold the node's start (and,
+    // through its IPC channel, the process) forever, and a stop during the start must not leave it.
+    let failure = 'exited';
+    const kill = (why: string) => {
+      failure = why;
+      child.kill('SIGKILL');
+    };
+    const timer = setTimeout(() => kill(`sent no certificate within ${timeoutMs} ms`), timeoutMs);
+    const onStop = () => kill('was stopped with the media node');
+    stopped.addEventListener('abort', onStop, { once: true });
     child.once('message', (certificate) => {
       resolve(certificate as DtlsCertificate);
       child.kill();
     });
-    child.once('error', reject);
-    child.once('exit', (code, signal) =>
-      reject(unavailable(`the DTLS certificate process exited (${signal ?? `code ${code}`})`)),
-    );
+    child.once('error', (error) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      reject(error);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      stopped.removeEventListener('abort', onStop);
+      reject(unavailable(`the DTLS certificate process ${failure} (${signal ?? `code ${code}`})`));
+    });
   });
 }
 
-/** One worker thread and its request/response bookkeeping. */
 class WorkerThread extends EventEmitter<{ exit: [code: number] }> {
   readonly ready: Promise<void>;
   lastStats: WorkerStats | undefined;
