@@ -327,6 +327,7 @@ async function runSfu(system: string, sfu: Sfu, publisherKind: PublisherKind): P
         cpu_us_per_packet: target > 0 ? round((flowing.cpu * 1e6 * WINDOW_S) / flowing.receivedPackets) : undefined,
         idle_cpu_percent: round(idle.cpu * 100),
         rss_mb: round(flowing.rssBytes / 2 ** 20),
+        rss_file_mb: round(flowing.rssFileBytes / 2 ** 20),
         loss_percent: target > 0 ? round(lossPercent(flowing, target)) : undefined,
         missing_sequence_numbers: flowing.missingSequenceNumbers,
         full_subscribers: full.length,
@@ -425,6 +426,7 @@ async function runSfu(system: string, sfu: Sfu, publisherKind: PublisherKind): P
     return {
       cpu: cpuShare(before, after),
       rssBytes: after.rssBytes,
+      rssFileBytes: after.rssFileBytes,
       receivedPackets: received(statsAfter) - received(statsBefore),
       fullReceivedPackets: received(statsAfter, true) - received(statsBefore, true),
       missingSequenceNumbers: missing(statsAfter) - missing(statsBefore),
@@ -465,6 +467,7 @@ async function runFloor(packetsPerSecond: number): Promise<StepResult[]> {
         cpu_percent: round(cpu * 100),
         cpu_us_per_packet: target > 0 ? round((cpu * 1e6 * WINDOW_S) / received) : undefined,
         rss_mb: round(after.rssBytes / 2 ** 20),
+        rss_file_mb: round(after.rssFileBytes / 2 ** 20),
         loss_percent: target > 0 ? round(Math.max(0, 100 * (1 - received / (sent * target)))) : undefined,
         load_cpu_percent: [round(cpuShare(loadBefore, loadAfter) * 100)],
       };

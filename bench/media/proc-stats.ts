@@ -7,6 +7,12 @@ const CLOCK_TICKS_PER_SECOND = 100;
 export interface ProcessSample {
   cpuSeconds: number;
   rssBytes: number;
+  /**
+   * The part of rssBytes that is file-backed pages (RssFile): the executable's and libraries' code
+   * mapped in. For Node it is most of an idle process (~60 MB of the node binary on this kernel, which
+   * maps file pages in large folios) and varies between runs with the page cache, not with the load.
+   */
+  rssFileBytes: number;
   at: number;
 }
 
@@ -17,8 +23,13 @@ export function sampleProcess(pid: number): ProcessSample {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: (utime + stime) / CLOCK_TICKS_PER_SECOND, rssBytes: rssKb * 1024, at: performance.now() };
+  const kilobytes = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+  return {
+    cpuSeconds: (utime + stime) / CLOCK_TICKS_PER_SECOND,
+    rssBytes: kilobytes('VmRSS'),
+    rssFileBytes: kilobytes('RssFile'),
+    at: performance.now(),
+  };
 }
 
 /** CPU used between two samples, as a share of one core. */
@@ -32,6 +43,7 @@ export function sampleProcesses(pids: readonly number[]): ProcessSample {
   return {
     cpuSeconds: samples.reduce((sum, sample) => sum + sample.cpuSeconds, 0),
     rssBytes: samples.reduce((sum, sample) => sum + sample.rssBytes, 0),
+    rssFileBytes: samples.reduce((sum, sample) => sum + sample.rssFileBytes, 0),
     at: performance.now(),
   };
 }
