@@ -368,13 +368,21 @@ export async function waitFor<T>(
     timeoutMs = 10_000,
     intervalMs = 50,
     message = 'condition',
-  }: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+  }: {
+    timeoutMs?: number;
+    intervalMs?: number;
+    /** What is awaited; a function is asked at the timeout, so that the error can say how things stood. */
+    message?: string | (() => string);
+  } = {},
 ): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const value = await condition();
     if (value !== undefined && value !== false) return value;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}`);
+    if (performance.now() > deadline) {
+      const awaited = typeof message === 'function' ? message() : message;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${awaited}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
