@@ -330,6 +330,191 @@ static napi_value send_protected_rtp(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * The fan-out: one call per source packet sends it to every leg staged for it (fanoutRtp), so the
+ * per-leg cost is the header, the encryption and sendto(2), not a JS-to-native call with its own
+ * argument checks. A leg's numbers live in a Uint32Array the JS side writes (rtp-egress.ts,
+ * LEG_STATE): its socket, SSRC, payload type, this packet's sequence number and timestamp, whether
+ * it may send; the rollover counter's state (werift's, whose state object reads and writes the same
+ * array); and the result. Slots mirrored in rtp-egress.ts.
+ */
+enum {
+  LEG_FD,
+  LEG_SSRC,
+  LEG_PAYLOAD_TYPE,
+  LEG_SEND,
+  LEG_SEQUENCE_NUMBER,
+  LEG_TIMESTAMP,
+  LEG_ROLLOVER_COUNTER,
+  LEG_LAST_SEQUENCE_NUMBER,
+  LEG_ROLLOVER_STARTED,
+  LEG_RESULT,
+  LEG_STATE_SLOTS
+};
+
+/* A header with the MID extension (RFC 8285) fits; the node writes no other extension. */
+#define MAX_LEG_HEADER 64
+/* Tells a fan-out leg's external from the addon's other externals. */
+#define FANOUT_LEG_MAGIC 0x66616e6fu
+
+typedef struct {
+  uint32_t magic;
+  srtp_session *session;
+  napi_ref session_ref;
+  udp_destination destination;
+  uint32_t *state;
+  napi_ref state_ref;
+  uint8_t header[MAX_LEG_HEADER];
+  size_t header_length;
+} fanout_leg;
+
+static void free_fanout_leg(napi_env env, void *data, void *hint) {
+  (void)hint;
+  fanout_leg *leg = data;
+  if (leg->session_ref) napi_delete_reference(env, leg->session_ref);
+  if (leg->state_ref) napi_delete_reference(env, leg->state_ref);
+  free(leg);
+}
+
+/* fanoutLeg(encrypting session, destination, header template, state: Uint32Array) -> external */
+static napi_value fanout_leg_new(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  srtp_session *session = session_call(env, info, 4, argv, 0);
+  void *destination;
+  uint8_t *header;
+  size_t header_length;
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  size_t slots;
+  void *state;
+  if (!session || napi_get_value_external(env, argv[1], &destination) != napi_ok ||
+      !buffer_arg(env, argv[2], &header, &header_length) || header_length < 12 || header_length > MAX_LEG_HEADER ||
+      napi_is_typedarray(env, argv[3], &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, argv[3], &type, &slots, &state, NULL, NULL) != napi_ok ||
+      type != napi_uint32_array || slots < LEG_STATE_SLOTS) {
+    return throw_error(env, "fanoutLeg(encrypting session, destination, header of 12 to 64 bytes, Uint32Array state)");
+  }
+  fanout_leg *leg = calloc(1, sizeof(*leg));
+  if (!leg) return throw_error(env, "out of memory");
+  leg->magic = FANOUT_LEG_MAGIC;
+  leg->session = session;
+  memcpy(&leg->destination, destination, sizeof(leg->destination));
+  memcpy(leg->header, header, header_length);
+  leg->header_length = header_length;
+  /* The array's memory stays where it is while the reference keeps it alive (an ArrayBuffer's store). */
+  leg->state = state;
+  if (napi_create_reference(env, argv[0], 1, &leg->session_ref) != napi_ok ||
+      napi_create_reference(env, argv[3], 1, &leg->state_ref) != napi_ok) {
+    free_fanout_leg(env, leg, NULL);
+    return NULL;
+  }
+  return wrap_external(env, leg, free_fanout_leg);
+}
+
+/* werift 0.25's SrtpContext.updateRolloverCount, step for step: the fast path's IVs are werift's. */
+#define MAX_ROC_DISORDER 100
+#define MAX_SEQUENCE_NUMBER 65535
+static void update_rollover_counter(uint32_t *state, uint32_t sequence_number) {
+  uint32_t last = state[LEG_LAST_SEQUENCE_NUMBER];
+  if (!state[LEG_ROLLOVER_STARTED]) {
+    state[LEG_ROLLOVER_STARTED] = 1;
+  } else if (sequence_number == 0) {
+    if (last > MAX_ROC_DISORDER) state[LEG_ROLLOVER_COUNTER]++;
+  } else if (last < MAX_ROC_DISORDER && sequence_number > MAX_SEQUENCE_NUMBER - MAX_ROC_DISORDER) {
+    if (state[LEG_ROLLOVER_COUNTER] > 0) state[LEG_ROLLOVER_COUNTER]--;
+  } else if (sequence_number < MAX_ROC_DISORDER && last > MAX_SEQUENCE_NUMBER - MAX_ROC_DISORDER) {
+    state[LEG_ROLLOVER_COUNTER]++;
+  }
+  state[LEG_LAST_SEQUENCE_NUMBER] = sequence_number;
+}
+
+/*
+ * fanoutRtp(legs: external[], count, payload, marker: boolean) -> how many legs' datagrams were not
+ * sent. For each of the first `count` legs: the rollover counter moves (sent or not, as werift's
+ * does for every packet); a leg whose LEG_SEND is set gets header | ciphertext | tag with one
+ * sendto(2), and LEG_RESULT the datagram's length, or -errno when the socket did not take it or
+ * the datagram is over MAX_DATAGRAM (the caller sends those through dgram). Throws on bad arguments
+ * before sending anything.
+ */
+static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool is_array = false;
+  uint32_t count, length;
+  uint8_t *payload;
+  size_t payload_length;
+  bool marker;
+  if (argc < 4 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[0], &length) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &count) != napi_ok || count > length ||
+      !buffer_arg(env, argv[2], &payload, &payload_length) || napi_get_value_bool(env, argv[3], &marker) != napi_ok) {
+    return throw_error(env, "fanoutRtp(legs, count, payload, marker)");
+  }
+  /* Every leg checked before any is sent: a bad one leaves the packet unsent for all, not half. */
+  fanout_leg *stack_legs[256];
+  fanout_leg **legs = count <= 256 ? stack_legs : malloc(count * sizeof(*legs));
+  if (!legs) return throw_error(env, "out of memory");
+  for (uint32_t index = 0; index < count; index++) {
+    napi_value element;
+    void *data;
+    if (napi_get_element(env, argv[0], index, &element) != napi_ok ||
+        napi_get_value_external(env, element, &data) != napi_ok ||
+        ((fanout_leg *)data)->magic != FANOUT_LEG_MAGIC) {
+      if (legs != stack_legs) free(legs);
+      return throw_error(env, "fanoutRtp: legs must be fanoutLeg handles");
+    }
+    legs[index] = data;
+  }
+  uint32_t unsent = 0;
+  uint8_t out[MAX_DATAGRAM];
+  for (uint32_t index = 0; index < count; index++) {
+    fanout_leg *leg = legs[index];
+    uint32_t *state = leg->state;
+    uint32_t sequence_number = state[LEG_SEQUENCE_NUMBER] & 0xffff;
+    update_rollover_counter(state, sequence_number);
+    if (!state[LEG_SEND]) {
+      state[LEG_RESULT] = 0;
+      continue;
+    }
+    uint8_t *header = leg->header;
+    uint32_t ssrc = state[LEG_SSRC], timestamp = state[LEG_TIMESTAMP];
+    header[1] = (uint8_t)((marker ? 0x80 : 0) | (state[LEG_PAYLOAD_TYPE] & 0x7f));
+    header[2] = (uint8_t)(sequence_number >> 8);
+    header[3] = (uint8_t)sequence_number;
+    header[4] = (uint8_t)(timestamp >> 24);
+    header[5] = (uint8_t)(timestamp >> 16);
+    header[6] = (uint8_t)(timestamp >> 8);
+    header[7] = (uint8_t)timestamp;
+    header[8] = (uint8_t)(ssrc >> 24);
+    header[9] = (uint8_t)(ssrc >> 16);
+    header[10] = (uint8_t)(ssrc >> 8);
+    header[11] = (uint8_t)ssrc;
+    ssize_t sent;
+    if (leg->header_length + payload_length + TAG_SIZE > MAX_DATAGRAM) {
+      sent = -EMSGSIZE;
+    } else {
+      size_t datagram = seal(leg->session, header, leg->header_length, NULL, 0, payload, payload_length, ssrc,
+                             state[LEG_ROLLOVER_COUNTER], sequence_number, out);
+      if (datagram == 0) {
+        sent = -EIO;
+      } else {
+        do {
+          sent = sendto((int)state[LEG_FD], out, datagram, MSG_DONTWAIT,
+                        (struct sockaddr *)&leg->destination.address, leg->destination.length);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0) sent = -errno;
+      }
+    }
+    state[LEG_RESULT] = (uint32_t)(int32_t)sent;
+    if (sent < 0) unsent++;
+  }
+  if (legs != stack_legs) free(legs);
+  napi_value result;
+  CHECK(napi_create_uint32(env, unsent, &result));
+  return result;
+}
+
 /* RFC 7714 section 9.1: SRTCP IV = salt XOR (00 00 || SSRC || 00 00 || SRTCP index). */
 static void srtcp_iv(const srtp_session *session, uint32_t ssrc, uint32_t index, uint8_t iv[SALT_SIZE]) {
   const uint8_t plain[SALT_SIZE] = {0, 0, ssrc >> 24, ssrc >> 16, ssrc >> 8, ssrc, 0, 0, index >> 24, index >> 16,
@@ -477,6 +662,8 @@ NAPI_MODULE_INIT() {
       {"unprotectRtp", NULL, unprotect_rtp, NULL, NULL, NULL, napi_default, NULL},
       {"unprotectRtcp", NULL, unprotect_rtcp, NULL, NULL, NULL, napi_default, NULL},
       {"protectRtcp", NULL, protect_rtcp, NULL, NULL, NULL, napi_default, NULL},
+      {"fanoutLeg", NULL, fanout_leg_new, NULL, NULL, NULL, napi_default, NULL},
+      {"fanoutRtp", NULL, fanout_rtp, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties) != napi_ok) {
     return NULL;

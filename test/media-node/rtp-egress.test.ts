@@ -25,6 +25,7 @@ import {
   type DatagramRoute,
   directSocket,
   EgressLeg,
+  FanoutBatch,
   type PayloadPrefixRewriter,
   type SenderBookkeeping,
   SrtpProtector,
@@ -460,6 +461,195 @@ describe('forwarding fast path (EgressLeg)', () => {
     expect(() =>
       addon.sendProtectedRtp(addon.sendTarget(session, destination), header.subarray(0, 8), payload, undefined, 0, 1),
     ).toThrow(/12 bytes/);
+  });
+});
+
+/** A fast-path leg on a real loopback socket pair, beside a werift sender with the same SSRC and offsets. */
+async function socketLeg(addon: NativeSrtp, seqOffset: number, timestampOffset: number) {
+  const pair = await loopbackPair();
+  const expected: Buffer[] = [];
+  const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
+  const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
+  let sending = true;
+  const dgramSends: number[] = [];
+  const route: DatagramRoute = {
+    canSend: () => sending,
+    send: (parts) => {
+      dgramSends.push(parts.length);
+      pair.socket.send(parts, pair.port, '127.0.0.1');
+    },
+    direct: directSocket(pair.socket, '127.0.0.1', pair.port, addon),
+    counters: { packetsSent: 0, bytesSent: 0 },
+  };
+  const leg = new EgressLeg(sender, SrtpProtector.fromSender(werift, addon)!, route, transport);
+  sender.ssrc = stock.sender.ssrc;
+  for (const side of [sender, stock.sender]) {
+    side.seqOffset = seqOffset;
+    side.timestampOffset = timestampOffset;
+  }
+  return {
+    ...pair,
+    expected,
+    stock,
+    sender,
+    werift,
+    transport,
+    route,
+    leg,
+    dgramSends,
+    setSending: (value: boolean) => {
+      sending = value;
+    },
+    close: () => {
+      pair.socket.close();
+      pair.receiver.close();
+    },
+  };
+}
+
+/** The RTP among a werift sender's datagrams, as hex: its own sender reports (RTCP 200-204) left out. */
+function rtpOf(datagrams: Buffer[]): string[] {
+  return datagrams
+    .filter((datagram) => datagram[1]! < 200 || datagram[1]! > 204)
+    .map((datagram) => datagram.toString('hex'));
+}
+
+describe('fan-out through the addon (FanoutBatch)', () => {
+  it('sends each staged leg what werift sends, byte for byte, across each leg its own sequence-number wrap, with the counters werift keeps', async () => {
+    const addon = requireAddon();
+    const packets = sourcePackets();
+    const first = packets[0]!.header.sequenceNumber;
+    // Three legs whose numbering wraps at different packets (rollover counter 0 → 1 in the addon).
+    const legs = await Promise.all(
+      [0, 1, 2].map((index) =>
+        socketLeg(addon, (0x10000 - packets.length / 2 - first + index * 3) & 0xffff, index * 100_000),
+      ),
+    );
+    try {
+      const batch = new FanoutBatch(addon);
+      for (const [index, packet] of packets.entries()) {
+        for (const leg of legs) {
+          await leg.stock.werift.sendRtp(packet);
+          leg.leg.forward(packet, 7n, batch);
+        }
+        // Staged, not sent: the batch sends them all at once.
+        expect(legs.map((leg) => leg.route.counters.packetsSent)).toEqual(legs.map(() => index + 1));
+        expect(legs.map((leg) => leg.received.length)).toEqual(legs.map(() => index));
+        batch.send(packet);
+        await waitFor(() => legs.every((leg) => leg.received.length === index + 1), {
+          message: 'one per leg',
+          intervalMs: 1,
+        });
+      }
+      for (const leg of legs) {
+        expect(leg.received.map((datagram) => datagram.toString('hex'))).toEqual(rtpOf(leg.expected));
+        expect(leg.dgramSends).toEqual([]);
+        const bytes = leg.received.reduce((sum, datagram) => sum + datagram.length, 0);
+        expect(leg.route.counters).toEqual({ packetsSent: packets.length, bytesSent: bytes });
+        expect({ packets: leg.transport.packetsSent, bytes: leg.transport.bytesSent }).toEqual({
+          packets: packets.length,
+          bytes,
+        });
+        const fields = ['packetCount', 'octetCount', 'sequenceNumber', 'timestamp', 'rtpTimestamp'] as const;
+        expect(Object.fromEntries(fields.map((field) => [field, leg.sender[field]]))).toEqual(
+          Object.fromEntries(fields.map((field) => [field, leg.stock.sender[field]])),
+        );
+        expect(leg.sender.ntpTimestamp).toBe(7n);
+      }
+    } finally {
+      for (const leg of legs) leg.close();
+    }
+  });
+
+  it('keeps one rollover counter with the per-leg path (payload rewrites, RTX answers) and through a consent loss across the wrap', async () => {
+    const addon = requireAddon();
+    const packets = sourcePackets();
+    const first = packets[0]!.header.sequenceNumber;
+    const leg = await socketLeg(addon, (0x10000 - packets.length / 2 - first) & 0xffff, 0);
+    try {
+      // Every third packet's payload is rewritten (the VP8 picture ID after a switch): those go out
+      // at once through the per-leg path, the others through the batch, on the same SSRC.
+      const rewrite = (payload: Buffer) =>
+        payload.length % 3 === 0 ? Buffer.from(payload.subarray(0, 4).map((byte) => byte ^ 0x5a)) : undefined;
+      leg.leg.payloadRewriter = { prefixFor: rewrite } satisfies PayloadPrefixRewriter;
+      const batch = new FanoutBatch(addon);
+      const history = new Map<number, RtpPacket>();
+      const quiet = new Set(packets.slice(packets.length / 2 - 3, packets.length / 2 + 3));
+      const expected: string[] = [];
+      for (const packet of packets) {
+        history.set(packet.header.sequenceNumber, packet);
+        const prefix = rewrite(packet.payload);
+        const rewritten = packet.clone();
+        if (prefix) rewritten.payload = Buffer.concat([prefix, packet.payload.subarray(prefix.length)]);
+        const before = leg.expected.length;
+        await leg.stock.werift.sendRtp(rewritten);
+        // Consent lost around the wrap: nothing sent, the counter still moves (werift's stock sender
+        // keeps sending: its datagrams for those packets are not expected).
+        leg.setSending(!quiet.has(packet));
+        leg.leg.forward(packet, 0n, batch);
+        batch.send(packet);
+        if (!quiet.has(packet)) expected.push(...rtpOf(leg.expected.slice(before)));
+      }
+      leg.setSending(true);
+      // RTX answers for the last two packets, which the stock sender gives too.
+      const lost = packets.slice(-2).map((packet) => (packet.header.sequenceNumber + leg.sender.seqOffset) & 0xffff);
+      const before = leg.expected.length;
+      leg.stock.werift.handleRtcpPacket(
+        new RtcpTransportLayerFeedback({
+          feedback: new GenericNack({ senderSsrc: 1, mediaSourceSsrc: leg.stock.sender.ssrc, lost }),
+        }),
+      );
+      await waitFor(() => leg.expected.length - before >= 2, { message: "werift's RTX answers", intervalMs: 1 });
+      expected.push(...rtpOf(leg.expected.slice(before)));
+      leg.sender.rtxSsrc = leg.stock.sender.rtxSsrc;
+      leg.sender.rtxSequenceNumber = leg.stock.sender.rtxSequenceNumber - 2;
+      for (const sequenceNumber of lost) {
+        expect(leg.leg.retransmit(sequenceNumber, (source) => history.get(source))).toBe(true);
+      }
+      await waitFor(() => leg.received.length === expected.length, { message: 'every datagram', intervalMs: 1 });
+      expect(leg.received.map((datagram) => datagram.toString('hex'))).toEqual(expected);
+      expect(leg.dgramSends.length).toBe(0);
+    } finally {
+      leg.close();
+    }
+  });
+
+  it('sends through dgram, the same bytes, what the addon could not (a datagram over 2 KB), and the rest natively', async () => {
+    const addon = requireAddon();
+    const legs = await Promise.all([0, 1].map(() => socketLeg(addon, 0, 0)));
+    try {
+      const batch = new FanoutBatch(addon);
+      const small = sourcePackets()[0]!;
+      const large = small.clone();
+      large.payload = Buffer.concat([large.payload, Buffer.alloc(3_000, 7)]);
+      for (const packet of [small, large, small.clone()]) {
+        for (const leg of legs) {
+          await leg.stock.werift.sendRtp(packet);
+          leg.leg.forward(packet, 0n, batch);
+        }
+        batch.send(packet);
+      }
+      for (const leg of legs) {
+        await waitFor(() => leg.received.length === 3, { message: 'three datagrams', intervalMs: 1 });
+        // Datagrams arrive in order on loopback, but dgram's send is asynchronous: compare as sets.
+        expect(leg.received.map((datagram) => datagram.toString('hex')).sort()).toEqual(rtpOf(leg.expected).sort());
+        expect(leg.dgramSends).toEqual([1]);
+        const bytes = leg.received.reduce((sum, datagram) => sum + datagram.length, 0);
+        expect(leg.route.counters).toEqual({ packetsSent: 3, bytesSent: bytes });
+      }
+    } finally {
+      for (const leg of legs) leg.close();
+    }
+  });
+
+  it('refuses handles that are not fan-out legs, before sending anything', () => {
+    const addon = requireAddon();
+    const session = addon.srtpSession(Buffer.alloc(16, 1), Buffer.alloc(12, 2));
+    const destination = addon.udpDestination('127.0.0.1', 9);
+    expect(() => addon.fanoutRtp([session as never], 1, Buffer.alloc(10), false)).toThrow(/fanoutLeg handles/);
+    expect(() => addon.fanoutRtp([], 1, Buffer.alloc(10), false)).toThrow(/fanoutRtp/);
+    expect(() => addon.fanoutLeg(session, destination, Buffer.alloc(12), new Uint32Array(2))).toThrow(/Uint32Array/);
+    expect(() => addon.fanoutLeg(session, destination, Buffer.alloc(8), new Uint32Array(16))).toThrow(/12 to 64/);
   });
 });
 

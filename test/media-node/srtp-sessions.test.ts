@@ -232,6 +232,8 @@ describe('installNativeSrtpSessions (the hook in werift)', () => {
       protectRtp: (...args) => addon.protectRtp(...args),
       sendTarget: (...args) => addon.sendTarget(...args),
       sendProtectedRtp: (...args) => addon.sendProtectedRtp(...args),
+      fanoutLeg: (...args) => addon.fanoutLeg(...args),
+      fanoutRtp: (...args) => addon.fanoutRtp(...args),
       unprotectRtp: (...args) => {
         calls.unprotectRtp++;
         return addon.unprotectRtp(...args);

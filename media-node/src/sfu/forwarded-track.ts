@@ -16,7 +16,7 @@ import { loggableError } from '../errors.ts';
 import { PACKET_OVERHEAD_BYTES } from './bitrate.ts';
 import type { BudgetTaker, BudgetUse, DownlinkFeedback } from './downlink-estimator.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
-import { EgressLeg, type SenderBookkeeping } from './rtp-egress.ts';
+import { EgressLeg, type FanoutBatch, type SenderBookkeeping } from './rtp-egress.ts';
 import type { SenderReportClock } from './sender-reports.ts';
 import type { LayerPreference, RtpSink, SourceLayer, SourceTrack } from './source-track.ts';
 import { Vp8PictureIdRewriter } from './video-frames.ts';
@@ -288,7 +288,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     return this.#closed;
   }
 
-  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean): void {
+  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean, fanout?: FanoutBatch): void {
     const sender = this.#sender;
     // The sender drops packets itself until DTLS is up and the codec is negotiated; checking here
     // keeps the forwarded-packets counter honest (and a switch waits for a keyframe the viewer gets).
@@ -315,7 +315,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
       // Throws synchronously when the socket closes under the leg: the source's loop catches it.
-      leg.forward(packet, this.source.arrivalNtp);
+      leg.forward(packet, this.source.arrivalNtp, fanout);
     } else {
       sender.sendRtp(this.#withRewrittenPayload(packet)).catch(this.#onSendError);
     }

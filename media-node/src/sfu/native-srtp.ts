@@ -8,6 +8,8 @@ export type NativeSrtpSession = { readonly nativeSrtpSession: unique symbol };
 export type NativeUdpDestination = { readonly nativeUdpDestination: unique symbol };
 /** An encrypting session and a remote address: where one leg's packets go. */
 export type NativeSendTarget = { readonly nativeSendTarget: unique symbol };
+/** A leg of the addon's fan-out: its session, remote address, header template and state array. */
+export type NativeFanoutLeg = { readonly nativeFanoutLeg: unique symbol };
 
 /** media-node/native/srtp.c: see there, and the media node's README. */
 export interface NativeSrtp {
@@ -47,6 +49,21 @@ export interface NativeSrtp {
   unprotectRtcp(session: NativeSrtpSession, packet: Buffer): Buffer | null;
   /** An SRTCP packet (body encrypted) with the given index. */
   protectRtcp(session: NativeSrtpSession, packet: Buffer, srtcpIndex: number): Buffer;
+  /**
+   * A leg for {@link fanoutRtp}: `header` is its template (12 bytes and the MID extension, the fixed
+   * fields written per packet), `state` the numbers it shares with JS (rtp-egress.ts' LEG_STATE).
+   */
+  fanoutLeg(
+    session: NativeSrtpSession,
+    destination: NativeUdpDestination,
+    header: Buffer,
+    state: Uint32Array,
+  ): NativeFanoutLeg;
+  /**
+   * One packet to the first `count` legs, each as its state says: header, rollover counter, SRTP,
+   * sendto(2). Returns how many were not sent (their state's result is -errno): the caller sends those.
+   */
+  fanoutRtp(legs: NativeFanoutLeg[], count: number, payload: Buffer, marker: boolean): number;
 }
 
 /**

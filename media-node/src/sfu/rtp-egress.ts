@@ -8,6 +8,7 @@ import {
   type RtpPacket,
 } from 'werift';
 import {
+  type NativeFanoutLeg,
   type NativeSendTarget,
   type NativeSrtp,
   type NativeSrtpSession,
@@ -36,6 +37,26 @@ import {
 export const RTP_HEADER_SIZE = 12;
 const ONE_BYTE_EXTENSION_PROFILE = 0xbede;
 const IV_SIZE = 12;
+/** AEAD_AES_128_GCM's authentication tag (RFC 7714 §8). */
+const GCM_TAG_SIZE = 16;
+
+/**
+ * The slots of a leg's state shared with the addon's fan-out (native/srtp.c, LEG_*): what the leg
+ * writes per packet, werift's rollover-counter state for the leg's SSRC, and the send's result.
+ */
+export const LEG_STATE = {
+  fd: 0,
+  ssrc: 1,
+  payloadType: 2,
+  send: 3,
+  sequenceNumber: 4,
+  timestamp: 5,
+  rolloverCounter: 6,
+  lastSequenceNumber: 7,
+  rolloverStarted: 8,
+  result: 9,
+  slots: 10,
+} as const;
 
 /** The parts of werift's SrtpContext the fast path uses (werift 0.25, patched: KeyObject keys). */
 interface SrtpContextShape {
@@ -193,6 +214,61 @@ export class SrtpProtector {
     return this.seal(this.rolloverCounter(ssrc, sequenceNumber), header, payload, ssrc, sequenceNumber, prefix);
   }
 
+  /**
+   * Makes `state` (LEG_STATE slots) hold werift's rollover-counter state of `ssrc`: its values move
+   * there, and werift's state object reads and writes them there, so the addon's fan-out, this
+   * class and werift's own sends keep one counter. Returns the undo: werift's object gets its own
+   * values back (the leg's SSRC changed).
+   */
+  shareRolloverState(ssrc: number, state: Uint32Array): () => void {
+    const shared = this.#context.getSrtpSsrcState(ssrc) as {
+      rolloverCounter: number;
+      lastSequenceNumber?: number;
+      rolloverHasProcessed?: boolean;
+    };
+    state[LEG_STATE.rolloverCounter] = shared.rolloverCounter;
+    state[LEG_STATE.lastSequenceNumber] = shared.lastSequenceNumber ?? 0;
+    state[LEG_STATE.rolloverStarted] = shared.rolloverHasProcessed ? 1 : 0;
+    const slot = (index: number): PropertyDescriptor => ({
+      configurable: true,
+      enumerable: true,
+      get: () => state[index],
+      set: (value: number) => {
+        state[index] = value;
+      },
+    });
+    Object.defineProperties(shared, {
+      rolloverCounter: slot(LEG_STATE.rolloverCounter),
+      lastSequenceNumber: slot(LEG_STATE.lastSequenceNumber),
+      rolloverHasProcessed: {
+        configurable: true,
+        enumerable: true,
+        get: () => state[LEG_STATE.rolloverStarted] === 1,
+        set: (value: boolean) => {
+          state[LEG_STATE.rolloverStarted] = value ? 1 : 0;
+        },
+      },
+    });
+    return () => {
+      const own = (value: unknown): PropertyDescriptor => ({
+        configurable: true,
+        enumerable: true,
+        writable: true,
+        value,
+      });
+      Object.defineProperties(shared, {
+        rolloverCounter: own(state[LEG_STATE.rolloverCounter]),
+        lastSequenceNumber: own(state[LEG_STATE.lastSequenceNumber]),
+        rolloverHasProcessed: own(state[LEG_STATE.rolloverStarted] === 1),
+      });
+    };
+  }
+
+  /** A leg of the addon's fan-out ({@link FanoutBatch}) sending to `destination`; undefined without the addon. */
+  fanoutLeg(destination: NativeUdpDestination, header: Buffer, state: Uint32Array): NativeFanoutLeg | undefined {
+    return this.#native ? this.#addon!.fanoutLeg(this.#native, destination, header, state) : undefined;
+  }
+
   /** The addon's handle for sending this session's packets to `destination`; undefined without the addon. */
   sendTarget(destination: NativeUdpDestination): NativeSendTarget | undefined {
     return this.#native ? this.#addon!.sendTarget(this.#native, destination) : undefined;
@@ -345,6 +421,15 @@ export class EgressLeg {
   readonly #reusableHeader: Buffer | undefined;
   /** The addon's handle for this leg's session and remote address, when the addon sends on the socket. */
   readonly #sendTarget: NativeSendTarget | undefined;
+  /** The leg in the addon's fan-out (when the addon sends on the socket), and the state it shares. */
+  readonly #fanoutLeg: NativeFanoutLeg | undefined;
+  /** Over an ArrayBuffer of its own: its memory never moves, the addon keeps a pointer to it. */
+  readonly #fanoutState = new Uint32Array(new ArrayBuffer(LEG_STATE.slots * Uint32Array.BYTES_PER_ELEMENT));
+  /** The SSRC whose rollover-counter state {@link #fanoutState} holds, and how to give it back. */
+  #sharedSsrc: number | undefined;
+  #unshareRolloverState: (() => void) | undefined;
+  /** 12 bytes and the MID extension. */
+  readonly #headerLength: number;
   /** Set by the forwarded track once the viewer's stream needs it (after a layer switch). */
   payloadRewriter: PayloadPrefixRewriter | undefined;
 
@@ -360,7 +445,12 @@ export class EgressLeg {
     this.#midExtension = midId !== undefined && sender.mid ? midExtensionBlock(midId, sender.mid) : undefined;
     this.#payloadType = sender.codec!.payloadType;
     this.#reusableHeader = protector.native ? rtpHeaderWithMid(this.#midExtension) : undefined;
+    this.#headerLength = RTP_HEADER_SIZE + (this.#midExtension?.length ?? 0);
     this.#sendTarget = route.direct ? protector.sendTarget(route.direct.destination) : undefined;
+    this.#fanoutLeg = route.direct
+      ? protector.fanoutLeg(route.direct.destination, rtpHeaderWithMid(this.#midExtension), this.#fanoutState)
+      : undefined;
+    this.#fanoutState[LEG_STATE.payloadType] = this.#payloadType;
   }
 
   /**
@@ -378,12 +468,30 @@ export class EgressLeg {
     return new EgressLeg(bookkeeping, protector, route, sender.dtlsTransport);
   }
 
-  /** Forwards `packet` (the source's, not modified) to this leg; `ntpTimestamp` of its arrival. */
-  forward(packet: RtpPacket, ntpTimestamp: bigint): void {
+  /**
+   * Forwards `packet` (the source's, not modified) to this leg; `ntpTimestamp` of its arrival. With
+   * a `fanout` (and the addon sending on the socket), the leg is staged there and the packet goes out
+   * when the batch is sent, with every other leg staged for it; a packet whose payload this leg
+   * rewrites goes out at once.
+   */
+  forward(packet: RtpPacket, ntpTimestamp: bigint, fanout?: FanoutBatch): void {
     const sender = this.#sender;
     const source = packet.header;
     const sequenceNumber = (source.sequenceNumber + sender.seqOffset) & 0xffff;
     const timestamp = (source.timestamp + sender.timestampOffset) >>> 0;
+    const payload = packet.payload;
+    sender.sequenceNumber = sequenceNumber;
+    sender.timestamp = timestamp;
+    sender.ntpTimestamp = ntpTimestamp;
+    sender.rtpTimestamp = timestamp;
+    sender.octetCount += payload.length;
+    sender.headerBytesSent += this.#headerLength;
+    sender.packetCount = (sender.packetCount + 1) >>> 0;
+    const prefix = this.payloadRewriter?.prefixFor(payload, false);
+    if (fanout && prefix === undefined && this.#fanoutLeg) {
+      this.#stage(fanout, sequenceNumber, timestamp, payload.length);
+      return;
+    }
     const header = writeRtpFields(
       this.#reusableHeader ?? rtpHeaderWithMid(this.#midExtension),
       source.marker,
@@ -392,16 +500,53 @@ export class EgressLeg {
       timestamp,
       sender.ssrc,
     );
-    const payload = packet.payload;
-    sender.sequenceNumber = sequenceNumber;
-    sender.timestamp = timestamp;
-    sender.ntpTimestamp = ntpTimestamp;
-    sender.rtpTimestamp = timestamp;
-    sender.octetCount += payload.length;
-    sender.headerBytesSent += header.length;
-    sender.packetCount = (sender.packetCount + 1) >>> 0;
-    const prefix = this.payloadRewriter?.prefixFor(payload, false);
     this.#send(header, payload, sender.ssrc, sequenceNumber, prefix);
+  }
+
+  /**
+   * Stages this leg's copy of a packet in `fanout`: its numbers into the shared state, and the
+   * counters the send will move (a datagram the addon cannot send goes through dgram, the same bytes:
+   * {@link sendUnsent}). The rollover counter moves in the addon, sent or not, as in {@link #send}.
+   */
+  #stage(fanout: FanoutBatch, sequenceNumber: number, timestamp: number, payloadLength: number): void {
+    const state = this.#fanoutState;
+    const ssrc = this.#sender.ssrc;
+    if (ssrc !== this.#sharedSsrc) this.#shareRolloverState(ssrc);
+    state[LEG_STATE.sequenceNumber] = sequenceNumber;
+    state[LEG_STATE.timestamp] = timestamp;
+    state[LEG_STATE.send] = 0;
+    fanout.add(this, this.#fanoutLeg!);
+    const route = this.#route;
+    if (!route.canSend()) return;
+    // Throws once the socket is closed: staged without sending (the source's loop catches it).
+    state[LEG_STATE.fd] = route.direct!.fd();
+    state[LEG_STATE.send] = 1;
+    this.#countSent(this.#headerLength + payloadLength + GCM_TAG_SIZE);
+  }
+
+  #shareRolloverState(ssrc: number): void {
+    this.#unshareRolloverState?.();
+    this.#unshareRolloverState = this.#protector.shareRolloverState(ssrc, this.#fanoutState);
+    this.#fanoutState[LEG_STATE.ssrc] = ssrc;
+    this.#sharedSsrc = ssrc;
+  }
+
+  /** After the batch was sent: this leg's datagram again through dgram when the addon could not send it. */
+  sendUnsent(packet: RtpPacket): void {
+    const state = this.#fanoutState;
+    if (state[LEG_STATE.send] === 0 || (state[LEG_STATE.result]! | 0) >= 0) return;
+    const ssrc = state[LEG_STATE.ssrc]!;
+    const sequenceNumber = state[LEG_STATE.sequenceNumber]!;
+    const header = writeRtpFields(
+      rtpHeaderWithMid(this.#midExtension),
+      packet.header.marker,
+      this.#payloadType,
+      sequenceNumber,
+      state[LEG_STATE.timestamp]!,
+      ssrc,
+    );
+    const rolloverCounter = state[LEG_STATE.rolloverCounter]!;
+    this.#route.send(this.#protector.seal(rolloverCounter, header, packet.payload, ssrc, sequenceNumber, undefined));
   }
 
   /**
@@ -464,9 +609,46 @@ export class EgressLeg {
       for (const part of parts) length += part.length;
       route.send(parts);
     }
-    route.counters.packetsSent++;
-    route.counters.bytesSent += length;
+    this.#countSent(length);
+  }
+
+  /** werift's per-pair and per-transport counters, for one datagram of `length` bytes. */
+  #countSent(length: number): void {
+    const counters = this.#route.counters;
+    counters.packetsSent++;
+    counters.bytesSent += length;
     this.#transportStats.bytesSent += length;
     this.#transportStats.packetsSent++;
+  }
+}
+
+/**
+ * The legs one source packet goes to through the addon's fan-out: each forwarded track stages its
+ * leg ({@link EgressLeg.forward}), then the source sends the batch with one native call. One per
+ * source track, reused for every packet (the fan-out does not re-enter).
+ */
+export class FanoutBatch {
+  readonly #addon: NativeSrtp | undefined;
+  readonly #legs: EgressLeg[] = [];
+  readonly #natives: NativeFanoutLeg[] = [];
+  #count = 0;
+
+  constructor(addon: NativeSrtp | undefined = nativeSrtp) {
+    this.#addon = addon;
+  }
+
+  add(leg: EgressLeg, native: NativeFanoutLeg): void {
+    this.#legs[this.#count] = leg;
+    this.#natives[this.#count++] = native;
+  }
+
+  /** Sends `packet` to the staged legs, and empties the batch. */
+  send(packet: RtpPacket): void {
+    const count = this.#count;
+    if (count === 0) return;
+    this.#count = 0;
+    const unsent = this.#addon!.fanoutRtp(this.#natives, count, packet.payload, packet.header.marker);
+    if (unsent === 0) return;
+    for (let index = 0; index < count; index++) this.#legs[index]!.sendUnsent(packet);
   }
 }

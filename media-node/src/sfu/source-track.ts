@@ -11,6 +11,7 @@ import { loggableError } from '../errors.ts';
 import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
 import { BitrateMeter, PACKET_OVERHEAD_BYTES } from './bitrate.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
+import { FanoutBatch } from './rtp-egress.ts';
 import { emptyVp8Descriptor, isH264KeyframeStart, readVp8Descriptor } from './video-frames.ts';
 
 /** At most one keyframe request per second reaches a publisher's layer, as mediasoup does. */
@@ -39,8 +40,11 @@ export const SOURCE_HISTORY_SIZE = 512;
 
 /** Something that forwards a source's packets to one subscriber (a {@link ForwardedTrack}). */
 export interface RtpSink {
-  /** A packet of `layer`, which the sink attached to; `keyframe`: the first packet of a keyframe. */
-  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean): void;
+  /**
+   * A packet of `layer`, which the sink attached to; `keyframe`: the first packet of a keyframe. A
+   * sink may stage its copy in `fanout`, which the source sends once every sink has seen the packet.
+   */
+  forward(packet: RtpPacket, layer: SourceLayer, keyframe: boolean, fanout: FanoutBatch): void;
   /** Layers appeared, stopped or announced their resolution: the sink may choose another. */
   layersChanged(): void;
   close(reason: string): void;
@@ -149,6 +153,8 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   readonly audioLevel: AudioLevelMeter | undefined;
   /** performance.now() at the last packet's arrival. */
   #arrivalMs = 0;
+  /** The subscriber legs a packet goes to with one call into the SRTP addon (rtp-egress.ts). */
+  readonly #fanout = new FanoutBatch();
 
   constructor(options: {
     publisherId: string;
@@ -244,14 +250,20 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     meter?.observe(level);
     layer.history[header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
     const sinks = layer.sinks;
+    const fanout = this.#fanout;
     for (let index = 0; index < sinks.length; index++) {
       // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
       // it their copy of this packet.
       try {
-        sinks[index]!.forward(packet, layer, keyframe);
+        sinks[index]!.forward(packet, layer, keyframe, fanout);
       } catch (error) {
         this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
       }
+    }
+    try {
+      fanout.send(packet);
+    } catch (error) {
+      this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
     }
   }
 
