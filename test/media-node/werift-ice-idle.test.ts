@@ -60,6 +60,21 @@ describe('werift ICE while idle (patches/werift+*.patch)', () => {
     expect(consentDelays).toEqual([]);
   }, 30_000);
 
+  it('aborts nothing when a consent check was answered: the next check has no request left to cancel', async () => {
+    const [offerer] = await connectedPair();
+    const abort = vi.spyOn(AbortController.prototype, 'abort');
+    const answered = nominated(offerer)?.responsesReceived ?? 0;
+    // Two more answered checks: stock werift aborts the first one's (settled) request when it sends
+    // the second, building a DOMException with a stack trace each time.
+    await waitFor(() => (nominated(offerer)?.responsesReceived ?? 0) >= answered + 2, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+      message: 'two more answered consent checks',
+    });
+    expect(offerer.connectionState).toBe('connected');
+    expect(abort).not.toHaveBeenCalled();
+  }, 30_000);
+
   it('queries no STUN server when none is configured (stock werift falls back to Google)', async () => {
     const pc = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
     peers.push(pc);
