@@ -10,7 +10,7 @@ import { buildSync } from 'esbuild';
  * TypeScript with a WebAssembly compiler that stays loaded in every thread that ran a .ts file
  * (~17 MB each, the main thread and every media worker); the bundle never loads it, which saves
  * ~39 MB of the idle node's ~160 MB (bench:media). Packages stay external: node_modules is loaded at
- * run time, with the reviewed werift patch applied on install.
+ * run time, with the reviewed werift patch applied on install. {@link MEDIA_NODE_LAUNCHER} starts it.
  *
  *   node scripts/build-media-node.ts
  */
@@ -21,20 +21,12 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MEDIA_NODE_ENTRY = 'media-node/dist/main.mjs';
 
 /**
- * How the media node is started: Node's options, then the entry. The main thread only serves the
- * control API, metrics and the registry: a 1 MB young generation (V8 grows it to 16 MB after the
- * startup's burst of allocations) keeps ~7 MB less resident. The media workers have their own
- * limits (workers/pool.ts). The Dockerfile's CMD says the same (test/media-node/build.test.ts).
+ * How the media node is started everywhere (`npm start`, the tests and benchmarks through
+ * scripts/stack.ts, `npm run media-node`, the Dockerfile): a launcher that sets the process's
+ * options (malloc arenas, V8's flags; what each is for is said there) and replaces itself with Node
+ * running {@link MEDIA_NODE_ENTRY}. Relative to the repository root.
  */
-export const MEDIA_NODE_ARGS = ['--max-semi-space-size=1', MEDIA_NODE_ENTRY];
-
-/**
- * The environment the media node starts with, besides its configuration. glibc gives each thread
- * that allocates its own malloc arena (up to 8 per core): the main thread, the media workers, V8's
- * and libuv's threads. Two arenas keep ~6 MB less resident (bench:media, 20 subscribers), a usual
- * setting for Node servers. The Dockerfile sets the same.
- */
-export const MEDIA_NODE_ENV = { MALLOC_ARENA_MAX: '2' };
+export const MEDIA_NODE_LAUNCHER = 'media-node/launch.sh';
 
 /**
  * Bundles the media node. Each file is written next to its place and renamed into it, so that a

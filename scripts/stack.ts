@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_RTC_MAX_PORT, DEFAULT_RTC_MIN_PORT, MEDIA_NODE_VARIABLES } from '../media-node/src/config.ts';
 import { EDGE_VARIABLES } from '../workers/src/env-schema.ts';
-import { buildMediaNode, MEDIA_NODE_ARGS, MEDIA_NODE_ENV } from './build-media-node.ts';
+import { buildMediaNode, MEDIA_NODE_LAUNCHER } from './build-media-node.ts';
 
 /**
  * Starts the whole local stack: the edge under `wrangler dev` (miniflare, fully offline) and the
@@ -296,7 +296,8 @@ let mediaNodeBuilt = false;
 
 /**
  * The media node as production starts it: the bundle of scripts/build-media-node.ts (built from the
- * current sources, once per process), configured by `env` alone.
+ * current sources, once per process) through its launcher, on the Node that runs this script,
+ * configured by `env` alone.
  */
 export function launchMediaNode(
   env: Record<string, string>,
@@ -304,7 +305,7 @@ export function launchMediaNode(
 ): ChildProcess {
   if (!mediaNodeBuilt) buildMediaNode();
   mediaNodeBuilt = true;
-  return launch(process.execPath, MEDIA_NODE_ARGS, { ...MEDIA_NODE_ENV, ...env }, output);
+  return launch(join(root, MEDIA_NODE_LAUNCHER), [], { NODE_BINARY: process.execPath, ...env }, output);
 }
 
 /**
