@@ -642,6 +642,41 @@ describe('fan-out through the addon (FanoutBatch)', () => {
     }
   });
 
+  it("keeps the sender's last-packet fields in the leg's state, where werift's own sends and the sender reports read and write them", async () => {
+    const addon = requireAddon();
+    const leg = await socketLeg(addon, 0, 0);
+    try {
+      const packets = sourcePackets();
+      // Before any packet werift leaves them undefined, and a layer switch reads them so.
+      expect([leg.sender.sequenceNumber, leg.sender.timestamp]).toEqual([undefined, undefined]);
+      // Plain fields on the sender would cost a heap number (timestamps pass 2^30) and a write barrier per packet and leg.
+      for (const field of ['sequenceNumber', 'timestamp', 'rtpTimestamp', 'ntpTimestamp'] as const) {
+        expect(Object.getOwnPropertyDescriptor(leg.sender, field)?.get).toBeTypeOf('function');
+      }
+      const batch = new FanoutBatch(addon);
+      const ntp = 0xfedcba9876543210n;
+      for (const packet of packets.slice(0, 3)) {
+        await leg.stock.werift.sendRtp(packet);
+        leg.leg.forward(packet, ntp, batch);
+        batch.send(packet);
+      }
+      const fields = ['sequenceNumber', 'timestamp', 'rtpTimestamp', 'ntpTimestamp'] as const;
+      const read = (sender: SenderBookkeeping) => Object.fromEntries(fields.map((field) => [field, sender[field]]));
+      expect(read(leg.sender)).toEqual({ ...read(leg.stock.sender), ntpTimestamp: ntp });
+      // werift's own path (a packet with CSRCs) on the same sender writes them where the leg reads them.
+      const withCsrc = packets[3]!.clone();
+      withCsrc.header.csrc = [1];
+      await leg.stock.werift.sendRtp(withCsrc);
+      await leg.werift.sendRtp(withCsrc);
+      // werift stamps its own clock: within a second of the stock sender's.
+      expect({ ...read(leg.sender), ntpTimestamp: 0n }).toEqual({ ...read(leg.stock.sender), ntpTimestamp: 0n });
+      const apart = leg.sender.ntpTimestamp - leg.stock.sender.ntpTimestamp;
+      expect(apart < 1n << 32n && apart > -(1n << 32n)).toBe(true);
+    } finally {
+      leg.close();
+    }
+  });
+
   it('refuses handles that are not fan-out legs, before sending anything', () => {
     const addon = requireAddon();
     const session = addon.srtpSession(Buffer.alloc(16, 1), Buffer.alloc(12, 2));
