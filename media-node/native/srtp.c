@@ -349,6 +349,8 @@ enum {
   LEG_LAST_SEQUENCE_NUMBER,
   LEG_ROLLOVER_STARTED,
   LEG_RESULT,
+  /* Written by fanoutLeg: the leg's number in this thread's registry, which fanoutRtp takes. */
+  LEG_ID,
   LEG_STATE_SLOTS
 };
 
@@ -357,8 +359,12 @@ enum {
 /* Tells a fan-out leg's external from the addon's other externals. */
 #define FANOUT_LEG_MAGIC 0x66616e6fu
 
+struct leg_registry;
+
 typedef struct {
   uint32_t magic;
+  uint32_t id;
+  struct leg_registry *registry;
   srtp_session *session;
   napi_ref session_ref;
   udp_destination destination;
@@ -368,9 +374,76 @@ typedef struct {
   size_t header_length;
 } fanout_leg;
 
+/*
+ * The fan-out legs alive in this thread (one registry per N-API environment: each worker thread loads
+ * the addon for itself), by number: fanoutRtp takes the staged legs' numbers in one Uint32Array
+ * rather than an array of externals, two N-API calls per leg. A number is free again once its leg's
+ * external is collected; a leg staged in a batch is referenced by it, so no number in a batch is stale.
+ * Freed when the environment goes and its last leg is collected, in whichever order they come.
+ */
+typedef struct leg_registry {
+  fanout_leg **legs;
+  uint32_t capacity;
+  uint32_t *free_ids;
+  uint32_t free_count;
+  uint32_t next_id;
+  uint32_t live;
+  int environment_gone;
+} leg_registry;
+
+static void free_registry_memory(leg_registry *registry) {
+  free(registry->legs);
+  free(registry->free_ids);
+  free(registry);
+}
+
+static void free_registry(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  leg_registry *registry = data;
+  registry->environment_gone = 1;
+  if (registry->live == 0) free_registry_memory(registry);
+}
+
+static leg_registry *registry_of(napi_env env) {
+  void *data = NULL;
+  return napi_get_instance_data(env, &data) == napi_ok ? data : NULL;
+}
+
+/* Gives `leg` a number in the registry; 0 when out of memory. */
+static int register_leg(leg_registry *registry, fanout_leg *leg) {
+  uint32_t id;
+  if (registry->free_count > 0) {
+    id = registry->free_ids[--registry->free_count];
+  } else {
+    if (registry->next_id == registry->capacity) {
+      uint32_t capacity = registry->capacity ? registry->capacity * 2 : 64;
+      fanout_leg **legs = realloc(registry->legs, capacity * sizeof(*legs));
+      if (!legs) return 0;
+      registry->legs = legs;
+      uint32_t *free_ids = realloc(registry->free_ids, capacity * sizeof(*free_ids));
+      if (!free_ids) return 0;
+      registry->free_ids = free_ids;
+      registry->capacity = capacity;
+    }
+    id = registry->next_id++;
+  }
+  registry->legs[id] = leg;
+  registry->live++;
+  leg->id = id;
+  leg->registry = registry;
+  return 1;
+}
+
 static void free_fanout_leg(napi_env env, void *data, void *hint) {
   (void)hint;
   fanout_leg *leg = data;
+  leg_registry *registry = leg->registry;
+  if (registry) {
+    registry->legs[leg->id] = NULL;
+    registry->free_ids[registry->free_count++] = leg->id;
+    if (--registry->live == 0 && registry->environment_gone) free_registry_memory(registry);
+  }
   if (leg->session_ref) napi_delete_reference(env, leg->session_ref);
   if (leg->state_ref) napi_delete_reference(env, leg->state_ref);
   free(leg);
@@ -394,9 +467,11 @@ static napi_value fanout_leg_new(napi_env env, napi_callback_info info) {
       type != napi_uint32_array || slots < LEG_STATE_SLOTS) {
     return throw_error(env, "fanoutLeg(encrypting session, destination, header of 12 to 64 bytes, Uint32Array state)");
   }
+  leg_registry *registry = registry_of(env);
   fanout_leg *leg = calloc(1, sizeof(*leg));
   if (!leg) return throw_error(env, "out of memory");
   leg->magic = FANOUT_LEG_MAGIC;
+  leg->id = UINT32_MAX;
   leg->session = session;
   memcpy(&leg->destination, destination, sizeof(leg->destination));
   memcpy(leg->header, header, header_length);
@@ -408,6 +483,11 @@ static napi_value fanout_leg_new(napi_env env, napi_callback_info info) {
     free_fanout_leg(env, leg, NULL);
     return NULL;
   }
+  if (!registry || !register_leg(registry, leg)) {
+    free_fanout_leg(env, leg, NULL);
+    return throw_error(env, "out of memory");
+  }
+  leg->state[LEG_ID] = leg->id;
   return wrap_external(env, leg, free_fanout_leg);
 }
 
@@ -429,47 +509,43 @@ static void update_rollover_counter(uint32_t *state, uint32_t sequence_number) {
 }
 
 /*
- * fanoutRtp(legs: external[], count, payload, marker: boolean) -> how many legs' datagrams were not
- * sent. For each of the first `count` legs: the rollover counter moves (sent or not, as werift's
- * does for every packet); a leg whose LEG_SEND is set gets header | ciphertext | tag with one
- * sendto(2), and LEG_RESULT the datagram's length, or -errno when the socket did not take it or
- * the datagram is over MAX_DATAGRAM (the caller sends those through dgram). Throws on bad arguments
- * before sending anything.
+ * fanoutRtp(legs: Uint32Array of leg numbers (LEG_ID), count, payload, marker: boolean) -> how many
+ * legs' datagrams were not sent. For each of the first `count` legs: the rollover counter moves (sent
+ * or not, as werift's does for every packet); a leg whose LEG_SEND is set gets header | ciphertext |
+ * tag with one sendto(2), and LEG_RESULT the datagram's length, or -errno when the socket did not take
+ * it or the datagram is over MAX_DATAGRAM (the caller sends those through dgram). Throws on bad
+ * arguments before sending anything.
  */
 static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  bool is_array = false;
-  uint32_t count, length;
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  size_t length;
+  void *ids_data;
+  uint32_t count;
   uint8_t *payload;
   size_t payload_length;
   bool marker;
-  if (argc < 4 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[0], &length) != napi_ok ||
-      napi_get_value_uint32(env, argv[1], &count) != napi_ok || count > length ||
+  leg_registry *registry = registry_of(env);
+  if (argc < 4 || !registry || napi_is_typedarray(env, argv[0], &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &ids_data, NULL, NULL) != napi_ok ||
+      type != napi_uint32_array || napi_get_value_uint32(env, argv[1], &count) != napi_ok || count > length ||
       !buffer_arg(env, argv[2], &payload, &payload_length) || napi_get_value_bool(env, argv[3], &marker) != napi_ok) {
-    return throw_error(env, "fanoutRtp(legs, count, payload, marker)");
+    return throw_error(env, "fanoutRtp(legs: Uint32Array, count, payload, marker)");
   }
+  const uint32_t *ids = ids_data;
   /* Every leg checked before any is sent: a bad one leaves the packet unsent for all, not half. */
-  fanout_leg *stack_legs[256];
-  fanout_leg **legs = count <= 256 ? stack_legs : malloc(count * sizeof(*legs));
-  if (!legs) return throw_error(env, "out of memory");
   for (uint32_t index = 0; index < count; index++) {
-    napi_value element;
-    void *data;
-    if (napi_get_element(env, argv[0], index, &element) != napi_ok ||
-        napi_get_value_external(env, element, &data) != napi_ok ||
-        ((fanout_leg *)data)->magic != FANOUT_LEG_MAGIC) {
-      if (legs != stack_legs) free(legs);
-      return throw_error(env, "fanoutRtp: legs must be fanoutLeg handles");
+    if (ids[index] >= registry->next_id || registry->legs[ids[index]] == NULL) {
+      return throw_error(env, "fanoutRtp: not the number of a fan-out leg");
     }
-    legs[index] = data;
   }
   uint32_t unsent = 0;
   uint8_t out[MAX_DATAGRAM];
   for (uint32_t index = 0; index < count; index++) {
-    fanout_leg *leg = legs[index];
+    fanout_leg *leg = registry->legs[ids[index]];
     uint32_t *state = leg->state;
     uint32_t sequence_number = state[LEG_SEQUENCE_NUMBER] & 0xffff;
     update_rollover_counter(state, sequence_number);
@@ -509,7 +585,6 @@ static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
     state[LEG_RESULT] = (uint32_t)(int32_t)sent;
     if (sent < 0) unsent++;
   }
-  if (legs != stack_legs) free(legs);
   napi_value result;
   CHECK(napi_create_uint32(env, unsent, &result));
   return result;
@@ -653,6 +728,11 @@ static napi_value protect_rtcp(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
+  leg_registry *registry = calloc(1, sizeof(*registry));
+  if (!registry || napi_set_instance_data(env, registry, free_registry, NULL) != napi_ok) {
+    free(registry);
+    return NULL;
+  }
   napi_property_descriptor properties[] = {
       {"srtpSession", NULL, srtp_session_new, NULL, NULL, NULL, napi_default, NULL},
       {"udpDestination", NULL, udp_destination_new, NULL, NULL, NULL, napi_default, NULL},

@@ -26,6 +26,7 @@ import {
   directSocket,
   EgressLeg,
   FanoutBatch,
+  LEG_STATE,
   type PayloadPrefixRewriter,
   type SenderBookkeeping,
   SrtpProtector,
@@ -677,14 +678,25 @@ describe('fan-out through the addon (FanoutBatch)', () => {
     }
   });
 
-  it('refuses handles that are not fan-out legs, before sending anything', () => {
+  it('refuses numbers that are not live fan-out legs, and bad arguments, before sending anything', () => {
     const addon = requireAddon();
     const session = addon.srtpSession(Buffer.alloc(16, 1), Buffer.alloc(12, 2));
     const destination = addon.udpDestination('127.0.0.1', 9);
-    expect(() => addon.fanoutRtp([session as never], 1, Buffer.alloc(10), false)).toThrow(/fanoutLeg handles/);
-    expect(() => addon.fanoutRtp([], 1, Buffer.alloc(10), false)).toThrow(/fanoutRtp/);
+    const state = new Uint32Array(new ArrayBuffer(64));
+    state[LEG_STATE.send] = 0;
+    const handle = addon.fanoutLeg(session, destination, Buffer.alloc(12), state);
+    const id = state[LEG_STATE.id]!;
+    // Not sending (LEG_SEND 0): the rollover state moves, nothing goes out.
+    expect(addon.fanoutRtp(Uint32Array.of(id), 1, Buffer.alloc(10), false)).toBe(0);
+    expect(state[LEG_STATE.rolloverStarted]).toBe(1);
+    expect(() => addon.fanoutRtp(Uint32Array.of(id, id + 1_000), 2, Buffer.alloc(10), false)).toThrow(
+      /not the number of a fan-out leg/,
+    );
+    expect(() => addon.fanoutRtp(Uint32Array.of(id), 2, Buffer.alloc(10), false)).toThrow(/fanoutRtp/);
+    expect(() => addon.fanoutRtp([id] as never, 1, Buffer.alloc(10), false)).toThrow(/Uint32Array/);
     expect(() => addon.fanoutLeg(session, destination, Buffer.alloc(12), new Uint32Array(2))).toThrow(/Uint32Array/);
     expect(() => addon.fanoutLeg(session, destination, Buffer.alloc(8), new Uint32Array(16))).toThrow(/12 to 64/);
+    expect(handle).toBeDefined();
   });
 });
 

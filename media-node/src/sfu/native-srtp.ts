@@ -60,10 +60,11 @@ export interface NativeSrtp {
     state: Uint32Array,
   ): NativeFanoutLeg;
   /**
-   * One packet to the first `count` legs, each as its state says: header, rollover counter, SRTP,
-   * sendto(2). Returns how many were not sent (their state's result is -errno): the caller sends those.
+   * One packet to the first `count` legs (their numbers, the state's LEG_ID), each as its state says:
+   * header, rollover counter, SRTP, sendto(2). Returns how many were not sent (their state's result
+   * is -errno): the caller sends those. The caller keeps the legs' handles alive until it returns.
    */
-  fanoutRtp(legs: NativeFanoutLeg[], count: number, payload: Buffer, marker: boolean): number;
+  fanoutRtp(legs: Uint32Array, count: number, payload: Buffer, marker: boolean): number;
 }
 
 /**

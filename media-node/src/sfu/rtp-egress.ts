@@ -56,12 +56,14 @@ export const LEG_STATE = {
   lastSequenceNumber: 7,
   rolloverStarted: 8,
   result: 9,
-  rtpTimestamp: 10,
-  ntpHigh: 11,
-  ntpLow: 12,
+  /** The leg's number, which {@link FanoutBatch} stages (written by the addon). */
+  id: 10,
+  rtpTimestamp: 11,
+  ntpHigh: 12,
+  ntpLow: 13,
   /** Bit 0: the sender's `sequenceNumber` is set, bit 1: its `timestamp` (werift leaves both undefined until a packet). */
-  numbered: 13,
-  slots: 14,
+  numbered: 14,
+  slots: 15,
 } as const;
 const SEQUENCE_NUMBER_SET = 1;
 const TIMESTAMP_SET = 2;
@@ -580,7 +582,7 @@ export class EgressLeg {
     const ssrc = this.#sender.ssrc;
     if (ssrc !== this.#sharedSsrc) this.#shareRolloverState(ssrc);
     state[LEG_STATE.send] = 0;
-    fanout.add(this, this.#fanoutLeg!);
+    fanout.add(this, state[LEG_STATE.id]!);
     const route = this.#route;
     if (!route.canSend()) return;
     // Throws once the socket is closed: staged without sending (the source's loop catches it).
@@ -689,22 +691,30 @@ export class EgressLeg {
 
 /**
  * The legs one source packet goes to through the addon's fan-out: each forwarded track stages its
- * leg ({@link EgressLeg.forward}), then the source sends the batch with one native call. One per
- * source track, reused for every packet (the fan-out does not re-enter).
+ * leg ({@link EgressLeg.forward}), then the source sends the batch with one native call, which takes
+ * the legs' numbers in one typed array. One per source track, reused for every packet (the fan-out
+ * does not re-enter). The staged legs are held here, so their numbers stay theirs until the send.
  */
 export class FanoutBatch {
   readonly #addon: NativeSrtp | undefined;
   readonly #legs: EgressLeg[] = [];
-  readonly #natives: NativeFanoutLeg[] = [];
+  #ids = new Uint32Array(64);
   #count = 0;
 
   constructor(addon: NativeSrtp | undefined = nativeSrtp) {
     this.#addon = addon;
   }
 
-  add(leg: EgressLeg, native: NativeFanoutLeg): void {
-    this.#legs[this.#count] = leg;
-    this.#natives[this.#count++] = native;
+  add(leg: EgressLeg, id: number): void {
+    const count = this.#count;
+    if (count === this.#ids.length) {
+      const ids = new Uint32Array(count * 2);
+      ids.set(this.#ids);
+      this.#ids = ids;
+    }
+    this.#legs[count] = leg;
+    this.#ids[count] = id;
+    this.#count = count + 1;
   }
 
   /** Sends `packet` to the staged legs, and empties the batch. */
@@ -712,7 +722,7 @@ export class FanoutBatch {
     const count = this.#count;
     if (count === 0) return;
     this.#count = 0;
-    const unsent = this.#addon!.fanoutRtp(this.#natives, count, packet.payload, packet.header.marker);
+    const unsent = this.#addon!.fanoutRtp(this.#ids, count, packet.payload, packet.header.marker);
     if (unsent === 0) return;
     for (let index = 0; index < count; index++) this.#legs[index]!.sendUnsent(packet);
   }
