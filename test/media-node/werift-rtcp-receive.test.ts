@@ -1,11 +1,22 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { RtcpHeader, RtcpPacketConverter, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket } from 'werift';
+import {
+  RTCRtpSender,
+  RtcpHeader,
+  RtcpPacketConverter,
+  RtcpReceiverInfo,
+  RtcpRrPacket,
+  RtcpSenderInfo,
+  RtcpSrPacket,
+  RtpRouter,
+} from 'werift';
 
 /**
  * Every RTCP packet the node receives is parsed by werift, and an idle subscriber still sends a
  * receiver report about every track each 0.5–1.5 s. As patched in patches/werift+*.patch, headers and
  * report blocks are read in place; stock werift cut a subarray per header and a slice per report block
- * and read each field through an array (`bufferReader`, which calls `readUIntBE`).
+ * and read each field through an array (`bufferReader`, which calls `readUIntBE`). Routing a report to
+ * its senders, and each sender's reading of its own block, loop over the blocks instead of copying
+ * them through `filter` with a closure per block.
  */
 afterEach(() => vi.restoreAllMocks());
 
@@ -59,5 +70,31 @@ describe('werift RTCP receive path (patches/werift+*.patch)', () => {
     truncated.writeUInt16BE(truncated.length / 4 - 1, 2);
     expect(RtcpPacketConverter.deSerialize(truncated)).toEqual([]);
     expect(() => RtcpHeader.deSerialize(Buffer.from([0x81, 201, 0]))).toThrow(RangeError);
+  });
+
+  it('routes a receiver report to each sender it names, once, without copying its blocks', () => {
+    const router = new RtpRouter();
+    const audio = new RTCRtpSender('audio');
+    const video = new RTCRtpSender('video');
+    router.registerRtpSender(audio);
+    router.registerRtpSender(video);
+    const seen: { sender: string; packet: unknown }[] = [];
+    audio.onRtcp.subscribe((packet) => seen.push({ sender: 'audio', packet }));
+    video.onRtcp.subscribe((packet) => seen.push({ sender: 'video', packet }));
+    const report = new RtcpRrPacket({ ssrc: 1, reports: [block(audio.ssrc, 5), block(0x1234_5678, 9)] });
+    const filter = vi.spyOn(Array.prototype, 'filter');
+    const forEach = vi.spyOn(Array.prototype, 'forEach');
+
+    router.routeRtcp(report);
+
+    expect(filter).not.toHaveBeenCalled();
+    expect(forEach).not.toHaveBeenCalled();
+    vi.restoreAllMocks();
+    expect(seen).toEqual([{ sender: 'audio', packet: report }]);
+    // What the sender keeps from its block (werift's stats read it); the other sender kept nothing.
+    const remote = (sender: RTCRtpSender) =>
+      sender as unknown as { remotePacketsLost?: number; remoteFractionLost?: number };
+    expect(remote(audio)).toMatchObject({ remotePacketsLost: 5, remoteFractionLost: 200 / 256 });
+    expect(remote(video).remotePacketsLost).toBeUndefined();
   });
 });
