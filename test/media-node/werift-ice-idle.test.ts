@@ -1,7 +1,7 @@
 import crypto, { KeyObject } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { classes, Message, methods, parseMessage, RTCPeerConnection } from 'werift';
+import { CandidatePair, classes, Message, methods, parseMessage, RTCPeerConnection } from 'werift';
 import { LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
 
 /**
@@ -74,6 +74,24 @@ describe('werift ICE while idle (patches/werift+*.patch)', () => {
     expect(offerer.connectionState).toBe('connected');
     expect(abort).not.toHaveBeenCalled();
   }, 30_000);
+
+  it('remembers the latest incoming check ids of a pair (to spot retransmissions), not every one it ever got', () => {
+    const pair = new CandidatePair(
+      {} as ConstructorParameters<typeof CandidatePair>[0],
+      {} as ConstructorParameters<typeof CandidatePair>[1],
+      false,
+    );
+    const ids = (pair as unknown as { requestTransactionIds: Set<string> }).requestTransactionIds;
+    // A day of the peer's consent checks (one per ~5 s) on one connection.
+    for (let check = 0; check < 17_280; check++) {
+      expect(pair.noteIncomingRequest(`check-${check}`)).toBe(false);
+    }
+    expect(ids.size).toBeLessThanOrEqual(32);
+    // A retransmission of a recent check is still recognized as one.
+    expect(pair.noteIncomingRequest('check-17279')).toBe(true);
+    expect(pair.noteIncomingRequest('check-17250')).toBe(true);
+    expect(pair.retransmissionsReceived).toBe(2);
+  });
 
   it('queries no STUN server when none is configured (stock werift falls back to Google)', async () => {
     const pc = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
