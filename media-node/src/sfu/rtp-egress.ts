@@ -42,8 +42,7 @@ const GCM_TAG_SIZE = 16;
 
 /**
  * The slots of a leg's state shared with the addon's fan-out (native/srtp.c, LEG_*): what the leg
- * writes per packet, werift's rollover-counter state for the leg's SSRC, and the send's result. From
- * `rtpTimestamp` on, slots the addon does not read: the rest of the sender's last-packet fields.
+ * writes per packet, werift's rollover-counter state for the leg's SSRC, and the send's result.
  */
 export const LEG_STATE = {
   fd: 0,
@@ -58,65 +57,8 @@ export const LEG_STATE = {
   result: 9,
   /** The leg's number, which {@link FanoutBatch} stages (written by the addon). */
   id: 10,
-  rtpTimestamp: 11,
-  ntpHigh: 12,
-  ntpLow: 13,
-  /** Bit 0: the sender's `sequenceNumber` is set, bit 1: its `timestamp` (werift leaves both undefined until a packet). */
-  numbered: 14,
-  slots: 15,
+  slots: 11,
 } as const;
-const SEQUENCE_NUMBER_SET = 1;
-const TIMESTAMP_SET = 2;
-
-/** The last arrival time split into the 32-bit words a leg's state holds: every leg of a packet gets the same. */
-let splitNtp = -1n;
-let splitNtpHigh = 0;
-let splitNtpLow = 0;
-
-/**
- * Moves the sender's last-packet fields (`sequenceNumber`, `timestamp`, `rtpTimestamp`,
- * `ntpTimestamp`) into `state`: the sender reads and writes them there (werift's own sends, its
- * stats, the sender reports), and the leg writes them with typed-array stores. Stored on the sender
- * object, each packet of each leg cost a new heap number (a 32-bit timestamp is no small integer),
- * or a BigInt, and a write barrier for a young value in an old object.
- */
-function moveLastPacketFields(sender: SenderBookkeeping, state: Uint32Array): void {
-  const { sequenceNumber, timestamp, rtpTimestamp, ntpTimestamp } = sender;
-  const numbered = (bit: number, slot: number): PropertyDescriptor => ({
-    configurable: true,
-    enumerable: true,
-    get: () => ((state[LEG_STATE.numbered]! & bit) !== 0 ? state[slot] : undefined),
-    set: (value: number | undefined) => {
-      if (value === undefined) state[LEG_STATE.numbered]! &= ~bit;
-      else {
-        state[slot] = value;
-        state[LEG_STATE.numbered]! |= bit;
-      }
-    },
-  });
-  Object.defineProperties(sender, {
-    sequenceNumber: numbered(SEQUENCE_NUMBER_SET, LEG_STATE.sequenceNumber),
-    timestamp: numbered(TIMESTAMP_SET, LEG_STATE.timestamp),
-    rtpTimestamp: {
-      configurable: true,
-      enumerable: true,
-      get: () => state[LEG_STATE.rtpTimestamp],
-      set: (value: number) => {
-        state[LEG_STATE.rtpTimestamp] = value;
-      },
-    },
-    ntpTimestamp: {
-      configurable: true,
-      enumerable: true,
-      get: () => (BigInt(state[LEG_STATE.ntpHigh]!) << 32n) | BigInt(state[LEG_STATE.ntpLow]!),
-      set: (value: bigint) => {
-        state[LEG_STATE.ntpHigh] = Number((value >> 32n) & 0xffffffffn);
-        state[LEG_STATE.ntpLow] = Number(value & 0xffffffffn);
-      },
-    },
-  });
-  Object.assign(sender, { sequenceNumber, timestamp, rtpTimestamp, ntpTimestamp });
-}
 
 /** The parts of werift's SrtpContext the fast path uses (werift 0.25, patched: KeyObject keys). */
 interface SrtpContextShape {
@@ -511,7 +453,6 @@ export class EgressLeg {
       ? protector.fanoutLeg(route.direct.destination, rtpHeaderWithMid(this.#midExtension), this.#fanoutState)
       : undefined;
     this.#fanoutState[LEG_STATE.payloadType] = this.#payloadType;
-    moveLastPacketFields(sender, this.#fanoutState);
   }
 
   /**
@@ -541,24 +482,19 @@ export class EgressLeg {
     const sequenceNumber = (source.sequenceNumber + sender.seqOffset) & 0xffff;
     const timestamp = (source.timestamp + sender.timestampOffset) >>> 0;
     const payload = packet.payload;
-    const state = this.#fanoutState;
-    state[LEG_STATE.sequenceNumber] = sequenceNumber;
-    state[LEG_STATE.timestamp] = timestamp;
-    state[LEG_STATE.rtpTimestamp] = timestamp;
-    state[LEG_STATE.numbered] = SEQUENCE_NUMBER_SET | TIMESTAMP_SET;
-    if (ntpTimestamp !== splitNtp) {
-      splitNtp = ntpTimestamp;
-      splitNtpHigh = Number((ntpTimestamp >> 32n) & 0xffffffffn);
-      splitNtpLow = Number(ntpTimestamp & 0xffffffffn);
-    }
-    state[LEG_STATE.ntpHigh] = splitNtpHigh;
-    state[LEG_STATE.ntpLow] = splitNtpLow;
+    // Plain fields of werift's sender, as werift keeps them. Accessors here (to spare the heap number a
+    // 32-bit timestamp needs) turned the sender into a dictionary-mode object: every load from it in
+    // this path went through the generic LoadIC, which cost more than the allocation.
+    sender.sequenceNumber = sequenceNumber;
+    sender.timestamp = timestamp;
+    sender.ntpTimestamp = ntpTimestamp;
+    sender.rtpTimestamp = timestamp;
     sender.octetCount += payload.length;
     sender.headerBytesSent += this.#headerLength;
     sender.packetCount = (sender.packetCount + 1) >>> 0;
     const prefix = this.payloadRewriter?.prefixFor(payload, false);
     if (fanout && prefix === undefined && this.#fanoutLeg) {
-      this.#stage(fanout, payload.length);
+      this.#stage(fanout, sequenceNumber, timestamp, payload.length);
       return;
     }
     const header = writeRtpFields(
@@ -573,14 +509,16 @@ export class EgressLeg {
   }
 
   /**
-   * Stages this leg's copy of a packet in `fanout` (its numbers are in the shared state), and the
+   * Stages this leg's copy of a packet in `fanout`: its numbers into the shared state, and the
    * counters the send will move (a datagram the addon cannot send goes through dgram, the same bytes:
    * {@link sendUnsent}). The rollover counter moves in the addon, sent or not, as in {@link #send}.
    */
-  #stage(fanout: FanoutBatch, payloadLength: number): void {
+  #stage(fanout: FanoutBatch, sequenceNumber: number, timestamp: number, payloadLength: number): void {
     const state = this.#fanoutState;
     const ssrc = this.#sender.ssrc;
     if (ssrc !== this.#sharedSsrc) this.#shareRolloverState(ssrc);
+    state[LEG_STATE.sequenceNumber] = sequenceNumber;
+    state[LEG_STATE.timestamp] = timestamp;
     state[LEG_STATE.send] = 0;
     fanout.add(this, state[LEG_STATE.id]!);
     const route = this.#route;
