@@ -13,7 +13,7 @@ import {
 } from 'werift';
 import { type NativeSrtp, nativeSrtp } from '../../media-node/src/sfu/native-srtp.ts';
 import { installNativeSrtpSessions, srtpHeaderLength, useNativeSrtp } from '../../media-node/src/sfu/srtp-sessions.ts';
-import { LOOPBACK_PEER_CONFIG, SequenceCoverage, waitFor } from '../support/werift-peers.ts';
+import { connectPeers, LOOPBACK_PEER_CONFIG, SequenceCoverage, waitFor } from '../support/werift-peers.ts';
 
 /**
  * werift's SRTP/SRTCP sessions on the native addon (media-node/src/sfu/srtp-sessions.ts) against
@@ -260,13 +260,7 @@ describe('installNativeSrtpSessions (the hook in werift)', () => {
         received.add(packet.header.sequenceNumber);
       });
     };
-    await sender.setLocalDescription(await sender.createOffer());
-    await receiver.setRemoteDescription(sender.localDescription!);
-    await receiver.setLocalDescription(await receiver.createAnswer());
-    await sender.setRemoteDescription(receiver.localDescription!);
-    await waitFor(() => sender.connectionState === 'connected' && receiver.connectionState === 'connected', {
-      message: 'both connections up',
-    });
+    await connectPeers(sender, receiver);
     // The recorded video packets (one SSRC, one sequence).
     const video = fixture.rtp.map((packet) => RtpPacket.deSerialize(hex(packet)));
     const videoSsrc = video.find((packet) => packet.header.payloadType === VP8_PAYLOAD_TYPE)!.header.ssrc;

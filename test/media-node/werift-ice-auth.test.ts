@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { classes, Message, methods, parseMessage, RTCPeerConnection } from 'werift';
-import { LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
+import { connectPeers, LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
 
 /**
  * How werift's ICE answers a connectivity check, as patched in patches/werift+*.patch (RFC 8445 7.3,
@@ -32,13 +32,7 @@ async function connectedAnswerer(): Promise<{
   const answerer = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
   peers.push(offerer, answerer);
   offerer.addTransceiver('audio', { direction: 'sendonly' });
-  await offerer.setLocalDescription(await offerer.createOffer());
-  await answerer.setRemoteDescription(offerer.localDescription!);
-  await answerer.setLocalDescription(await answerer.createAnswer());
-  await offerer.setRemoteDescription(answerer.localDescription!);
-  await waitFor(() => offerer.connectionState === 'connected' && answerer.connectionState === 'connected', {
-    message: 'the pair to connect',
-  });
+  await connectPeers(offerer, answerer);
   const sdp = answerer.localDescription!.sdp;
   const [, ufrag] = /a=ice-ufrag:(\S+)/.exec(sdp)!;
   const [, password] = /a=ice-pwd:(\S+)/.exec(sdp)!;

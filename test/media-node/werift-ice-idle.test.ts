@@ -2,7 +2,7 @@ import crypto, { KeyObject } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CandidatePair, classes, Message, methods, parseMessage, RTCPeerConnection } from 'werift';
-import { LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
+import { connectPeers, LOOPBACK_PEER_CONFIG, waitFor } from '../support/werift-peers.ts';
 
 /**
  * What an idle connection costs werift's ICE, as patched in patches/werift+*.patch: every connection
@@ -27,13 +27,7 @@ async function connectedPair(): Promise<[RTCPeerConnection, RTCPeerConnection]> 
   const answerer = new RTCPeerConnection(LOOPBACK_PEER_CONFIG);
   peers.push(offerer, answerer);
   offerer.addTransceiver('audio', { direction: 'sendonly' });
-  await offerer.setLocalDescription(await offerer.createOffer());
-  await answerer.setRemoteDescription(offerer.localDescription!);
-  await answerer.setLocalDescription(await answerer.createAnswer());
-  await offerer.setRemoteDescription(answerer.localDescription!);
-  await waitFor(() => offerer.connectionState === 'connected' && answerer.connectionState === 'connected', {
-    message: 'the pair to connect',
-  });
+  await connectPeers(offerer, answerer);
   return [offerer, answerer];
 }
 

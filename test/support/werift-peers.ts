@@ -358,6 +358,17 @@ export async function nackCount(pc: RTCPeerConnection, type: 'inbound-rtp' | 'ou
   return count;
 }
 
+/** Negotiates `offerer` with `answerer` (offer, then answer) and waits until both are connected. */
+export async function connectPeers(offerer: RTCPeerConnection, answerer: RTCPeerConnection): Promise<void> {
+  await offerer.setLocalDescription(await offerer.createOffer());
+  await answerer.setRemoteDescription(offerer.localDescription!);
+  await answerer.setLocalDescription(await answerer.createAnswer());
+  await offerer.setRemoteDescription(answerer.localDescription!);
+  await waitFor(() => offerer.connectionState === 'connected' && answerer.connectionState === 'connected', {
+    message: 'both connections up',
+  });
+}
+
 /**
  * Polls a condition until it holds (resolving with its value) or the timeout passes (rejecting
  * with `message`). For state that changes without an event to await, e.g. packet counters.
