@@ -199,7 +199,9 @@ describeWithTool(chromiumPath, 'REQUIRE_BROWSER')('simulcast from a Chromium pub
     let topWidth = 0;
     await waitFor(
       async () => {
-        [media, topWidth] = [await inbound(capped), Math.max(...(await sentLayerWidths(alice)))];
+        const widths = await sentLayerWidths(alice);
+        // No layer in this reading of Alice's stats: no top width to reach, so no switch yet.
+        [media, topWidth] = [await inbound(capped), widths.length > 0 ? Math.max(...widths) : Number.POSITIVE_INFINITY];
         const now = performance.now();
         if (media.framesDecoded > lastFrames) {
           lastFrames = media.framesDecoded;
