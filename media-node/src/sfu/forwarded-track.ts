@@ -262,7 +262,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (this.source.simulcast) this.#rank = this.source.rankOf(layer);
     this.#current = layer;
     this.#target = undefined;
-    const sender = this.#sender as unknown as SenderBookkeeping;
+    const sender = (this.#leg?.syncSender() ?? this.#sender) as unknown as SenderBookkeeping;
     const header = packet.header;
     // werift's own send path reads the same offsets, so both paths continue the viewer's stream.
     if (sender.sequenceNumber !== undefined) {
@@ -315,8 +315,10 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
       // Throws synchronously when the socket closes under the leg: the source's loop catches it.
-      leg.forward(packet, this.source.arrivalNtp, fanout);
+      leg.forward(packet, this.source.arrivalMs, fanout);
     } else {
+      // werift's path continues from the sender's fields: the leg's last packet first.
+      leg?.syncSender();
       sender.sendRtp(this.#withRewrittenPayload(packet)).catch(this.#onSendError);
     }
   }
@@ -335,7 +337,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     this.#leg = EgressLeg.open(this.#sender);
     if (this.#leg) {
       this.#leg.payloadRewriter = this.#pictureIds;
-      this.#senderReports.add(this.#sender);
+      this.#senderReports.add(this.#leg);
     } else this.#legUnavailable = true;
     return this.#leg;
   }
@@ -395,7 +397,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (this.#closed) return;
     this.#closed = true;
     this.source.release(this);
-    this.#senderReports.delete(this.#sender);
+    if (this.#leg) this.#senderReports.delete(this.#leg);
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
     try {
       this.transceiver.stop();

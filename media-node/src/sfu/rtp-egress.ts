@@ -15,6 +15,7 @@ import {
   type NativeUdpDestination,
   nativeSrtp,
 } from './native-srtp.ts';
+import { ntpTimeOf } from './sender-reports.ts';
 
 /**
  * The forwarding fast path: one forwarded packet to one subscriber leg, without werift's
@@ -434,6 +435,10 @@ export class EgressLeg {
   readonly #headerLength: number;
   /** Set by the forwarded track once the viewer's stream needs it (after a layer switch). */
   payloadRewriter: PayloadPrefixRewriter | undefined;
+  /** performance.now() at the arrival of the last packet this leg forwarded. */
+  #lastArrivalMs = 0;
+  /** True while the sender's last-packet fields lag behind this leg's last packet. */
+  #senderBehind = false;
 
   constructor(sender: SenderBookkeeping, protector: SrtpProtector, route: DatagramRoute, transportStats?: object) {
     this.#sender = sender;
@@ -471,30 +476,31 @@ export class EgressLeg {
   }
 
   /**
-   * Forwards `packet` (the source's, not modified) to this leg; `ntpTimestamp` of its arrival. With
-   * a `fanout` (and the addon sending on the socket), the leg is staged there and the packet goes out
-   * when the batch is sent, with every other leg staged for it; a packet whose payload this leg
-   * rewrites goes out at once.
+   * Forwards `packet` (the source's, not modified) to this leg; `arrivalMs` its arrival
+   * (performance.now()). With a `fanout` (and the addon sending on the socket), the leg is staged
+   * there and the packet goes out when the batch is sent, with every other leg staged for it; a
+   * packet whose payload this leg rewrites goes out at once.
    */
-  forward(packet: RtpPacket, ntpTimestamp: bigint, fanout?: FanoutBatch): void {
+  forward(packet: RtpPacket, arrivalMs: number, fanout?: FanoutBatch): void {
     const sender = this.#sender;
     const source = packet.header;
     const sequenceNumber = (source.sequenceNumber + sender.seqOffset) & 0xffff;
     const timestamp = (source.timestamp + sender.timestampOffset) >>> 0;
     const payload = packet.payload;
-    // Plain fields of werift's sender, as werift keeps them. Accessors here (to spare the heap number a
-    // 32-bit timestamp needs) turned the sender into a dictionary-mode object: every load from it in
-    // this path went through the generic LoadIC, which cost more than the allocation.
-    sender.sequenceNumber = sequenceNumber;
-    sender.timestamp = timestamp;
-    sender.ntpTimestamp = ntpTimestamp;
-    sender.rtpTimestamp = timestamp;
+    // The last packet's numbers stay here until someone reads them from the sender (syncSender):
+    // written to werift's sender for every packet, the 32-bit timestamp was a new heap number and the
+    // NTP time a new BigInt per leg, each store into the long-lived sender a write barrier's slow path.
+    const state = this.#fanoutState;
+    state[LEG_STATE.sequenceNumber] = sequenceNumber;
+    state[LEG_STATE.timestamp] = timestamp;
+    this.#lastArrivalMs = arrivalMs;
+    this.#senderBehind = true;
     sender.octetCount += payload.length;
     sender.headerBytesSent += this.#headerLength;
     sender.packetCount = (sender.packetCount + 1) >>> 0;
     const prefix = this.payloadRewriter?.prefixFor(payload, false);
     if (fanout && prefix === undefined && this.#fanoutLeg) {
-      this.#stage(fanout, sequenceNumber, timestamp, payload.length);
+      this.#stage(fanout, payload.length);
       return;
     }
     const header = writeRtpFields(
@@ -509,16 +515,31 @@ export class EgressLeg {
   }
 
   /**
+   * werift's sender with its last-packet fields (sequence number, RTP and NTP timestamps) those of
+   * this leg's last packet, for whoever reads them next: a layer switch, werift's own send path, a
+   * sender report, werift's stats. Cheap when nothing was forwarded since the last call.
+   */
+  syncSender(): SenderBookkeeping {
+    const sender = this.#sender;
+    if (!this.#senderBehind) return sender;
+    this.#senderBehind = false;
+    const state = this.#fanoutState;
+    sender.sequenceNumber = state[LEG_STATE.sequenceNumber]!;
+    sender.timestamp = state[LEG_STATE.timestamp]!;
+    sender.rtpTimestamp = sender.timestamp;
+    sender.ntpTimestamp = ntpTimeOf(performance.timeOrigin + this.#lastArrivalMs);
+    return sender;
+  }
+
+  /**
    * Stages this leg's copy of a packet in `fanout`: its numbers into the shared state, and the
    * counters the send will move (a datagram the addon cannot send goes through dgram, the same bytes:
    * {@link sendUnsent}). The rollover counter moves in the addon, sent or not, as in {@link #send}.
    */
-  #stage(fanout: FanoutBatch, sequenceNumber: number, timestamp: number, payloadLength: number): void {
+  #stage(fanout: FanoutBatch, payloadLength: number): void {
     const state = this.#fanoutState;
     const ssrc = this.#sender.ssrc;
     if (ssrc !== this.#sharedSsrc) this.#shareRolloverState(ssrc);
-    state[LEG_STATE.sequenceNumber] = sequenceNumber;
-    state[LEG_STATE.timestamp] = timestamp;
     state[LEG_STATE.send] = 0;
     fanout.add(this, state[LEG_STATE.id]!);
     const route = this.#route;

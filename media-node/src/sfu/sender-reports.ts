@@ -1,7 +1,6 @@
 import {
   compactNtp,
   type RTCDtlsTransport,
-  type RTCRtpSender,
   type RtcpPacket,
   RtcpSenderInfo,
   RtcpSourceDescriptionPacket,
@@ -17,6 +16,21 @@ const SDES_CNAME = 1;
 /** How often every forwarding sender reports (RFC 3550 leaves it to the application; werift: 0.5–1.5 s). */
 export const SENDER_REPORT_INTERVAL_MS = 1_000;
 
+/** Seconds from the NTP era's start (1900-01-01) to the Unix epoch (RFC 868). */
+const NTP_UNIX_EPOCH_OFFSET_S = 2_208_988_800;
+
+/**
+ * The 64-bit NTP timestamp (RFC 3550 §4: seconds since 1900 and a 32-bit fraction) of a Unix time in
+ * milliseconds. werift's ntpTime() takes the decimal digits of the seconds for the fraction (0.5 s
+ * becomes 5 / 2³² s), so its sender reports tell a receiver the time only to the second, too coarse
+ * for a browser to line audio up with video.
+ */
+export function ntpTimeOf(unixMs: number): bigint {
+  const seconds = Math.floor(unixMs / 1000);
+  const fraction = Math.floor(((unixMs - seconds * 1000) / 1000) * 0x1_0000_0000);
+  return (BigInt((seconds + NTP_UNIX_EPOCH_OFFSET_S) >>> 0) << 32n) | BigInt(fraction);
+}
+
 /** The sender fields werift's own report loop reads (werift 0.25). */
 interface SenderCounters {
   ssrc: number;
@@ -30,6 +44,11 @@ interface SenderCounters {
   dtlsTransport?: RTCDtlsTransport;
 }
 
+/** A fast-path leg (rtp-egress.ts): werift's sender, its last-packet fields brought up to date. */
+export interface ReportingLeg {
+  syncSender(): object;
+}
+
 /**
  * RTCP sender reports for every fast-path sender of a worker, on one timer. werift runs one report
  * loop per sender (a timer wake-up each 0.5–1.5 s, each costing ~150 µs of CPU here); this sends all
@@ -39,17 +58,17 @@ interface SenderCounters {
  * (lastSRtimestamp feeds its round-trip time from receiver reports).
  */
 export class SenderReportClock {
-  /** Each sender with its packet count at its last report. */
-  readonly #senders = new Map<SenderCounters, number>();
+  /** Each leg with its sender's packet count at its last report. */
+  readonly #senders = new Map<ReportingLeg, number>();
   #timer: NodeJS.Timeout | undefined;
 
-  add(sender: RTCRtpSender): void {
-    this.#senders.set(sender as unknown as SenderCounters, 0);
+  add(leg: ReportingLeg): void {
+    this.#senders.set(leg, 0);
     this.#timer ??= setInterval(() => this.tick(), SENDER_REPORT_INTERVAL_MS);
   }
 
-  delete(sender: RTCRtpSender): void {
-    this.#senders.delete(sender as unknown as SenderCounters);
+  delete(leg: ReportingLeg): void {
+    this.#senders.delete(leg);
     if (this.#senders.size === 0) {
       clearInterval(this.#timer);
       this.#timer = undefined;
@@ -64,10 +83,11 @@ export class SenderReportClock {
   tick(): void {
     const byTransport = new Map<RTCDtlsTransport, RtcpPacket[]>();
     const now = timestampSeconds();
-    for (const [sender, reportedCount] of this.#senders) {
+    for (const [leg, reportedCount] of this.#senders) {
+      const sender = leg.syncSender() as SenderCounters;
       const transport = sender.dtlsTransport;
       if (transport?.state !== 'connected' || sender.packetCount === reportedCount) continue;
-      this.#senders.set(sender, sender.packetCount);
+      this.#senders.set(leg, sender.packetCount);
       let packets = byTransport.get(transport);
       if (!packets) {
         packets = [];

@@ -1,11 +1,5 @@
 import { EventEmitter } from 'node:events';
-import {
-  type MediaStreamTrack,
-  ntpTime,
-  type RTCRtpCodecParameters,
-  type RTCRtpReceiver,
-  type RtpPacket,
-} from 'werift';
+import type { MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver, RtpPacket } from 'werift';
 import type { Logger } from '../../../shared/src/log.ts';
 import { loggableError } from '../errors.ts';
 import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
@@ -145,13 +139,11 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   #closed = false;
   /** Muted by the room: packets still arrive (and count as flowing) but reach no subscriber. */
   #muted = false;
-  /** The NTP time of the last packet's arrival (werift's format): every leg's SR counters use it. */
-  #arrivalNtp = 0n;
   /** The negotiated id of the RFC 6464 audio level extension (audio tracks that carry it). */
   readonly #audioLevelId: number | undefined;
   /** The speaker detection's meter of this track, when the publisher sends audio levels. */
   readonly audioLevel: AudioLevelMeter | undefined;
-  /** performance.now() at the last packet's arrival. */
+  /** performance.now() at the last packet's arrival; the legs' sender reports pair it with their RTP time. */
   #arrivalMs = 0;
   /** The subscriber legs a packet goes to with one call into the SRTP addon (rtp-egress.ts). */
   readonly #fanout = new FanoutBatch();
@@ -234,7 +226,6 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     const level = meter ? readAudioLevel(header.extensions, this.#audioLevelId!) : NO_AUDIO_LEVEL;
     header.extensions = NO_EXTENSIONS;
     header.extension = false;
-    this.#arrivalNtp = ntpTime();
     const now = performance.now();
     this.#arrivalMs = now;
     layer.lastPacketAt = now;
@@ -334,10 +325,6 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
       byResolution ? area(candidate) < area(layer) : candidate.index < layer.index,
     ).length;
     return below === layers.length - 1 ? 2 : below;
-  }
-
-  get arrivalNtp(): bigint {
-    return this.#arrivalNtp;
   }
 
   /** performance.now() at the last packet's arrival (any layer). */
