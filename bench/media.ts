@@ -9,7 +9,7 @@
  * packets after ICE and DTLS. For each N: CPU of the SFU process (every thread, from /proc) over a
  * window with media flowing, then over a window with the publisher paused (idle cost), and RSS.
  *
- *   npm run bench:media                              # N = 0,20,60,100,300, every system
+ *   npm run bench:media                              # N = 0,20,60,100,300, every system, twice in turn
  *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
  *   npm run bench:media -- --steps 60 --systems node --node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   npm run bench:media -- --publisher werift,chromium-simulcast --steps 20,60 --systems node
@@ -40,6 +40,7 @@ import type { LoadCommand, LoadStats } from './media/load-generator.ts';
 import { cpuShare, sampleProcess, sampleProcesses } from './media/proc-stats.ts';
 import {
   type BenchReport,
+  medianOfRepetitions,
   type PublisherKind,
   type StepResult,
   type SystemName,
@@ -59,6 +60,8 @@ const { values: args } = parseArgs({
     full: { type: 'string', default: '20' },
     'per-process': { type: 'string', default: '100' },
     'no-readme': { type: 'boolean', default: false },
+    /** How many times each system runs, in turn (node, Janus, …, node, Janus, …): figures are medians. */
+    repetitions: { type: 'string', default: '2' },
     /** Which publishers, each in turn: `werift` (dummy VP8 + Opus) and/or `chromium-simulcast`. */
     publisher: { type: 'string', default: 'werift' },
     /** NODE_OPTIONS for the media node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under load. */
@@ -74,6 +77,8 @@ const IDLE_WINDOW_S = Number(args['idle-window']);
 const FULL_SUBSCRIBERS = Number(args.full);
 const SUBSCRIBERS_PER_PROCESS = Number(args['per-process']);
 const SYSTEMS = args.systems.split(',') as SystemName[];
+const REPETITIONS = Number(args.repetitions);
+if (!Number.isInteger(REPETITIONS) || REPETITIONS < 1) throw new Error(`--repetitions must be a positive integer`);
 const PUBLISHERS = args.publisher.split(',') as PublisherKind[];
 for (const kind of PUBLISHERS) {
   if (kind !== 'werift' && kind !== 'chromium-simulcast') throw new Error(`unknown --publisher ${kind}`);
@@ -530,42 +535,59 @@ async function runScale(topologies: Topology[]): Promise<void> {
 
 /** The systems compared at each N, with each publisher in turn (the default run, issue #10). */
 async function runComparison(): Promise<void> {
-  const runs: Partial<Record<PublisherKind, BenchReport['systems']>> = {};
+  const runs: Partial<Record<PublisherKind, Partial<Record<SystemName, StepResult[][]>>>> = {};
   let publisherRate = 80;
   for (const publisherKind of PUBLISHERS) {
-    const systems: BenchReport['systems'] = {};
-    runs[publisherKind] = systems;
-    for (const system of SYSTEMS) {
-      console.log(`--- ${system}, ${publisherKind} publisher`);
-      if (system === 'floor') {
-        systems.floor = await runFloor(publisherRate);
-        continue;
-      }
-      const sfu =
-        system === 'node'
-          ? await startNodes({ nodes: 1, workers: availableParallelism() })
-          : await startJanus(system === 'janus-el2' ? 2 : 0);
-      try {
-        const steps = await runSfu(system, sfu, publisherKind);
-        publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
-        systems[system] = steps;
-      } finally {
-        await sfu.stop();
+    const repetitions: Partial<Record<SystemName, StepResult[][]>> = {};
+    runs[publisherKind] = repetitions;
+    // The systems in turn, then again: this VM's load drifts over minutes, and each system's
+    // repetitions spread over the whole run compare like with like.
+    for (let repetition = 1; repetition <= REPETITIONS; repetition++) {
+      for (const system of SYSTEMS) {
+        console.log(`--- ${system}, ${publisherKind} publisher, repetition ${repetition} of ${REPETITIONS}`);
+        repetitions[system] ??= [];
+        const done = repetitions[system];
+        if (system === 'floor') {
+          done.push(await runFloor(publisherRate));
+          continue;
+        }
+        const sfu =
+          system === 'node'
+            ? await startNodes({ nodes: 1, workers: availableParallelism() })
+            : await startJanus(system === 'janus-el2' ? 2 : 0);
+        try {
+          const steps = await runSfu(system, sfu, publisherKind);
+          publisherRate = steps.find((step) => step.publisher_pps)?.publisher_pps ?? publisherRate;
+          done.push(steps);
+        } finally {
+          await sfu.stop();
+        }
       }
     }
   }
 
-  const reportOf = (systems: BenchReport['systems']): BenchReport => ({
-    benchmark: 'media',
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: availableParallelism(),
-    window_s: WINDOW_S,
-    idle_window_s: IDLE_WINDOW_S,
-    full_subscribers: FULL_SUBSCRIBERS,
-    systems,
-    summary: summarize(systems),
-  });
+  const reportOf = (repetitions: Partial<Record<SystemName, StepResult[][]>>): BenchReport => {
+    const entries = Object.entries(repetitions) as [SystemName, StepResult[][]][];
+    const systems = Object.fromEntries(entries.map(([name, runs]) => [name, medianOfRepetitions(runs)]));
+    return {
+      benchmark: 'media',
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: availableParallelism(),
+      window_s: WINDOW_S,
+      idle_window_s: IDLE_WINDOW_S,
+      full_subscribers: FULL_SUBSCRIBERS,
+      repetitions: REPETITIONS,
+      us_per_packet_60_by_repetition: Object.fromEntries(
+        entries.map(([name, runs]) => [
+          name,
+          runs.map((steps) => steps.find((step) => step.subscribers === 60 && !step.failed)?.cpu_us_per_packet),
+        ]),
+      ),
+      systems,
+      summary: summarize(systems),
+    };
+  };
   if (runs['chromium-simulcast']) {
     writeSimulcastReport({
       werift: runs.werift && reportOf(runs.werift),

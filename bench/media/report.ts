@@ -57,11 +57,68 @@ export interface BenchReport {
   window_s: number;
   idle_window_s: number;
   full_subscribers: number;
+  /** How many times the systems ran, one after the other in turn; `systems` holds each step's medians. */
+  repetitions: number;
+  /** Each repetition's CPU µs per forwarded packet at N = 60, per system: the spread behind the medians. */
+  us_per_packet_60_by_repetition: Partial<Record<SystemName, (number | undefined)[]>>;
   systems: Partial<Record<SystemName, StepResult[]>>;
   summary: ReturnType<typeof summarize>;
 }
 
 const round = (value: number) => Math.round(value * 100) / 100;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * One system's steps over several repetitions: each figure the median of the repetitions (of two, their
+ * mean), which evens out this VM's drift between runs minutes apart. Loss and missing sequence numbers
+ * take the worst repetition, and a step that failed in any repetition counts as failed.
+ */
+export function medianOfRepetitions(repetitions: StepResult[][]): StepResult[] {
+  const [first, ...rest] = repetitions;
+  if (!first) return [];
+  return first.map((step) => {
+    const same = [step, ...rest.map((steps) => steps.find((other) => other.subscribers === step.subscribers))];
+    const failed = same.find((other) => other === undefined || other.failed !== undefined);
+    if (failed !== undefined || same.length === 1) return failed ?? step;
+    const all = same as StepResult[];
+    const of = (read: (step: StepResult) => number | undefined): number | undefined => {
+      const values = all.map(read);
+      return values.every((value) => value !== undefined) ? round(median(values as number[])) : undefined;
+    };
+    const worst = (read: (step: StepResult) => number | undefined): number | undefined => {
+      const values = all.map(read);
+      return values.every((value) => value !== undefined) ? Math.max(...(values as number[])) : undefined;
+    };
+    const elementwise = (read: (step: StepResult) => number[] | undefined): number[] | undefined => {
+      const arrays = all.map(read);
+      if (!arrays.every((array) => array !== undefined && array.length === arrays[0]!.length)) return read(step);
+      return arrays[0]!.map((_, index) => round(median(arrays.map((array) => array![index]!))));
+    };
+    const p50 = of((s) => s.first_rtp_ms?.p50);
+    const p95 = of((s) => s.first_rtp_ms?.p95);
+    return {
+      ...step,
+      forwarded_pps: of((s) => s.forwarded_pps)!,
+      publisher_pps: of((s) => s.publisher_pps)!,
+      cpu_percent: of((s) => s.cpu_percent)!,
+      cpu_us_per_packet: of((s) => s.cpu_us_per_packet),
+      idle_cpu_percent: of((s) => s.idle_cpu_percent),
+      rss_mb: of((s) => s.rss_mb)!,
+      rss_file_mb: of((s) => s.rss_file_mb),
+      loss_percent: worst((s) => s.loss_percent),
+      missing_sequence_numbers: worst((s) => s.missing_sequence_numbers),
+      load_cpu_percent: elementwise((s) => s.load_cpu_percent)!,
+      first_rtp_ms: p50 !== undefined && p95 !== undefined ? { p50, p95 } : undefined,
+      worker_utilization: elementwise((s) => s.worker_utilization),
+      worker_peers: elementwise((s) => s.worker_peers),
+    };
+  });
+}
 
 export function summarizeSystem(steps: StepResult[]): SystemSummary {
   const done = steps.filter((step) => !step.failed);
@@ -243,6 +300,12 @@ export function markdownReport(report: BenchReport): string {
   ];
   const lines = [
     `Run of ${report.date.slice(0, 16).replace('T', ' ')} UTC, Node ${report.node}, ${report.cpus} CPUs, ${report.window_s} s windows with media, ${report.idle_window_s} s without; ${report.full_subscribers} fully decrypting subscribers, the rest counting.`,
+    '',
+    `Every system ran ${report.repetitions === 1 ? 'once' : `${report.repetitions} times, in turn`}; each figure is the median of the repetitions (loss: the worst). CPU µs per packet at N = 60 in each repetition: ${(
+      Object.entries(report.us_per_packet_60_by_repetition) as [SystemName, (number | undefined)[]][]
+    )
+      .map(([name, values]) => `${SYSTEM_LABELS[name]} ${values.map((value) => value ?? '—').join(' / ')}`)
+      .join('; ')}.`,
     '',
     '### Targets of issue #10',
     '',
