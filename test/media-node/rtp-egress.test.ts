@@ -13,9 +13,13 @@ import {
   RTCRtpSender,
   RTP_EXTENSION_URI,
   RtcpPacketConverter,
+  RtcpSenderInfo,
+  RtcpSourceDescriptionPacket,
   RtcpSrPacket,
   RtcpTransportLayerFeedback,
   RtpPacket,
+  SourceDescriptionChunk,
+  SourceDescriptionItem,
   SrtcpSession,
   SrtpSession,
   UdpTransport,
@@ -31,7 +35,7 @@ import {
   type SenderBookkeeping,
   SrtpProtector,
 } from '../../media-node/src/sfu/rtp-egress.ts';
-import { ntpTimeOf, SenderReportClock } from '../../media-node/src/sfu/sender-reports.ts';
+import { ntpTimeOf, SenderReportClock, senderReportBytes } from '../../media-node/src/sfu/sender-reports.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import { waitFor } from '../support/werift-peers.ts';
 import { vp8Source } from './source-tracks.ts';
@@ -747,6 +751,43 @@ describe('SenderReportClock', () => {
     // Era 1 begins in February 2036: the seconds wrap (RFC 5905 §6).
     expect(ntpTimeOf(2_085_978_496_000 + 500) >> 32n).toBe(0n);
     expect(ntpTimeOf(2_085_978_496_000 + 500) & 0xffffffffn).toBe(0x80000000n);
+  });
+
+  it("writes the SR and SDES bytes werift's serializers write, and ends the CNAME item list as RFC 3550 says", () => {
+    const report = {
+      ssrc: 0xfedc_ba98,
+      ntpTimestamp: 0xbf454880_40000000n,
+      rtpTimestamp: 0x8000_0001,
+      packetCount: 0xffff_ffff,
+      octetCount: 1_234_567,
+    };
+    const werift = (cname: string | undefined) =>
+      Buffer.concat([
+        new RtcpSrPacket({ ssrc: report.ssrc, senderInfo: new RtcpSenderInfo(report) }).serialize(),
+        ...(cname
+          ? [
+              new RtcpSourceDescriptionPacket({
+                chunks: [
+                  new SourceDescriptionChunk({
+                    source: report.ssrc,
+                    items: [new SourceDescriptionItem({ type: 1, text: cname })],
+                  }),
+                ],
+              }).serialize(),
+            ]
+          : []),
+      ]);
+    // CNAMEs whose item does not end on a 32-bit boundary (werift then pads with the null octets).
+    for (const cname of [undefined, 'a', 'b6a1c7e2-4f3d-4e8a-9c1b-2d3e4f5a6b7c', 'x'.repeat(255)]) {
+      expect(senderReportBytes({ ...report, cname }).toString('hex')).toBe(werift(cname).toString('hex'));
+    }
+    // One whose item does: werift writes no null octet, RFC 3550 §6.5 wants one (and a word of padding).
+    const bytes = senderReportBytes({ ...report, cname: 'ab' });
+    const [, description] = RtcpPacketConverter.deSerialize(bytes);
+    expect((description as RtcpSourceDescriptionPacket).chunks[0]!.items[0]!.text).toBe('ab');
+    expect(bytes.subarray(28 + 4 + 4 + 2 + 2).toString('hex')).toBe('00000000');
+    // The counters wrap at 32 bits, as the fields do.
+    expect(senderReportBytes({ ...report, octetCount: 2 ** 32 + 5 }).readUInt32BE(24)).toBe(5);
   });
 });
 

@@ -34,6 +34,9 @@ import { ntpTimeOf } from './sender-reports.ts';
  * returns undefined when they do not have the expected shape, and the caller uses werift's path.
  */
 
+/** performance.timeOrigin, read once: a getter into Node's internals each time. */
+const TIME_ORIGIN_MS = performance.timeOrigin;
+
 /** The fixed RTP header (RFC 3550 §5.1), before CSRCs and extensions. */
 export const RTP_HEADER_SIZE = 12;
 const ONE_BYTE_EXTENSION_PROFILE = 0xbede;
@@ -527,7 +530,7 @@ export class EgressLeg {
     sender.sequenceNumber = state[LEG_STATE.sequenceNumber]!;
     sender.timestamp = state[LEG_STATE.timestamp]!;
     sender.rtpTimestamp = sender.timestamp;
-    sender.ntpTimestamp = ntpTimeOf(performance.timeOrigin + this.#lastArrivalMs);
+    sender.ntpTimestamp = ntpTimeOf(TIME_ORIGIN_MS + this.#lastArrivalMs);
     return sender;
   }
 

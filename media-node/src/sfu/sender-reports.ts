@@ -1,14 +1,4 @@
-import {
-  compactNtp,
-  type RTCDtlsTransport,
-  type RtcpPacket,
-  RtcpSenderInfo,
-  RtcpSourceDescriptionPacket,
-  RtcpSrPacket,
-  SourceDescriptionChunk,
-  SourceDescriptionItem,
-  timestampSeconds,
-} from 'werift';
+import { compactNtp, type RTCDtlsTransport, type RtcpPacket, timestampSeconds } from 'werift';
 
 /** RTCP SDES item type CNAME (RFC 3550 §6.5.1). */
 const SDES_CNAME = 1;
@@ -29,6 +19,64 @@ export function ntpTimeOf(unixMs: number): bigint {
   const seconds = Math.floor(unixMs / 1000);
   const fraction = Math.floor(((unixMs - seconds * 1000) / 1000) * 0x1_0000_0000);
   return (BigInt((seconds + NTP_UNIX_EPOCH_OFFSET_S) >>> 0) << 32n) | BigInt(fraction);
+}
+
+/** RTCP packet types (RFC 3550 §12.1). */
+const RTCP_SR = 200;
+const RTCP_SDES = 202;
+/** An SR without report blocks: header, SSRC and the 20-byte sender info (RFC 3550 §6.4.1). */
+const SENDER_REPORT_BYTES = 28;
+
+/**
+ * The compound packet a forwarding sender reports with: an SR without report blocks (the node's
+ * legs only send), then, with a CNAME, an SDES chunk carrying it (RFC 3550 §6.4.1, §6.5). Written
+ * here in one buffer: werift's serializers concatenate a buffer per field and ran at 25 µs per
+ * report, 4 % of the node's CPU with 60 subscribers. Counters wrap at 32 bits, as the fields do.
+ */
+export function senderReportBytes(report: {
+  ssrc: number;
+  ntpTimestamp: bigint;
+  rtpTimestamp: number;
+  packetCount: number;
+  octetCount: number;
+  cname?: string;
+}): Buffer {
+  const cname = report.cname ? Buffer.from(report.cname) : undefined;
+  // The chunk: SSRC, the CNAME item (type, length, text), then at least one null octet ending the item
+  // list, to a 32-bit boundary (§6.5). An item's text is at most 255 octets.
+  const text = cname?.subarray(0, 255);
+  const chunkBytes = text ? (4 + 2 + text.length + 4) & ~3 : 0;
+  const packet = Buffer.alloc(SENDER_REPORT_BYTES + (text ? 4 + chunkBytes : 0));
+  packet[0] = 0x80;
+  packet[1] = RTCP_SR;
+  packet.writeUInt16BE(SENDER_REPORT_BYTES / 4 - 1, 2);
+  packet.writeUInt32BE(report.ssrc >>> 0, 4);
+  packet.writeBigUInt64BE(report.ntpTimestamp, 8);
+  packet.writeUInt32BE(report.rtpTimestamp >>> 0, 16);
+  packet.writeUInt32BE(report.packetCount >>> 0, 20);
+  packet.writeUInt32BE(report.octetCount >>> 0, 24);
+  if (text) {
+    const sdes = SENDER_REPORT_BYTES;
+    packet[sdes] = 0x81; // one chunk
+    packet[sdes + 1] = RTCP_SDES;
+    packet.writeUInt16BE(chunkBytes / 4, sdes + 2);
+    packet.writeUInt32BE(report.ssrc >>> 0, sdes + 4);
+    packet[sdes + 8] = SDES_CNAME;
+    packet[sdes + 9] = text.length;
+    text.copy(packet, sdes + 10);
+  }
+  return packet;
+}
+
+/** Bytes already serialized, where werift's sendRtcp expects packets (it calls serialize() on each). */
+class SerializedRtcp {
+  readonly #bytes: Buffer;
+  constructor(bytes: Buffer) {
+    this.#bytes = bytes;
+  }
+  serialize(): Buffer {
+    return this.#bytes;
+  }
 }
 
 /** The sender fields werift's own report loop reads (werift 0.25). */
@@ -93,29 +141,7 @@ export class SenderReportClock {
         packets = [];
         byTransport.set(transport, packets);
       }
-      packets.push(
-        new RtcpSrPacket({
-          ssrc: sender.ssrc,
-          senderInfo: new RtcpSenderInfo({
-            ntpTimestamp: sender.ntpTimestamp,
-            rtpTimestamp: sender.rtpTimestamp,
-            packetCount: sender.packetCount,
-            octetCount: sender.octetCount,
-          }),
-        }),
-      );
-      if (sender.cname) {
-        packets.push(
-          new RtcpSourceDescriptionPacket({
-            chunks: [
-              new SourceDescriptionChunk({
-                source: sender.ssrc,
-                items: [new SourceDescriptionItem({ type: SDES_CNAME, text: sender.cname })],
-              }),
-            ],
-          }),
-        );
-      }
+      packets.push(new SerializedRtcp(senderReportBytes(sender)) as unknown as RtcpPacket);
       sender.lastSRtimestamp = compactNtp(sender.ntpTimestamp);
       sender.lastSentSRTimestamp = now;
     }
