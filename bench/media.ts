@@ -9,7 +9,7 @@
  * packets after ICE and DTLS. For each N: CPU of the SFU process (every thread, from /proc) over a
  * window with media flowing, then over a window with the publisher paused (idle cost), and RSS.
  *
- *   npm run bench:media                              # N = 0,20,60,100,300, every system, twice in turn
+ *   npm run bench:media                              # N = 0,20,60,100,300, every system, three times in turn
  *   npm run bench:media -- --steps 0,20,60 --window 10 --systems node,janus-el2
  *   npm run bench:media -- --steps 60 --systems node --node-options="--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   npm run bench:media -- --publisher werift,chromium-simulcast --steps 20,60 --systems node
@@ -55,13 +55,13 @@ const { values: args } = parseArgs({
   options: {
     steps: { type: 'string' },
     window: { type: 'string', default: '20' },
-    'idle-window': { type: 'string', default: '10' },
+    'idle-window': { type: 'string', default: '20' },
     systems: { type: 'string', default: 'node,janus,janus-el2,floor' },
     full: { type: 'string', default: '20' },
     'per-process': { type: 'string', default: '100' },
     'no-readme': { type: 'boolean', default: false },
     /** How many times each system runs, in turn (node, Janus, …, node, Janus, …): figures are medians. */
-    repetitions: { type: 'string', default: '2' },
+    repetitions: { type: 'string', default: '3' },
     /** Which publishers, each in turn: `werift` (dummy VP8 + Opus) and/or `chromium-simulcast`. */
     publisher: { type: 'string', default: 'werift' },
     /** NODE_OPTIONS for the media node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under load. */
