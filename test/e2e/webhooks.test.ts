@@ -17,20 +17,36 @@ import { TestPublisher, waitFor } from '../support/werift-peers.ts';
 
 /** How long the receiver answers 500 in the retry test: a minute, as an app server's deploy might. */
 const OUTAGE_MS = 60_000;
+/** How long the receiver answers with a redirect in the redirect test. */
+const REDIRECT_MS = 8_000;
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
-/** The app's receiver: verifies signatures; answers 500 until `failingUntil` (an outage). */
+/**
+ * The app's receiver: verifies signatures; answers 500 until `failingUntil` (an outage), and 307 to
+ * another path of its own until `redirectingUntil` (counting any delivery that follows it).
+ */
 class Receiver extends WebhookEndpoint {
   readonly events: WebhookEvent[] = [];
   readonly ids: string[] = [];
   unverified = 0;
   failingUntil = 0;
   refused = 0;
+  redirectingUntil = 0;
+  redirected = 0;
+  followed = 0;
   /** When each event was accepted, by room. */
   readonly accepted: { roomId: string; at: number }[] = [];
   readonly #verifier = new Webhook(SECRET);
 
-  protected answer(body: string, headers: IncomingHttpHeaders): number {
+  protected answer(body: string, headers: IncomingHttpHeaders, path: string) {
+    if (path !== '/webhooks') {
+      this.followed += 1;
+      return 204;
+    }
+    if (Date.now() < this.redirectingUntil) {
+      this.redirected += 1;
+      return { status: 307, headers: { location: '/webhooks-moved' } };
+    }
     if (Date.now() < this.failingUntil) {
       this.refused += 1;
       return 500;
@@ -118,6 +134,29 @@ describe('webhooks through a Cloudflare Queue to a local receiver', () => {
     expect(events[6]?.data.reason).toBe('room_deleted');
     expect(receiver.unverified).toBe(0);
     await publisher.close();
+  }, 90_000);
+
+  it('follows no redirect: a 3xx is a failed delivery, retried at the same URL', async () => {
+    const redirectEnds = Date.now() + REDIRECT_MS;
+    receiver.redirectingUntil = redirectEnds;
+    const room = await createRoom(stack, 'webhooks redirected');
+    const ann = await joinParticipant(stack, room.id, 'Ann');
+    expectReply(await ann.connection.request('leave', {}), 'ack');
+    expect((await endRoom(room.id, room.admin_token)).status).toBe(200);
+    const events = await waitFor(() => (receiver.ofRoom(room.id).length >= 4 ? receiver.ofRoom(room.id) : undefined), {
+      timeoutMs: REDIRECT_MS + 60_000,
+      message: 'every event after the redirects',
+    });
+    expect(events.map((event) => event.type)).toEqual([
+      'room.started',
+      'participant.joined',
+      'participant.left',
+      'room.finished',
+    ]);
+    expect(receiver.redirected).toBeGreaterThan(0);
+    expect(receiver.followed).toBe(0);
+    const acceptedAt = receiver.accepted.filter((entry) => entry.roomId === room.id).map((entry) => entry.at);
+    expect(Math.min(...acceptedAt)).toBeGreaterThanOrEqual(redirectEnds);
   }, 90_000);
 
   it(

@@ -10,12 +10,18 @@ export abstract class WebhookEndpoint {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      response.writeHead(this.answer(Buffer.concat(chunks).toString('utf8'), request.headers)).end();
+      const answer = this.answer(Buffer.concat(chunks).toString('utf8'), request.headers, request.url ?? '/');
+      const { status, headers } = typeof answer === 'number' ? { status: answer, headers: {} } : answer;
+      response.writeHead(status, headers).end();
     });
   });
 
-  /** The status to answer a delivery with. */
-  protected abstract answer(body: string, headers: IncomingHttpHeaders): number;
+  /** The status (and headers, such as a redirect's location) to answer a delivery to `path` with. */
+  protected abstract answer(
+    body: string,
+    headers: IncomingHttpHeaders,
+    path: string,
+  ): number | { status: number; headers: Record<string, string> };
 
   async listen(): Promise<string> {
     await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));

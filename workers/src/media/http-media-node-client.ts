@@ -146,6 +146,9 @@ export class HttpMediaNodeClient implements MediaNodeClient {
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
+        // A node's control API never redirects: following one would hand the bearer token to wherever
+        // the node, or someone on the path to it, points.
+        redirect: 'manual',
       });
       // A body that stops arriving is the same hang as a missing answer (caught below).
       payload = await response.json().catch((error: unknown) => {
@@ -195,6 +198,8 @@ const CLIENT_FACING_CODES = new Set<ErrorCode>(['bad_sdp', 'not_found', 'conflic
  * with the status in the message for the edge's log (never the node's own message).
  */
 function errorFromResponse(status: number, payload: unknown): MediaCallError {
+  if (status >= 300 && status < 400)
+    return new MediaCallError('media_unavailable', `the media node redirected (${status})`);
   const envelope = ErrorEnvelopeSchema.safeParse(payload);
   const code = envelope.success ? envelope.data.error.code : undefined;
   if (status < 500 && code && CLIENT_FACING_CODES.has(code)) {

@@ -59,6 +59,9 @@ export async function deliverWebhooks(batch: MessageBatch<unknown>, env: Env): P
         },
         body,
         signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+        // A 3xx is a failed delivery, retried like any other: following it would send the signed event
+        // wherever the receiver (or whoever answers for it) points, an internal address included.
+        redirect: 'manual',
       });
       status = response.status;
       await response.body?.cancel();
