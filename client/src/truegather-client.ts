@@ -157,6 +157,7 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   readonly publishers = new Map<string, Publisher>();
   /** The room's visible participants by id (from `joined` and `participant_joined`/`_left`). */
   readonly participants = new Map<string, Participant>();
+  #activeSpeakers: readonly ActiveSpeaker[] = [];
   #session: { participantId: string; connection: SignalingConnection; tokens: TokenKeeper } | undefined;
   #iceServers: IceServer[] = [];
   readonly #options: JoinOptions;
@@ -232,6 +233,8 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
     });
     connection.on('frame', (frame) => this.#onEvent(frame));
     connection.on('reopened', () => {
+      // The server tells a participant who speaks as it joins only when somebody does.
+      this.#activeSpeakers = [];
       this.#joinRoom().catch((error) => this.emit('error', error));
     });
     this.#session = { participantId: join.participant_id, connection, tokens };
@@ -243,6 +246,14 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
   get #connection(): SignalingConnection {
     if (!this.#session) throw new Error('not joined yet');
     return this.#session.connection;
+  }
+
+  /**
+   * Who speaks now, loudest first: the last `activeSpeakers` event's list, so that code that starts
+   * listening late still knows it. Empty after a reconnection until the server says otherwise.
+   */
+  get activeSpeakers(): readonly ActiveSpeaker[] {
+    return this.#activeSpeakers;
   }
 
   /** The signaling connection's state (`connecting` until `join()` opened it). */
@@ -529,14 +540,15 @@ export class TrueGatherClient extends TypedEmitter<ClientEvents> {
         this.emit('grants_updated', { grants });
         break;
       }
-      case 'active_speakers':
-        this.emit('activeSpeakers', {
-          speakers: frame.payload.speakers.map(({ participant_id: participantId, level }) => ({
-            participantId,
-            level,
-          })),
-        });
+      case 'active_speakers': {
+        const speakers = frame.payload.speakers.map(({ participant_id: participantId, level }) => ({
+          participantId,
+          level,
+        }));
+        this.#activeSpeakers = speakers;
+        this.emit('activeSpeakers', { speakers });
         break;
+      }
       case 'publisher_layers': {
         const { mid, rids } = frame.payload;
         this.#encodingChanges = this.#encodingChanges
