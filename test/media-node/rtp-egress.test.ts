@@ -744,6 +744,22 @@ describe('SenderReportClock', () => {
     expect(sender.lastSRtimestamp).toBe(Number((ntp >> 16n) & 0xffffffffn));
   });
 
+  it("is the only reporter of its senders: werift's own send path starts no report loop beside it", async () => {
+    const { werift, leg } = fastPath(ProtectionProfileAeadAes128Gcm, []);
+    const reports = new SenderReportClock();
+    reports.add(leg);
+    // werift calls runRtcp() after each packet it sends itself (padding, CSRCs); its loop would send
+    // an SR of its own every 0.5–1.5 s and never return until the sender stops.
+    const loop = werift.runRtcp();
+    const settled = await Promise.race([
+      loop.then(() => 'returned'),
+      new Promise((resolve) => setTimeout(resolve, 2_000, 'still running')),
+    ]);
+    werift.stop();
+    reports.close();
+    expect(settled).toBe('returned');
+  });
+
   it('stamps reports with the NTP time to the fraction of a second (werift rounds to the second)', () => {
     // 2001-09-09T01:46:40.25Z: 0xBF454880 seconds since 1900, a quarter second.
     expect(ntpTimeOf(1_000_000_000_250)).toBe(0xbf454880_40000000n);

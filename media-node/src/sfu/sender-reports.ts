@@ -90,6 +90,8 @@ interface SenderCounters {
   lastSRtimestamp?: number;
   lastSentSRTimestamp?: number;
   dtlsTransport?: RTCDtlsTransport;
+  /** werift's "my report loop runs" flag: its loop starts at the first packet werift itself sends. */
+  rtcpRunning: boolean;
 }
 
 /** A fast-path leg (rtp-egress.ts): werift's sender, its last-packet fields brought up to date. */
@@ -110,7 +112,14 @@ export class SenderReportClock {
   readonly #senders = new Map<ReportingLeg, number>();
   #timer: NodeJS.Timeout | undefined;
 
+  /**
+   * The clock becomes the sender's only reporter. werift starts a report loop of its own at the first
+   * packet it sends itself (the packets the fast path leaves to it: padding, CSRCs); two reporters of
+   * one SSRC each have their own RTP-to-NTP mapping and overwrite each other's LSR, so a receiver's
+   * lip sync and round-trip time follow whichever spoke last. Marked as running, werift's never starts.
+   */
   add(leg: ReportingLeg): void {
+    (leg.syncSender() as SenderCounters).rtcpRunning = true;
     this.#senders.set(leg, 0);
     this.#timer ??= setInterval(() => this.tick(), SENDER_REPORT_INTERVAL_MS);
   }
