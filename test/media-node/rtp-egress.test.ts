@@ -6,9 +6,11 @@ import { describe, expect, it } from 'vitest';
 import {
   Event,
   GenericNack,
+  MediaStream,
   MediaStreamTrack,
   ProtectionProfileAeadAes128Gcm,
   ProtectionProfileAes128CmHmacSha1_80,
+  RTCPeerConnection,
   RTCRtpCodecParameters,
   RTCRtpSender,
   RTP_EXTENSION_URI,
@@ -24,6 +26,8 @@ import {
   SrtpSession,
   UdpTransport,
 } from 'werift';
+import { ForwardedTrack } from '../../media-node/src/sfu/forwarded-track.ts';
+import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import { type NativeSrtp, nativeSrtp } from '../../media-node/src/sfu/native-srtp.ts';
 import {
   type DatagramRoute,
@@ -38,7 +42,7 @@ import {
 import { ntpTimeOf, SenderReportClock, senderReportBytes } from '../../media-node/src/sfu/sender-reports.ts';
 import type { Logger } from '../../shared/src/log.ts';
 import { waitFor } from '../support/werift-peers.ts';
-import { vp8Source } from './source-tracks.ts';
+import { silentLogger, vp8Source } from './source-tracks.ts';
 
 /**
  * The forwarding fast path against werift's own implementation, on RTP recorded from werift's
@@ -271,6 +275,8 @@ describe('forwarding fast path (EgressLeg)', () => {
         }
         expect(actual.length).toBe(fixture.rtp.length);
         expect(actual.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
+        // The leg counts on itself and brings werift's counters up to date when they are read.
+        fast.leg.syncSender();
         expect({ packets: fast.sender.packetCount, octets: fast.sender.octetCount }).toEqual({
           packets: stock.sender.packetCount,
           octets: stock.sender.octetCount,
@@ -334,6 +340,7 @@ describe('forwarding fast path (EgressLeg)', () => {
         await waitFor(() => received.length === packets.length, { message: 'every datagram' });
         expect(received.map((b) => b.toString('hex'))).toEqual(expected.map((b) => b.toString('hex')));
         const bytes = received.reduce((sum, datagram) => sum + datagram.length, 0);
+        leg.syncSender();
         expect(route.counters).toEqual({ packetsSent: packets.length, bytesSent: bytes });
         expect({ packets: transport.packetsSent, bytes: transport.bytesSent }).toEqual({
           packets: packets.length,
@@ -538,6 +545,7 @@ describe('fan-out through the addon (FanoutBatch)', () => {
           leg.leg.forward(packet, 7, batch);
         }
         // Staged, not sent: the batch sends them all at once.
+        for (const leg of legs) leg.leg.syncSender();
         expect(legs.map((leg) => leg.route.counters.packetsSent)).toEqual(legs.map(() => index + 1));
         expect(legs.map((leg) => leg.received.length)).toEqual(legs.map(() => index));
         batch.send(packet);
@@ -550,12 +558,12 @@ describe('fan-out through the addon (FanoutBatch)', () => {
         expect(leg.received.map((datagram) => datagram.toString('hex'))).toEqual(rtpOf(leg.expected));
         expect(leg.dgramSends).toEqual([]);
         const bytes = leg.received.reduce((sum, datagram) => sum + datagram.length, 0);
+        leg.leg.syncSender();
         expect(leg.route.counters).toEqual({ packetsSent: packets.length, bytesSent: bytes });
         expect({ packets: leg.transport.packetsSent, bytes: leg.transport.bytesSent }).toEqual({
           packets: packets.length,
           bytes,
         });
-        leg.leg.syncSender();
         const fields = ['packetCount', 'octetCount', 'sequenceNumber', 'timestamp', 'rtpTimestamp'] as const;
         expect(Object.fromEntries(fields.map((field) => [field, leg.sender[field]]))).toEqual(
           Object.fromEntries(fields.map((field) => [field, leg.stock.sender[field]])),
@@ -641,6 +649,7 @@ describe('fan-out through the addon (FanoutBatch)', () => {
         expect(leg.received.map((datagram) => datagram.toString('hex')).sort()).toEqual(rtpOf(leg.expected).sort());
         expect(leg.dgramSends).toEqual([1]);
         const bytes = leg.received.reduce((sum, datagram) => sum + datagram.length, 0);
+        leg.leg.syncSender();
         expect(leg.route.counters).toEqual({ packetsSent: 3, bytesSent: bytes });
       }
     } finally {
@@ -842,5 +851,100 @@ describe('SourceTrack fan-out', () => {
     // And the source keeps each packet for retransmissions.
     expect(layer!.packetBySequenceNumber(packets[1]!.header.sequenceNumber)?.payload).toEqual(packets[1]!.payload);
     source.close();
+  });
+});
+
+describe('ForwardedTrack on the fast path', () => {
+  it("stops forwarding when the leg's DTLS transport leaves 'connected' (its event), and counts for werift only what it sent", async () => {
+    requireAddon();
+    const pair = await loopbackPair();
+    const media = new MediaStreamTrack({ kind: 'video' });
+    const source = vp8Source([media]);
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const stats = createForwardingStats();
+    const senderReports = new SenderReportClock();
+    const track = new ForwardedTrack({
+      source,
+      peerConnection: pc,
+      stream: new MediaStream({ id: 'publisher' }),
+      stats,
+      senderReports,
+      logger: silentLogger,
+      sent: { bytes: 0 },
+    });
+    // The subscriber's connection, up: the fixture's keys over a nominated UDP pair on loopback.
+    const transport = {
+      state: 'connected',
+      srtp: new SrtpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
+      srtcp: new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
+      transportSequenceNumber: 0,
+      bytesSent: 0,
+      packetsSent: 0,
+      onStateChange: new Event<[string]>(),
+      iceTransport: {
+        connection: {
+          nominated: {
+            protocol: { transport: { type: 'udp', socket: pair.socket } },
+            remoteAddr: ['127.0.0.1', pair.port],
+            packetsSent: 0,
+            bytesSent: 0,
+          },
+          canSendApplicationData: () => true,
+        },
+      },
+      sendRtp: async () => 0,
+      sendRtcp: async () => undefined,
+    };
+    const sender = track.transceiver.sender;
+    const bookkeeping = sender as unknown as SenderBookkeeping;
+    sender.setDtlsTransport(transport as never);
+    sender.prepareSend({
+      muxId: '3',
+      headerExtensions: [{ id: 4, uri: RTP_EXTENSION_URI.sdesMid }],
+      codecs: [VP8, RTX],
+      rtcp: { cname: 'truegather', ssrcs: [], mux: true },
+    } as never);
+    const decrypt = remoteSession(ProtectionProfileAeadAes128Gcm);
+    const packets = sourcePackets().slice(0, 3);
+    const setState = (state: string) => {
+      transport.state = state;
+      transport.onStateChange.execute(state);
+    };
+    try {
+      media.onReceiveRtp.execute(packets[0]!.clone());
+      await waitFor(() => pair.received.length === 1, { message: 'the first packet' });
+      expect(senderReports.size).toBe(1);
+
+      setState('closed');
+      media.onReceiveRtp.execute(packets[1]!.clone());
+      expect(stats.forwardedPackets).toBe(1);
+
+      setState('connected');
+      media.onReceiveRtp.execute(packets[2]!.clone());
+      await waitFor(() => pair.received.length === 2, { message: 'the packet after the transport came back' });
+      expect(stats.forwardedPackets).toBe(2);
+      expect(decrypt.decrypt(pair.received[1]!).subarray(-packets[2]!.payload.length)).toEqual(packets[2]!.payload);
+      // What werift's stats and reports read: the two datagrams sent, once brought up to date.
+      senderReports.tick();
+      const bytes = pair.received[0]!.length + pair.received[1]!.length;
+      expect({
+        packets: bookkeeping.packetCount,
+        pair: transport.iceTransport.connection.nominated.packetsSent,
+      }).toEqual({
+        packets: 2,
+        pair: 2,
+      });
+      expect({
+        pairBytes: transport.iceTransport.connection.nominated.bytesSent,
+        transportBytes: transport.bytesSent,
+      }).toEqual({ pairBytes: bytes, transportBytes: bytes });
+    } finally {
+      track.close('test over');
+      senderReports.close();
+      source.close();
+      await pc.close();
+      pair.socket.close();
+      pair.receiver.close();
+    }
   });
 });

@@ -81,6 +81,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   #leg: EgressLeg | undefined;
   /** The connection is up and the fast path cannot serve it: werift's path only. */
   #legUnavailable = false;
+  /** The leg's DTLS transport is connected (from its state-change events, once the leg is open). */
+  #legTransportConnected = false;
   #negotiated = false;
   #closed = false;
   /** The layer being forwarded; undefined before the first keyframe, or while paused. */
@@ -292,7 +294,16 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const sender = this.#sender;
     // The sender drops packets itself until DTLS is up and the codec is negotiated; checking here
     // keeps the forwarded-packets counter honest (and a switch waits for a keyframe the viewer gets).
-    if (sender.stopped || sender.codec === undefined || sender.dtlsTransport?.state !== 'connected') return;
+    // Once the leg is open, the transport's state comes from its events, not from werift's object
+    // per packet and viewer.
+    if (
+      sender.stopped ||
+      (this.#leg
+        ? !this.#legTransportConnected
+        : sender.codec === undefined || sender.dtlsTransport?.state !== 'connected')
+    ) {
+      return;
+    }
     if (layer !== this.#current) {
       if (layer !== this.#target) return;
       if (!keyframe) {
@@ -338,6 +349,14 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (this.#leg) {
       this.#leg.payloadRewriter = this.#pictureIds;
       this.#senderReports.add(this.#leg);
+      // Opened on a connected transport (EgressLeg.open checks it).
+      const transport = this.#sender.dtlsTransport;
+      this.#legTransportConnected = true;
+      this.#unsubscribers.push(
+        transport.onStateChange.subscribe((state) => {
+          this.#legTransportConnected = state === 'connected';
+        }).unSubscribe,
+      );
     } else this.#legUnavailable = true;
     return this.#leg;
   }

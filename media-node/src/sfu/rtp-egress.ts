@@ -442,6 +442,16 @@ export class EgressLeg {
   #lastArrivalMs = 0;
   /** True while the sender's last-packet fields lag behind this leg's last packet. */
   #senderBehind = false;
+  /**
+   * What this leg sent since werift's counters were last brought up to date ({@link syncSender}):
+   * media packets and their payload bytes (the sender's), and datagrams and their bytes (the ICE
+   * pair's and the DTLS transport's). Counted here, on this object, rather than in three of werift's
+   * per packet: each leg touching werift's objects cost ~4 % of the node's CPU with 60 subscribers.
+   */
+  #unsyncedPackets = 0;
+  #unsyncedOctets = 0;
+  #unsyncedDatagrams = 0;
+  #unsyncedDatagramBytes = 0;
 
   constructor(sender: SenderBookkeeping, protector: SrtpProtector, route: DatagramRoute, transportStats?: object) {
     this.#sender = sender;
@@ -498,9 +508,8 @@ export class EgressLeg {
     state[LEG_STATE.timestamp] = timestamp;
     this.#lastArrivalMs = arrivalMs;
     this.#senderBehind = true;
-    sender.octetCount += payload.length;
-    sender.headerBytesSent += this.#headerLength;
-    sender.packetCount = (sender.packetCount + 1) >>> 0;
+    this.#unsyncedPackets++;
+    this.#unsyncedOctets += payload.length;
     const prefix = this.payloadRewriter?.prefixFor(payload, false);
     if (fanout && prefix === undefined && this.#fanoutLeg) {
       this.#stage(fanout, payload.length);
@@ -519,18 +528,37 @@ export class EgressLeg {
 
   /**
    * werift's sender with its last-packet fields (sequence number, RTP and NTP timestamps) those of
-   * this leg's last packet, for whoever reads them next: a layer switch, werift's own send path, a
-   * sender report, werift's stats. Cheap when nothing was forwarded since the last call.
+   * this leg's last packet, and werift's counters (the sender's, the ICE pair's, the DTLS
+   * transport's) with what this leg sent, for whoever reads them next: a layer switch, werift's own
+   * send path, a sender report (each second), werift's stats. Cheap when nothing was sent since the
+   * last call.
    */
   syncSender(): SenderBookkeeping {
     const sender = this.#sender;
-    if (!this.#senderBehind) return sender;
-    this.#senderBehind = false;
-    const state = this.#fanoutState;
-    sender.sequenceNumber = state[LEG_STATE.sequenceNumber]!;
-    sender.timestamp = state[LEG_STATE.timestamp]!;
-    sender.rtpTimestamp = sender.timestamp;
-    sender.ntpTimestamp = ntpTimeOf(TIME_ORIGIN_MS + this.#lastArrivalMs);
+    if (this.#senderBehind) {
+      this.#senderBehind = false;
+      const state = this.#fanoutState;
+      sender.sequenceNumber = state[LEG_STATE.sequenceNumber]!;
+      sender.timestamp = state[LEG_STATE.timestamp]!;
+      sender.rtpTimestamp = sender.timestamp;
+      sender.ntpTimestamp = ntpTimeOf(TIME_ORIGIN_MS + this.#lastArrivalMs);
+    }
+    if (this.#unsyncedPackets > 0) {
+      sender.octetCount += this.#unsyncedOctets;
+      sender.headerBytesSent += this.#unsyncedPackets * this.#headerLength;
+      sender.packetCount = (sender.packetCount + this.#unsyncedPackets) >>> 0;
+      this.#unsyncedPackets = 0;
+      this.#unsyncedOctets = 0;
+    }
+    if (this.#unsyncedDatagrams > 0) {
+      const counters = this.#route.counters;
+      counters.packetsSent += this.#unsyncedDatagrams;
+      counters.bytesSent += this.#unsyncedDatagramBytes;
+      this.#transportStats.packetsSent += this.#unsyncedDatagrams;
+      this.#transportStats.bytesSent += this.#unsyncedDatagramBytes;
+      this.#unsyncedDatagrams = 0;
+      this.#unsyncedDatagramBytes = 0;
+    }
     return sender;
   }
 
@@ -641,13 +669,10 @@ export class EgressLeg {
     this.#countSent(length);
   }
 
-  /** werift's per-pair and per-transport counters, for one datagram of `length` bytes. */
+  /** One datagram of `length` bytes, for werift's per-pair and per-transport counters ({@link syncSender}). */
   #countSent(length: number): void {
-    const counters = this.#route.counters;
-    counters.packetsSent++;
-    counters.bytesSent += length;
-    this.#transportStats.bytesSent += length;
-    this.#transportStats.packetsSent++;
+    this.#unsyncedDatagrams++;
+    this.#unsyncedDatagramBytes += length;
   }
 }
 
