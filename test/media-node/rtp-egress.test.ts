@@ -103,15 +103,20 @@ function weriftSender(profile: number, sent: Buffer[]) {
     },
   };
   const sender = new RTCRtpSender(new MediaStreamTrack({ kind: 'video' }));
-  sender.setDtlsTransport(transport as never);
+  negotiateAsEgress(sender, transport);
   const internals = sender as unknown as SenderBookkeeping & { lastSRtimestamp?: number };
+  return { sender: internals, werift: sender, transport };
+}
+
+/** Puts `sender` on `transport`, negotiated as the node's egress m-lines are (MID extension, VP8 + RTX). */
+function negotiateAsEgress(sender: RTCRtpSender, transport: object): void {
+  sender.setDtlsTransport(transport as never);
   sender.prepareSend({
     muxId: '3',
     headerExtensions: [{ id: 4, uri: RTP_EXTENSION_URI.sdesMid }],
     codecs: [VP8, RTX],
     rtcp: { cname: 'truegather', ssrcs: [], mux: true },
   } as never);
-  return { sender: internals, werift: sender, transport };
 }
 
 /**
@@ -897,13 +902,7 @@ describe('ForwardedTrack on the fast path', () => {
     };
     const sender = track.transceiver.sender;
     const bookkeeping = sender as unknown as SenderBookkeeping;
-    sender.setDtlsTransport(transport as never);
-    sender.prepareSend({
-      muxId: '3',
-      headerExtensions: [{ id: 4, uri: RTP_EXTENSION_URI.sdesMid }],
-      codecs: [VP8, RTX],
-      rtcp: { cname: 'truegather', ssrcs: [], mux: true },
-    } as never);
+    negotiateAsEgress(sender, transport);
     const decrypt = remoteSession(ProtectionProfileAeadAes128Gcm);
     const packets = sourcePackets().slice(0, 3);
     const setState = (state: string) => {
