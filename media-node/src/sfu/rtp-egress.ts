@@ -529,9 +529,9 @@ export class EgressLeg {
   /**
    * werift's sender with its last-packet fields (sequence number, RTP and NTP timestamps) those of
    * this leg's last packet, and werift's counters (the sender's, the ICE pair's, the DTLS
-   * transport's) with what this leg sent, for whoever reads them next: a layer switch, werift's own
-   * send path, a sender report (each second), werift's stats. Cheap when nothing was sent since the
-   * last call.
+   * transport's) with what this leg sent, for the readers that call this first: a layer switch,
+   * werift's own send path, the sender-report tick (each second, so werift's getStats(), which the node
+   * does not call, lags by at most that). Cheap when nothing was sent since the last call.
    */
   syncSender(): SenderBookkeeping {
     const sender = this.#sender;
