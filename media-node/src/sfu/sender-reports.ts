@@ -11,9 +11,9 @@ const NTP_UNIX_EPOCH_OFFSET_S = 2_208_988_800;
 
 /**
  * The 64-bit NTP timestamp (RFC 3550 §4: seconds since 1900 and a 32-bit fraction) of a Unix time in
- * milliseconds: a leg's report tells the time its last packet arrived, not the time of the report
- * (werift's ntpTime() tells only the present, and stock werift's took the seconds' decimal digits for
- * the fraction: see the werift patch).
+ * milliseconds. werift's ntpTime() takes the decimal digits of the seconds for the fraction (0.5 s
+ * becomes 5 / 2³² s), so its sender reports tell a receiver the time only to the second, too coarse
+ * for a browser to line audio up with video.
  */
 export function ntpTimeOf(unixMs: number): bigint {
   const seconds = Math.floor(unixMs / 1000);
