@@ -4,6 +4,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  Connection,
   Event,
   GenericNack,
   MediaStream,
@@ -36,6 +37,7 @@ import {
   FanoutBatch,
   LEG_STATE,
   type PayloadPrefixRewriter,
+  SENDABILITY_FIELDS,
   type SenderBookkeeping,
   SrtpProtector,
 } from '../../media-node/src/sfu/rtp-egress.ts';
@@ -138,10 +140,16 @@ const IMPLEMENTATIONS = {
   'node:crypto': () => undefined,
 } as const;
 
+/** A route's sendability that never changes. */
+function alwaysSendable(listener: (sendable: boolean) => void): () => void {
+  listener(true);
+  return () => {};
+}
+
 /** A route that collects datagrams instead of sending them. */
 function collectingRoute(sent: Buffer[]): DatagramRoute {
   return {
-    canSend: () => true,
+    watchSendable: alwaysSendable,
     send: (parts) => sent.push(Buffer.concat(parts)),
     direct: undefined,
     counters: { packetsSent: 0, bytesSent: 0 },
@@ -317,7 +325,7 @@ describe('forwarding fast path (EgressLeg)', () => {
         const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
         const protector = SrtpProtector.fromSender(werift, native)!;
         const route: DatagramRoute = {
-          canSend: () => true,
+          watchSendable: alwaysSendable,
           send: (parts) => socket.send(parts, port, '127.0.0.1'),
           direct: native ? directSocket(socket, '127.0.0.1', port, native) : undefined,
           counters: { packetsSent: 0, bytesSent: 0 },
@@ -351,10 +359,8 @@ describe('forwarding fast path (EgressLeg)', () => {
           packets: packets.length,
           bytes,
         });
-        // A socket closed under the leg: the send throws (the source's loop catches it), as dgram's does.
-        socket.close();
-        expect(() => leg.forward(packets[0]!, 0)).toThrow(/Not running/);
       } finally {
+        socket.close();
         receiver.close();
       }
     });
@@ -369,7 +375,7 @@ describe('forwarding fast path (EgressLeg)', () => {
       const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
       const dgramSends: number[] = [];
       const route: DatagramRoute = {
-        canSend: () => true,
+        watchSendable: alwaysSendable,
         send: (parts) => {
           dgramSends.push(parts.length);
           socket.send(parts, port, '127.0.0.1');
@@ -399,7 +405,7 @@ describe('forwarding fast path (EgressLeg)', () => {
       expect(directSocket(socket, '127.0.0.1', 9, addon)).toBeUndefined();
       await new Promise((resolve) => socket.bind(0, '127.0.0.1', () => resolve(undefined)));
       expect(directSocket(socket, 'localhost', 9, addon)).toBeUndefined();
-      expect(directSocket(socket, '127.0.0.1', 9, addon)?.fd()).toBeGreaterThan(0);
+      expect(directSocket(socket, '127.0.0.1', 9, addon)?.fd).toBeGreaterThan(0);
     } finally {
       socket.close();
     }
@@ -487,10 +493,14 @@ async function socketLeg(addon: NativeSrtp, seqOffset: number, timestampOffset: 
   const expected: Buffer[] = [];
   const stock = weriftSender(ProtectionProfileAeadAes128Gcm, expected);
   const { sender, werift, transport } = weriftSender(ProtectionProfileAeadAes128Gcm, []);
-  let sending = true;
+  let setSendable: (sendable: boolean) => void = () => {};
   const dgramSends: number[] = [];
   const route: DatagramRoute = {
-    canSend: () => sending,
+    watchSendable: (listener) => {
+      setSendable = listener;
+      listener(true);
+      return () => {};
+    },
     send: (parts) => {
       dgramSends.push(parts.length);
       pair.socket.send(parts, pair.port, '127.0.0.1');
@@ -514,9 +524,7 @@ async function socketLeg(addon: NativeSrtp, seqOffset: number, timestampOffset: 
     route,
     leg,
     dgramSends,
-    setSending: (value: boolean) => {
-      sending = value;
-    },
+    setSending: (value: boolean) => setSendable(value),
     close: () => {
       pair.socket.close();
       pair.receiver.close();
@@ -822,7 +830,7 @@ describe('SenderReportClock', () => {
 });
 
 describe('SourceTrack fan-out', () => {
-  it('gives every sink its copy even when one throws (a socket closing under a leg)', () => {
+  it('gives every sink its copy even when one throws (a send failing on one leg)', () => {
     const track = new MediaStreamTrack({ kind: 'video' });
     const logged: string[] = [];
     const logger: Logger = {
@@ -859,52 +867,88 @@ describe('SourceTrack fan-out', () => {
   });
 });
 
+/** A ForwardedTrack whose subscriber connection is up on loopback, with the fast path open from its first packet. */
+async function fastPathTrack() {
+  requireAddon();
+  const pair = await loopbackPair();
+  const media = new MediaStreamTrack({ kind: 'video' });
+  const source = vp8Source([media]);
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const stats = createForwardingStats();
+  const senderReports = new SenderReportClock();
+  const track = new ForwardedTrack({
+    source,
+    peerConnection: pc,
+    stream: new MediaStream({ id: 'publisher' }),
+    stats,
+    senderReports,
+    logger: silentLogger,
+    sent: { bytes: 0 },
+  });
+  // The subscriber's connection, up: the fixture's keys over a nominated UDP pair on loopback, on
+  // werift's own ICE connection (its consent and state fields are what the leg follows).
+  const connection = new Connection(true, {});
+  Object.assign(connection, {
+    nominated: {
+      protocol: { transport: { type: 'udp', socket: pair.socket } },
+      remoteAddr: ['127.0.0.1', pair.port],
+      packetsSent: 0,
+      bytesSent: 0,
+    },
+    state: 'connected',
+    consentFresh: true,
+  });
+  const transport = {
+    state: 'connected',
+    srtp: new SrtpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
+    srtcp: new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
+    transportSequenceNumber: 0,
+    bytesSent: 0,
+    packetsSent: 0,
+    onStateChange: new Event<[string]>(),
+    iceTransport: { connection },
+    sendRtp: async () => 0,
+    sendRtcp: async () => undefined,
+  };
+  const sender = track.transceiver.sender;
+  const bookkeeping = sender as unknown as SenderBookkeeping;
+  negotiateAsEgress(sender, transport);
+  const decrypt = remoteSession(ProtectionProfileAeadAes128Gcm);
+  const packets = sourcePackets().slice(0, 4);
+  let socketOpen = true;
+  return {
+    pair,
+    media,
+    stats,
+    senderReports,
+    track,
+    transport,
+    /** werift keeps these private; the test writes consent as werift's expiry timer and checks do. */
+    connection: connection as unknown as { consentFresh: boolean; canSendApplicationData(): boolean },
+    nominated: connection.nominated as unknown as { packetsSent: number; bytesSent: number },
+    bookkeeping,
+    decrypt,
+    packets,
+    close: async () => {
+      track.close('test over');
+      senderReports.close();
+      source.close();
+      await pc.close();
+      if (socketOpen) pair.socket.close();
+      pair.receiver.close();
+    },
+    /** Closes the leg's socket, as werift does when the connection closes. */
+    closeSocket: () => {
+      socketOpen = false;
+      pair.socket.close();
+    },
+  };
+}
+
 describe('ForwardedTrack on the fast path', () => {
   it("stops forwarding when the leg's DTLS transport leaves 'connected' (its event), and counts for werift only what it sent", async () => {
-    requireAddon();
-    const pair = await loopbackPair();
-    const media = new MediaStreamTrack({ kind: 'video' });
-    const source = vp8Source([media]);
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const stats = createForwardingStats();
-    const senderReports = new SenderReportClock();
-    const track = new ForwardedTrack({
-      source,
-      peerConnection: pc,
-      stream: new MediaStream({ id: 'publisher' }),
-      stats,
-      senderReports,
-      logger: silentLogger,
-      sent: { bytes: 0 },
-    });
-    // The subscriber's connection, up: the fixture's keys over a nominated UDP pair on loopback.
-    const transport = {
-      state: 'connected',
-      srtp: new SrtpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
-      srtcp: new SrtcpSession({ keys, profile: ProtectionProfileAeadAes128Gcm }),
-      transportSequenceNumber: 0,
-      bytesSent: 0,
-      packetsSent: 0,
-      onStateChange: new Event<[string]>(),
-      iceTransport: {
-        connection: {
-          nominated: {
-            protocol: { transport: { type: 'udp', socket: pair.socket } },
-            remoteAddr: ['127.0.0.1', pair.port],
-            packetsSent: 0,
-            bytesSent: 0,
-          },
-          canSendApplicationData: () => true,
-        },
-      },
-      sendRtp: async () => 0,
-      sendRtcp: async () => undefined,
-    };
-    const sender = track.transceiver.sender;
-    const bookkeeping = sender as unknown as SenderBookkeeping;
-    negotiateAsEgress(sender, transport);
-    const decrypt = remoteSession(ProtectionProfileAeadAes128Gcm);
-    const packets = sourcePackets().slice(0, 3);
+    const { pair, media, stats, senderReports, transport, nominated, bookkeeping, decrypt, packets, close } =
+      await fastPathTrack();
     const setState = (state: string) => {
       transport.state = state;
       transport.onStateChange.execute(state);
@@ -926,24 +970,51 @@ describe('ForwardedTrack on the fast path', () => {
       // What werift's stats and reports read: the two datagrams sent, once brought up to date.
       senderReports.tick();
       const bytes = pair.received[0]!.length + pair.received[1]!.length;
-      expect({
-        packets: bookkeeping.packetCount,
-        pair: transport.iceTransport.connection.nominated.packetsSent,
-      }).toEqual({
-        packets: 2,
-        pair: 2,
+      expect({ packets: bookkeeping.packetCount, pair: nominated.packetsSent }).toEqual({ packets: 2, pair: 2 });
+      expect({ pairBytes: nominated.bytesSent, transportBytes: transport.bytesSent }).toEqual({
+        pairBytes: bytes,
+        transportBytes: bytes,
       });
-      expect({
-        pairBytes: transport.iceTransport.connection.nominated.bytesSent,
-        transportBytes: transport.bytesSent,
-      }).toEqual({ pairBytes: bytes, transportBytes: bytes });
     } finally {
-      track.close('test over');
-      senderReports.close();
-      source.close();
-      await pc.close();
-      pair.socket.close();
-      pair.receiver.close();
+      await close();
+    }
+  });
+
+  it("follows werift's ICE consent as werift writes it, and stops at its socket's close without throwing", async () => {
+    const { pair, media, connection, decrypt, packets, close, closeSocket } = await fastPathTrack();
+    try {
+      media.onReceiveRtp.execute(packets[0]!.clone());
+      await waitFor(() => pair.received.length === 1, { message: 'the first packet' });
+      // The fields werift's canSendApplicationData() reads: a werift upgrade that renames them fails here.
+      for (const field of SENDABILITY_FIELDS) expect(field in connection).toBe(true);
+
+      // Consent expired (werift's expiry timer writes the field): nothing goes out.
+      connection.consentFresh = false;
+      expect(connection.canSendApplicationData()).toBe(false);
+      media.onReceiveRtp.execute(packets[1]!.clone());
+      // Consent regained: the next packet goes out, and is the only one after the first.
+      connection.consentFresh = true;
+      expect(connection.canSendApplicationData()).toBe(true);
+      media.onReceiveRtp.execute(packets[2]!.clone());
+      await waitFor(() => pair.received.length === 2, { message: 'the packet after consent came back' });
+      expect(decrypt.decrypt(pair.received[1]!).subarray(-packets[2]!.payload.length)).toEqual(packets[2]!.payload);
+
+      // werift closes the pair's socket: its descriptor may be reused from then on, so the leg stops
+      // sending on it, and forwarding does not throw, whatever consent says.
+      closeSocket();
+      // A socket opened right after takes the lowest free descriptor: the closed one's, most likely.
+      const reuser = createSocket('udp4');
+      await new Promise<void>((resolve) => reuser.bind(0, '127.0.0.1', () => resolve()));
+      connection.consentFresh = true;
+      expect(() => media.onReceiveRtp.execute(packets[3]!.clone())).not.toThrow();
+      // A packet sent despite the close (on whichever socket has the descriptor now) would arrive
+      // before this probe, sent after it.
+      await new Promise<void>((resolve) => reuser.send(Buffer.from('probe'), pair.port, '127.0.0.1', () => resolve()));
+      await waitFor(() => pair.received.length >= 3, { message: 'the probe' });
+      reuser.close();
+      expect(pair.received[2]!.toString()).toBe('probe');
+    } finally {
+      await close();
     }
   });
 });

@@ -325,7 +325,6 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     const leg = this.#leg ?? this.#openLeg();
     const header = packet.header;
     if (leg && !header.padding && header.csrc.length === 0) {
-      // Throws synchronously when the socket closes under the leg: the source's loop catches it.
       leg.forward(packet, this.source.arrivalMs, fanout);
     } else {
       // werift's path continues from the sender's fields: the leg's last packet first.
@@ -416,7 +415,10 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
     if (this.#closed) return;
     this.#closed = true;
     this.source.release(this);
-    if (this.#leg) this.#senderReports.delete(this.#leg);
+    if (this.#leg) {
+      this.#senderReports.delete(this.#leg);
+      this.#leg.close();
+    }
     for (const unsubscribe of this.#unsubscribers) unsubscribe();
     try {
       this.transceiver.stop();

@@ -243,7 +243,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     const sinks = layer.sinks;
     const fanout = this.#fanout;
     for (let index = 0; index < sinks.length; index++) {
-      // A sink that throws (a socket closing under a subscriber's leg) must not cost the sinks after
+      // A sink that throws (a send failing on one subscriber's leg) must not cost the sinks after
       // it their copy of this packet.
       try {
         sinks[index]!.forward(packet, layer, keyframe, fanout);
