@@ -351,6 +351,18 @@ enum {
   LEG_RESULT,
   /* Written by fanoutLeg: the leg's number in this thread's registry, which fanoutRtp takes. */
   LEG_ID,
+  /* A steady leg's offsets from the source's sequence numbers and timestamps (fanoutRtp's steady form). */
+  LEG_SEQUENCE_OFFSET,
+  LEG_TIMESTAMP_OFFSET,
+  /*
+   * What the steady form sent since the JS side last took the counts (and zeroed them): packets and
+   * their payload bytes, every packet; datagrams and their bytes, every packet the leg may send (one
+   * the socket did not take goes through dgram, the same bytes).
+   */
+  LEG_STEADY_PACKETS,
+  LEG_STEADY_OCTETS,
+  LEG_STEADY_DATAGRAMS,
+  LEG_STEADY_DATAGRAM_BYTES,
   LEG_STATE_SLOTS
 };
 
@@ -509,16 +521,19 @@ static void update_rollover_counter(uint32_t *state, uint32_t sequence_number) {
 }
 
 /*
- * fanoutRtp(legs: Uint32Array of leg numbers (LEG_ID), count, payload, marker: boolean) -> how many
- * legs' datagrams were not sent. For each of the first `count` legs: the rollover counter moves (sent
- * or not, as werift's does for every packet); a leg whose LEG_SEND is set gets header | ciphertext |
- * tag with one sendto(2), and LEG_RESULT the datagram's length, or -errno when the socket did not take
- * it or the datagram is over MAX_DATAGRAM (the caller sends those through dgram). Throws on bad
- * arguments before sending anything.
+ * fanoutRtp(legs: Uint32Array of leg numbers (LEG_ID), count, payload, marker: boolean
+ *           [, sourceSequenceNumber, sourceTimestamp]) -> how many legs' datagrams were not sent.
+ * For each of the first `count` legs: the rollover counter moves (sent or not, as werift's does for
+ * every packet); a leg whose LEG_SEND is set gets header | ciphertext | tag with one sendto(2), and
+ * LEG_RESULT the datagram's length, or -errno when the socket did not take it or the datagram is over
+ * MAX_DATAGRAM (the caller sends those through dgram). Staged legs come with this packet's sequence
+ * number and timestamp in their state; with the source's numbers (the steady form), each leg's are the
+ * source's plus its offsets, written back to its state, and the leg counts what it sent
+ * (LEG_STEADY_*). Throws on bad arguments before sending anything.
  */
 static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool is_typedarray = false;
   napi_typedarray_type type;
@@ -535,6 +550,12 @@ static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
       !buffer_arg(env, argv[2], &payload, &payload_length) || napi_get_value_bool(env, argv[3], &marker) != napi_ok) {
     return throw_error(env, "fanoutRtp(legs: Uint32Array, count, payload, marker)");
   }
+  bool steady = argc >= 6;
+  uint32_t source_sequence_number = 0, source_timestamp = 0;
+  if (steady && (napi_get_value_uint32(env, argv[4], &source_sequence_number) != napi_ok ||
+                 napi_get_value_uint32(env, argv[5], &source_timestamp) != napi_ok)) {
+    return throw_error(env, "fanoutRtp(legs, count, payload, marker, sourceSequenceNumber, sourceTimestamp)");
+  }
   const uint32_t *ids = ids_data;
   /* Every leg checked before any is sent: a bad one leaves the packet unsent for all, not half. */
   for (uint32_t index = 0; index < count; index++) {
@@ -547,6 +568,16 @@ static napi_value fanout_rtp(napi_env env, napi_callback_info info) {
   for (uint32_t index = 0; index < count; index++) {
     fanout_leg *leg = registry->legs[ids[index]];
     uint32_t *state = leg->state;
+    if (steady) {
+      state[LEG_SEQUENCE_NUMBER] = (source_sequence_number + state[LEG_SEQUENCE_OFFSET]) & 0xffff;
+      state[LEG_TIMESTAMP] = source_timestamp + state[LEG_TIMESTAMP_OFFSET];
+      state[LEG_STEADY_PACKETS]++;
+      state[LEG_STEADY_OCTETS] += (uint32_t)payload_length;
+      if (state[LEG_SEND]) {
+        state[LEG_STEADY_DATAGRAMS]++;
+        state[LEG_STEADY_DATAGRAM_BYTES] += (uint32_t)(leg->header_length + payload_length + TAG_SIZE);
+      }
+    }
     uint32_t sequence_number = state[LEG_SEQUENCE_NUMBER] & 0xffff;
     update_rollover_counter(state, sequence_number);
     if (!state[LEG_SEND]) {
@@ -733,7 +764,11 @@ NAPI_MODULE_INIT() {
     free(registry);
     return NULL;
   }
+  /* The JS side refuses an addon whose leg state it does not match (one built from older sources). */
+  napi_value leg_state_slots;
+  if (napi_create_uint32(env, LEG_STATE_SLOTS, &leg_state_slots) != napi_ok) return NULL;
   napi_property_descriptor properties[] = {
+      {"legStateSlots", NULL, NULL, NULL, NULL, leg_state_slots, napi_enumerable, NULL},
       {"srtpSession", NULL, srtp_session_new, NULL, NULL, NULL, napi_default, NULL},
       {"udpDestination", NULL, udp_destination_new, NULL, NULL, NULL, napi_default, NULL},
       {"protectRtp", NULL, protect_rtp, NULL, NULL, NULL, napi_default, NULL},

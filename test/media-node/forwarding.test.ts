@@ -132,6 +132,8 @@ describe('media node forwarding (werift peers on loopback)', () => {
     // and the viewer's sequence numbers run on from where they stopped.
     expect(video.keyframes).toBeGreaterThan(keyframesBefore);
     expect(video.sequence.missing()).toBe(0);
+    // And its timestamps moved on by the pause, not by the time since the leg last went through JS.
+    expect(video.rtpAheadMs).toBeLessThan(300);
   });
 
   it('forwards H.264 (Safari) and offers the subscriber only that codec and profile', async () => {

@@ -27,6 +27,7 @@ import {
   SrtpSession,
   UdpTransport,
 } from 'werift';
+import { PACKET_OVERHEAD_BYTES } from '../../media-node/src/sfu/bitrate.ts';
 import { ForwardedTrack } from '../../media-node/src/sfu/forwarded-track.ts';
 import { createForwardingStats } from '../../media-node/src/sfu/forwarding-stats.ts';
 import { type NativeSrtp, nativeSrtp } from '../../media-node/src/sfu/native-srtp.ts';
@@ -37,9 +38,9 @@ import {
   FanoutBatch,
   LEG_STATE,
   type PayloadPrefixRewriter,
-  SENDABILITY_FIELDS,
   type SenderBookkeeping,
   SrtpProtector,
+  SteadyLegs,
 } from '../../media-node/src/sfu/rtp-egress.ts';
 import { ntpTimeOf, SenderReportClock, senderReportBytes } from '../../media-node/src/sfu/sender-reports.ts';
 import type { Logger } from '../../shared/src/log.ts';
@@ -539,17 +540,89 @@ function rtpOf(datagrams: Buffer[]): string[] {
     .map((datagram) => datagram.toString('hex'));
 }
 
+/** The leg's werift sender, brought up to date, has the counters and last-packet fields werift's own sender keeps. */
+function expectSenderAsWerift(leg: Awaited<ReturnType<typeof socketLeg>>, arrivalMs: number): void {
+  const fields = ['packetCount', 'octetCount', 'sequenceNumber', 'timestamp', 'rtpTimestamp'] as const;
+  expect(Object.fromEntries(fields.map((field) => [field, leg.sender[field]]))).toEqual(
+    Object.fromEntries(fields.map((field) => [field, leg.stock.sender[field]])),
+  );
+  expect(leg.sender.ntpTimestamp).toBe(ntpTimeOf(performance.timeOrigin + arrivalMs));
+}
+
+/** Three socket legs whose numbering wraps at different packets of `packets` (rollover counter 0 → 1 in the addon). */
+function wrappingLegs(addon: NativeSrtp, packets: RtpPacket[]) {
+  const first = packets[0]!.header.sequenceNumber;
+  return Promise.all(
+    [0, 1, 2].map((index) =>
+      socketLeg(addon, (0x10000 - packets.length / 2 - first + index * 3) & 0xffff, index * 100_000),
+    ),
+  );
+}
+
+describe('steady legs through the addon (SteadyLegs)', () => {
+  it("send each leg what werift sends from the source's numbers and the leg's offsets, byte for byte across each leg's wrap, and count it when collected", async () => {
+    const addon = requireAddon();
+    const packets = sourcePackets();
+    const legs = await wrappingLegs(addon, packets);
+    const steady = new SteadyLegs(addon);
+    const stats = createForwardingStats();
+    const sent = legs.map(() => ({ bytes: 0 }));
+    try {
+      for (const [index, leg] of legs.entries()) leg.leg.joinSteady(steady, stats, sent[index]!);
+      expect(steady.size).toBe(3);
+      // The second leg loses consent for the first half: nothing sent, the rollover counter still moves.
+      legs[1]!.setSending(false);
+      const expected = legs.map(() => [] as string[]);
+      for (const [index, packet] of packets.entries()) {
+        if (index === packets.length / 2) legs[1]!.setSending(true);
+        for (const [legIndex, leg] of legs.entries()) {
+          const before = leg.expected.length;
+          await leg.stock.werift.sendRtp(packet);
+          if (legIndex !== 1 || index >= packets.length / 2)
+            expected[legIndex]!.push(...rtpOf(leg.expected.slice(before)));
+        }
+        steady.send(packet, 11);
+      }
+      await waitFor(() => legs.every((leg, index) => leg.received.length === expected[index]!.length), {
+        message: 'every datagram',
+        intervalMs: 1,
+      });
+      for (const [index, leg] of legs.entries()) {
+        expect(leg.received.map((datagram) => datagram.toString('hex'))).toEqual(expected[index]);
+        expect(leg.dgramSends).toEqual([]);
+        leg.leg.syncSender();
+        const bytes = leg.received.reduce((sum, datagram) => sum + datagram.length, 0);
+        expect(leg.route.counters).toEqual({ packetsSent: leg.received.length, bytesSent: bytes });
+        expectSenderAsWerift(leg, 11);
+        const payloadBytes = packets.reduce((sum, packet) => sum + packet.payload.length, 0);
+        expect(sent[index]!.bytes).toBe(payloadBytes + packets.length * PACKET_OVERHEAD_BYTES);
+      }
+      expect(stats.forwardedPackets).toBe(packets.length * legs.length);
+
+      // A leg that left gets nothing more; the others go on.
+      legs[0]!.leg.leaveSteady();
+      expect(steady.size).toBe(2);
+      const received = legs.map((leg) => leg.received.length);
+      steady.send(packets[0]!, 12);
+      await waitFor(
+        () => legs[1]!.received.length === received[1]! + 1 && legs[2]!.received.length === received[2]! + 1,
+        {
+          message: 'the two steady legs',
+          intervalMs: 1,
+        },
+      );
+      expect(legs[0]!.received.length).toBe(received[0]);
+    } finally {
+      for (const leg of legs) leg.close();
+    }
+  });
+});
+
 describe('fan-out through the addon (FanoutBatch)', () => {
   it('sends each staged leg what werift sends, byte for byte, across each leg its own sequence-number wrap, with the counters werift keeps', async () => {
     const addon = requireAddon();
     const packets = sourcePackets();
-    const first = packets[0]!.header.sequenceNumber;
-    // Three legs whose numbering wraps at different packets (rollover counter 0 → 1 in the addon).
-    const legs = await Promise.all(
-      [0, 1, 2].map((index) =>
-        socketLeg(addon, (0x10000 - packets.length / 2 - first + index * 3) & 0xffff, index * 100_000),
-      ),
-    );
+    const legs = await wrappingLegs(addon, packets);
     try {
       const batch = new FanoutBatch(addon);
       for (const [index, packet] of packets.entries()) {
@@ -577,11 +650,7 @@ describe('fan-out through the addon (FanoutBatch)', () => {
           packets: packets.length,
           bytes,
         });
-        const fields = ['packetCount', 'octetCount', 'sequenceNumber', 'timestamp', 'rtpTimestamp'] as const;
-        expect(Object.fromEntries(fields.map((field) => [field, leg.sender[field]]))).toEqual(
-          Object.fromEntries(fields.map((field) => [field, leg.stock.sender[field]])),
-        );
-        expect(leg.sender.ntpTimestamp).toBe(ntpTimeOf(performance.timeOrigin + 7));
+        expectSenderAsWerift(leg, 7);
       }
     } finally {
       for (const leg of legs) leg.close();
@@ -714,7 +783,7 @@ describe('fan-out through the addon (FanoutBatch)', () => {
     const addon = requireAddon();
     const session = addon.srtpSession(Buffer.alloc(16, 1), Buffer.alloc(12, 2));
     const destination = addon.udpDestination('127.0.0.1', 9);
-    const state = new Uint32Array(new ArrayBuffer(64));
+    const state = new Uint32Array(new ArrayBuffer(LEG_STATE.slots * Uint32Array.BYTES_PER_ELEMENT));
     state[LEG_STATE.send] = 0;
     const handle = addon.fanoutLeg(session, destination, Buffer.alloc(12), state);
     const id = state[LEG_STATE.id]!;
@@ -919,6 +988,7 @@ async function fastPathTrack() {
   return {
     pair,
     media,
+    source,
     stats,
     senderReports,
     track,
@@ -947,8 +1017,21 @@ async function fastPathTrack() {
 
 describe('ForwardedTrack on the fast path', () => {
   it("stops forwarding when the leg's DTLS transport leaves 'connected' (its event), and counts for werift only what it sent", async () => {
-    const { pair, media, stats, senderReports, transport, nominated, bookkeeping, decrypt, packets, close } =
-      await fastPathTrack();
+    const {
+      pair,
+      media,
+      source,
+      stats,
+      senderReports,
+      track,
+      transport,
+      nominated,
+      bookkeeping,
+      decrypt,
+      packets,
+      close,
+    } = await fastPathTrack();
+    const [layer] = source.layers;
     const setState = (state: string) => {
       transport.state = state;
       transport.onStateChange.execute(state);
@@ -957,14 +1040,26 @@ describe('ForwardedTrack on the fast path', () => {
       media.onReceiveRtp.execute(packets[0]!.clone());
       await waitFor(() => pair.received.length === 1, { message: 'the first packet' });
       expect(senderReports.size).toBe(1);
+      // A single-layer source's viewer with its leg open: steady, the source no longer calls the track.
+      expect({ steady: layer!.steadyLegs.size, called: layer!.forwarders.includes(track) }).toEqual({
+        steady: 1,
+        called: false,
+      });
 
       setState('closed');
+      expect({ steady: layer!.steadyLegs.size, called: layer!.forwarders.includes(track) }).toEqual({
+        steady: 0,
+        called: true,
+      });
       media.onReceiveRtp.execute(packets[1]!.clone());
       expect(stats.forwardedPackets).toBe(1);
 
       setState('connected');
+      expect(layer!.steadyLegs.size).toBe(1);
       media.onReceiveRtp.execute(packets[2]!.clone());
       await waitFor(() => pair.received.length === 2, { message: 'the packet after the transport came back' });
+      // A steady leg's packets count when collected: by the sender-report tick, or a reader.
+      track.collectSent();
       expect(stats.forwardedPackets).toBe(2);
       expect(decrypt.decrypt(pair.received[1]!).subarray(-packets[2]!.payload.length)).toEqual(packets[2]!.payload);
       // What werift's stats and reports read: the two datagrams sent, once brought up to date.
@@ -985,10 +1080,10 @@ describe('ForwardedTrack on the fast path', () => {
     try {
       media.onReceiveRtp.execute(packets[0]!.clone());
       await waitFor(() => pair.received.length === 1, { message: 'the first packet' });
-      // The fields werift's canSendApplicationData() reads: a werift upgrade that renames them fails here.
-      for (const field of SENDABILITY_FIELDS) expect(field in connection).toBe(true);
+      // The fast path took it (werift's path goes to the fake transport, not the socket): the route follows
+      // the connection's sendabilityChanged, which only the werift patch adds.
 
-      // Consent expired (werift's expiry timer writes the field): nothing goes out.
+      // Consent expired (werift's expiry timer writes the field, the patch's accessor announces it): nothing goes out.
       connection.consentFresh = false;
       expect(connection.canSendApplicationData()).toBe(false);
       media.onReceiveRtp.execute(packets[1]!.clone());

@@ -227,6 +227,7 @@ describe('installNativeSrtpSessions (the hook in werift)', () => {
     const calls = { unprotectRtp: 0, unprotectRtcp: 0, protectRtcp: 0 };
     // The addon's functions are not enumerable: each is named.
     const counting: NativeSrtp = {
+      legStateSlots: addon.legStateSlots,
       srtpSession: (...args) => addon.srtpSession(...args),
       udpDestination: (...args) => addon.udpDestination(...args),
       protectRtp: (...args) => addon.protectRtp(...args),

@@ -206,6 +206,12 @@ export interface ReceivedTrack {
   firstKeyframeAt?: number;
   /** Which sequence numbers arrived, for loss accounting. */
   sequence: SequenceCoverage;
+  /**
+   * How far the RTP clock ran ahead of the arrival clock between two packets, at most (ms): a forwarder
+   * that continues a stream after a gap must advance its timestamps by the time that passed, not more.
+   */
+  rtpAheadMs: number;
+  last?: { timestamp: number; at: number };
 }
 
 /** The RTP sequence numbers seen on one track, counted from the first one (wrap-safe). */
@@ -269,12 +275,20 @@ export class TestSubscriber {
         packets: 0,
         keyframes: 0,
         sequence: new SequenceCoverage(),
+        rtpAheadMs: 0,
       };
+      const clockRate = track.kind === 'audio' ? 48_000 : 90_000;
       this.tracks.set(mid, received);
       track.onReceiveRtp.subscribe((packet) => {
         received.packets++;
         received.sequence.add(packet.header.sequenceNumber);
         received.firstPacketAt ??= performance.now();
+        const at = performance.now();
+        const ticks = (packet.header.timestamp - (received.last?.timestamp ?? packet.header.timestamp)) >>> 0;
+        if (received.last && ticks < 0x8000_0000) {
+          received.rtpAheadMs = Math.max(received.rtpAheadMs, (ticks * 1000) / clockRate - (at - received.last.at));
+        }
+        received.last = { timestamp: packet.header.timestamp, at };
         if (received.kind === 'video' && isVp8Keyframe(packet.payload)) {
           received.keyframes++;
           received.firstKeyframeAt ??= performance.now();

@@ -108,6 +108,8 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   #lastForwardedAt = 0;
   /** A relay's m-line: one layer for good, counted as relayed rather than forwarded to a viewer. */
   readonly #relayed: boolean;
+  /** The layer whose steady legs the leg is among ({@link #updateSteady}); undefined: forwarded packet by packet. */
+  #steadyLayer: SourceLayer | undefined;
 
   constructor(options: {
     source: SourceTrack;
@@ -210,6 +212,11 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   }
 
   #selectLayer(): void {
+    this.#chooseLayer();
+    this.#updateSteady();
+  }
+
+  #chooseLayer(): void {
     const paused = this.source.kind === 'video' && this.#preference.paused === true;
     let wanted: SourceLayer | undefined;
     if (!paused) wanted = this.source.simulcast ? this.#layerWithinBudget() : this.source.layers[0];
@@ -284,6 +291,49 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       if (this.#leg) this.#leg.payloadRewriter = this.#pictureIds;
     }
     if (this.source.simulcast) this.emit('layer', layer);
+    this.#updateSteady();
+  }
+
+  /**
+   * Makes the leg steady, or per packet again. A steady leg gets the layer's packets from the source
+   * through the addon alone (rtp-egress.ts' SteadyLegs), with no call into this track: while its
+   * viewer's stream needs no decision per packet. That is a single-layer source's viewer (no switch
+   * to wait for, no VP8 picture IDs to rewrite: those only follow a switch or a resume), whose leg the
+   * addon sends on and whose transport is connected; not a relay's m-line (counted apart). Called
+   * wherever one of these changes; werift's own changes come by event (the transport's state, the
+   * route's sendability, the sender's stop).
+   */
+  #updateSteady(): void {
+    const leg = this.#leg;
+    const wanted =
+      leg?.canBeSteady &&
+      this.#legTransportConnected &&
+      !this.#closed &&
+      !this.#relayed &&
+      !this.source.simulcast &&
+      this.#target === undefined &&
+      this.#pictureIds === undefined &&
+      !this.#sender.stopped
+        ? this.#current
+        : undefined;
+    const steadyLayer = this.#steadyLayer;
+    if (wanted === steadyLayer) return;
+    if (steadyLayer) {
+      leg!.leaveSteady();
+      // A switch after this continues the timestamps from the last packet the viewer got.
+      this.#lastForwardedAt = Math.max(this.#lastForwardedAt, leg!.lastArrivalMs);
+      this.source.forwardEachPacket(this, steadyLayer, true);
+    }
+    this.#steadyLayer = wanted;
+    if (wanted) {
+      this.source.forwardEachPacket(this, wanted, false);
+      leg!.joinSteady(wanted.steadyLegs, this.#stats, this.#sent);
+    }
+  }
+
+  /** Brings the viewer's sent bytes (and the forwarded-packet count) up to date with what its steady leg sent. */
+  collectSent(): void {
+    this.#leg?.collectSteadyCounts();
   }
 
   get closed(): boolean {
@@ -354,8 +404,15 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
       this.#unsubscribers.push(
         transport.onStateChange.subscribe((state) => {
           this.#legTransportConnected = state === 'connected';
+          this.#updateSteady();
         }).unSubscribe,
       );
+      // werift stops the sender (a renegotiation that drops the m-line) by aborting its RTCP signal.
+      const stopped = (this.#sender as unknown as { rtcpCancel: AbortController }).rtcpCancel.signal;
+      const onStopped = () => this.#updateSteady();
+      stopped.addEventListener('abort', onStopped);
+      this.#unsubscribers.push(() => stopped.removeEventListener('abort', onStopped));
+      this.#updateSteady();
     } else this.#legUnavailable = true;
     return this.#leg;
   }
@@ -414,6 +471,7 @@ export class ForwardedTrack extends EventEmitter<ForwardedTrackEvents> implement
   close(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#updateSteady();
     this.source.release(this);
     if (this.#leg) {
       this.#senderReports.delete(this.#leg);

@@ -13,6 +13,8 @@ export type NativeFanoutLeg = { readonly nativeFanoutLeg: unique symbol };
 
 /** media-node/native/srtp.c: see there, and the media node's README. */
 export interface NativeSrtp {
+  /** The slots of a fan-out leg's state this build of the addon reads (rtp-egress.ts' LEG_STATE). */
+  readonly legStateSlots: number;
   /** `decrypts`: a session for the remote side's packets (the unprotect functions), else for ours. */
   srtpSession(sessionKey: Buffer, sessionSalt: Buffer, decrypts?: boolean): NativeSrtpSession;
   udpDestination(ip: string, port: number): NativeUdpDestination;
@@ -63,8 +65,17 @@ export interface NativeSrtp {
    * One packet to the first `count` legs (their numbers, the state's LEG_ID), each as its state says:
    * header, rollover counter, SRTP, sendto(2). Returns how many were not sent (their state's result
    * is -errno): the caller sends those. The caller keeps the legs' handles alive until it returns.
+   * With the source packet's sequence number and timestamp (steady legs, SteadyLegs in rtp-egress.ts), each
+   * leg's are those plus its state's offsets, and it counts what it sent in its state.
    */
-  fanoutRtp(legs: Uint32Array, count: number, payload: Buffer, marker: boolean): number;
+  fanoutRtp(
+    legs: Uint32Array,
+    count: number,
+    payload: Buffer,
+    marker: boolean,
+    sourceSequenceNumber?: number,
+    sourceTimestamp?: number,
+  ): number;
 }
 
 /**

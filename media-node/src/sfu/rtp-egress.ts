@@ -7,6 +7,8 @@ import {
   RtpHeader,
   type RtpPacket,
 } from 'werift';
+import { PACKET_OVERHEAD_BYTES } from './bitrate.ts';
+import type { ForwardingStats } from './forwarding-stats.ts';
 import {
   type NativeFanoutLeg,
   type NativeSendTarget,
@@ -61,8 +63,20 @@ export const LEG_STATE = {
   result: 9,
   /** The leg's number, which {@link FanoutBatch} stages (written by the addon). */
   id: 10,
-  slots: 11,
+  /** A steady leg's offsets from the source's numbers ({@link SteadyLegs}; werift's sender's, copied). */
+  sequenceOffset: 11,
+  timestampOffset: 12,
+  /** What a steady leg sent since {@link EgressLeg} last took the counts (written by the addon). */
+  steadyPackets: 13,
+  steadyOctets: 14,
+  steadyDatagrams: 15,
+  steadyDatagramBytes: 16,
+  slots: 17,
 } as const;
+
+if (nativeSrtp && nativeSrtp.legStateSlots !== LEG_STATE.slots) {
+  throw new Error('media-node/native/build/srtp.node was built from other sources: run `npm run build:native`');
+}
 
 /** The parts of werift's SrtpContext the fast path uses (werift 0.25, patched: KeyObject keys). */
 interface SrtpContextShape {
@@ -364,64 +378,41 @@ interface IceConnectionShape {
     bytesSent: number;
   };
   canSendApplicationData(): boolean;
+  /**
+   * Fires after every write of what `canSendApplicationData()` reads (the state, the nominated pair,
+   * consent): werift has no such event, patches/werift+0.25.2.patch adds it.
+   */
+  sendabilityChanged?: { subscribe(listener: () => void): { unSubscribe(): void } };
 }
 
-/**
- * The fields of werift's ICE connection that its `canSendApplicationData()` reads (werift 0.25). werift
- * has no event for consent: each field becomes an accessor on the connection, which werift reads and
- * writes as before and which tells the legs after every write. So a leg learns of a consent loss, a
- * nomination or the close when it happens, instead of asking every subscriber's connection for every
- * packet (~3 % of the node's CPU with 60 subscribers).
- */
-export const SENDABILITY_FIELDS = ['nominated', 'state', 'consentFresh'] as const;
-
-/** The listeners on a watched object (an ICE connection, a dgram socket); its hooks are installed once. */
-const changeListeners = new WeakMap<object, Set<() => void>>();
-
-function onChange(target: object, install: (notify: () => void) => void, listener: () => void): () => void {
-  let listeners = changeListeners.get(target);
-  if (!listeners) {
-    const installed = new Set<() => void>();
-    listeners = installed;
-    changeListeners.set(target, installed);
-    install(() => {
-      for (const each of installed) each();
-    });
-  }
-  listeners.add(listener);
-  return () => listeners.delete(listener);
-}
-
-function watchConnectionFields(connection: object, notify: () => void): void {
-  const fields = connection as Record<string, unknown>;
-  for (const field of SENDABILITY_FIELDS) {
-    let value = fields[field];
-    Object.defineProperty(connection, field, {
-      configurable: true,
-      enumerable: true,
-      get: () => value,
-      set: (next: unknown) => {
-        value = next;
-        notify();
-      },
-    });
-  }
-}
+/** The listeners on a socket's close(); its hook is installed once per socket. */
+const closeListeners = new WeakMap<Socket, Set<() => void>>();
 
 /** Sockets whose close() was called: their descriptor may be another socket's from then on. */
 const closedSockets = new WeakSet<Socket>();
 
-/** Calls `notify` within the socket's close(), after dgram released the descriptor and before anything can reuse it. */
-function watchSocketClose(socket: Socket, notify: () => void): void {
-  const close = socket.close;
-  socket.close = function closeAndNotify(this: Socket, ...args: Parameters<Socket['close']>) {
-    closedSockets.add(socket);
-    try {
-      return close.apply(this, args);
-    } finally {
-      notify();
-    }
-  } as Socket['close'];
+/**
+ * Calls `listener` within the socket's close(), after dgram released the descriptor and before anything
+ * can reuse it (the socket's 'close' event comes a tick later). Returns the unsubscribe.
+ */
+function onSocketClose(socket: Socket, listener: () => void): () => void {
+  let listeners = closeListeners.get(socket);
+  if (!listeners) {
+    const installed = new Set<() => void>();
+    listeners = installed;
+    closeListeners.set(socket, installed);
+    const close = socket.close;
+    socket.close = function closeAndNotify(this: Socket, ...args: Parameters<Socket['close']>) {
+      closedSockets.add(socket);
+      try {
+        return close.apply(this, args);
+      } finally {
+        for (const each of installed) each();
+      }
+    } as Socket['close'];
+  }
+  listeners.add(listener);
+  return () => listeners.delete(listener);
 }
 
 /** The socket is open (its close() not called) and the connection may send. */
@@ -460,18 +451,19 @@ function udpRoute(sender: RTCRtpSender, addon: NativeSrtp | undefined): Datagram
     ?.iceTransport?.connection;
   const pair = connection?.nominated;
   const transport = pair?.protocol?.transport;
-  if (!connection || !pair || transport?.type !== 'udp' || !transport.socket) return undefined;
+  const sendabilityChanged = connection?.sendabilityChanged;
+  if (!connection || !pair || !sendabilityChanged || transport?.type !== 'udp' || !transport.socket) return undefined;
   const socket = transport.socket;
   if (closedSockets.has(socket)) return undefined;
   const [address, port] = pair.remoteAddr;
   return {
     watchSendable: (listener) => {
       const update = () => listener(connectionSendable(connection, socket));
-      const unwatchConnection = onChange(connection, (notify) => watchConnectionFields(connection, notify), update);
-      const unwatchSocket = onChange(socket, (notify) => watchSocketClose(socket, notify), update);
+      const connectionChanges = sendabilityChanged.subscribe(update);
+      const unwatchSocket = onSocketClose(socket, update);
       update();
       return () => {
-        unwatchConnection();
+        connectionChanges.unSubscribe();
         unwatchSocket();
       };
     },
@@ -522,9 +514,15 @@ export class EgressLeg {
   #unsyncedOctets = 0;
   #unsyncedDatagrams = 0;
   #unsyncedDatagramBytes = 0;
-  /** Whether the route may send now: kept up to date by the route's events, read per packet. */
+  /**
+   * Whether the route may send now: kept up to date by the route's events, read per packet (asking
+   * werift's connection and dgram's handle for every packet and leg cost ~3 % of the node's CPU with
+   * 60 subscribers).
+   */
   #sendable = false;
   readonly #unwatchSendable: () => void;
+  /** The steady legs this leg is among ({@link joinSteady}), and what its counts go to. */
+  #steady: { legs: SteadyLegs; stats: ForwardingStats; sent: { bytes: number } } | undefined;
 
   constructor(sender: SenderBookkeeping, protector: SrtpProtector, route: DatagramRoute, transportStats?: object) {
     this.#sender = sender;
@@ -547,13 +545,74 @@ export class EgressLeg {
     this.#fanoutState[LEG_STATE.fd] = route.direct?.fd ?? 0;
     this.#unwatchSendable = route.watchSendable((sendable) => {
       this.#sendable = sendable;
+      if (this.#steady) this.#fanoutState[LEG_STATE.send] = sendable ? 1 : 0;
     });
   }
 
   /** Stops following the route's events (the forwarded track closed); the leg sends nothing more. */
   close(): void {
+    this.leaveSteady();
     this.#sendable = false;
     this.#unwatchSendable();
+  }
+
+  /** performance.now() at the arrival of the last packet this leg forwarded, as of its last count. */
+  get lastArrivalMs(): number {
+    return this.#lastArrivalMs;
+  }
+
+  /** The leg can be steady: the addon sends its packets itself. */
+  get canBeSteady(): boolean {
+    return this.#fanoutLeg !== undefined;
+  }
+
+  /**
+   * Joins a layer's steady legs: from now on the addon alone forwards the layer's packets to this leg,
+   * with the sender's offsets as they are now (the caller leaves before it changes them, at a layer
+   * switch) and its SSRC. The forwarded packets count for `stats` and the viewer's `sent` bytes when
+   * {@link collectSteadyCounts} runs (each reader calls it first; the sender-report tick each second).
+   */
+  joinSteady(legs: SteadyLegs, stats: ForwardingStats, sent: { bytes: number }): void {
+    if (this.#steady) return;
+    const sender = this.#sender;
+    const state = this.#fanoutState;
+    if (sender.ssrc !== this.#sharedSsrc) this.#shareRolloverState(sender.ssrc);
+    state[LEG_STATE.sequenceOffset] = sender.seqOffset;
+    state[LEG_STATE.timestampOffset] = sender.timestampOffset;
+    state[LEG_STATE.send] = this.#sendable ? 1 : 0;
+    this.#steady = { legs, stats, sent };
+    legs.add(this, state[LEG_STATE.id]!);
+  }
+
+  /** Leaves its steady legs, its counts collected: its packets come through {@link forward} again. */
+  leaveSteady(): void {
+    const steady = this.#steady;
+    if (!steady) return;
+    this.collectSteadyCounts();
+    steady.legs.delete(this);
+    this.#steady = undefined;
+  }
+
+  /** Adds what the addon sent to this steady leg since the last call to the counts that record it. */
+  collectSteadyCounts(): void {
+    const steady = this.#steady;
+    const state = this.#fanoutState;
+    const packets = state[LEG_STATE.steadyPackets]!;
+    if (!steady || packets === 0) return;
+    const octets = state[LEG_STATE.steadyOctets]!;
+    this.#unsyncedPackets += packets;
+    this.#unsyncedOctets += octets;
+    this.#unsyncedDatagrams += state[LEG_STATE.steadyDatagrams]!;
+    this.#unsyncedDatagramBytes += state[LEG_STATE.steadyDatagramBytes]!;
+    state[LEG_STATE.steadyPackets] = 0;
+    state[LEG_STATE.steadyOctets] = 0;
+    state[LEG_STATE.steadyDatagrams] = 0;
+    state[LEG_STATE.steadyDatagramBytes] = 0;
+    // The addon wrote the last packet's sequence number and timestamp into the state.
+    this.#lastArrivalMs = steady.legs.lastArrivalMs;
+    this.#senderBehind = true;
+    steady.stats.forwardedPackets += packets;
+    steady.sent.bytes += octets + packets * PACKET_OVERHEAD_BYTES;
   }
 
   /**
@@ -617,6 +676,7 @@ export class EgressLeg {
    * does not call, lags by at most that). Cheap when nothing was sent since the last call.
    */
   syncSender(): SenderBookkeeping {
+    this.collectSteadyCounts();
     const sender = this.#sender;
     if (this.#senderBehind) {
       this.#senderBehind = false;
@@ -788,6 +848,67 @@ export class FanoutBatch {
     if (count === 0) return;
     this.#count = 0;
     const unsent = this.#addon!.fanoutRtp(this.#ids, count, packet.payload, packet.header.marker);
+    if (unsent === 0) return;
+    for (let index = 0; index < count; index++) this.#legs[index]!.sendUnsent(packet);
+  }
+}
+
+/**
+ * The legs that get every packet of one source layer through the addon alone (steady legs: their
+ * viewer's stream needs no decision per packet, see ForwardedTrack): one native call per packet
+ * writes each leg's header from the source's numbers and the leg's offsets, encrypts and sends, and
+ * counts, without a JS call or object per leg. With 60 viewers, the JS per leg per packet was the
+ * largest share of the node's CPU after the kernel's.
+ */
+export class SteadyLegs {
+  readonly #addon: NativeSrtp | undefined;
+  readonly #legs: EgressLeg[] = [];
+  #ids = new Uint32Array(16);
+  /** performance.now() at the arrival of the last packet sent: each leg's sender report pairs its RTP time with it. */
+  lastArrivalMs = 0;
+
+  constructor(addon: NativeSrtp | undefined = nativeSrtp) {
+    this.#addon = addon;
+  }
+
+  get size(): number {
+    return this.#legs.length;
+  }
+
+  add(leg: EgressLeg, id: number): void {
+    const count = this.#legs.length;
+    if (count === this.#ids.length) {
+      const ids = new Uint32Array(count * 2);
+      ids.set(this.#ids);
+      this.#ids = ids;
+    }
+    this.#ids[count] = id;
+    this.#legs.push(leg);
+  }
+
+  delete(leg: EgressLeg): void {
+    const index = this.#legs.indexOf(leg);
+    if (index < 0) return;
+    const last = this.#legs.length - 1;
+    this.#legs[index] = this.#legs[last]!;
+    this.#ids[index] = this.#ids[last]!;
+    this.#legs.pop();
+  }
+
+  /** Sends `packet` (no padding, no CSRCs: those go through werift's path) to every leg. */
+  send(packet: RtpPacket, arrivalMs: number): void {
+    const count = this.#legs.length;
+    if (count === 0) return;
+    this.lastArrivalMs = arrivalMs;
+    const header = packet.header;
+    const unsent = this.#addon!.fanoutRtp(
+      this.#ids,
+      count,
+      packet.payload,
+      header.marker,
+      header.sequenceNumber,
+      header.timestamp,
+    );
     if (unsent === 0) return;
     for (let index = 0; index < count; index++) this.#legs[index]!.sendUnsent(packet);
   }

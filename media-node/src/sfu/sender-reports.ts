@@ -136,6 +136,14 @@ export class SenderReportClock {
     return this.#senders.size;
   }
 
+  /**
+   * Brings every leg's counts up to date (werift's, and the forwarded-packet and viewer byte counts its
+   * steady packets owe): the worker's stats reader calls it first, so that its figures do not lag a tick.
+   */
+  syncLegs(): void {
+    for (const leg of this.#senders.keys()) leg.syncSender();
+  }
+
   /** Sends one compound report per DTLS transport. Public for tests. */
   tick(): void {
     const byTransport = new Map<RTCDtlsTransport, RtcpPacket[]>();

@@ -5,7 +5,7 @@ import { loggableError } from '../errors.ts';
 import { AudioLevelMeter, NO_AUDIO_LEVEL, readAudioLevel } from './audio-level.ts';
 import { BitrateMeter, PACKET_OVERHEAD_BYTES } from './bitrate.ts';
 import type { ForwardingStats } from './forwarding-stats.ts';
-import { FanoutBatch } from './rtp-egress.ts';
+import { FanoutBatch, SteadyLegs } from './rtp-egress.ts';
 import { emptyVp8Descriptor, isH264KeyframeStart, readVp8Descriptor } from './video-frames.ts';
 
 /** At most one keyframe request per second reaches a publisher's layer, as mediasoup does. */
@@ -64,6 +64,13 @@ export class SourceLayer {
   readonly bitrate = new BitrateMeter();
   /** Replaced, never mutated, so the packet loop iterates a stable array. */
   sinks: readonly RtpSink[] = [];
+  /**
+   * The sinks called for each packet: every sink but those whose leg is among {@link steadyLegs}
+   * (those are called only for packets the addon does not send: padding, CSRCs). Replaced, never mutated.
+   */
+  forwarders: readonly RtpSink[] = [];
+  /** The subscriber legs the addon alone sends this layer's packets to (rtp-egress.ts). */
+  readonly steadyLegs = new SteadyLegs();
   readonly history: (RtpPacket | undefined)[] = [];
   lastKeyframeRequestAt = Number.NEGATIVE_INFINITY;
   deferredKeyframeRequest: NodeJS.Timeout | undefined;
@@ -240,7 +247,17 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     layer.bitrate.add(packet.payload.length + PACKET_OVERHEAD_BYTES, now);
     meter?.observe(level);
     layer.history[header.sequenceNumber & (SOURCE_HISTORY_SIZE - 1)] = packet;
-    const sinks = layer.sinks;
+    // Padding and CSRCs need werift's path: every sink is called for those.
+    const plain = !header.padding && header.csrc.length === 0;
+    if (plain) {
+      // First: a sink that joins the steady legs while it is called below gets this packet from that call.
+      try {
+        layer.steadyLegs.send(packet, now);
+      } catch (error) {
+        this.#logger.debug('forwarding a packet failed', { error: loggableError(error) });
+      }
+    }
+    const sinks = plain ? layer.forwarders : layer.sinks;
     const fanout = this.#fanout;
     for (let index = 0; index < sinks.length; index++) {
       // A sink that throws (a send failing on one subscriber's leg) must not cost the sinks after
@@ -358,11 +375,25 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
   attach(sink: RtpSink, layer: SourceLayer): void {
     if (this.#closed) throw new Error('source track is closed');
     this.#sinks.add(sink);
-    if (!layer.sinks.includes(sink)) layer.sinks = [...layer.sinks, sink];
+    if (!layer.sinks.includes(sink)) {
+      layer.sinks = [...layer.sinks, sink];
+      layer.forwarders = [...layer.forwarders, sink];
+    }
   }
 
   detach(sink: RtpSink, layer: SourceLayer): void {
     layer.sinks = layer.sinks.filter((attached) => attached !== sink);
+    layer.forwarders = layer.forwarders.filter((attached) => attached !== sink);
+  }
+
+  /**
+   * Whether `sink`, attached to `layer`, is called for each of its packets; false while its leg is
+   * among the layer's {@link SourceLayer.steadyLegs} (the sink joins them itself).
+   */
+  forwardEachPacket(sink: RtpSink, layer: SourceLayer, each: boolean): void {
+    const listed = layer.forwarders.includes(sink);
+    if (each && !listed && layer.sinks.includes(sink)) layer.forwarders = [...layer.forwarders, sink];
+    else if (!each && listed) layer.forwarders = layer.forwarders.filter((attached) => attached !== sink);
   }
 
   /** The sink leaves every layer and hears of no more layer changes. */
@@ -410,6 +441,7 @@ export class SourceTrack extends EventEmitter<SourceTrackEvents> {
     for (const layer of this.layers) {
       clearTimeout(layer.deferredKeyframeRequest);
       layer.sinks = [];
+      layer.forwarders = [];
       layer.history.length = 0;
     }
     for (const sink of sinks) sink.close('source track ended');

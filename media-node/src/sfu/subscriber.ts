@@ -187,6 +187,7 @@ export class Subscriber extends MediaPeer<SubscriberEvents> {
     const sample = this.#sentSample;
     const elapsed = now - sample.at;
     if (elapsed >= SENT_RATE_MIN_WINDOW_MS) {
+      for (const track of this.#forwarded.values()) track.collectSent();
       this.#sentSample = {
         bytes: this.#sent.bytes,
         at: now,

@@ -135,6 +135,7 @@ export class RoomHost {
   }
 
   #collectStats(): WorkerStats {
+    this.#senderReports.syncLegs();
     let publishers = 0;
     let subscribers = 0;
     let bandwidthLimitedViewers = 0;
