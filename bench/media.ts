@@ -35,6 +35,7 @@ import { MediaNodeProcess } from '../test/media-node/harness.ts';
 import { freePort } from '../test/support/ports.ts';
 import { BenchChild } from './media/child.ts';
 import { ChromiumSimulcastPublisher } from './media/chromium-publisher.ts';
+import { ChromiumViewer } from './media/chromium-viewer.ts';
 import { ensureJanusInstalled, JanusProcess, JanusSession } from './media/janus.ts';
 import type { LoadCommand, LoadStats } from './media/load-generator.ts';
 import { cpuShare, sampleProcess, sampleProcesses } from './media/proc-stats.ts';
@@ -68,6 +69,8 @@ const { values: args } = parseArgs({
     'node-options': { type: 'string' },
     /** The single-room scale dimension: the node's placements to compare, e.g. `1x1,1x2` (nodes x workers). */
     scale: { type: 'string' },
+    /** Headless Chromium viewers timed `subscribe` → first decoded frame after the last step (0: none). */
+    'browser-viewers': { type: 'string', default: '5' },
   },
 });
 const TOPOLOGIES: Topology[] | undefined = args.scale === undefined ? undefined : parseTopologies(args.scale);
@@ -87,6 +90,7 @@ for (const kind of PUBLISHERS) {
 const MEDIA_TIMEOUT_MS = 60_000;
 const SETTLE_MS = 2_000;
 const SUBSCRIBE_CONCURRENCY = 4;
+const BROWSER_VIEWERS = TOPOLOGIES ? 0 : Number(args['browser-viewers']);
 
 const loadScript = new URL('./media/load-generator.ts', import.meta.url);
 const floorScript = new URL('./media/udp-floor.ts', import.meta.url);
@@ -348,10 +352,40 @@ async function runSfu(system: string, sfu: Sfu, publisherKind: PublisherKind): P
       results.push(result);
       console.log(label, JSON.stringify(result));
     }
+    const last = results.at(-1);
+    if (BROWSER_VIEWERS > 0 && last && !last.failed) {
+      const latencies = await browserFirstFrames();
+      last.browser_first_frame_ms = { p50: round(percentile(latencies, 50)), max: round(Math.max(...latencies)) };
+      console.log(
+        label,
+        `N = ${last.subscribers}: Chromium subscribe → first decoded frame`,
+        last.browser_first_frame_ms,
+      );
+    }
   } finally {
     await Promise.all([publisher.close(), ...subscriberLoads.map((load) => load.close())]);
   }
   return results;
+
+  /**
+   * `subscribe` → first decoded video frame for {@link BROWSER_VIEWERS} headless Chromium viewers, one at
+   * a time, with the last step's subscribers still connected (ms). They stay until the SFU stops: no
+   * window is measured after them.
+   */
+  async function browserFirstFrames(): Promise<number[]> {
+    const viewer = await ChromiumViewer.launch();
+    try {
+      const latencies: number[] = [];
+      for (let index = 0; index < BROWSER_VIEWERS; index++) {
+        const startedAt = performance.timeOrigin + performance.now();
+        await sfu.subscribe((offer) => viewer.answer(offer));
+        latencies.push((await viewer.firstDecodedFrameAt(MEDIA_TIMEOUT_MS)) - startedAt);
+      }
+      return latencies;
+    } finally {
+      await viewer.close();
+    }
+  }
 
   /**
    * What the subscribers did not get. Each gets everything a plain publisher sends, but only one of a
