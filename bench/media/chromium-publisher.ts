@@ -1,6 +1,6 @@
 import type { Browser, Page } from 'playwright-core';
 import { CAMERA_SIMULCAST_ENCODINGS } from '../../client/src/camera-layers.ts';
-import { launchChromium } from '../../test/support/chromium.ts';
+import { openLocalhostPage } from './chromium-page.ts';
 
 /**
  * The media benchmark's simulcast publisher: headless Chromium with its fake 1280×720 camera and
@@ -18,21 +18,8 @@ export class ChromiumSimulcastPublisher {
   }
 
   static async launch(): Promise<ChromiumSimulcastPublisher> {
-    const browser = await launchChromium();
-    try {
-      const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-      const page = await context.newPage();
-      // getUserMedia needs a secure context (about:blank is not): an empty page on http://localhost,
-      // answered by Playwright itself.
-      await page.route('http://localhost/', (route) =>
-        route.fulfill({ contentType: 'text/html', body: '<!doctype html>' }),
-      );
-      await page.goto('http://localhost/');
-      return new ChromiumSimulcastPublisher(browser, page);
-    } catch (error) {
-      await browser.close();
-      throw error;
-    }
+    const { browser, page } = await openLocalhostPage({ permissions: ['camera', 'microphone'] });
+    return new ChromiumSimulcastPublisher(browser, page);
   }
 
   /** The publishing offer, with every ICE candidate in it (the SFU's control API takes no trickle). */

@@ -1,5 +1,5 @@
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from '../../test/support/chromium.ts';
+import { openLocalhostPage } from './chromium-page.ts';
 
 /**
  * The media benchmark's browser viewers: headless Chromium answering the SFU's subscribe offers, one
@@ -17,19 +17,8 @@ export class ChromiumViewer {
   }
 
   static async launch(): Promise<ChromiumViewer> {
-    const browser = await launchChromium();
-    try {
-      const page = await (await browser.newContext()).newPage();
-      // A secure context, as a real viewer's page is: an empty page on http://localhost, answered by Playwright.
-      await page.route('http://localhost/', (route) =>
-        route.fulfill({ contentType: 'text/html', body: '<!doctype html>' }),
-      );
-      await page.goto('http://localhost/');
-      return new ChromiumViewer(browser, page);
-    } catch (error) {
-      await browser.close();
-      throw error;
-    }
+    const { browser, page } = await openLocalhostPage();
+    return new ChromiumViewer(browser, page);
   }
 
   /** A new viewer's answer to the SFU's offer, with every ICE candidate in it (the bench does not trickle). */
