@@ -814,6 +814,13 @@ export class EgressLeg {
   }
 }
 
+/** A copy of a full list of leg numbers (the addon's fan-out input) with room for as many again. */
+function doubled(ids: Uint32Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
+  const grown = new Uint32Array(ids.length * 2);
+  grown.set(ids);
+  return grown;
+}
+
 /**
  * The legs one source packet goes to through the addon's fan-out: each forwarded track stages its
  * leg ({@link EgressLeg.forward}), then the source sends the batch with one native call, which takes
@@ -832,11 +839,7 @@ export class FanoutBatch {
 
   add(leg: EgressLeg, id: number): void {
     const count = this.#count;
-    if (count === this.#ids.length) {
-      const ids = new Uint32Array(count * 2);
-      ids.set(this.#ids);
-      this.#ids = ids;
-    }
+    if (count === this.#ids.length) this.#ids = doubled(this.#ids);
     this.#legs[count] = leg;
     this.#ids[count] = id;
     this.#count = count + 1;
@@ -877,11 +880,7 @@ export class SteadyLegs {
 
   add(leg: EgressLeg, id: number): void {
     const count = this.#legs.length;
-    if (count === this.#ids.length) {
-      const ids = new Uint32Array(count * 2);
-      ids.set(this.#ids);
-      this.#ids = ids;
-    }
+    if (count === this.#ids.length) this.#ids = doubled(this.#ids);
     this.#ids[count] = id;
     this.#legs.push(leg);
   }
